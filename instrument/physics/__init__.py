@@ -1,0 +1,1 @@
+"""NV spin physics and magnetostatics shared by the simulator and the reconstruction modules."""

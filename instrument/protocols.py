@@ -1,0 +1,224 @@
+"""Capability protocols, typed errors and safety limits: the only view sequences have of hardware.
+
+Sequences never import a driver. They ask for a ``MicrowaveSource``, a ``PulseGenerator``, a
+``LockInCamera`` or a ``CoilDriver`` and use only what is declared here, so real and simulated
+stations are interchangeable.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+class InstrumentError(RuntimeError):
+    """An instrument refused or failed a command.
+
+    Attributes name the instrument, the command that failed and the value involved, so that a
+    log line alone tells an operator what went wrong.
+    """
+
+    def __init__(self, instrument: str, command: str, detail: str, value: Any = None) -> None:
+        self.instrument = instrument
+        self.command = command
+        self.value = value
+        self.detail = detail
+        where = f"{instrument}: {command}"
+        if value is not None:
+            where += f" (value {value!r})"
+        super().__init__(f"{where}: {detail}")
+
+
+class InstrumentTimeout(InstrumentError):
+    """The instrument did not answer in time."""
+
+
+class InstrumentDisconnected(InstrumentError):
+    """The connection to the instrument was lost."""
+
+
+class SafetyLimitError(ValueError):
+    """A setting would exceed a lab safety limit; nothing was sent to the hardware."""
+
+    def __init__(self, setting: str, value: float, limit: float, unit: str, fix: str = "") -> None:
+        self.setting = setting
+        self.value = value
+        self.limit = limit
+        self.unit = unit
+        hint = fix or "lower the value or raise the limit in the station file if the lab allows it"
+        super().__init__(
+            f"{setting} = {value:g} {unit} exceeds the lab safety limit of {limit:g} {unit}; {hint}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Safety limits
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    """Lab safety limits from the station file. Device ranges are not safety limits."""
+
+    mw_power_max_dbm: float = 10.0
+    coil_current_max_a: float = 1e-3
+    coil_ramp_rate_a_per_s: float = 1e-2
+    pulse_min_s: float = 10e-9
+
+    def check_mw_power(self, power_dbm: float) -> None:
+        if not np.isfinite(power_dbm) or power_dbm > self.mw_power_max_dbm:
+            raise SafetyLimitError(
+                "MW power", power_dbm, self.mw_power_max_dbm, "dBm",
+                "lower --power-dbm or raise limits.mw_power_max_dbm in the station file",
+            )
+
+    def check_coil_current(self, channel: int, current_a: float) -> None:
+        if not np.isfinite(current_a) or abs(current_a) > self.coil_current_max_a:
+            raise SafetyLimitError(
+                f"coil {channel} current", current_a, self.coil_current_max_a, "A",
+                "lower the drive current or raise limits.coil_current_max_a in the station file",
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# PulseBlaster program representation (produced by sequences, consumed by drivers)
+# --------------------------------------------------------------------------------------------
+
+
+class Opcode(enum.IntEnum):
+    """SpinCore PulseBlaster instruction opcodes (spinapi numbering)."""
+
+    CONTINUE = 0
+    STOP = 1
+    LOOP = 2
+    END_LOOP = 3
+    JSR = 4
+    RTS = 5
+    BRANCH = 6
+    LONG_DELAY = 7
+    WAIT = 8
+
+
+@dataclass(frozen=True)
+class PulseInstruction:
+    """One PulseBlaster instruction: output flags held for ``duration_s``, then ``opcode``."""
+
+    flags: int
+    opcode: Opcode
+    data: int
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class PulseProgram:
+    """A compiled pulse program with the channel map that gave the flags their meaning."""
+
+    instructions: tuple[PulseInstruction, ...]
+    channels: dict[str, int] = field(default_factory=dict)
+    description: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Capability protocols
+# --------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Instrument(Protocol):
+    """What every instrument offers the engine."""
+
+    name: str
+
+    def safe_state(self) -> None:
+        """Put the hardware in its safe state (RF off, currents zero, stopped). Never raises."""
+
+    def close(self) -> None:
+        """Release the connection after making the hardware safe."""
+
+
+@dataclass(frozen=True)
+class MicrowaveConstraints:
+    frequency_min_hz: float
+    frequency_max_hz: float
+    power_min_dbm: float
+    power_max_dbm: float
+    list_max_points: int = 0  # 0: no hardware list mode
+
+
+@runtime_checkable
+class MicrowaveSource(Instrument, Protocol):
+    """A CW microwave source. List sweeps are optional (``constraints.list_max_points``)."""
+
+    @property
+    def constraints(self) -> MicrowaveConstraints: ...
+
+    def set_frequency(self, frequency_hz: float) -> None: ...
+
+    def set_power(self, power_dbm: float) -> None: ...
+
+    def set_output(self, on: bool) -> None: ...
+
+
+@runtime_checkable
+class PulseGenerator(Instrument, Protocol):
+    """A TTL pulse generator that runs a compiled ``PulseProgram``."""
+
+    @property
+    def clock_hz(self) -> float: ...
+
+    def load(self, program: PulseProgram) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class LockInSettings:
+    """Physical settings a lock-in camera actually runs with, after register quantisation."""
+
+    modulation_frequency_hz: float
+    frame_rate_hz: float
+    frames_per_volume: int
+    cycles_per_frame: int
+
+
+@runtime_checkable
+class LockInCamera(Instrument, Protocol):
+    """A lock-in camera returning raw I/Q frames of shape (n, H, W, 2), int16."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    @property
+    def pixel_size_m(self) -> float: ...
+
+    def configure(
+        self, modulation_frequency_hz: float, frame_rate_hz: float, frames_per_volume: int
+    ) -> LockInSettings: ...
+
+    def acquire(self, n_frames: int) -> np.ndarray: ...
+
+    def demodulate(self, raw: np.ndarray) -> np.ndarray:
+        """In-phase signal per pixel (offset removed), float32, shape (n, H, W)."""
+        ...
+
+
+@runtime_checkable
+class CoilDriver(Instrument, Protocol):
+    """A multi-channel coil current source. Currents ramp, never jump; zero on any exit."""
+
+    @property
+    def n_channels(self) -> int: ...
+
+    def set_currents(self, currents_a: Sequence[float]) -> None: ...
+
+    def read_currents(self) -> np.ndarray: ...

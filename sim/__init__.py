@@ -1,0 +1,1 @@
+"""The simulated microscope: one physics World and one simulator per instrument."""
