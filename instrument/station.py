@@ -128,6 +128,12 @@ def load_limits(config: dict[str, Any], source: str) -> SafetyLimits:
         raise StationFileError(f"station file {source}: limits must be numbers ({exc})") from exc
 
 
+def read_limits(path: str | Path | None = None) -> SafetyLimits:
+    """The safety limits of a station file, without connecting to anything."""
+    config, source = read_station_file(path)
+    return load_limits(config, source)
+
+
 def build_station(
     path: str | Path | None = None,
     *,
