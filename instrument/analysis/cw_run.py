@@ -10,6 +10,7 @@ import numpy as np
 
 from instrument.analysis.fieldmap import b_nv_from_centers
 from instrument.analysis.odmr import fit_odmr
+from instrument.physics.constants import GAMMA_E_HZ_PER_T
 from instrument.storage.runs import StoredRun
 
 ANALYSIS_NAME = "analysis.h5"
@@ -25,6 +26,7 @@ class CwFieldMap:
     center_off_hz: np.ndarray
     center_on_hz: np.ndarray
     b_nv_t: np.ndarray  # NaN where either fit failed
+    b_nv_err_t: np.ndarray  # one-sigma error from the fits' centre errors
     converged: np.ndarray
     fit_off: object
     fit_on: object
@@ -63,8 +65,10 @@ def analyse_cw_run(run: StoredRun, isotope: str | None = "15N") -> CwFieldMap:
     fit_on = fit_odmr(freqs, spectra[1], hyperfine=isotope)
     converged = np.asarray(fit_off.converged) & np.asarray(fit_on.converged)
     b_nv = np.where(converged, b_nv_from_centers(fit_on.center, fit_off.center), np.nan)
+    center_err = np.hypot(np.asarray(fit_on.center_err), np.asarray(fit_off.center_err))
+    b_nv_err = np.where(converged, center_err / GAMMA_E_HZ_PER_T, np.nan)
     return CwFieldMap(freqs, spectra, np.asarray(fit_off.center), np.asarray(fit_on.center),
-                      b_nv, converged, fit_off, fit_on)
+                      b_nv, b_nv_err, converged, fit_off, fit_on)
 
 
 def save_analysis(result: CwFieldMap, run_dir: Path) -> Path:
@@ -75,6 +79,7 @@ def save_analysis(result: CwFieldMap, run_dir: Path) -> Path:
         f["center_off_hz"] = result.center_off_hz
         f["center_on_hz"] = result.center_on_hz
         f["b_nv_t"] = result.b_nv_t
+        f["b_nv_err_t"] = result.b_nv_err_t
         f["converged"] = result.converged
         f.attrs["description"] = "CW-ODMR fit: B_NV = (f_off - f_on) / gamma_e on the lower branch"
     return path
