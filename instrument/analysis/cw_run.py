@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 
 from instrument.analysis.fieldmap import b_nv_from_centers
-from instrument.analysis.odmr import fit_odmr
+from instrument.analysis.lineshapes import multiplet, multiplet_offsets_hz
+from instrument.analysis.odmr import OdmrFit, fit_odmr
 from instrument.physics.constants import GAMMA_E_HZ_PER_T
 from instrument.storage.runs import StoredRun
 
@@ -28,8 +29,8 @@ class CwFieldMap:
     b_nv_t: np.ndarray  # NaN where either fit failed
     b_nv_err_t: np.ndarray  # one-sigma error from the fits' centre errors
     converged: np.ndarray
-    fit_off: object
-    fit_on: object
+    fit_off: OdmrFit
+    fit_on: OdmrFit
 
     @property
     def field_range_t(self) -> tuple[float, float]:
@@ -85,6 +86,13 @@ def save_analysis(result: CwFieldMap, run_dir: Path) -> Path:
     return path
 
 
+def fitted_curve(fit: OdmrFit, frequency_hz: np.ndarray, pixel: tuple[int, ...]) -> np.ndarray:
+    """The fitted single-multiplet model of one pixel evaluated at ``frequency_hz``."""
+    offsets = multiplet_offsets_hz(fit.hyperfine)
+    shape = multiplet(fit.model, frequency_hz, fit.center[pixel], fit.fwhm[pixel], offsets)
+    return fit.baseline[pixel] + fit.amplitude[pixel] * shape
+
+
 def plot_cw_result(result: CwFieldMap, path: Path, pixel: tuple[int, int] | None = None,
                    title: str = "") -> Path:
     """Figure with the spectrum of one pixel, the fitted resonance map and the B_NV map."""
@@ -92,8 +100,6 @@ def plot_cw_result(result: CwFieldMap, path: Path, pixel: tuple[int, int] | None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from instrument.analysis.odmr import model_spectrum
 
     b_ut = result.b_nv_t * 1e6
     if pixel is None:
@@ -109,7 +115,7 @@ def plot_cw_result(result: CwFieldMap, path: Path, pixel: tuple[int, int] | None
     ):
         ax.plot(f_mhz, result.spectra[k, r, c], ".", color=colour, label=f"{label} data")
         dense = np.linspace(result.frequencies_hz[0], result.frequencies_hz[-1], 400)
-        ax.plot(dense / 1e6, model_spectrum(fit, dense, (r, c)), "-", color=colour, label=f"{label} fit")
+        ax.plot(dense / 1e6, fitted_curve(fit, dense, (r, c)), "-", color=colour, label=f"{label} fit")
     ax.set_xlabel("MW frequency (MHz)")
     ax.set_ylabel("lock-in signal (counts)")
     ax.set_title(f"spectrum at pixel (row {r}, col {c})")
