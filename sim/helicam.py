@@ -13,8 +13,8 @@ Signal model per pixel and frame (integration over ``Nc`` demodulation cycles):
   modulation is detuned by ``df`` from the camera's ``fd``; no modulation, no signal.
 * Shot noise of all ``(R_off + R_on) T / 2`` photons, read noise, a fixed per-pixel offset near
   512 on I and Q, 10-bit quantisation and clipping.
-* Time: a volume of ``SensNFrames`` frames takes ``SensNFrames * Tfr`` plus a readout dead time
-  before the next can start; ``world.clock`` advances by that much.
+* Time: a volume of ``SensNFrames`` frames takes ``SensNFrames * Tfr``; between two volumes the
+  sensor is read out and re-armed for ``readout_dead_time_s``; ``world.clock`` advances by both.
 """
 
 from __future__ import annotations
@@ -265,6 +265,9 @@ class SimLibHeLIC:
             # Stopped, or waiting for an external trigger that the pulse generator is not sending.
             self.world.clock.advance(min(self._timeout_s, 10.0))
             return 0
+        if self.volumes_acquired:
+            # readout and re-arm between volumes: the sensor does not integrate meanwhile
+            self.world.clock.advance(self.readout_dead_time_s)
         volume = self._synthesise(v["SensNFrames"])
         self._buffer = volume
         self._camdata = _CamData(volume.nbytes, _DF_I16Q16, 0, 1, volume.ctypes.data)
@@ -336,5 +339,5 @@ class SimLibHeLIC:
             np.rint(frame, out=frame)
             np.clip(frame, 0, 1023, out=frame)
             out[k] = frame
-        self.world.clock.advance(n_frames * period + self.readout_dead_time_s)
+        self.world.clock.advance(n_frames * period)
         return out
