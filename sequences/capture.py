@@ -103,6 +103,13 @@ class FrameRing:
     def release(self, n: int) -> None:
         with self._cond:
             self._tail += n
+            self._cond.notify_all()
+
+    def wait_for_space(self, timeout_s: float) -> None:
+        """Block until the consumer frees a slot (or the timeout passes)."""
+        with self._cond:
+            if self._head - self._tail >= self.capacity:
+                self._cond.wait(timeout_s)
 
     def close(self) -> None:
         """No more frames will come; a waiting consumer wakes up."""
@@ -151,7 +158,9 @@ class LockInCapture:
         n_frames: stop after this many frames (``None``: until ``duration_s`` or ``stop``).
         duration_s: stop after this much camera time.
         ring_frames: ring buffer capacity in frames.
-        on_overflow: ``"drop"`` (count and record drops, go on) or ``"stop"`` (end the capture).
+        on_overflow: ``"drop"`` (count and record drops, go on), ``"stop"`` (end the capture) or
+            ``"wait"`` (hold the camera until the writer catches up: only for a simulated camera on
+            a virtual clock, which loses nothing by waiting; a real camera would lose the frames).
         write_batch: most frames per sink append.
         path: the sink's file, reported in the result.
         max_volume_gap_s: volumes further apart than one volume plus this are reported as gaps.
@@ -172,8 +181,8 @@ class LockInCapture:
         path: Path | None = None,
         max_volume_gap_s: float = 0.05,
     ) -> None:
-        if on_overflow not in ("drop", "stop"):
-            raise ValueError(f"on_overflow must be 'drop' or 'stop', got {on_overflow!r}")
+        if on_overflow not in ("drop", "stop", "wait"):
+            raise ValueError(f"on_overflow must be 'drop', 'stop' or 'wait', got {on_overflow!r}")
         if n_frames is not None and n_frames < 1:
             raise ValueError(f"n_frames must be positive, got {n_frames}")
         if duration_s is not None and not duration_s > 0:
@@ -255,7 +264,9 @@ class LockInCapture:
 
     def _end(self, reason: str, error: bool = False) -> None:
         with self._reason_lock:
-            if self._end_reason is None:
+            # the first reason wins, except that a failure outranks a normal end: frames still in
+            # the ring when the writer fails are lost, whatever ended the acquisition
+            if self._end_reason is None or (error and not self._error):
                 self._end_reason, self._error = reason, error
         self._stop.set()
 
@@ -293,6 +304,9 @@ class LockInCapture:
                     want = min(want, int(np.searchsorted(times, self._camera_t0 + self.duration_s)))
                 idx = np.arange(index, index + want)
                 taken = self.ring.put(raw[:want], times[:want], idx)
+                while self.on_overflow == "wait" and taken < want and not self._stop.is_set():
+                    self.ring.wait_for_space(0.05)
+                    taken += self.ring.put(raw[taken:want], times[taken:want], idx[taken:])
                 if want:
                     self._latest = LiveFrame(int(idx[want - 1]), float(times[want - 1]), raw[want - 1].copy())
                 if taken < want:
@@ -355,6 +369,9 @@ class LockInCapture:
                 ring_high_water=ring.high_water,
             )
             self.sink.close(reason, self._result.summary())
+            child_cpu = getattr(self.sink, "child_cpu_s", None)
+            if child_cpu is not None:
+                self._result.cpu_s["writer_process"] = child_cpu
 
 
 def capture_to_file(
@@ -368,25 +385,37 @@ def capture_to_file(
     duration_s: float | None = None,
     metadata: dict[str, Any] | None = None,
     compression: str = "blosc-lz4-bitshuffle",
+    writer: str = "process",
     on_live: Callable[[LockInCapture], None] | None = None,
     **options: Any,
 ) -> CaptureResult:
     """Capture raw lock-in frames into a new frame file; returns when the capture has ended.
 
-    ``on_live`` receives the running capture (for a viewer to poll ``latest()`` or to ``stop()``).
+    Args:
+        writer: ``"process"`` writes from a child process (a storage failure cannot take the
+            capture down, see ``instrument.storage.frame_process``); ``"thread"`` writes in-process.
+        on_live: receives the running capture (a viewer polls ``latest()``, or calls ``stop()``).
+        options: passed to ``LockInCapture`` (ring size, overflow policy, batch size).
     """
+    from instrument.storage.frame_process import ProcessFrameWriter
     from instrument.storage.frames import FrameFileWriter
 
     rows, cols = camera.shape
     meta = {"camera": getattr(camera, "name", "camera"), "modulation_frequency_hz": modulation_frequency_hz,
             "frame_rate_hz": frame_rate_hz, "frames_per_volume": frames_per_volume, **(metadata or {})}
-    writer = FrameFileWriter(path, (rows, cols, 2), meta, compression=compression)
-    capture = LockInCapture(camera, writer, modulation_frequency_hz, frame_rate_hz, frames_per_volume,
+    if writer == "process":
+        sink: FrameSink = ProcessFrameWriter(path, (rows, cols, 2), meta, compression=compression,
+                                             batch_frames=options.get("write_batch", 32))
+    elif writer == "thread":
+        sink = FrameFileWriter(path, (rows, cols, 2), meta, compression=compression)
+    else:
+        raise ValueError(f"writer must be 'process' or 'thread', got {writer!r}")
+    capture = LockInCapture(camera, sink, modulation_frequency_hz, frame_rate_hz, frames_per_volume,
                             n_frames=n_frames, duration_s=duration_s, path=Path(path), **options)
     try:
         capture.start()
     except BaseException as exc:
-        writer.close(f"failed to start: {exc}")
+        sink.close(f"failed to start: {exc}")
         raise
     if on_live is not None:
         on_live(capture)

@@ -21,8 +21,10 @@ far below the 75 MB/s of a 208 frame/s stream. Readers need ``import hdf5plugin`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +37,8 @@ import numpy as np
 STATUS_LENGTH = 1024
 COMPRESSIONS = ("blosc-lz4-bitshuffle", "gzip", "none")
 META_CHUNK = 4096
+MIN_FREE_BYTES = 256 * 1024**2
+"""Free space the writer leaves on the disk; it stops cleanly (with that reason) below it."""
 
 
 class FrameFileError(OSError):
@@ -74,9 +78,11 @@ class FrameFileWriter:
         compression: one of ``COMPRESSIONS``.
     """
 
-    def __init__(self, path: str | Path, frame_shape: tuple[int, ...], metadata: Mapping[str, Any] | None = None,
-                 compression: str = "blosc-lz4-bitshuffle") -> None:
+    def __init__(self, path: str | Path, frame_shape: tuple[int, ...],
+                 metadata: Mapping[str, Any] | None = None,
+                 compression: str = "blosc-lz4-bitshuffle", min_free_bytes: int = MIN_FREE_BYTES) -> None:
         self.path = Path(path)
+        self.min_free_bytes = int(min_free_bytes)
         self.frame_shape = tuple(int(n) for n in frame_shape)
         filters = _compression(compression)
         if self.path.exists():
@@ -117,6 +123,7 @@ class FrameFileWriter:
         if k == 0:
             return
         n = self.frames_written
+        self._check_free_space(frames.nbytes)
         try:
             ds = self._f["frames"]
             ds.resize(n + k, axis=0)
@@ -131,6 +138,15 @@ class FrameFileWriter:
         except (OSError, RuntimeError) as exc:
             raise FrameFileError(f"writing frames {n}-{n + k - 1} to {self.path} failed: {exc}") from exc
         self.frames_written = n + k
+
+    def _check_free_space(self, batch_bytes: int) -> None:
+        # Stop before the disk is full: HDF5 cannot recover from a failed write (the file handle
+        # can then neither be flushed nor closed), so a clean stop needs free space left.
+        free = shutil.disk_usage(self.path.parent).free
+        if free < batch_bytes + self.min_free_bytes:
+            raise FrameFileError(
+                f"disk nearly full: {free / 1e6:.0f} MB free on the disk of {self.path}, the writer keeps "
+                f"{self.min_free_bytes / 1e6:.0f} MB in reserve; free space or capture to another disk")
 
     def record_drop(self, first_index: int, count: int) -> None:
         """Record ``count`` frames from ``first_index`` on that never reached the file."""
@@ -156,10 +172,8 @@ class FrameFileWriter:
             self._f.flush()
         except Exception:  # noqa: BLE001 - a full disk must not hide the capture's own end reason
             pass
-        try:
+        with contextlib.suppress(Exception):
             self._f.close()
-        except Exception:  # noqa: BLE001
-            pass
         try:  # summary attributes need a non-SWMR handle
             with h5py.File(self.path, "r+") as f:
                 f.attrs["end_reason"] = end_reason
@@ -247,6 +261,7 @@ class FrameFile:
         return self._f["frames"][start:stop]
 
 
-def disk_bytes_per_hour(frame_rate_hz: float, frame_shape: tuple[int, ...], compression_ratio: float) -> float:
+def disk_bytes_per_hour(frame_rate_hz: float, frame_shape: tuple[int, ...],
+                        compression_ratio: float) -> float:
     """Disk use of a continuous capture: raw int16 bytes per hour times the compression ratio."""
     return frame_rate_hz * 3600 * math.prod(frame_shape) * 2 * compression_ratio

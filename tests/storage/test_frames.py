@@ -95,7 +95,8 @@ def test_writer_killed_mid_capture_leaves_a_readable_file(tmp_path):
         from instrument.storage.frames import FrameFileWriter
         w = FrameFileWriter({str(path)!r}, (6, 5, 2))
         for i in range(5):
-            w.append(np.full((2, 6, 5, 2), i, np.int16), np.array([2 * i, 2 * i + 1.0]), np.arange(2 * i, 2 * i + 2))
+            t = np.array([2 * i, 2 * i + 1.0])
+            w.append(np.full((2, 6, 5, 2), i, np.int16), t, np.arange(2 * i, 2 * i + 2))
         os._exit(9)  # no close: like kill -9
     """)
     assert res.returncode == 9, res.stderr

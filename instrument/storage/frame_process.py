@@ -1,0 +1,174 @@
+"""A frame-file writer in its own process, fed through shared memory.
+
+Why a process: HDF5 cannot recover from a failed write (disk full, quota, I/O error): the file's
+handles can then be neither flushed nor closed, and the interpreter crashes when it frees them
+(h5py issues 914, 2160). In a child process that crash costs only the child: the capture sees the
+pipe close, stops the camera and reports the reason, and the SWMR file stays readable up to the
+last flushed batch. The child also compresses and writes outside the capture process's GIL.
+
+``ProcessFrameWriter`` has the interface of ``FrameFileWriter``; ``append`` copies the frames into
+a shared staging buffer and returns once the child has them on disk.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Mapping
+from multiprocessing import shared_memory
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from instrument.storage.frames import MIN_FREE_BYTES, FrameFileError
+
+START_TIMEOUT_S = 60.0
+REPLY_TIMEOUT_S = 120.0
+
+
+def _child(conn: Any, shm_name: str, capacity: int, frame_shape: tuple[int, ...], path: str,
+           metadata: dict[str, Any], compression: str, min_free_bytes: int) -> None:
+    from instrument.storage.frames import FrameFileWriter
+
+    # Spawned children share the parent's resource tracker; the parent unlinks the segment.
+    shm = shared_memory.SharedMemory(name=shm_name)
+    staging = np.ndarray((capacity, *frame_shape), np.int16, buffer=shm.buf)
+    try:
+        writer = FrameFileWriter(path, frame_shape, metadata, compression, min_free_bytes)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(("error", str(exc)))
+        return
+    conn.send(("ready", None))
+    while True:
+        msg = conn.recv()
+        kind = msg[0]
+        try:
+            if kind == "append":
+                _, k, times, index = msg
+                writer.append(staging[:k], times, index)
+                conn.send(("ok", writer.frames_written))
+            elif kind == "drop":
+                writer.record_drop(msg[1], msg[2])
+                conn.send(("ok", writer.frames_written))
+            elif kind == "close":
+                writer.close(msg[1], msg[2])
+                conn.send(("closed", time.process_time()))
+                return
+        except FrameFileError as exc:
+            conn.send(("error", str(exc)))
+            if "disk nearly full" not in str(exc):
+                # a failed HDF5 write leaves handles that crash on close: leave without touching them
+                conn.close()
+                os._exit(3)
+        except Exception as exc:  # noqa: BLE001
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class ProcessFrameWriter:
+    """Frame-file writer running in a child process (see the module docstring).
+
+    Args:
+        path, frame_shape, metadata, compression, min_free_bytes: as ``FrameFileWriter``.
+        batch_frames: the most frames one ``append`` takes (size of the shared staging buffer).
+    """
+
+    def __init__(self, path: str | Path, frame_shape: tuple[int, ...],
+                 metadata: Mapping[str, Any] | None = None,
+                 compression: str = "blosc-lz4-bitshuffle", min_free_bytes: int = MIN_FREE_BYTES,
+                 batch_frames: int = 32) -> None:
+        self.path = Path(path)
+        self.frame_shape = tuple(int(n) for n in frame_shape)
+        self.batch_frames = int(batch_frames)
+        self.frames_written = 0
+        self.frames_dropped = 0
+        self.child_cpu_s: float | None = None
+        self._broken: str | None = None
+        self._closed = False
+        if self.path.exists():
+            raise FrameFileError(f"frame file {self.path} exists already; frame files are never overwritten")
+        frame_bytes = int(np.prod(self.frame_shape)) * 2
+        self._shm = shared_memory.SharedMemory(create=True, size=self.batch_frames * frame_bytes)
+        self._staging = np.ndarray((self.batch_frames, *self.frame_shape), np.int16, buffer=self._shm.buf)
+        ctx = mp.get_context("spawn")  # no fork of a threaded process
+        self._conn, child_conn = ctx.Pipe()
+        self._proc = ctx.Process(
+            target=_child, name="frame-writer", daemon=True,
+            args=(child_conn, self._shm.name, self.batch_frames, self.frame_shape, str(self.path),
+                  dict(metadata or {}), compression, int(min_free_bytes)))
+        self._proc.start()
+        child_conn.close()
+        kind, detail = self._reply("start", START_TIMEOUT_S)
+        if kind != "ready":
+            self._shutdown()
+            raise FrameFileError(detail)
+
+    def _reply(self, what: str, timeout_s: float = REPLY_TIMEOUT_S) -> tuple[str, Any]:
+        try:
+            if not self._conn.poll(timeout_s):
+                raise FrameFileError(
+                    f"frame writer for {self.path} did not answer {what} within {timeout_s:g} s")
+            return self._conn.recv()
+        except (EOFError, OSError):
+            self._proc.join(5)
+            raise FrameFileError(
+                f"frame writer process for {self.path} died during {what} (exit code {self._proc.exitcode}); "
+                "the file is readable up to the last flushed batch") from None
+
+    def _request(self, msg: tuple, what: str) -> Any:
+        if self._broken:
+            raise FrameFileError(self._broken)
+        try:
+            self._conn.send(msg)
+            kind, detail = self._reply(what)
+        except (FrameFileError, OSError) as exc:
+            self._broken = str(exc)
+            raise FrameFileError(self._broken) from None
+        if kind == "error":
+            self._broken = detail
+            raise FrameFileError(detail)
+        return detail
+
+    def append(self, frames: np.ndarray, timestamps_s: np.ndarray, frame_index: np.ndarray) -> None:
+        """Write frames (any number; sent in batches of ``batch_frames``); on disk when it returns."""
+        k = len(frames)
+        if frames.shape[1:] != self.frame_shape or len(timestamps_s) != k or len(frame_index) != k:
+            raise ValueError(f"append: frames {frames.shape}, {len(timestamps_s)} timestamps, "
+                             f"{len(frame_index)} indices do not match frame shape {self.frame_shape}")
+        for start in range(0, k, self.batch_frames):
+            stop = min(k, start + self.batch_frames)
+            self._staging[: stop - start] = frames[start:stop]
+            self.frames_written = self._request(
+                ("append", stop - start, np.asarray(timestamps_s[start:stop], float),
+                 np.asarray(frame_index[start:stop], np.int64)), f"frames {self.frames_written}+")
+
+    def record_drop(self, first_index: int, count: int) -> None:
+        if count > 0:
+            self._request(("drop", int(first_index), int(count)), "a drop record")
+            self.frames_dropped += count
+
+    def close(self, end_reason: str, summary: Mapping[str, Any] | None = None) -> None:
+        """Record the end reason (if the child still can) and stop the child. Never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._proc.is_alive():  # also after "disk nearly full": the file is intact, record why
+            try:
+                self._conn.send(("close", end_reason, dict(summary or {})))
+                kind, detail = self._reply("close")
+                if kind == "closed":
+                    self.child_cpu_s = float(detail)
+            except Exception:  # noqa: BLE001 - the capture's result still carries the reason
+                pass
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._proc.join(10)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5)
+        self._conn.close()
+        del self._staging
+        self._shm.close()
+        self._shm.unlink()
