@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import PureWindowsPath
 from typing import Any
 
 from instrument.protocols import InstrumentError, Opcode, PulseProgram, SafetyLimits
@@ -70,7 +70,8 @@ def library_candidates() -> list[str]:
         roots = [os.environ.get("PROGRAMFILES", r"C:\Program Files"), "C:\\"]
         names.append(dll)
         for root in roots:
-            names += [str(Path(root) / "SpinCore" / "SpinAPI" / sub / dll) for sub in ("lib", "dll")]
+            spinapi = PureWindowsPath(root) / "SpinCore" / "SpinAPI"
+            names += [str(spinapi / sub / dll) for sub in ("lib", "dll")]
     else:
         found = ctypes.util.find_library("spinapi")
         if found:
