@@ -35,6 +35,9 @@ class Station:
     instruments: dict[str, Instrument]
     world: Any = None
     source: str = ""
+    sim_parts: dict[str, Any] = field(default_factory=dict)
+    """Simulators by role, for simulated instruments that need each other (a stimulus is clocked
+    by the camera's frames)."""
     _cleanup: list[Callable[[], None]] = field(default_factory=list)
 
     def __getitem__(self, role: str) -> Instrument:
@@ -224,7 +227,9 @@ def _helicam(role: str, entry: dict[str, Any], station: Station) -> Instrument:
         from sim.helicam import SimLibHeLIC
 
         library = SimLibHeLIC(station.world)
-    return HeliCamC3(role, library=library)
+        station.sim_parts[role] = library
+        return HeliCamC3(role, library=library, clock=station.world.clock.now)
+    return HeliCamC3(role)
 
 
 def _sim_coils(role: str, entry: dict[str, Any], station: Station) -> Instrument:
@@ -238,9 +243,29 @@ def _sim_coils(role: str, entry: dict[str, Any], station: Station) -> Instrument
     return SimCoilSource(station.world, station.limits, name=role)
 
 
+def _sim_stimulus(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    if not station.simulated:
+        raise StationFileError(
+            f"instrument {role!r}: driver 'sim_stimulus' exists only in simulation; "
+            "run with --sim or name the lab's coil waveform generator in the station file"
+        )
+    from sim.helicam import SimLibHeLIC
+    from sim.stimulus import SimCoilStimulus
+
+    camera_role = entry.get("camera", "camera")
+    library = station.sim_parts.get(camera_role)
+    if not isinstance(library, SimLibHeLIC):
+        raise StationFileError(
+            f"instrument {role!r}: the stimulus is clocked by the simulated camera {camera_role!r}; "
+            "list that camera (driver helicam_c3) before the stimulus in the station file"
+        )
+    return SimCoilStimulus(station.world, library, station.limits, name=role)
+
+
 BUILDERS: dict[str, Callable[[str, dict[str, Any], Station], Instrument]] = {
     "sg384": _sg384,
     "pulseblaster": _pulseblaster,
     "helicam_c3": _helicam,
     "sim_coils": _sim_coils,
+    "sim_stimulus": _sim_stimulus,
 }

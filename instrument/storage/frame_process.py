@@ -12,58 +12,76 @@ a shared staging buffer and returns once the child has them on disk.
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from multiprocessing import shared_memory
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from instrument.storage.frames import MIN_FREE_BYTES, FrameFileError
+from instrument.storage.frames import MIN_FREE_BYTES, FrameFileError, _json
 
 START_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 120.0
 
 
-def _child(conn: Any, shm_name: str, capacity: int, frame_shape: tuple[int, ...], path: str,
+def _child(conn_in: Any, conn_out: Any, shm_name: str, capacity: int, frame_shape: tuple[int, ...], path: str,
            metadata: dict[str, Any], compression: str, min_free_bytes: int) -> None:
+    from multiprocessing import resource_tracker
+
     from instrument.storage.frames import FrameFileWriter
 
-    # Spawned children share the parent's resource tracker; the parent unlinks the segment.
     shm = shared_memory.SharedMemory(name=shm_name)
+    # The parent owns the segment; this process's own tracker must not unlink it at exit.
+    resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001
     staging = np.ndarray((capacity, *frame_shape), np.int16, buffer=shm.buf)
     try:
         writer = FrameFileWriter(path, frame_shape, metadata, compression, min_free_bytes)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        conn.send(("error", str(exc)))
+        conn_out.send(("error", str(exc)))
         return
-    conn.send(("ready", None))
+    conn_out.send(("ready", None))
     while True:
-        msg = conn.recv()
+        try:
+            msg = conn_in.recv()
+        except EOFError:  # the capture process is gone: keep what is written
+            writer.close("capture process ended without closing the file")
+            return
         kind = msg[0]
         try:
             if kind == "append":
                 _, k, times, index = msg
                 writer.append(staging[:k], times, index)
-                conn.send(("ok", writer.frames_written))
+                conn_out.send(("ok", writer.frames_written))
             elif kind == "drop":
                 writer.record_drop(msg[1], msg[2])
-                conn.send(("ok", writer.frames_written))
+                conn_out.send(("ok", writer.frames_written))
             elif kind == "close":
                 writer.close(msg[1], msg[2])
-                conn.send(("closed", time.process_time()))
+                conn_out.send(("closed", time.process_time()))
                 return
         except FrameFileError as exc:
-            conn.send(("error", str(exc)))
+            conn_out.send(("error", str(exc)))
             if "disk nearly full" not in str(exc):
                 # a failed HDF5 write leaves handles that crash on close: leave without touching them
-                conn.close()
                 os._exit(3)
         except Exception as exc:  # noqa: BLE001
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            conn_out.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _child_main() -> None:
+    """Entry point of the writer process: ``python -c`` with the arguments as JSON in argv[1]."""
+    args = json.loads(sys.argv[1])
+    conn_in = Connection(args.pop("fd_in"), writable=False)
+    conn_out = Connection(args.pop("fd_out"), readable=False)
+    _child(conn_in, conn_out, args["shm_name"], args["capacity"], tuple(args["frame_shape"]), args["path"],
+           args["metadata"], args["compression"], args["min_free_bytes"])
 
 
 class ProcessFrameWriter:
@@ -91,14 +109,25 @@ class ProcessFrameWriter:
         frame_bytes = int(np.prod(self.frame_shape)) * 2
         self._shm = shared_memory.SharedMemory(create=True, size=self.batch_frames * frame_bytes)
         self._staging = np.ndarray((self.batch_frames, *self.frame_shape), np.int16, buffer=self._shm.buf)
-        ctx = mp.get_context("spawn")  # no fork of a threaded process
-        self._conn, child_conn = ctx.Pipe()
-        self._proc = ctx.Process(
-            target=_child, name="frame-writer", daemon=True,
-            args=(child_conn, self._shm.name, self.batch_frames, self.frame_shape, str(self.path),
-                  dict(metadata or {}), compression, int(min_free_bytes)))
-        self._proc.start()
-        child_conn.close()
+        # A fresh interpreter (not multiprocessing's spawn, which re-runs the caller's main script)
+        # talking over two pipes.
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        args = {"fd_in": to_child_r, "fd_out": from_child_w, "shm_name": self._shm.name,
+                "capacity": self.batch_frames, "frame_shape": list(self.frame_shape), "path": str(self.path),
+                "metadata": json.loads(_json(dict(metadata or {}))), "compression": compression,
+                "min_free_bytes": int(min_free_bytes)}
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = root + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else root
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", "from instrument.storage.frame_process import _child_main; _child_main()",
+             json.dumps(args)],
+            pass_fds=(to_child_r, from_child_w), env=env, stdin=subprocess.DEVNULL)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._send_conn = Connection(to_child_w, readable=False)
+        self._conn = Connection(from_child_r, writable=False)
         kind, detail = self._reply("start", START_TIMEOUT_S)
         if kind != "ready":
             self._shutdown()
@@ -111,16 +140,16 @@ class ProcessFrameWriter:
                     f"frame writer for {self.path} did not answer {what} within {timeout_s:g} s")
             return self._conn.recv()
         except (EOFError, OSError):
-            self._proc.join(5)
+            code = self._wait(5)
             raise FrameFileError(
-                f"frame writer process for {self.path} died during {what} (exit code {self._proc.exitcode}); "
+                f"frame writer process for {self.path} died during {what} (exit code {code}); "
                 "the file is readable up to the last flushed batch") from None
 
     def _request(self, msg: tuple, what: str) -> Any:
         if self._broken:
             raise FrameFileError(self._broken)
         try:
-            self._conn.send(msg)
+            self._send_conn.send(msg)
             kind, detail = self._reply(what)
         except (FrameFileError, OSError) as exc:
             self._broken = str(exc)
@@ -153,9 +182,9 @@ class ProcessFrameWriter:
         if self._closed:
             return
         self._closed = True
-        if self._proc.is_alive():  # also after "disk nearly full": the file is intact, record why
+        if self._proc.poll() is None:  # also after "disk nearly full": the file is intact, record why
             try:
-                self._conn.send(("close", end_reason, dict(summary or {})))
+                self._send_conn.send(("close", end_reason, dict(summary or {})))
                 kind, detail = self._reply("close")
                 if kind == "closed":
                     self.child_cpu_s = float(detail)
@@ -163,12 +192,22 @@ class ProcessFrameWriter:
                 pass
         self._shutdown()
 
+    def _wait(self, timeout_s: float) -> int | None:
+        try:
+            return self._proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def _shutdown(self) -> None:
-        self._proc.join(10)
-        if self._proc.is_alive():
+        for conn in (self._send_conn, self._conn):
+            conn.close()
+        if self._wait(10) is None:
             self._proc.kill()
-            self._proc.join(5)
-        self._conn.close()
+            self._wait(5)
         del self._staging
         self._shm.close()
         self._shm.unlink()

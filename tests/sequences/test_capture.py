@@ -269,7 +269,7 @@ def test_writer_process_killed_mid_capture(rig, tmp_path):
     def kill_writer(t):
         if sink.frames_written >= 20 and not count[0]:
             count[0] = 1
-            os.kill(sink._proc.pid, signal.SIGKILL)
+            os.kill(sink.pid, signal.SIGKILL)
 
     lib.frame_hook = kill_writer
     cap.start()

@@ -1,0 +1,357 @@
+"""Temporal imaging (seed 000, "Temporal Imaging and Reconstruction"): field movies at 208 frames/s.
+
+The MW is parked at the steepest point of the resonance, where the lock-in signal changes most
+with the resonance frequency; the coils are driven with action-potential-like current waveforms
+(300 ms, 800 uA peak, one waveform per coil with a refractory period); every camera frame is
+converted to a field map with the per-pixel slope calibrated just before the capture:
+
+    dB_par = -(S - S0) / (dS/df * branch * gamma_e)
+
+where ``S0`` is the signal without current (the baseline frames before the first spike), ``dS/df``
+the slope of the lock-in signal against the MW frequency at the parked frequency and ``branch``
+-1 or +1 for the lower or upper resonance (f = D + branch * gamma_e * B_par). The conversion is
+linear: fields that shift the resonance by more than about a quarter line width are compressed.
+
+``run_temporal_imaging`` is what ``acquire --sim lockin --seconds S`` runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from instrument.physics.constants import GAMMA_E_HZ_PER_T
+from instrument.protocols import Instrument, LockInCamera, MicrowaveSource, PulseGenerator, SafetyLimits
+from sequences.capture import CaptureResult, capture_to_file
+from sequences.pulses import lockin_modulation_frequency_hz, lockin_modulation_program
+
+AP_DURATION_S = 0.3
+AP_PEAK_A = 800e-6
+
+
+# --------------------------------------------------------------------------------------------
+# Waveforms
+# --------------------------------------------------------------------------------------------
+
+
+def _raised_cosine(u: np.ndarray) -> np.ndarray:
+    """0 -> 1 smoothly for u in [0, 1]."""
+    return 0.5 * (1 - np.cos(np.pi * np.clip(u, 0.0, 1.0)))
+
+
+def ap_waveform(t_s: np.ndarray | float, peak_a: float = AP_PEAK_A, duration_s: float = AP_DURATION_S,
+                undershoot: float = 0.15) -> np.ndarray:
+    """Action-potential-like current: rise to ``peak_a``, fall through an undershoot, back to 0.
+
+    The shape spans ``duration_s`` (seed 000: 300 ms, 800 uA): depolarisation over the first 20 %,
+    repolarisation to ``-undershoot * peak_a`` at 50 %, recovery to zero at 100 %. Zero outside.
+    """
+    u = np.asarray(t_s, float) / duration_s
+    rise = _raised_cosine(u / 0.2)
+    fall = 1 - (1 + undershoot) * _raised_cosine((u - 0.2) / 0.3)
+    recover = -undershoot * (1 - _raised_cosine((u - 0.5) / 0.5))
+    shape = np.where(u < 0.2, rise, np.where(u < 0.5, fall, recover))
+    return np.where((u >= 0) & (u <= 1), peak_a * shape, 0.0)
+
+
+@dataclass(frozen=True)
+class CoilWaveforms:
+    """One AP-like waveform train per coil channel (the seed's "waveform matrix").
+
+    Args:
+        n_channels: channels of the coil driver.
+        onsets_s: for each channel, the start times of its action potentials.
+        peak_a, duration_s, undershoot: the AP shape (``ap_waveform``).
+    """
+
+    n_channels: int
+    onsets_s: tuple[tuple[float, ...], ...]
+    peak_a: float = AP_PEAK_A
+    duration_s: float = AP_DURATION_S
+    undershoot: float = 0.15
+
+    def __post_init__(self) -> None:
+        if len(self.onsets_s) != self.n_channels:
+            raise ValueError(f"need onsets for {self.n_channels} channels, got {len(self.onsets_s)}")
+
+    def __call__(self, t_s: float) -> np.ndarray:
+        """Currents of every channel at time ``t_s`` after the stimulus started."""
+        out = np.zeros(self.n_channels)
+        for ch, onsets in enumerate(self.onsets_s):
+            for t0 in onsets:
+                if t0 <= t_s <= t0 + self.duration_s:
+                    out[ch] += float(ap_waveform(t_s - t0, self.peak_a, self.duration_s, self.undershoot))
+        return out
+
+    @property
+    def end_s(self) -> float:
+        last = [max(o) for o in self.onsets_s if o]
+        return (max(last) + self.duration_s) if last else 0.0
+
+    @property
+    def peak_abs_a(self) -> float:
+        """Largest |current| any channel reaches (overlapping spikes of one channel add)."""
+        t = np.arange(0.0, self.end_s + 1e-3, 1e-3)
+        return float(max((np.abs(self(x)).max() for x in t), default=0.0))
+
+    def matrix(self, times_s: np.ndarray) -> np.ndarray:
+        """Currents (len(times), n_channels) at the given times."""
+        return np.array([self(float(t)) for t in times_s]).reshape(len(times_s), self.n_channels)
+
+
+def firing_pattern(channels: Sequence[int], n_channels: int, duration_s: float, rate_hz: float,
+                   refractory_s: float = 0.5, start_s: float = 0.0, seed: int = 0,
+                   peak_a: float = AP_PEAK_A) -> CoilWaveforms:
+    """Random AP onsets per channel (Poisson at ``rate_hz``) with a refractory period.
+
+    A channel never fires again within ``AP_DURATION_S + refractory_s`` of its last onset, so the
+    same coil is not driven twice in a short interval (seed 000). Low ``rate_hz`` gives the
+    high-sparsity case (few coils active at a time), high ``rate_hz`` the low-sparsity case.
+    """
+    if not 0 < rate_hz < 1e3 or duration_s <= 0 or refractory_s < 0:
+        raise ValueError("firing pattern needs rate_hz > 0, duration_s > 0 and refractory_s >= 0")
+    bad = [c for c in channels if not 0 <= c < n_channels]
+    if bad:
+        raise ValueError(f"channels {bad} do not exist on a {n_channels}-channel coil driver")
+    rng = np.random.default_rng(seed)
+    onsets: list[list[float]] = [[] for _ in range(n_channels)]
+    dead = AP_DURATION_S + refractory_s
+    for ch in channels:
+        t = start_s + rng.exponential(1 / rate_hz)
+        while t + AP_DURATION_S <= start_s + duration_s:
+            onsets[ch].append(round(float(t), 6))
+            t += dead + rng.exponential(1 / rate_hz)
+    return CoilWaveforms(n_channels, tuple(tuple(o) for o in onsets), peak_a)
+
+
+class Stimulus(Protocol):
+    """Plays coil waveforms in step with the camera (an AWG or the coil board's waveform memory;
+    ``sim.stimulus.SimCoilStimulus`` in the simulated microscope)."""
+
+    name: str
+
+    @property
+    def n_channels(self) -> int: ...
+
+    def start(self, waveforms: Callable[[float], np.ndarray]) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def safe_state(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------------------------
+# Slope calibration and conversion to field
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SlopeCalibration:
+    """Lock-in ODMR around one resonance and the per-pixel slope at the parked frequency."""
+
+    frequencies_hz: np.ndarray
+    spectra: np.ndarray
+    """Mean in-phase signal per frequency and pixel, (n_freq, rows, cols)."""
+    parked_hz: float
+    slope_per_hz: np.ndarray
+    """dS/df at the parked frequency, per pixel (signal units per Hz)."""
+    branch: int
+
+    def field_t(self, signal: np.ndarray, baseline: np.ndarray,
+                min_slope_fraction: float = 0.1) -> np.ndarray:
+        """Field change along the NV axis (T) for lock-in signals (..., rows, cols).
+
+        Pixels whose slope is below ``min_slope_fraction`` of the median slope (outside the laser
+        spot, no sensitivity) are NaN.
+        """
+        slope = self.slope_per_hz
+        ref = np.nanmedian(np.abs(slope))
+        sensitive = np.abs(slope) >= min_slope_fraction * ref
+        with np.errstate(divide="ignore"):
+            scale = np.where(sensitive, -1.0 / (slope * self.branch * GAMMA_E_HZ_PER_T), np.nan)
+        return ((signal - baseline) * scale).astype(np.float32)
+
+
+def calibrate_slope(camera: LockInCamera, mw: MicrowaveSource, frequencies_hz: np.ndarray,
+                    frames_per_point: int, branch: int = -1, fit_points: int = 5) -> SlopeCalibration:
+    """Sweep the MW, find the steepest point of the mean lock-in spectrum, fit the slope per pixel.
+
+    The camera must be configured and the modulation running; the MW is left at the steepest point.
+    """
+    f = np.asarray(frequencies_hz, float)
+    if f.ndim != 1 or len(f) < fit_points + 2 or np.any(np.diff(f) <= 0):
+        raise ValueError(f"slope calibration needs at least {fit_points + 2} increasing frequencies")
+    if branch not in (-1, 1):
+        raise ValueError(f"branch must be -1 or +1, got {branch}")
+    spectra = []
+    for freq in f:
+        mw.set_frequency(float(freq))
+        spectra.append(camera.demodulate(camera.acquire(frames_per_point)).mean(axis=0))
+    spectra = np.asarray(spectra)
+    # where the spatially averaged spectrum is steepest, away from the sweep's ends
+    mean = spectra.reshape(len(f), -1).mean(axis=1)
+    grad = np.gradient(mean, f)
+    half = fit_points // 2
+    i = half + int(np.argmax(np.abs(grad[half:len(f) - half])))
+    window = slice(i - half, i + half + 1)
+    x = f[window] - f[i]
+    y = spectra[window].reshape(len(x), -1)
+    slope = ((x[:, None] * (y - y.mean(axis=0))).sum(axis=0) / (x**2).sum()).reshape(spectra.shape[1:])
+    mw.set_frequency(float(f[i]))
+    return SlopeCalibration(f, spectra.astype(np.float32), float(f[i]), slope.astype(np.float32), branch)
+
+
+# --------------------------------------------------------------------------------------------
+# The experiment
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TemporalResult:
+    """Where the temporal run's data are and how the capture went."""
+
+    frames_path: Path
+    field_path: Path
+    capture: CaptureResult
+    calibration: SlopeCalibration
+    waveforms: CoilWaveforms
+    baseline_frames: int
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def check_temporal(limits: SafetyLimits, power_dbm: float, waveforms: CoilWaveforms, seconds: float) -> None:
+    """Refuse an unsafe or impossible temporal run before anything moves."""
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"capture length must be positive, got {seconds!r} s; use --seconds S")
+    limits.check_mw_power(power_dbm)
+    t = np.arange(0.0, waveforms.end_s + 1e-3, 1e-3)
+    peaks = np.abs(waveforms.matrix(t)).max(axis=0) if len(t) else np.zeros(waveforms.n_channels)
+    for ch, peak in enumerate(peaks):
+        limits.check_coil_current(ch, float(peak))
+
+
+def run_temporal_imaging(
+    instruments: Mapping[str, Instrument],
+    out_dir: str | Path,
+    seconds: float,
+    center_hz: float,
+    *,
+    limits: SafetyLimits | None = None,
+    waveforms: CoilWaveforms | None = None,
+    channels: Sequence[int] | None = None,
+    rate_hz: float = 2.0,
+    baseline_s: float = 0.25,
+    power_dbm: float = 5.0,
+    span_hz: float = 10e6,
+    sweep_points: int = 41,
+    frames_per_point: int = 8,
+    branch: int = -1,
+    modulation_hz: float = 6250.0,
+    frame_rate_hz: float = 208.0,
+    frames_per_volume: int = 208,
+    on_overflow: str = "drop",
+    metadata: Mapping[str, Any] | None = None,
+    seed: int = 0,
+) -> TemporalResult:
+    """Park the MW on the steepest slope, play AP-like coil waveforms, capture, convert to field.
+
+    Args:
+        instruments: roles ``mw`` (MicrowaveSource), ``pulser`` (PulseGenerator), ``camera``
+            (LockInCamera) and ``stimulus`` (``Stimulus``).
+        out_dir: directory for ``frames.h5`` (raw I/Q) and ``field.h5`` (field movie).
+        seconds: capture length (camera time).
+        center_hz: centre of the calibration sweep, near the resonance of ``branch``.
+        waveforms: the coil drive; default: random AP trains (``firing_pattern``) on ``channels``
+            (default all) at ``rate_hz`` per coil, starting after ``baseline_s``.
+        on_overflow: ring-buffer policy of the capture (``"wait"`` only with a virtual-clock sim).
+
+    Every instrument is left safe on any exit: stimulus stopped (currents zero), MW off, pulse
+    generator stopped, camera stopped.
+    """
+    mw: MicrowaveSource = instruments["mw"]  # type: ignore[assignment]
+    pulser: PulseGenerator = instruments["pulser"]  # type: ignore[assignment]
+    camera: LockInCamera = instruments["camera"]  # type: ignore[assignment]
+    stimulus: Stimulus = instruments["stimulus"]  # type: ignore[assignment]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    frames_path, field_path = out / "frames.h5", out / "field.h5"
+    if waveforms is None:
+        chans = list(range(stimulus.n_channels)) if channels is None else list(channels)
+        waveforms = firing_pattern(chans, stimulus.n_channels, seconds, rate_hz, start_s=baseline_s,
+                                   seed=seed)
+    check_temporal(limits or SafetyLimits(), power_dbm, waveforms, seconds)
+    f_mod = lockin_modulation_frequency_hz(modulation_hz)
+    sweep = center_hz + np.linspace(-span_hz / 2, span_hz / 2, sweep_points)
+    params = {"seconds": seconds, "center_hz": center_hz, "power_dbm": power_dbm, "span_hz": span_hz,
+              "sweep_points": sweep_points, "frames_per_point": frames_per_point, "branch": branch,
+              "modulation_hz": f_mod, "frame_rate_hz": frame_rate_hz, "baseline_s": baseline_s,
+              "onsets_s": [list(o) for o in waveforms.onsets_s], "peak_a": waveforms.peak_a}
+    try:
+        pulser.load(lockin_modulation_program(modulation_hz))
+        pulser.start()
+        camera.configure(f_mod, frame_rate_hz, frames_per_point)
+        mw.set_power(power_dbm)
+        mw.set_frequency(float(sweep[0]))
+        mw.set_output(True)
+        calibration = calibrate_slope(camera, mw, sweep, frames_per_point, branch)
+        stimulus.start(waveforms)
+        capture = capture_to_file(
+            camera, frames_path, modulation_frequency_hz=f_mod, frame_rate_hz=frame_rate_hz,
+            frames_per_volume=frames_per_volume, duration_s=seconds, on_overflow=on_overflow,
+            metadata={"experiment": "temporal imaging", "parked_hz": calibration.parked_hz, **params,
+                      **dict(metadata or {})})
+    finally:
+        for step in (stimulus.stop, lambda: mw.set_output(False), pulser.stop, camera.safe_state):
+            with contextlib.suppress(Exception):  # keep making the rest safe; the first error propagates
+                step()
+    baseline_frames = write_field_movie(frames_path, field_path, calibration, waveforms, baseline_s, camera)
+    return TemporalResult(frames_path, field_path, capture, calibration, waveforms, baseline_frames, params)
+
+
+def write_field_movie(frames_path: Path, field_path: Path, calibration: SlopeCalibration,
+                      waveforms: CoilWaveforms, baseline_s: float, camera: LockInCamera,
+                      chunk: int = 208) -> int:
+    """Convert a frame file to ``field.h5``: B_par per frame (T), the drive currents, the calibration.
+
+    The baseline is the mean signal of the frames before ``baseline_s`` (no current flows yet).
+    Returns the number of baseline frames.
+    """
+    import h5py
+
+    from instrument.storage.frames import FrameFile
+
+    with FrameFile(frames_path) as ff:
+        n = ff.n_complete
+        t = ff.timestamps_s
+        rel = t - t[0] if n else t
+        nb = int(np.searchsorted(rel, baseline_s))
+        if nb < 1:
+            raise ValueError(f"no baseline frames before {baseline_s} s; lengthen the baseline")
+        baseline = camera.demodulate(ff.read(0, nb)).mean(axis=0)
+        rows, cols = baseline.shape
+        with h5py.File(field_path, "w") as out:
+            ds = out.create_dataset("field_t", shape=(n, rows, cols), dtype="float32",
+                                    chunks=(1, rows, cols), compression="lzf")
+            out["time_s"] = rel
+            out["currents_a"] = waveforms.matrix(rel)
+            out["slope_per_hz"] = calibration.slope_per_hz
+            out["baseline"] = baseline
+            out["calibration_frequencies_hz"] = calibration.frequencies_hz
+            out["calibration_spectra"] = calibration.spectra
+            out.attrs["parked_hz"] = calibration.parked_hz
+            out.attrs["branch"] = calibration.branch
+            out.attrs["baseline_frames"] = nb
+            out.attrs["frames_file"] = str(frames_path)
+            out.attrs["units"] = "field_t: tesla along the NV axis; time_s: seconds from the first frame"
+            for start in range(0, n, chunk):
+                stop = min(n, start + chunk)
+                ds[start:stop] = calibration.field_t(camera.demodulate(ff.read(start, stop)), baseline)
+    return nb

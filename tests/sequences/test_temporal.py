@@ -1,0 +1,97 @@
+import h5py
+import numpy as np
+import pytest
+
+from instrument.protocols import SafetyLimitError, SafetyLimits
+from instrument.station import build_station
+from sequences.temporal import (
+    AP_DURATION_S,
+    CoilWaveforms,
+    ap_waveform,
+    check_temporal,
+    firing_pattern,
+    run_temporal_imaging,
+)
+
+
+def test_ap_waveform_shape():
+    t = np.linspace(-0.1, 0.4, 5001)
+    i = ap_waveform(t)
+    assert i.max() == pytest.approx(800e-6, rel=1e-3)
+    assert t[np.argmax(i)] == pytest.approx(0.06, abs=2e-3)  # peak after 20 % of 300 ms
+    assert i.min() == pytest.approx(-0.15 * 800e-6, rel=1e-2)  # undershoot
+    assert np.all(i[(t < 0) | (t > AP_DURATION_S)] == 0)
+    assert np.all(ap_waveform(t, undershoot=0.0) >= 0)
+
+
+def test_firing_pattern_respects_refractory_period():
+    wf = firing_pattern([0, 2, 5], 8, duration_s=20, rate_hz=3, refractory_s=0.4, seed=1)
+    assert [len(o) for o in wf.onsets_s][1] == 0
+    for onsets in wf.onsets_s:
+        assert np.all(np.diff(onsets) >= AP_DURATION_S + 0.4 - 1e-9)
+        assert all(t >= 0 and t + AP_DURATION_S <= 20 for t in onsets)
+    assert sum(len(o) for o in wf.onsets_s) > 20
+    assert wf.peak_abs_a == pytest.approx(800e-6, rel=1e-2)
+    with pytest.raises(ValueError, match="channels"):
+        firing_pattern([9], 8, 1.0, 1.0)
+    with pytest.raises(ValueError):
+        firing_pattern([0], 8, 1.0, 0.0)
+    with pytest.raises(ValueError, match="onsets for 3 channels"):
+        CoilWaveforms(3, ((0.0,),))
+
+
+def test_unsafe_runs_are_refused_before_anything_moves():
+    limits = SafetyLimits(coil_current_max_a=500e-6)
+    wf = CoilWaveforms(2, ((0.1,), ()))
+    with pytest.raises(SafetyLimitError, match="coil 0"):
+        check_temporal(limits, 0.0, wf, 1.0)
+    with pytest.raises(SafetyLimitError, match="MW power"):
+        check_temporal(SafetyLimits(), 20.0, CoilWaveforms(2, ((), ())), 1.0)
+    with pytest.raises(ValueError, match="--seconds"):
+        check_temporal(SafetyLimits(), 0.0, CoilWaveforms(2, ((), ())), 0.0)
+
+
+@pytest.fixture(scope="module")
+def temporal_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("temporal")
+    with build_station(simulated=True, image_shape=(24, 24), seed=1) as st:
+        world = st.world
+        coil = next(i for i, c in enumerate(world.sample.coils) if not c.dead and c.layer == 0)
+        onsets = tuple((0.4,) if i == coil else () for i in range(world.coil_currents_a.size))
+        wf = CoilWaveforms(len(onsets), onsets, peak_a=400e-6)  # shifts the line by a quarter width
+        res = run_temporal_imaging(st.instruments, out, seconds=1.0, center_hz=world.resonance_estimate_hz(),
+                                   waveforms=wf, limits=st.limits, on_overflow="wait", frames_per_point=6)
+        safe = {"currents": world.coil_currents_a.copy(), "mw": world.mw_output,
+                "gate": world.mw_gate_modulation_hz, "acq_stop": st["camera"].get_setting("AcqStop")}
+        truth = world.true_b_nv_t(currents_a=np.eye(len(onsets))[coil] * 400e-6)
+        yield res, safe, truth, coil
+
+
+def test_temporal_run_recovers_the_coil_field(temporal_run):
+    res, safe, truth, coil = temporal_run
+    assert res.capture.end_reason == "completed: duration reached"
+    assert res.capture.frames_written == pytest.approx(208, abs=2)
+    with h5py.File(res.field_path) as f:
+        field, t, currents = f["field_t"][...], f["time_s"][...], f["currents_a"][...]
+    peak = int(np.argmax(currents[:, coil]))
+    assert t[peak] == pytest.approx(0.4 + 0.06, abs=0.01)
+    # the peak frame matches the coil's true field; before the spike there is only noise
+    measured = np.nan_to_num(field[peak - 3:peak + 4].mean(axis=0))  # +-15 ms around the peak
+    assert np.corrcoef(measured.ravel(), truth.ravel())[0, 1] > 0.9
+    assert np.sum(measured * truth) / np.sum(truth**2) == pytest.approx(1.0, abs=0.25)
+    quiet = np.nan_to_num(field[: res.baseline_frames].mean(axis=0))
+    assert np.abs(quiet).max() < 0.2 * np.abs(truth).max()
+
+
+def test_temporal_run_leaves_everything_safe(temporal_run):
+    res, safe, truth, coil = temporal_run
+    assert np.all(safe["currents"] == 0) and not safe["mw"] and safe["gate"] == 0 and safe["acq_stop"] == 1
+
+
+def test_steepest_point_is_on_a_flank(temporal_run):
+    res = temporal_run[0]
+    cal = res.calibration
+    mean = cal.spectra.reshape(len(cal.frequencies_hz), -1).mean(axis=1)
+    i = int(np.argmin(np.abs(cal.frequencies_hz - cal.parked_hz)))
+    assert 0 < mean[i] < mean.max()  # neither off resonance nor on the top
+    assert np.nanmedian(np.abs(cal.slope_per_hz)) > 0
