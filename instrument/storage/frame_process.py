@@ -150,10 +150,16 @@ class ProcessFrameWriter:
             raise FrameFileError(self._broken)
         try:
             self._send_conn.send(msg)
-            kind, detail = self._reply(what)
-        except (FrameFileError, OSError) as exc:
-            self._broken = str(exc)
+        except OSError:
+            code = self._wait(5)
+            self._broken = (f"frame writer process for {self.path} died before {what} (exit code {code}); "
+                            "the file is readable up to the last flushed batch")
             raise FrameFileError(self._broken) from None
+        try:
+            kind, detail = self._reply(what)
+        except FrameFileError as exc:
+            self._broken = str(exc)
+            raise
         if kind == "error":
             self._broken = detail
             raise FrameFileError(detail)
