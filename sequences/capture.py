@@ -351,9 +351,13 @@ class LockInCapture:
                 self.sink.append(frames, times, idx)
                 ring.release(len(frames))
                 written += len(frames)
+            sync = getattr(self.sink, "sync", None)  # a sink that writes behind: wait for the last batch
+            if sync is not None:
+                sync()
         except Exception as exc:  # noqa: BLE001 - storage failure: stop the camera, keep what is written
             self._end(f"storage error: {type(exc).__name__}: {exc}", error=True)
         finally:
+            written = int(getattr(self.sink, "frames_written", written))
             self._cpu["write"] = time.thread_time()
             for t in self._threads:
                 if t is not threading.current_thread():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes as ct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -126,6 +127,8 @@ class SimLibHeLIC:
         self.frame_hook: Callable[[float], None] | None = None
         self.connected = True
         self.volumes_acquired = 0
+        self.synthesis_cpu_s = 0.0
+        """CPU time spent computing frames (the real camera does this in hardware)."""
         self._rng = np.random.default_rng(seed)
         rows, cols = world.shape
         spread = offset_spread_du * self._rng.standard_normal((rows, cols, 2))
@@ -268,7 +271,9 @@ class SimLibHeLIC:
         if self.volumes_acquired:
             # readout and re-arm between volumes: the sensor does not integrate meanwhile
             self.world.clock.advance(self.readout_dead_time_s)
+        cpu0 = time.thread_time()
         volume = self._synthesise(v["SensNFrames"])
+        self.synthesis_cpu_s += time.thread_time() - cpu0
         self._buffer = volume
         self._camdata = _CamData(volume.nbytes, _DF_I16Q16, 0, 1, volume.ctypes.data)
         self.volumes_acquired += 1

@@ -6,12 +6,14 @@ handles can then be neither flushed nor closed, and the interpreter crashes when
 pipe close, stops the camera and reports the reason, and the SWMR file stays readable up to the
 last flushed batch. The child also compresses and writes outside the capture process's GIL.
 
-``ProcessFrameWriter`` has the interface of ``FrameFileWriter``; ``append`` copies the frames into
-a shared staging buffer and returns once the child has them on disk.
+``ProcessFrameWriter`` has the interface of ``FrameFileWriter``. ``append`` copies the frames into
+one of two shared staging slots and returns while the child writes them, so copying the next
+batch overlaps writing this one; a crash loses at most the batch in flight.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -40,7 +42,7 @@ def _child(conn_in: Any, conn_out: Any, shm_name: str, capacity: int, frame_shap
     shm = shared_memory.SharedMemory(name=shm_name)
     # The parent owns the segment; this process's own tracker must not unlink it at exit.
     resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001
-    staging = np.ndarray((capacity, *frame_shape), np.int16, buffer=shm.buf)
+    staging = np.ndarray((2 * capacity, *frame_shape), np.int16, buffer=shm.buf)
     try:
         writer = FrameFileWriter(path, frame_shape, metadata, compression, min_free_bytes)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
@@ -56,8 +58,8 @@ def _child(conn_in: Any, conn_out: Any, shm_name: str, capacity: int, frame_shap
         kind = msg[0]
         try:
             if kind == "append":
-                _, k, times, index = msg
-                writer.append(staging[:k], times, index)
+                _, start, k, times, index = msg
+                writer.append(staging[start:start + k], times, index)
                 conn_out.send(("ok", writer.frames_written))
             elif kind == "drop":
                 writer.record_drop(msg[1], msg[2])
@@ -107,8 +109,11 @@ class ProcessFrameWriter:
         if self.path.exists():
             raise FrameFileError(f"frame file {self.path} exists already; frame files are never overwritten")
         frame_bytes = int(np.prod(self.frame_shape)) * 2
-        self._shm = shared_memory.SharedMemory(create=True, size=self.batch_frames * frame_bytes)
-        self._staging = np.ndarray((self.batch_frames, *self.frame_shape), np.int16, buffer=self._shm.buf)
+        # two staging slots: the parent fills one while the child writes the other
+        self._shm = shared_memory.SharedMemory(create=True, size=2 * self.batch_frames * frame_bytes)
+        self._staging = np.ndarray((2, self.batch_frames, *self.frame_shape), np.int16, buffer=self._shm.buf)
+        self._slot = 0
+        self._in_flight: str | None = None  # the request the child is working on
         # A fresh interpreter (not multiprocessing's spawn, which re-runs the caller's main script)
         # talking over two pipes.
         to_child_r, to_child_w = os.pipe()
@@ -145,7 +150,7 @@ class ProcessFrameWriter:
                 f"frame writer process for {self.path} died during {what} (exit code {code}); "
                 "the file is readable up to the last flushed batch") from None
 
-    def _request(self, msg: tuple, what: str) -> Any:
+    def _send(self, msg: tuple, what: str) -> None:
         if self._broken:
             raise FrameFileError(self._broken)
         try:
@@ -155,6 +160,13 @@ class ProcessFrameWriter:
             self._broken = (f"frame writer process for {self.path} died before {what} (exit code {code}); "
                             "the file is readable up to the last flushed batch")
             raise FrameFileError(self._broken) from None
+        self._in_flight = what
+
+    def _collect(self) -> None:
+        """Wait for the child's answer to the request in flight, if any."""
+        if self._in_flight is None:
+            return
+        what, self._in_flight = self._in_flight, None
         try:
             kind, detail = self._reply(what)
         except FrameFileError as exc:
@@ -163,24 +175,40 @@ class ProcessFrameWriter:
         if kind == "error":
             self._broken = detail
             raise FrameFileError(detail)
-        return detail
+        self.frames_written = int(detail)
 
     def append(self, frames: np.ndarray, timestamps_s: np.ndarray, frame_index: np.ndarray) -> None:
-        """Write frames (any number; sent in batches of ``batch_frames``); on disk when it returns."""
+        """Hand frames to the child, in batches of ``batch_frames``.
+
+        Returns once the frames are copied and every earlier batch is on disk; the last batch is
+        written while the caller goes on (``sync`` waits for it) and a failure of it is raised
+        by the next call.
+        """
         k = len(frames)
         if frames.shape[1:] != self.frame_shape or len(timestamps_s) != k or len(frame_index) != k:
             raise ValueError(f"append: frames {frames.shape}, {len(timestamps_s)} timestamps, "
                              f"{len(frame_index)} indices do not match frame shape {self.frame_shape}")
         for start in range(0, k, self.batch_frames):
             stop = min(k, start + self.batch_frames)
-            self._staging[: stop - start] = frames[start:stop]
-            self.frames_written = self._request(
-                ("append", stop - start, np.asarray(timestamps_s[start:stop], float),
-                 np.asarray(frame_index[start:stop], np.int64)), f"frames {self.frames_written}+")
+            if self._broken:
+                raise FrameFileError(self._broken)
+            self._staging[self._slot, : stop - start] = frames[start:stop]  # the child writes the other slot
+            self._collect()
+            self._send(("append", self._slot * self.batch_frames, stop - start,
+                        np.asarray(timestamps_s[start:stop], float),
+                        np.asarray(frame_index[start:stop], np.int64)),
+                       f"frames {int(frame_index[start])}-{int(frame_index[stop - 1])}")
+            self._slot = 1 - self._slot
+
+    def sync(self) -> None:
+        """Wait until everything appended is on disk."""
+        self._collect()
 
     def record_drop(self, first_index: int, count: int) -> None:
         if count > 0:
-            self._request(("drop", int(first_index), int(count)), "a drop record")
+            self._collect()
+            self._send(("drop", int(first_index), int(count)), "a drop record")
+            self._collect()
             self.frames_dropped += count
 
     def close(self, end_reason: str, summary: Mapping[str, Any] | None = None) -> None:
@@ -190,6 +218,8 @@ class ProcessFrameWriter:
         self._closed = True
         if self._proc.poll() is None:  # also after "disk nearly full": the file is intact, record why
             try:
+                with contextlib.suppress(FrameFileError):
+                    self._collect()
                 self._send_conn.send(("close", end_reason, dict(summary or {})))
                 kind, detail = self._reply("close")
                 if kind == "closed":
