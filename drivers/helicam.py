@@ -258,6 +258,10 @@ def load_libhelic() -> Any:
         except OSError as exc:
             tried.append(f"{path} ({exc})")
             continue
+        missing = [name for name in _SIGNATURES if not hasattr(lib, name)]
+        if missing:
+            tried.append(f"{path} (not LibHeLIC: lacks {', '.join(missing[:3])})")
+            continue
         for name, (argtypes, restype, errcheck) in _SIGNATURES.items():
             func = getattr(lib, name)
             func.argtypes, func.restype, func.errcheck = argtypes, restype, errcheck

@@ -226,6 +226,15 @@ def test_missing_real_library_names_where_it_looked(monkeypatch, tmp_path):
         HeliCamC3("cam")
 
 
+def test_a_library_that_is_not_libhelic_is_refused(monkeypatch):
+    import ctypes.util
+
+    libc = ctypes.util.find_library("c")
+    monkeypatch.setenv("HELIC_LIBRARY", libc)
+    with pytest.raises(LibraryNotFoundError, match="not LibHeLIC: lacks HE_Open"):
+        HeliCamC3("cam")
+
+
 def test_handle_passed_through_ctypes_pointer(world):
     # the simulated library receives the same ctypes objects as the real one
     lib = SimLibHeLIC(world)
