@@ -279,3 +279,13 @@ def test_writer_process_killed_mid_capture(rig, tmp_path):
     with FrameFile(path) as f:
         assert 0 < f.n_complete <= res.frames_acquired
         f.read()
+
+
+def test_gaps_between_volumes_are_reported(tmp_path):
+    world = World(shape=(10, 12), seed=2)
+    lib = SimLibHeLIC(world, readout_dead_time_s=0.2)  # a camera that pauses 200 ms between volumes
+    cam = HeliCamC3("cam", lib, clock=world.clock.now)
+    res = capture_to_file(cam, tmp_path / "cap.h5", frames_per_volume=20, n_frames=60, on_overflow="wait",
+                          writer="thread", max_volume_gap_s=0.05)
+    assert [i for i, _ in res.camera_gaps] == [20, 40]
+    assert all(g == pytest.approx(0.2) for _, g in res.camera_gaps)
