@@ -1,0 +1,282 @@
+"""Frame format of the seed-003 SPAD bridge and a parser that never emits a corrupt frame.
+
+Legacy framing (what the FPGA sends, seed 003 section IV): a 0xFFFFFFFF header, then 256 uint32
+counters, row-major, most significant byte first by default, frames back to back. The counters
+are cumulative photon counts that wrap at 2**32.
+
+Framing v2 (optional, auto-detected per frame): header 0xFFFFFFFF, the magic ``b"SPD2"``, a
+uint32 sequence number, the 256 counters and a CRC-32 (zlib polynomial) over magic, sequence
+number and counters; integers use the stream's byte order.
+
+A 0xFFFFFFFF word may also be a legitimate counter value, so a header match proves nothing by
+itself. A legacy frame is emitted only when the header of the *next* frame sits exactly one
+frame length later (so a short or padded frame is caught), and, for cumulative counters, only
+when every counter moved forward by less than 2**31 since the last good frame (a byte-shifted
+frame fails this for practically every pixel). A v2 frame is emitted only when its CRC checks.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+ROWS = COLS = 16
+N_PIXELS = ROWS * COLS
+HEADER = b"\xff\xff\xff\xff"
+PAYLOAD_BYTES = 4 * N_PIXELS
+LEGACY_FRAME_BYTES = len(HEADER) + PAYLOAD_BYTES
+V2_MAGIC = b"SPD2"
+V2_FRAME_BYTES = len(HEADER) + len(V2_MAGIC) + 4 + PAYLOAD_BYTES + 4
+BANNER = b"Setup complete"
+# Counters advance by far less than half their range between two frames (3 Mcps for ~12 min).
+_MAX_FORWARD_STEP = 1 << 31
+
+
+def _dtype(byteorder: str) -> np.dtype:
+    if byteorder not in ("big", "little"):
+        raise ValueError(f"byteorder must be 'big' or 'little', not {byteorder!r}")
+    return np.dtype(">u4" if byteorder == "big" else "<u4")
+
+
+def encode_frame(counts: np.ndarray, byteorder: str = "big", sequence: int | None = None) -> bytes:
+    """Bytes of one frame as the bridge sends it; ``sequence`` given selects framing v2.
+
+    Args:
+        counts: 256 cumulative counters (any shape with 256 elements, row-major).
+        byteorder: "big" (the FPGA's MSB-first shift) or "little".
+        sequence: frame sequence number for framing v2; ``None`` writes the legacy format.
+    """
+    values = np.asarray(counts)
+    if values.size != N_PIXELS:
+        raise ValueError(f"a SPAD frame holds {N_PIXELS} counters, got {values.size}")
+    payload = values.astype(np.uint64).astype(np.uint32).astype(_dtype(byteorder)).tobytes()
+    if sequence is None:
+        return HEADER + payload
+    body = V2_MAGIC + int(sequence % (1 << 32)).to_bytes(4, byteorder) + payload
+    return HEADER + body + zlib.crc32(body).to_bytes(4, byteorder)
+
+
+def per_frame_counts(cumulative: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+    """Photon counts per frame from cumulative 32-bit counters, wraparound included.
+
+    Args:
+        cumulative: frames (n, 16, 16) of cumulative uint32 counters in stream order.
+        previous: the frame before ``cumulative[0]``; without it the result has n - 1 frames.
+
+    Returns:
+        int64 counts, shape (n, 16, 16) with ``previous`` or (n - 1, 16, 16) without.
+    """
+    frames = np.asarray(cumulative, dtype=np.uint32)
+    if previous is not None:
+        frames = np.concatenate([np.asarray(previous, dtype=np.uint32)[None], frames])
+    # uint32 subtraction is modulo 2**32, which is exactly the counter wraparound.
+    return np.diff(frames, axis=0).astype(np.int64)
+
+
+@dataclass
+class ParserCounters:
+    """What the parser did with the stream so far."""
+
+    frames_emitted: int = 0
+    bytes_discarded: int = 0
+    resyncs: int = 0
+    frames_rejected: int = 0
+    v2_frames: int = 0
+    v2_sequence_gaps: int = 0
+    banners: int = 0
+
+
+class SpadFrameParser:
+    """Turns a damaged byte stream from the SPAD bridge into verified 16x16 frames.
+
+    Args:
+        byteorder: byte order of the counters, "big" (FPGA default) or "little".
+        cumulative: counters are cumulative (the FPGA's); enables the forward-step check that
+            rejects byte-shifted frames whose boundaries happen to look right.
+    """
+
+    def __init__(self, byteorder: str = "big", cumulative: bool = True) -> None:
+        self.byteorder = byteorder
+        self._dtype = _dtype(byteorder)
+        self.cumulative = cumulative
+        self.counters = ParserCounters()
+        self._buf = bytearray()
+        self._locked = False  # the buffer starts at a confirmed frame boundary
+        self._reference: np.ndarray | None = None  # last good frame, for the forward-step check
+        self._last_sequence: int | None = None
+        self._ever_locked = False
+
+    # Counters as attributes, the names other tools use.
+    @property
+    def frames_emitted(self) -> int:
+        return self.counters.frames_emitted
+
+    @property
+    def bytes_discarded(self) -> int:
+        return self.counters.bytes_discarded
+
+    @property
+    def resyncs(self) -> int:
+        return self.counters.resyncs
+
+    @property
+    def frames_rejected(self) -> int:
+        return self.counters.frames_rejected
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes held back until the frame they belong to is confirmed."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> np.ndarray:
+        """Add bytes from the stream; return the frames confirmed so far, shape (n, 16, 16) uint32."""
+        self._buf += data
+        return self._parse(final=False)
+
+    def flush(self) -> np.ndarray:
+        """End of stream: return a last complete frame if it can be trusted, discard the rest."""
+        frames = self._parse(final=True)
+        self._discard(len(self._buf))
+        self._locked = False
+        return frames
+
+    def reset(self) -> None:
+        """Forget buffered bytes and the frame reference (after a reconnect); counters persist."""
+        self._discard(len(self._buf))
+        self._locked = False
+        self._reference = None
+        self._last_sequence = None
+
+    # ---- internals ------------------------------------------------------------------------------
+
+    def _discard(self, n: int) -> None:
+        if n <= 0:
+            return
+        chunk = self._buf[:n]
+        self.counters.banners += chunk.count(BANNER)
+        self.counters.bytes_discarded += n
+        del self._buf[:n]
+
+    def _is_header(self, pos: int) -> bool:
+        return self._buf[pos:pos + 4] == HEADER
+
+    def _try_v2(self, pos: int) -> tuple[bool | None, np.ndarray | None]:
+        """(None, None) if more bytes are needed; (False, None) if not a valid v2 frame."""
+        buf = self._buf
+        if len(buf) < pos + 8:
+            return None, None
+        if buf[pos:pos + 4] != HEADER or buf[pos + 4:pos + 8] != V2_MAGIC:
+            return False, None
+        if len(buf) < pos + V2_FRAME_BYTES:
+            return None, None
+        body = bytes(buf[pos + 4:pos + V2_FRAME_BYTES - 4])
+        crc = int.from_bytes(buf[pos + V2_FRAME_BYTES - 4:pos + V2_FRAME_BYTES], self.byteorder)
+        if zlib.crc32(body) != crc:
+            return False, None
+        sequence = int.from_bytes(body[4:8], self.byteorder)
+        if self._last_sequence is not None and sequence != (self._last_sequence + 1) % (1 << 32):
+            self.counters.v2_sequence_gaps += 1
+        self._last_sequence = sequence
+        return True, np.frombuffer(body, dtype=self._dtype, offset=8)
+
+    def _plausible(self, frame: np.ndarray) -> bool:
+        """Forward-step check against the last good frame (cumulative counters only)."""
+        if not self.cumulative:
+            return True
+        ref, self._reference = self._reference, frame
+        if ref is None:
+            return True
+        return bool(np.all((frame - ref) < _MAX_FORWARD_STEP))
+
+    def _parse(self, final: bool) -> np.ndarray:
+        out: list[np.ndarray] = []
+        L = LEGACY_FRAME_BYTES
+        while True:
+            buf = self._buf
+            if not self._locked:
+                start = buf.find(HEADER)
+                if start < 0:
+                    # Keep the last 3 bytes: they may be the start of a header.
+                    self._discard(len(buf) - 3)
+                    break
+                self._discard(start)
+                is_v2, frame = self._try_v2(0)
+                if is_v2 is None and not final:
+                    break
+                if is_v2:
+                    self._lock()
+                    self._accept(frame, out, V2_FRAME_BYTES, v2=True)
+                    continue
+                # Legacy: a header counts as a frame start only if two more follow at the frame
+                # period; a lone 0xFFFFFFFF counter or a boundary-straddling match does not.
+                if len(buf) < 2 * L + 4:
+                    if not final:
+                        break
+                    self._discard(1)
+                    continue
+                if self._is_header(L) and self._is_header(2 * L):
+                    self._lock()
+                    continue
+                self._discard(1)
+                continue
+            # Locked: the buffer should start at a frame boundary.
+            if len(buf) >= 4 and not self._is_header(0):
+                # Damage right after a v2 frame (v2 frames confirm themselves, not the next start).
+                self._locked = False
+                continue
+            is_v2, frame = self._try_v2(0)
+            if is_v2 is None:
+                if final and buf:
+                    self._reject(len(buf))
+                break
+            if is_v2:
+                self._accept(frame, out, V2_FRAME_BYTES, v2=True)
+                continue
+            if buf[4:8] == V2_MAGIC:
+                # A v2 frame whose CRC fails: damaged, never reinterpreted as legacy.
+                self._reject(4)
+                self._locked = False
+                continue
+            if len(buf) < L + 4:
+                # A last legacy frame of exactly the right length can be trusted on flush.
+                if final and len(buf) == L:
+                    frame = np.frombuffer(bytes(buf[4:L]), dtype=self._dtype)
+                    if self._plausible(frame):
+                        self._accept(frame, out, L)
+                    else:
+                        self._reject(L)
+                elif final and buf:
+                    self._reject(len(buf))
+                break
+            if self._is_header(L):
+                frame = np.frombuffer(bytes(buf[4:L]), dtype=self._dtype)
+                if self._plausible(frame):
+                    self._accept(frame, out, L)
+                else:
+                    self._reject(L)
+                continue
+            # The next header is not where it must be: this frame is short or padded.
+            self._reject(4)
+            self._locked = False
+        if not out:
+            return np.empty((0, ROWS, COLS), dtype=np.uint32)
+        return np.stack(out).astype(np.uint32).reshape(-1, ROWS, COLS)
+
+    def _lock(self) -> None:
+        if self._ever_locked:
+            self.counters.resyncs += 1
+        self._ever_locked = self._locked = True
+
+    def _accept(self, frame: np.ndarray, out: list[np.ndarray], n_bytes: int, v2: bool = False) -> None:
+        if v2:
+            self._reference = frame
+            self.counters.v2_frames += 1
+        out.append(frame)
+        self.counters.frames_emitted += 1
+        del self._buf[:n_bytes]
+
+    def _reject(self, n_bytes: int) -> None:
+        self.counters.frames_rejected += 1
+        self._discard(n_bytes)
