@@ -13,6 +13,14 @@ itself. A legacy frame is emitted only when the header of the *next* frame sits 
 frame length later (so a short or padded frame is caught), and, for cumulative counters, only
 when every counter moved forward by less than 2**31 since the last good frame (a byte-shifted
 frame fails this for practically every pixel). A v2 frame is emitted only when its CRC checks.
+
+Lock acquisition needs three headers one frame length apart, and the two frames between them must
+step forward. One case is ambiguous in principle with legacy framing: a counter stuck at
+0xFFFFFFFF in *every* frame repeats with the frame period exactly like the header. The parser
+then takes the earliest candidate, which is right when the stream starts at a frame boundary
+(the bridge firmware starts forwarding at a frame start after its banner); once it has a good
+frame, a re-lock onto the stuck counter fails the forward-step check and is rejected. Framing v2
+removes the ambiguity.
 """
 
 from __future__ import annotations
@@ -30,8 +38,8 @@ LEGACY_FRAME_BYTES = len(HEADER) + PAYLOAD_BYTES
 V2_MAGIC = b"SPD2"
 V2_FRAME_BYTES = len(HEADER) + len(V2_MAGIC) + 4 + PAYLOAD_BYTES + 4
 BANNER = b"Setup complete"
-# Counters advance by far less than half their range between two frames (3 Mcps for ~12 min).
-_MAX_FORWARD_STEP = 1 << 31
+# A pixel saturates near 3 Mcps, so 2**24 counts between two frames means a frame gap of 5.6 s.
+DEFAULT_MAX_COUNTS_PER_FRAME = 1 << 24
 
 
 def _dtype(byteorder: str) -> np.dtype:
@@ -95,10 +103,22 @@ class SpadFrameParser:
         byteorder: byte order of the counters, "big" (FPGA default) or "little".
         cumulative: counters are cumulative (the FPGA's); enables the forward-step check that
             rejects byte-shifted frames whose boundaries happen to look right.
+        max_counts_per_frame: largest plausible count of one pixel between two good frames; the
+            default (2**24) is 5.6 s at the 3 Mcps SPAD saturation, far longer than a frame.
+        rebaseline_after: implausible frames in a row after which the counters are taken to
+            have been reset (FPGA restart) and the forward-step reference is dropped.
     """
 
-    def __init__(self, byteorder: str = "big", cumulative: bool = True) -> None:
+    def __init__(
+        self,
+        byteorder: str = "big",
+        cumulative: bool = True,
+        max_counts_per_frame: int = DEFAULT_MAX_COUNTS_PER_FRAME,
+        rebaseline_after: int = 8,
+    ) -> None:
         self.byteorder = byteorder
+        self.max_counts_per_frame = max_counts_per_frame
+        self.rebaseline_after = rebaseline_after
         self._dtype = _dtype(byteorder)
         self.cumulative = cumulative
         self.counters = ParserCounters()
@@ -107,6 +127,8 @@ class SpadFrameParser:
         self._reference: np.ndarray | None = None  # last good frame, for the forward-step check
         self._last_sequence: int | None = None
         self._ever_locked = False
+        self._implausible_streak = 0
+        self._discard_tail = bytearray()
 
     # Counters as attributes, the names other tools use.
     @property
@@ -143,7 +165,10 @@ class SpadFrameParser:
         return frames
 
     def reset(self) -> None:
-        """Forget buffered bytes and the frame reference (after a reconnect); counters persist."""
+        """Forget buffered bytes (after a reconnect); the counters persist.
+
+        The forward-step reference is dropped too: the counters moved on while disconnected.
+        """
         self._discard(len(self._buf))
         self._locked = False
         self._reference = None
@@ -154,8 +179,10 @@ class SpadFrameParser:
     def _discard(self, n: int) -> None:
         if n <= 0:
             return
-        chunk = self._buf[:n]
-        self.counters.banners += chunk.count(BANNER)
+        # Bytes are discarded a few at a time, so keep a tail to see a banner split across calls.
+        window = self._discard_tail + self._buf[:n]
+        self.counters.banners += window.count(BANNER)
+        self._discard_tail = window[-(len(BANNER) - 1):]
         self.counters.bytes_discarded += n
         del self._buf[:n]
 
@@ -182,13 +209,83 @@ class SpadFrameParser:
         return True, np.frombuffer(body, dtype=self._dtype, offset=8)
 
     def _plausible(self, frame: np.ndarray) -> bool:
-        """Forward-step check against the last good frame (cumulative counters only)."""
+        """Forward-step check against the last good frame, and no all-ones idle frame."""
+        ref = self._reference
+        return self._step_ok(frame if ref is None else ref, frame)
+
+    def _step_ok(self, before: np.ndarray, after: np.ndarray) -> bool:
+        """Whether ``after`` can follow ``before``: not an idle line, counters stepping forward."""
+        if np.all(after == 0xFFFFFFFF):
+            return False  # an idle or floating data line reads all ones
         if not self.cumulative:
             return True
-        ref, self._reference = self._reference, frame
-        if ref is None:
+        return bool(np.all((after - before) < self.max_counts_per_frame))
+
+    def _counters_at(self, pos: int) -> np.ndarray:
+        return np.frombuffer(bytes(self._buf[pos + 4:pos + LEGACY_FRAME_BYTES]), dtype=self._dtype)
+
+    def _acquire_legacy(self, final: bool) -> bool | None:
+        """Lock onto the best legacy frame start among the headers in the next frame period.
+
+        A candidate needs headers one and two frame lengths later and two frames in between that
+        step forward. Of several (a counter stuck at 0xFFFFFFFF, or two counters forming
+        FF FF FF FF across their boundary in every frame), the one with the smallest steps wins:
+        a start one byte late multiplies every step by 256, other offsets give random jumps, and
+        a whole-counter rotation ties, in which case the earliest wins.
+
+        Returns True when locked, False when bytes were discarded, None when more are needed.
+        """
+        L = LEGACY_FRAME_BYTES
+        buf = self._buf
+        if len(buf) < 3 * L + 4 and not final:
+            return None
+        candidates: list[tuple[bool, float, int]] = []
+        pos = 0
+        while 0 <= pos < L:
+            if pos + 2 * L + 4 > len(buf):
+                break
+            if buf[pos + 4:pos + 8] == V2_MAGIC and pos > 0:
+                break  # a v2 frame: let the main loop try it
+            if self._is_header(pos + L) and self._is_header(pos + 2 * L):
+                first, second = self._counters_at(pos), self._counters_at(pos + L)
+                if self._step_ok(first, second) and not np.all(first == 0xFFFFFFFF):
+                    score = float(np.sum(second - first, dtype=np.float64)) if self.cumulative else 0.0
+                    fits = self._reference is None or self._step_ok(self._reference, first)
+                    candidates.append((fits, score, pos))
+            pos = buf.find(HEADER, pos + 1)
+        if candidates:
+            # Prefer candidates that continue the last good frame; among them, the earliest whose
+            # steps are as small as the smallest (rotations differ only by counting noise).
+            fitting = [c for c in candidates if c[0]] or candidates
+            least = min(c[1] for c in fitting)
+            start = min(c[2] for c in fitting if c[1] <= 2 * least + N_PIXELS)
+            self._discard(start)
+            self._lock()
             return True
-        return bool(np.all((frame - ref) < _MAX_FORWARD_STEP))
+        # Nothing confirmed: drop everything up to the next unexamined header.
+        if pos > 0:
+            self._discard(pos)
+        elif len(buf) >= 3 * L + 4:
+            self._discard(L)
+        else:
+            self._discard(1)  # the short tail of a flushed stream: step on to the next header
+        return False
+
+    def _take_legacy(self, n_bytes: int, out: list[np.ndarray]) -> None:
+        """Emit the legacy frame at the buffer start if it is plausible, else drop the lock."""
+        frame = np.frombuffer(bytes(self._buf[4:LEGACY_FRAME_BYTES]), dtype=self._dtype)
+        if self._plausible(frame):
+            self._accept(frame, out, n_bytes)
+            return
+        # Either a byte-shifted frame or a lock on a counter stuck at 0xFFFFFFFF: search again
+        # from the next byte. Many failures in a row mean the counters really jumped (FPGA
+        # reset), so the reference is dropped and the next confirmed frame starts afresh.
+        self._reject(1)
+        self._locked = False
+        self._implausible_streak += 1
+        if self._implausible_streak >= self.rebaseline_after:
+            self._reference = None
+            self._implausible_streak = 0
 
     def _parse(self, final: bool) -> np.ndarray:
         out: list[np.ndarray] = []
@@ -209,17 +306,8 @@ class SpadFrameParser:
                     self._lock()
                     self._accept(frame, out, V2_FRAME_BYTES, v2=True)
                     continue
-                # Legacy: a header counts as a frame start only if two more follow at the frame
-                # period; a lone 0xFFFFFFFF counter or a boundary-straddling match does not.
-                if len(buf) < 2 * L + 4:
-                    if not final:
-                        break
-                    self._discard(1)
-                    continue
-                if self._is_header(L) and self._is_header(2 * L):
-                    self._lock()
-                    continue
-                self._discard(1)
+                if self._acquire_legacy(final) is None:
+                    break
                 continue
             # Locked: the buffer should start at a frame boundary.
             if len(buf) >= 4 and not self._is_header(0):
@@ -242,23 +330,17 @@ class SpadFrameParser:
             if len(buf) < L + 4:
                 # A last legacy frame of exactly the right length can be trusted on flush.
                 if final and len(buf) == L:
-                    frame = np.frombuffer(bytes(buf[4:L]), dtype=self._dtype)
-                    if self._plausible(frame):
-                        self._accept(frame, out, L)
-                    else:
-                        self._reject(L)
-                elif final and buf:
+                    self._take_legacy(L, out)
+                    continue
+                if final and buf:
                     self._reject(len(buf))
                 break
             if self._is_header(L):
-                frame = np.frombuffer(bytes(buf[4:L]), dtype=self._dtype)
-                if self._plausible(frame):
-                    self._accept(frame, out, L)
-                else:
-                    self._reject(L)
+                self._take_legacy(L, out)
                 continue
-            # The next header is not where it must be: this frame is short or padded.
-            self._reject(4)
+            # The next header is not where it must be: this frame is short or padded. Step one
+            # byte only: inserted 0xFF bytes can make a false header overlap the real one.
+            self._reject(1)
             self._locked = False
         if not out:
             return np.empty((0, ROWS, COLS), dtype=np.uint32)
@@ -271,8 +353,9 @@ class SpadFrameParser:
 
     def _accept(self, frame: np.ndarray, out: list[np.ndarray], n_bytes: int, v2: bool = False) -> None:
         if v2:
-            self._reference = frame
             self.counters.v2_frames += 1
+        self._reference = frame
+        self._implausible_streak = 0
         out.append(frame)
         self.counters.frames_emitted += 1
         del self._buf[:n_bytes]
