@@ -69,11 +69,12 @@ class SimSpadBridge:
         framing: "legacy" (0xFFFFFFFF header) or "v2" (sequence number and CRC).
         damage: stream damage to inject, none by default.
         seed: seed of the photon and damage noise.
+        record: keep every frame's counters in ``sent`` (tests compare what the driver got).
     """
 
     def __init__(self, world: World, frame_period_s: float = 5e-3, peak_rate_hz: float = 1e6,
                  dark_rate_hz: float = 100.0, byteorder: str = "big", framing: str = "legacy",
-                 damage: Damage | None = None, seed: int = 0) -> None:
+                 damage: Damage | None = None, seed: int = 0, record: bool = False) -> None:
         if byteorder not in ("big", "little"):
             raise ValueError(f"byteorder must be 'big' or 'little', not {byteorder!r}")
         if framing not in ("legacy", "v2"):
@@ -89,6 +90,8 @@ class SimSpadBridge:
         self.damage = damage or Damage()
         self.damage_log = DamageLog()
         self.frames_sent = 0
+        self.record = record
+        self.sent: list[np.ndarray] = []
         self.stuck_pixels: dict[tuple[int, int], int] = {}  # pixel -> value it always reads
         self._rng = np.random.default_rng(seed)
         self._counters = np.zeros(SPAD_SHAPE, dtype=np.uint64)
@@ -223,6 +226,8 @@ class SimSpadBridge:
             return
         while not self._stop.is_set():
             values = self.next_frame_counters()
+            if self.record:
+                self.sent.append(values)
             raw = self._damaged(self.frame_bytes(values), self.frames_sent)
             self.frames_sent += 1
             if not self._write(raw):
