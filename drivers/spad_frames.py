@@ -94,6 +94,7 @@ class ParserCounters:
     v2_frames: int = 0
     v2_sequence_gaps: int = 0
     banners: int = 0
+    ambiguous_locks: int = 0  # legacy locks between look-alike starts (counters stuck at all ones)
 
 
 class SpadFrameParser:
@@ -181,8 +182,8 @@ class SpadFrameParser:
             return
         # Bytes are discarded a few at a time, so keep a tail to see a banner split across calls.
         window = self._discard_tail + self._buf[:n]
-        self.counters.banners += window.count(BANNER)
-        self._discard_tail = window[-(len(BANNER) - 1):]
+        self.counters.banners += window.count(BANNER) - self._discard_tail.count(BANNER)
+        self._discard_tail = window[-(len(BANNER) + 2):]
         self.counters.bytes_discarded += n
         del self._buf[:n]
 
@@ -212,6 +213,11 @@ class SpadFrameParser:
         """Forward-step check against the last good frame, and no all-ones idle frame."""
         ref = self._reference
         return self._step_ok(frame if ref is None else ref, frame)
+
+    def _after_banner(self) -> bool:
+        """Whether the bytes just discarded end with the bridge's boot banner."""
+        tail = bytes(self._discard_tail).rstrip(b"\r\n")
+        return tail.endswith(BANNER)
 
     def _step_ok(self, before: np.ndarray, after: np.ndarray) -> bool:
         """Whether ``after`` can follow ``before``: not an idle line, counters stepping forward."""
@@ -254,15 +260,18 @@ class SpadFrameParser:
                     candidates.append((fits, score, pos))
             pos = buf.find(HEADER, pos + 1)
         if candidates:
-            # Prefer candidates that continue the last good frame; among them, the earliest whose
+            # Prefer candidates that continue the last good frame, then the header right after a
+            # boot banner (the bridge starts forwarding at a frame start), then the earliest whose
             # steps are as small as the smallest (rotations differ only by counting noise).
             fitting = [c for c in candidates if c[0]] or candidates
             least = min(c[1] for c in fitting)
-            start = min(c[2] for c in fitting if c[1] <= 2 * least + N_PIXELS)
-            self._discard(start)
+            tied = [c[2] for c in fitting if c[1] <= 2 * least + N_PIXELS]
+            anchored = tied[0] == 0 and self._after_banner()
+            if len(tied) > 1 and self._reference is None and not anchored:
+                self.counters.ambiguous_locks += 1
+            self._discard(tied[0])
             self._lock()
             return True
-        # Nothing confirmed: drop everything up to the next unexamined header.
         if pos > 0:
             self._discard(pos)
         elif len(buf) >= 3 * L + 4:
@@ -357,6 +366,7 @@ class SpadFrameParser:
         self._reference = frame
         self._implausible_streak = 0
         out.append(frame)
+        self._discard_tail.clear()
         self.counters.frames_emitted += 1
         del self._buf[:n_bytes]
 

@@ -5,8 +5,9 @@ each SPAD sees a 1.6 um square of the NV layer and the array a 26 um patch at th
 World's field of view. Per frame the simulator integrates the World's photoluminescence over each
 SPAD's patch, scales it so the brightest pixel would count ``peak_rate_hz``, applies the SPAD's
 dead-time saturation (near 3 Mcps) and dark counts, draws Poisson counts, accumulates them in
-32-bit counters like the FPGA and writes the frames, after an Arduino-style boot banner, into a
-pty. Damage injection (dropped and inserted bytes, resets with a new banner) exercises the
+32-bit counters like the FPGA and writes the frames into a pty. Like an Arduino, whose USB port
+resets it when opened, the bridge starts each time a driver opens the port: banner
+"Setup complete", then frames from a frame boundary; it pauses while the port is closed. Damage injection (dropped and inserted bytes, resets with a new banner) exercises the
 driver's parser. The frame bytes are written here independently of the driver, as the FPGA does.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
 import time
 import tty
@@ -40,12 +42,14 @@ class Damage:
         insert_probability: 1..``max_bytes`` random bytes follow a frame (line noise).
         reset_probability: the bridge resets: the frame is cut short and a banner follows.
         max_bytes: largest number of bytes dropped or inserted at once.
+        after_frames: frames sent undamaged first.
     """
 
     drop_probability: float = 0.0
     insert_probability: float = 0.0
     reset_probability: float = 0.0
     max_bytes: int = 16
+    after_frames: int = 0
 
 
 @dataclass
@@ -96,7 +100,8 @@ class SimSpadBridge:
         self._rng = np.random.default_rng(seed)
         self._counters = np.zeros(SPAD_SHAPE, dtype=np.uint64)
         self._master: int | None = None
-        self._slave: int | None = None
+        self.boot_delay_s = 0.05  # after the port opens, before the banner (pyserial flushes on open)
+        self.boots = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._footprint = self._footprint_weights()
@@ -166,6 +171,8 @@ class SimSpadBridge:
 
     def _damaged(self, raw: bytes, index: int) -> bytes:
         d, rng = self.damage, self._rng
+        if index < d.after_frames:
+            return raw
         if rng.random() < d.drop_probability:
             n = int(rng.integers(1, d.max_bytes + 1))
             at = int(rng.integers(0, len(raw) - n))
@@ -185,9 +192,12 @@ class SimSpadBridge:
         """Open the pty, start streaming and return the device path a driver opens."""
         if self._thread is not None:
             raise RuntimeError("the simulated SPAD bridge is already running; stop() it first")
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)  # a CDC port passes bytes unaltered: no echo, no CR/LF mapping
-        path = os.ttyname(self._slave)
+        self._master, slave = os.openpty()
+        tty.setraw(slave)  # a CDC port passes bytes unaltered: no echo, no CR/LF mapping
+        path = os.ttyname(slave)
+        # Only the driver holds the slave open, so the bridge can see it open and close the port
+        # (an Arduino resets when its port is opened and prints its banner).
+        os.close(slave)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="sim-spad-bridge", daemon=True)
         self._thread.start()
@@ -199,16 +209,13 @@ class SimSpadBridge:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._master = self._slave = None
+        if self._master is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._master)
+        self._master = None
 
     def _write(self, data: bytes) -> bool:
         """Write everything unless stopped; a full pty buffer blocks like a slow USB host."""
-        import select
-
         view = memoryview(data)
         while view and not self._stop.is_set():
             _, ready, _ = select.select([], [self._master], [], 0.05)
@@ -220,11 +227,32 @@ class SimSpadBridge:
                 return False
         return not view
 
+    def _port_open(self) -> bool:
+        """Whether a driver holds the port: reading the master fails with EIO when nobody does."""
+        readable, _, _ = select.select([self._master], [], [], 0)
+        if not readable:
+            return True
+        try:
+            os.read(self._master, 4096)  # bytes the driver sent: the bridge ignores them
+        except OSError:
+            return False
+        return True
+
     def _run(self) -> None:
-        next_time = time.monotonic()
-        if not self._write(BANNER):
-            return
         while not self._stop.is_set():
+            if not self._port_open():
+                self._stop.wait(0.01)
+                continue
+            # The port was opened: the Arduino resets, boots and prints its banner.
+            self.boots += 1
+            if self._stop.wait(self.boot_delay_s) or not self._write(BANNER):
+                return
+            self._stream()
+
+    def _stream(self) -> None:
+        """Send frames until stopped or the port is closed."""
+        next_time = time.monotonic()
+        while not self._stop.is_set() and self._port_open():
             values = self.next_frame_counters()
             if self.record:
                 self.sent.append(values)

@@ -150,6 +150,20 @@ def test_saturated_counter_ffffffff_in_every_frame_with_damage():
     assert frame_index(out, truth) == [0, 1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14, 15]
 
 
+def test_stuck_counter_seen_first_is_an_ambiguous_lock_unless_a_banner_anchors_it():
+    truth = cumulative_frames(8, seed=17)
+    truth[:, 4, 4] = 0xFFFFFFFF
+    data = b"".join(encode_frame(f) for f in truth)
+    mid = 4 + 4 * 10  # opened mid-frame, before the stuck counter: legacy framing cannot tell
+    parser = SpadFrameParser()
+    parser.feed(data[mid:])
+    assert parser.counters.ambiguous_locks == 1
+    parser = SpadFrameParser()
+    out = feed_in_chunks(parser, data[mid:LEGACY_FRAME_BYTES] + BANNER + b"\r\n" + data, seed=17)
+    np.testing.assert_array_equal(out, truth)
+    assert parser.counters.ambiguous_locks == 0 and parser.counters.banners == 1
+
+
 def test_two_counters_forming_header_across_their_boundary():
     truth = cumulative_frames(10, seed=9)
     truth[:, 2, 3] = 0x12FFFFFF + np.arange(10, dtype=np.uint32) * 0  # constant low bytes FF FF FF

@@ -125,7 +125,7 @@ def test_damaged_stream_never_yields_a_corrupt_frame(world):
 
 def test_stuck_pixel_reads_ffffffff_every_frame(world):
     bridge = SimSpadBridge(world, frame_period_s=1e-3, record=True,
-                           damage=Damage(drop_probability=0.1))
+                           damage=Damage(drop_probability=0.1, after_frames=3))
     bridge.stuck_pixels = {(0, 9): 0xFFFFFFFF, (15, 15): 0xFFFFFFFF}
     spad = SpadArray("spad_sim_stuck", bridge.start())
     try:
