@@ -7,8 +7,9 @@ SPAD's patch, scales it so the brightest pixel would count ``peak_rate_hz``, app
 dead-time saturation (near 3 Mcps) and dark counts, draws Poisson counts, accumulates them in
 32-bit counters like the FPGA and writes the frames into a pty. Like an Arduino, whose USB port
 resets it when opened, the bridge starts each time a driver opens the port: banner
-"Setup complete", then frames from a frame boundary; it pauses while the port is closed. Damage injection (dropped and inserted bytes, resets with a new banner) exercises the
-driver's parser. The frame bytes are written here independently of the driver, as the FPGA does.
+"Setup complete", then frames from a frame boundary; it pauses while the port is closed.
+Damage injection (dropped and inserted bytes, resets with a new banner) exercises the driver's
+parser. The frame bytes are written here independently of the driver, as the FPGA does.
 """
 
 from __future__ import annotations
