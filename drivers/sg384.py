@@ -15,7 +15,6 @@ What this adds to QCoDeS's driver:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,8 +25,6 @@ from qcodes.instrument_drivers.stanford_research import SG384
 from drivers.checked_visa import CheckedVisaSource
 from drivers.visa_errors import plain_errors, split_command
 from instrument.protocols import InstrumentError, MicrowaveConstraints, SafetyLimits
-
-log = logging.getLogger(__name__)
 
 MODEL_FREQUENCY_MAX_HZ = {"SG382": 2.025e9, "SG384": 4.05e9, "SG386": 6.075e9}
 FREQUENCY_MIN_HZ = 950e3  # type-N output
