@@ -1,0 +1,1 @@
+"""Reconstruction of sources from field maps: arrays in, arrays out."""
