@@ -194,6 +194,8 @@ class SimSpadBridge:
         if self._thread is not None:
             raise RuntimeError("the simulated SPAD bridge is already running; stop() it first")
         self._master, slave = os.openpty()
+        # Non-blocking: a read after select() must not hang if the port opened in between.
+        os.set_blocking(self._master, False)
         tty.setraw(slave)  # a CDC port passes bytes unaltered: no echo, no CR/LF mapping
         path = os.ttyname(slave)
         # Only the driver holds the slave open, so the bridge can see it open and close the port
@@ -224,6 +226,8 @@ class SimSpadBridge:
                 continue
             try:
                 view = view[os.write(self._master, view):]
+            except BlockingIOError:
+                continue
             except OSError:
                 return False
         return not view
@@ -235,6 +239,8 @@ class SimSpadBridge:
             return True
         try:
             os.read(self._master, 4096)  # bytes the driver sent: the bridge ignores them
+        except BlockingIOError:
+            return True  # the hang-up that made it readable is gone: the port was just opened
         except OSError:
             return False
         return True
