@@ -110,25 +110,26 @@ class SimSpadBridge:
 
     # ---- optics --------------------------------------------------------------------------------
 
-    def _footprint_weights(self) -> np.ndarray:
-        """Weights (16*16, rows*cols) averaging World pixels over each SPAD's patch of the sample."""
+    def _footprint_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column weights (16, rows), (16, cols): a SPAD pixel averages ``wy @ image @ wx.T``.
+
+        Each weight is the fraction of a World pixel inside the SPAD pixel's patch of the sample
+        (area resampling); the patch is separable in x and y, so two small matrices suffice.
+        """
         x, y = self.world.pixel_coordinates_m()
         pitch = SPAD_PITCH_M / MAGNIFICATION
-        edges = (np.arange(SPAD_SHAPE[1] + 1) - SPAD_SHAPE[1] / 2) * pitch
         half = self.world.pixel_size_m / 2
-        if edges[-1] > min(np.abs(x).max(), np.abs(y).max()) + half:
-            raise ValueError("the SPAD array sees more than the World's field of view")
 
-        def overlap(coord: np.ndarray) -> np.ndarray:
-            # fraction of each World pixel inside each SPAD column/row interval (area resampling)
+        def overlap(coord: np.ndarray, n: int) -> np.ndarray:
+            edges = (np.arange(n + 1) - n / 2) * pitch
+            if edges[-1] > np.abs(coord).max() + half:
+                raise ValueError("the SPAD array sees more than the World's field of view")
             lo = np.maximum(coord[None] - half, edges[:-1, None])
             hi = np.minimum(coord[None] + half, edges[1:, None])
-            return np.clip(hi - lo, 0, None) / (2 * half)
+            w = np.clip(hi - lo, 0, None)
+            return w / w.sum(axis=1, keepdims=True)
 
-        wx = overlap(x[0])  # (16, cols)
-        wy = overlap(y[:, 0])  # (16, rows)
-        weights = np.einsum("ir,jc->ijrc", wy, wx).reshape(SPAD_SHAPE[0] * SPAD_SHAPE[1], -1)
-        return weights / weights.sum(axis=1, keepdims=True)
+        return overlap(y[:, 0], SPAD_SHAPE[0]), overlap(x[0], SPAD_SHAPE[1])
 
     def _world_state(self) -> tuple:
         w = self.world
@@ -145,7 +146,8 @@ class SimSpadBridge:
         if self._rate_cache is not None and self._rate_cache[0] == key:
             return self._rate_cache[1]
         pl = self.world.pl_rate_hz(mw_on, frequency_hz)
-        incident = (self._footprint @ pl.ravel()).reshape(SPAD_SHAPE)
+        wy, wx = self._footprint
+        incident = wy @ pl @ wx.T
         incident = incident / self.world.sample.photon_rate_hz * self.peak_rate_hz + self.dark_rate_hz
         rate = incident / (1 + incident * DEAD_TIME_S)  # non-paralysable dead time
         self._rate_cache = (key, rate)

@@ -21,7 +21,8 @@ def world() -> World:
 
 def test_spad_footprint_covers_the_magnified_patch(world):
     bridge = SimSpadBridge(world)
-    weights = bridge._footprint.reshape(16, 16, *world.shape)
+    wy, wx = bridge._footprint
+    weights = np.einsum("ir,jc->ijrc", wy, wx)
     x, y = world.pixel_coordinates_m()
     patch = 16 * SPAD_PITCH_M / MAGNIFICATION  # 25.9 um of sample seen by the whole array
     assert np.allclose(weights.sum(axis=(2, 3)), 1)
