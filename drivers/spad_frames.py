@@ -25,6 +25,7 @@ removes the ambiguity.
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -38,6 +39,8 @@ LEGACY_FRAME_BYTES = len(HEADER) + PAYLOAD_BYTES
 V2_MAGIC = b"SPD2"
 V2_FRAME_BYTES = len(HEADER) + len(V2_MAGIC) + 4 + PAYLOAD_BYTES + 4
 BANNER = b"Setup complete"
+_ALL_ONES = b"\xff" * PAYLOAD_BYTES
+_NOT_ONES = re.compile(rb"[^\xff]")
 # A pixel saturates near 3 Mcps, so 2**24 counts between two frames means a frame gap of 5.6 s.
 DEFAULT_MAX_COUNTS_PER_FRAME = 1 << 24
 
@@ -252,6 +255,12 @@ class SpadFrameParser:
                 break
             if buf[pos + 4:pos + 8] == V2_MAGIC and pos > 0:
                 break  # a v2 frame: let the main loop try it
+            if buf[pos + 4:pos + L] == _ALL_ONES:
+                # An idle line (all ones): skip every candidate whose payload is still in the run.
+                other = _NOT_ONES.search(buf, pos + 4)
+                run_end = other.start() if other else len(buf)
+                pos = buf.find(HEADER, max(pos + 1, run_end - L + 1))
+                continue
             if self._is_header(pos + L) and self._is_header(pos + 2 * L):
                 first, second = self._counters_at(pos), self._counters_at(pos + L)
                 if self._step_ok(first, second) and not np.all(first == 0xFFFFFFFF):

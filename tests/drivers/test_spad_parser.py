@@ -283,3 +283,12 @@ def test_random_damage_never_emits_a_corrupt_frame(damage, seed, v2):
     out = feed_in_chunks(parser, b"".join(frames), seed=seed)
     idx = frame_index(out, truth)
     assert idx == [i for i in range(n_frames) if i not in hit]
+
+
+def test_idle_line_of_all_ones_then_frames():
+    # SPI with the FPGA not yet sending reads 0xFF; such "frames" must never come out
+    truth = cumulative_frames(6, seed=18)
+    data = b"\xff" * 20_000 + b"".join(encode_frame(f) for f in truth) + b"\xff" * 5000
+    parser = SpadFrameParser()
+    out = feed_in_chunks(parser, data, seed=18)
+    assert frame_index(out, truth) == [0, 1, 2, 3, 4, 5]
