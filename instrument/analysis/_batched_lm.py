@@ -1,21 +1,29 @@
 """Levenberg-Marquardt over many small independent least-squares problems at once.
 
-Every pixel is its own problem with the same number of parameters, so one numpy operation advances all
-of them; the normal equations are solved with a Cholesky factorisation written over the batch axis,
-which beats a per-matrix LAPACK call for the 4 to 25 parameters of an ODMR model.
+Every pixel is its own problem with the same parameters, so one numpy operation advances all of
+them. The normal equations are solved with a Cholesky factorisation written over the batch axis,
+which beats one LAPACK call per pixel for the 4 to 25 parameters of an ODMR model, and the model
+writes into buffers allocated once per batch.
 
 Layout: parameters ``theta`` are (P, N), Jacobian columns (P, N, F), so every slice is contiguous.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-ModelFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-"""theta (P, N) -> (model (N, F), jacobian (P, N, F))."""
+
+class BatchModel(Protocol):
+    """A model that evaluates itself and its Jacobian into given buffers."""
+
+    n_params: int
+    dtype: np.dtype
+
+    def evaluate(self, theta: np.ndarray, out_model: np.ndarray, out_jac: np.ndarray) -> None:
+        """theta (P, N) -> out_model (N, F), out_jac (P, N, F); column 0 must be the constant 1."""
 
 
 @dataclass
@@ -30,6 +38,8 @@ class LmResult:
     """Sum of squared residuals, (N,)."""
     converged: np.ndarray
     """False where the iteration limit was reached first, (N,)."""
+    iterations: int
+    """Iterations the slowest pixel took."""
 
 
 def cholesky_solve(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,27 +74,31 @@ def cholesky_solve(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return x, ok
 
 
-def _normal_equations(jac: np.ndarray, resid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """J^T J as (P, P, N) and J^T r as (P, N), fused multiply-sums without temporaries."""
-    p = jac.shape[0]
-    jtj = np.empty((p, p, jac.shape[1]), dtype=jac.dtype)
-    for i in range(p):
+def normal_equations(jac: np.ndarray, resid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """J^T J as (P, P, N) and J^T r as (P, N), with column 0 of J the constant 1 (the baseline)."""
+    p, n, f = jac.shape
+    jtj = np.empty((p, p, n))  # float64 whatever the Jacobian's precision: Cholesky needs it
+    jtj[0, 0] = f
+    for i in range(1, p):
+        jtj[0, i] = jtj[i, 0] = jac[i].sum(axis=1)
         for j in range(i, p):
             jtj[i, j] = jtj[j, i] = np.einsum("nf,nf->n", jac[i], jac[j])
-    jtr = np.einsum("pnf,nf->pn", jac, resid)
+    jtr = np.empty((p, n))
+    jtr[0] = resid.sum(axis=1)
+    for i in range(1, p):
+        jtr[i] = np.einsum("nf,nf->n", jac[i], resid)
     return jtj, jtr
 
 
 def levenberg_marquardt(
-    model: ModelFn,
+    model: BatchModel,
     y: np.ndarray,
     theta0: np.ndarray,
     lower: np.ndarray,
     upper: np.ndarray,
     *,
     max_iter: int = 50,
-    ftol: float = 1e-7,
-    xtol: float = 1e-7,
+    chi2_tol: float = 1e-3,
 ) -> LmResult:
     """Minimise sum((y - model(theta))**2) for every row of y, with box bounds.
 
@@ -92,61 +106,68 @@ def levenberg_marquardt(
     the working set as soon as they converge, so late iterations cost only what is still moving.
 
     Args:
-        model: theta (P, M) -> (model (M, F), jacobian (P, M, F)) for any number M of pixels.
+        model: evaluates model and Jacobian for up to N pixels into buffers.
         y: (N, F) data.
-        theta0: (P, N) start, inside the bounds.
-        lower, upper: (P, N) or (P, 1) bounds.
+        theta0: (P, N) start.
+        lower, upper: (P, N) bounds.
         max_iter: iteration limit per pixel.
-        ftol: relative decrease of the cost below which an accepted step ends the fit.
-        xtol: step size, relative to the parameter, below which an accepted step ends the fit.
+        chi2_tol: an accepted step that lowers the cost by less than this many residual variances
+            (cost / degrees of freedom) ends the fit: the parameters then move by a few percent of
+            their standard error at most, far below anything the data can tell apart.
     """
     p, n = theta0.shape
+    f = y.shape[1]
+    dof = max(f - p, 1)
     lower = np.broadcast_to(lower, (p, n))
     upper = np.broadcast_to(upper, (p, n))
-    theta = np.clip(theta0, lower, upper)
-    out_theta = theta.copy()
+    out_theta = np.clip(theta0, lower, upper)
     out_cov = np.full((p, p, n), np.nan)
     out_cost = np.full(n, np.nan)
     out_conv = np.zeros(n, dtype=bool)
 
+    dt = model.dtype
+    model_buf = np.empty((n, f), dt)
+    jac_buf = np.empty((p, n, f), dt)
+    resid_t_buf = np.empty((n, f), dt)
+
     active = np.arange(n)
-    ya, lo, hi = y, lower, upper
-    m, jac = model(theta)
-    resid = ya - m
-    cost = np.einsum("nf,nf->n", resid, resid)
+    theta, ya, lo, hi = out_theta.copy(), y, lower, upper
+    model.evaluate(theta, model_buf, jac_buf)
+    resid = ya - model_buf
+    cost = np.einsum("nf,nf->n", resid, resid).astype(np.float64)
+    jtj, jtr = normal_equations(jac_buf, resid)
     lam = np.full(n, 1e-3)
-    jtj, jtr = _normal_equations(jac, resid)
-    eye = np.arange(p)
-    done = np.zeros(n, dtype=bool)
-    for _ in range(max_iter):
+    diag_idx = np.arange(p)
+    iterations = 0
+    for iterations in range(1, max_iter + 1):  # noqa: B007 - the count is reported
+        na = active.size
         damped = jtj.copy()
-        diag = jtj[eye, eye]
-        damped[eye, eye] = diag + lam * np.maximum(diag, 1e-12 * diag.max(axis=0))
+        diag = jtj[diag_idx, diag_idx]
+        damped[diag_idx, diag_idx] = diag + lam * np.maximum(diag, 1e-12 * diag.max(axis=0))
         step, ok = cholesky_solve(damped, jtr)
         trial = np.clip(theta + np.where(ok, step, 0.0), lo, hi)
-        m_t, jac_t = model(trial)
-        resid_t = ya - m_t
-        cost_t = np.einsum("nf,nf->n", resid_t, resid_t)
+        m_t, jac_t, resid_t = model_buf[:na], jac_buf[:, :na], resid_t_buf[:na]
+        model.evaluate(trial, m_t, jac_t)
+        np.subtract(ya, m_t, out=resid_t)
+        cost_t = np.einsum("nf,nf->n", resid_t, resid_t).astype(np.float64)
         better = ok & (cost_t < cost)
-        moved = np.abs(trial - theta)
-        small_step = np.all(moved <= xtol * (np.abs(theta) + xtol), axis=0)
-        small_gain = better & (cost - cost_t <= ftol * cost)
-        done = small_gain | (small_step & ok) | (cost_t == 0)
+        small_step = np.all(np.abs(trial - theta) <= 1e-9 * (np.abs(theta) + 1e-9), axis=0)
+        done = (better & (cost - cost_t <= chi2_tol * cost_t / dof)) | (small_step & ok) | (cost_t == 0)
 
         theta = np.where(better, trial, theta)
-        resid = np.where(better[:, None], resid_t, resid)
+        np.copyto(resid, resid_t, where=better[:, None])
         cost = np.where(better, cost_t, cost)
-        lam = np.where(better, lam * 0.3, lam * 5.0)
-        done |= lam > 1e12  # no downhill step left: a (local) minimum within the bounds
-        jtj_t, jtr_t = _normal_equations(jac_t, resid_t)
+        jtj_t, jtr_t = normal_equations(jac_t, resid_t)
         jtj = np.where(better, jtj_t, jtj)
         jtr = np.where(better, jtr_t, jtr)
+        lam = np.where(better, lam * 0.3, lam * 5.0)
+        done |= lam > 1e12  # no downhill step left: a (local) minimum within the bounds
         if np.any(done):
             idx = active[done]
             out_theta[:, idx] = theta[:, done]
             out_cost[idx] = cost[done]
             out_conv[idx] = True
-            out_cov[:, :, idx] = _covariance(jtj[:, :, done], cost[done], y.shape[1] - p)
+            out_cov[:, :, idx] = covariance(jtj[:, :, done], cost[done], dof)
             keep = ~done
             active, theta, resid, cost, lam = active[keep], theta[:, keep], resid[keep], cost[keep], lam[keep]
             jtj, jtr, lo, hi, ya = jtj[:, :, keep], jtr[:, keep], lo[:, keep], hi[:, keep], ya[keep]
@@ -155,11 +176,11 @@ def levenberg_marquardt(
     if active.size:
         out_theta[:, active] = theta
         out_cost[active] = cost
-        out_cov[:, :, active] = _covariance(jtj, cost, y.shape[1] - p)
-    return LmResult(out_theta, out_cov, out_cost, out_conv)
+        out_cov[:, :, active] = covariance(jtj, cost, dof)
+    return LmResult(out_theta, out_cov, out_cost, out_conv, iterations)
 
 
-def _covariance(jtj: np.ndarray, cost: np.ndarray, dof: int) -> np.ndarray:
+def covariance(jtj: np.ndarray, cost: np.ndarray, dof: int) -> np.ndarray:
     """(J^T J)^-1 * s^2 with s^2 = cost / dof; NaN where J^T J is singular."""
     p, _, n = jtj.shape
     ident = np.broadcast_to(np.eye(p)[:, :, None], (p, p, n)).copy()
