@@ -55,7 +55,7 @@ def eight_line_cube(size: int, rng: np.random.Generator):
     centers = np.concatenate([D_HZ - GAMMA_E_HZ_PER_T * proj, D_HZ + GAMMA_E_HZ_PER_T * proj], axis=-1)
     centers = np.sort(centers, axis=-1)
     fwhm = 6e6
-    dip = sum(0.01 * lorentzian(freqs, centers[..., i : i + 1], fwhm) for i in range(8))
+    dip = sum(0.03 * lorentzian(freqs, centers[..., i : i + 1], fwhm) for i in range(8))
     spectra = rng.poisson(1e5 * (1 - dip)).astype(np.float64)
     return freqs, spectra, centers
 

@@ -42,15 +42,22 @@ class MultipletModel:
         self._acc = np.empty((3, capacity, f), self.dtype) if len(self.offsets) > 1 else None
         self._tmp = np.empty((capacity, f), self.dtype)
 
-    def evaluate(self, theta: np.ndarray, out_model: np.ndarray, out_jac: np.ndarray) -> None:
-        """Write the model (N, F) and its Jacobian (P, N, F) for parameters ``theta`` (P, N)."""
+    def evaluate(self, theta: np.ndarray, out_model: np.ndarray, out_jac: np.ndarray) -> np.ndarray:
+        """Write the model (N, F) and the unscaled Jacobian (P, N, F) for ``theta`` (P, N).
+
+        Returns the per-column scales (P, N): the Jacobian is ``scales[:, :, None] * out_jac``. The
+        amplitude and width factors of the centre and width columns are per pixel, so applying them
+        to the small normal equations saves two passes over the samples per line.
+        ``out_jac[0]`` (the baseline's constant column) is left untouched, as the solver expects.
+        """
         n = theta.shape[1]
         k = self.k
+        theta64 = theta
         theta = theta.astype(self.dtype, copy=False)
-        out_jac[0] = 1.0
-        out_model[...] = theta[0][:, None]
-        inv_lines = 1.0 / len(self.offsets)
+        n_lines = len(self.offsets)
+        inv_lines = self.dtype.type(1.0 / n_lines)
         tmp = self._tmp[:n]
+        scales = np.ones((self.n_params, n))
         for p in range(k):
             c = theta[1 + p][:, None]
             w = theta[1 + k + p][:, None]
@@ -65,36 +72,41 @@ class MultipletModel:
                     g += acc[0]
                     dc += acc[1]
                     dw += acc[2]
-            if len(self.offsets) > 1:
+            if n_lines > 1:
                 g *= inv_lines
-            # The line derivatives become Jacobian columns once scaled by the amplitude.
-            a_lines = a * inv_lines if len(self.offsets) > 1 else a
-            dc *= a_lines
-            dw *= a_lines
-            np.multiply(g, a, out=tmp)
-            out_model += tmp
+            a64, w64 = theta64[1 + 2 * k + p], theta64[1 + k + p]
+            if self.shape == "lorentzian":
+                scales[1 + p] = 8.0 * a64 / (w64 * w64) / n_lines
+                scales[1 + k + p] = 2.0 * a64 / w64 / n_lines
+            else:
+                scales[1 + p] = 2.0 * _FOUR_LN2 * a64 / (w64 * w64) / n_lines
+                scales[1 + k + p] = 2.0 * _FOUR_LN2 * a64 / (w64 * w64 * w64) / n_lines
+            if p == 0:
+                np.multiply(g, a, out=out_model)
+                out_model += theta[0][:, None]
+            else:
+                np.multiply(g, a, out=tmp)
+                out_model += tmp
+        return scales
 
     def _line(self, c, w, g, dg_dc, dg_dw, n) -> None:
-        """Peak-normalised line and its derivatives (centre, FWHM) into the given (n, F) buffers."""
+        """Peak-normalised line and its derivatives (centre, FWHM) without their per-pixel factors,
+        into the given (n, F) buffers (the factors are in ``evaluate``'s scales)."""
         d = self._d[:n]
         np.subtract(self.x, c, out=d)
         if self.shape == "lorentzian":
-            # L = h^2 / (d^2 + h^2), h = w / 2;  dL/dc = 8 d L^2 / w^2;  dL/dw = 2 (L - L^2) / w
-            h2 = 0.25 * w * w  # (n, 1): per-pixel factors are computed once, not per sample
+            # L = h^2 / (d^2 + h^2), h = w / 2;  dL/dc = (8 / w^2) d L^2;  dL/dw = (2 / w) (L - L^2)
             np.multiply(d, d, out=g)
+            h2 = 0.25 * w * w  # (n, 1)
             g += h2
             np.divide(h2, g, out=g)
             np.multiply(g, g, out=dg_dw)
             np.multiply(dg_dw, d, out=dg_dc)
-            dg_dc *= 8.0 / (w * w)
             np.subtract(g, dg_dw, out=dg_dw)
-            dg_dw *= 2.0 / w
         else:
-            # G = exp(-4 ln2 d^2 / w^2);  dG/dc = 8 ln2 d G / w^2;  dG/dw = dG/dc * d / w
+            # G = exp(-4 ln2 d^2 / w^2);  dG/dc = (8 ln2 / w^2) d G;  dG/dw = (8 ln2 / w^3) d^2 G
             np.multiply(d, d, out=g)
             g *= -_FOUR_LN2 / (w * w)
             np.exp(g, out=g)
             np.multiply(d, g, out=dg_dc)
-            dg_dc *= 2.0 * _FOUR_LN2 / (w * w)
             np.multiply(dg_dc, d, out=dg_dw)
-            dg_dw /= w

@@ -63,8 +63,16 @@ def analyse_cw_run(run: StoredRun, isotope: str | None = "15N") -> CwFieldMap:
     fit_on = fit_odmr(freqs, spectra[1], hyperfine=isotope)
     converged = np.asarray(fit_off.converged) & np.asarray(fit_on.converged)
     b_nv = np.where(converged, b_nv_from_centers(fit_on.center, fit_off.center), np.nan)
-    return CwFieldMap(freqs, spectra, np.asarray(fit_off.center), np.asarray(fit_on.center),
-                      b_nv, converged, fit_off, fit_on)
+    return CwFieldMap(
+        freqs,
+        spectra,
+        np.asarray(fit_off.center),
+        np.asarray(fit_on.center),
+        b_nv,
+        converged,
+        fit_off,
+        fit_on,
+    )
 
 
 def save_analysis(result: CwFieldMap, run_dir: Path) -> Path:
@@ -80,8 +88,9 @@ def save_analysis(result: CwFieldMap, run_dir: Path) -> Path:
     return path
 
 
-def plot_cw_result(result: CwFieldMap, path: Path, pixel: tuple[int, int] | None = None,
-                   title: str = "") -> Path:
+def plot_cw_result(
+    result: CwFieldMap, path: Path, pixel: tuple[int, int] | None = None, title: str = ""
+) -> Path:
     """Figure with the spectrum of one pixel, the fitted resonance map and the B_NV map."""
     import matplotlib
 
