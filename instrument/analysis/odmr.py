@@ -11,7 +11,9 @@ significant resonance, a resonance at or beyond the sweep edge, no convergence) 
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import threading
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -263,16 +265,35 @@ def fit_dask_packed(setup: _Setup, spectra, chunk_pixels: int | None = None):
     return da.map_blocks(block, spectra, dtype=np.float64, chunks=(*spectra.chunks[:-1], (width,)))
 
 
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
+
+
+@contextlib.contextmanager
 def single_threaded_blas():
-    """Context that keeps BLAS on one thread.
+    """Keep BLAS on one thread while any fit runs (safe to nest and to enter from many threads).
 
     The fit's only BLAS calls (matched filter, template overlaps) are too small to gain from
     threads, and idle OpenBLAS threads spin for the CPU the element-wise work needs: one thread is
-    1.5-2x faster on two cores. Parallelism comes from dask workers over chunks of pixels instead.
+    1.5-2x faster on two cores. Parallelism comes from dask over chunks of pixels instead. The limit
+    is process-wide, so it is set by the first fit in and restored by the last one out.
     """
+    global _blas_users, _blas_limiter
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=1, user_api="blas")
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = threadpool_limits(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
 
 
 def default_chunk_pixels(setup: _Setup) -> int:
