@@ -70,30 +70,42 @@ def lorentz_model(x, *p):
 
 
 def curve_fit_loop(freqs, spectra, p0_fn, n_peaks):
-    """Plain per-pixel loop; returns centres (Hz, NaN where failed), seconds, exceptions."""
+    """Plain per-pixel loop; returns centres (Hz, NaN where failed), seconds, exceptions.
+
+    ``p0_fn(x, y, i)`` gives the start for spectrum ``i``. Run once with default BLAS threads and
+    once with one thread; the faster run is the baseline (the conservative choice).
+    """
+    from threadpoolctl import threadpool_limits
+
     f0 = 0.5 * (freqs[0] + freqs[-1])
     x = (freqs - f0) / 1e6
-    centers = np.full((spectra.shape[0], n_peaks), np.nan)
-    exceptions = 0
-    t = time.perf_counter()
-    for i, y in enumerate(spectra):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", OptimizeWarning)
-                p, cov = curve_fit(lorentz_model, x, y, p0=p0_fn(x, y))
-        except (RuntimeError, ValueError):
-            exceptions += 1
-            continue
-        err = np.sqrt(np.diag(cov))
-        c, a = p[1::3], p[3::3]
-        ok = np.all(np.isfinite(err)) and np.all((c > x[0]) & (c < x[-1]))
-        ok = ok and np.all(np.abs(a) >= MIN_SNR * err[3::3])
-        if ok:
-            centers[i] = np.sort(f0 + 1e6 * c)
-    return centers, time.perf_counter() - t, exceptions
+    best = None
+    for limit in (None, 1):
+        centers = np.full((spectra.shape[0], n_peaks), np.nan)
+        exceptions = 0
+        with threadpool_limits(limits=limit, user_api="blas"):
+            t = time.perf_counter()
+            for i, y in enumerate(spectra):
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", OptimizeWarning)
+                        p, cov = curve_fit(lorentz_model, x, y, p0=p0_fn(x, y, i))
+                except (RuntimeError, ValueError):
+                    exceptions += 1
+                    continue
+                err = np.sqrt(np.diag(cov))
+                c, a = p[1::3], p[3::3]
+                ok = np.all(np.isfinite(err)) and np.all((c > x[0]) & (c < x[-1]))
+                ok = ok and np.all(np.abs(a) >= MIN_SNR * err[3::3])
+                if ok:
+                    centers[i] = np.sort(f0 + 1e6 * c)
+            seconds = time.perf_counter() - t
+        if best is None or seconds < best[1]:
+            best = (centers, seconds, exceptions)
+    return best
 
 
-def single_p0(x, y):
+def single_p0(x, y, i):
     base = np.median(y)
     return [base, x[np.argmin(y)], (x[-1] - x[0]) / 10, y.min() - base]
 
@@ -128,20 +140,23 @@ def main() -> None:
 
     freqs, cube, truth = single_dip_cube(args.size, args.points, rng)
     n = truth.size
-    print(f"cube {cube.shape} float64 ({cube.nbytes / 1e6:.1f} MB), CPU cores: {os.cpu_count()}")
+    shape = "x".join(map(str, cube.shape))
+    print(f"cube {shape} float64 ({cube.nbytes / 1e6:.1f} MB), CPU cores: {os.cpu_count()}")
     fit, t_ours = timed(lambda: fit_odmr(freqs, cube))
     ours_rate = n / t_ours
-    fit32, t_ours32 = timed(lambda: fit_odmr(freqs, cube.astype(np.float32)))
+    cube32 = cube.astype(np.float32)
+    _, t_ours32 = timed(lambda: fit_odmr(freqs, cube32))
 
     pick = rng.choice(n, size=min(args.curve_fit_pixels, n), replace=False)
-    flat = cube.reshape(n, -1)
-    cf_centers, t_cf, exceptions = curve_fit_loop(freqs, flat[pick], single_p0, 1)
+    cf_centers, t_cf, exceptions = curve_fit_loop(freqs, cube.reshape(n, -1)[pick], single_p0, 1)
     cf_rate = pick.size / t_cf
-    cf_err = np.abs(cf_centers[:, 0] - truth.ravel()[pick])
-    ours_err_all = np.abs(fit.center - truth)
-    ours_err_sub = ours_err_all.ravel()[pick]
+    cf_err = cf_centers[:, 0] - truth.ravel()[pick]
+    ours_err = (fit.center - truth).ravel()
+    sub_err = ours_err[pick]
+    same = np.isfinite(cf_err) & np.isfinite(sub_err)
+    gap = np.abs(fit.center.ravel()[pick] - cf_centers[:, 0])[same] / fit.center_err.ravel()[pick][same]
 
-    print("\nsingle Lorentzian dip, 200x200x101 with shot noise")
+    print(f"\nsingle Lorentzian dip, {shape} with shot noise")
     print(f"  fit_odmr       : {t_ours:7.3f} s for {n} pixels = {ours_rate:9.0f} fits/s (float64 input)")
     print(f"  fit_odmr       : {t_ours32:7.3f} s for {n} pixels = {n / t_ours32:9.0f} fits/s (float32 input)")
     print(
@@ -149,53 +164,71 @@ def main() -> None:
         f"(whole cube extrapolated: {n / cf_rate:.1f} s)"
     )
     print(
-        f"  throughput ratio: {ours_rate / cf_rate:.1f}x (float64 input), {n / t_ours32 / cf_rate:.1f}x (float32)"
+        f"  THROUGHPUT RATIO: {ours_rate / cf_rate:.1f}x (float64 input), {n / t_ours32 / cf_rate:.1f}x (float32)"
+    )
+    print(f"  centre error on the same {pick.size} pixels (kHz):  median |err|   RMS")
+    print(
+        f"    fit_odmr                                   {kilo(np.median(np.abs(sub_err)))}  {kilo(rms(sub_err))}"
     )
     print(
-        f"  median |centre error| on the same {pick.size} pixels: fit_odmr {np.nanmedian(ours_err_sub) / 1e3:.2f} kHz,"
-        f" curve_fit {np.nanmedian(cf_err) / 1e3:.2f} kHz; fit_odmr on all pixels {np.nanmedian(ours_err_all) / 1e3:.2f} kHz"
+        f"    curve_fit                                  {kilo(np.nanmedian(np.abs(cf_err)))}  {kilo(rms(cf_err))}"
+    )
+    print(
+        f"    fit_odmr, all {n} pixels                {kilo(np.nanmedian(np.abs(ours_err)))}  {kilo(rms(ours_err))}"
+    )
+    print(
+        f"  |fit_odmr - curve_fit| / centre_err: median {np.median(gap):.4f}, max {np.max(gap):.4f}"
+        " (the same least-squares optimum)"
     )
     print(
         f"  failed pixels on the subset: fit_odmr {int(np.sum(~fit.converged.ravel()[pick]))},"
         f" curve_fit {int(np.sum(np.isnan(cf_centers[:, 0])))} ({exceptions} exceptions);"
-        f" fit_odmr on all pixels {int(np.sum(~fit.converged))} ({fit.reason_counts()})"
+        f" fit_odmr on all pixels: {int(np.sum(~fit.converged))} {fit.reason_counts()}"
     )
     mem = peak_memory(lambda: fit_odmr(freqs, cube))
-    mem32 = peak_memory(lambda: fit_odmr(freqs, cube.astype(np.float32)))
+    mem32 = peak_memory(lambda: fit_odmr(freqs, cube32))
     print(
         f"  peak memory of fit_odmr: {mem / 1e6:.1f} MB = {mem / cube.nbytes:.2f}x the float64 input;"
-        f" float32 input {(mem32 - cube.nbytes // 2) / 1e6:.1f} MB = {(mem32 - cube.nbytes // 2) / (cube.nbytes // 2):.2f}x"
+        f" {mem32 / 1e6:.1f} MB = {mem32 / cube32.nbytes:.2f}x the float32 input"
     )
 
     # Eight lines: four NV axes, both branches.
     freqs8, cube8, truth8 = eight_line_cube(args.eight_size, rng)
     n8 = truth8.shape[0] * truth8.shape[1]
     fit8, t8 = timed(lambda: fit_odmr(freqs8, cube8, n_peaks=8), repeats=1)
-    flat8 = cube8.reshape(n8, -1)
     pick8 = rng.choice(n8, size=min(args.eight_curve_fit_pixels, n8), replace=False)
     truth8_flat = truth8.reshape(n8, 8)
+    mid8 = 0.5 * (freqs8[0] + freqs8[-1])
 
-    def p0_8(x, y, _it=iter(pick8)):
+    def p0_8(x, y, i):
         # A generous start for curve_fit: the true centres (a user would take them from the bias field).
-        c = (truth8_flat[next(_it)] - 0.5 * (freqs8[0] + freqs8[-1])) / 1e6
         base = np.median(y)
+        c = (truth8_flat[pick8[i]] - mid8) / 1e6
         return [base, *np.ravel([[ci, 5.0, (y.min() - base) / 2] for ci in c])]
 
-    cf8, t_cf8, exc8 = curve_fit_loop(freqs8, flat8[pick8], p0_8, 8)
+    cf8, t_cf8, exc8 = curve_fit_loop(freqs8, cube8.reshape(n8, -1)[pick8], p0_8, 8)
     ours8 = np.sort(fit8.center.reshape(n8, 8), axis=-1)
-    print(f"\neight lines (four NV axes), {truth8.shape[0]}x{truth8.shape[1]}x{freqs8.size}")
+    print(f"\neight lines (four NV axes), {truth8.shape[0]}x{truth8.shape[1]}x{freqs8.size}, 25 parameters")
     print(
         f"  fit_odmr       : {n8 / t8:9.0f} fits/s; curve_fit loop (started at the true centres): "
         f"{pick8.size / t_cf8:9.0f} fits/s; ratio {n8 / t8 / (pick8.size / t_cf8):.1f}x"
     )
     print(
-        f"  median |centre error|: fit_odmr {np.nanmedian(np.abs(ours8 - truth8_flat)) / 1e3:.1f} kHz,"
-        f" curve_fit {np.nanmedian(np.abs(cf8 - truth8_flat[pick8])) / 1e3:.1f} kHz (its subset)"
+        f"  median |centre error|: fit_odmr {kilo(np.nanmedian(np.abs(ours8 - truth8_flat)))} kHz,"
+        f" curve_fit {kilo(np.nanmedian(np.abs(cf8 - truth8_flat[pick8])))} kHz (its subset)"
     )
     print(
-        f"  failed: fit_odmr {int(np.sum(~fit8.converged))} of {n8} ({fit8.reason_counts()}),"
+        f"  failed: fit_odmr {int(np.sum(~fit8.converged))} of {n8} {fit8.reason_counts()},"
         f" curve_fit {int(np.sum(np.isnan(cf8[:, 0])))} of {pick8.size} ({exc8} exceptions)"
     )
+
+
+def kilo(value_hz: float) -> str:
+    return f"{value_hz / 1e3:9.2f}"
+
+
+def rms(err: np.ndarray) -> float:
+    return float(np.sqrt(np.nanmean(err**2)))
 
 
 if __name__ == "__main__":
