@@ -23,11 +23,12 @@ class BatchModel(Protocol):
     dtype: np.dtype
 
     def evaluate(self, theta: np.ndarray, out_model: np.ndarray, out_jac: np.ndarray) -> np.ndarray:
-        """theta (P, N) -> out_model (N, F), out_jac (P, N, F); returns per-column scales (P, N).
+        """theta (P, N) -> out_model (N, F), out_jac (P-1, N, F); returns per-column scales (P, N).
 
-        The Jacobian is ``scales[:, :, None] * out_jac``: per-pixel factors are applied to the small
-        normal equations instead of every sample. Parameter 0 is the baseline: its column is the
-        constant 1, which the solver knows, so ``out_jac[0]`` need not be written.
+        Parameter 0 is the baseline, whose Jacobian column is the constant 1: the solver knows it,
+        so ``out_jac`` holds the columns of parameters 1..P-1 only. The Jacobian is
+        ``scales[1:, :, None] * out_jac``: per-pixel factors are applied to the small normal
+        equations instead of to every sample.
         """
 
 
@@ -61,12 +62,14 @@ def cholesky_solve(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     low = np.zeros_like(a)
     ok = np.ones(a.shape[-1], dtype=bool)
     for j in range(p):
+        # Column j of L at once: one call per column instead of one per element.
         diag = a[j, j] - np.einsum("kn,kn->n", low[j, :j], low[j, :j])
         ok &= diag > 0
         root = np.sqrt(np.where(diag > 0, diag, 1.0))
         low[j, j] = root
-        for i in range(j + 1, p):
-            low[i, j] = (a[i, j] - np.einsum("kn,kn->n", low[i, :j], low[j, :j])) / root
+        if j + 1 < p:
+            below = a[j + 1 :, j] - np.einsum("ikn,kn->in", low[j + 1 :, :j], low[j, :j])
+            low[j + 1 :, j] = below / root
     multi = b.ndim == 3
     y = np.empty_like(b)
     for i in range(p):
@@ -80,23 +83,24 @@ def cholesky_solve(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def normal_equations(jac: np.ndarray, resid: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """J^T J as (P, P, N) and J^T r as (P, N) for J = scales * jac, column 0 the constant 1.
+    """J^T J as (P, P, N) and J^T r as (P, N) for the Jacobian [1, scales[1:] * jac] (jac: (P-1, N, F)).
 
     Row sums go through einsum with a ones vector: several times faster than ``sum(axis=1)`` on
     short rows.
     """
-    p, n, f = jac.shape
+    p = jac.shape[0] + 1
+    n, f = jac.shape[1:]
     ones = np.ones(f, dtype=jac.dtype)
     jtj = np.empty((p, p, n))  # float64 whatever the Jacobian's precision: Cholesky needs it
     jtj[0, 0] = f
     for i in range(1, p):
-        jtj[0, i] = jtj[i, 0] = np.einsum("nf,f->n", jac[i], ones)
+        jtj[0, i] = jtj[i, 0] = np.einsum("nf,f->n", jac[i - 1], ones)
         for j in range(i, p):
-            jtj[i, j] = jtj[j, i] = np.einsum("nf,nf->n", jac[i], jac[j])
+            jtj[i, j] = jtj[j, i] = np.einsum("nf,nf->n", jac[i - 1], jac[j - 1])
     jtr = np.empty((p, n))
     jtr[0] = np.einsum("nf,f->n", resid, ones)
     for i in range(1, p):
-        jtr[i] = np.einsum("nf,nf->n", jac[i], resid)
+        jtr[i] = np.einsum("nf,nf->n", jac[i - 1], resid)
     return jtj * scales[:, None] * scales[None, :], jtr * scales
 
 
@@ -136,17 +140,16 @@ def levenberg_marquardt(
     out_conv = np.zeros(n, dtype=bool)
 
     dt = model.dtype
-    model_buf = np.empty((n, f), dt)
-    jac_buf = np.empty((p, n, f), dt)
-    resid_t_buf = np.empty((n, f), dt)
+    resid_buf = np.empty((n, f), dt)  # the model, then in place the residuals
+    jac_buf = np.empty((p - 1, n, f), dt)
 
     active = np.arange(n)
     frozen = np.zeros(n, dtype=bool)  # finished, kept in the arrays until compacting pays off
     theta, ya, lo, hi = out_theta.copy(), y, lower, upper
-    scales = model.evaluate(theta, model_buf, jac_buf)
-    np.subtract(ya, model_buf, out=resid_t_buf)
-    cost = np.einsum("nf,nf->n", resid_t_buf, resid_t_buf).astype(np.float64)
-    jtj, jtr = normal_equations(jac_buf, resid_t_buf, scales)
+    scales = model.evaluate(theta, resid_buf, jac_buf)
+    np.subtract(ya, resid_buf, out=resid_buf)
+    cost = np.einsum("nf,nf->n", resid_buf, resid_buf).astype(np.float64)
+    jtj, jtr = normal_equations(jac_buf, resid_buf, scales)
     lam = np.full(n, 1e-3)
     diag_idx = np.arange(p)
 
@@ -190,9 +193,9 @@ def levenberg_marquardt(
             frozen = frozen[keep]
         na = active.size
         trial = np.clip(theta + np.where(ok, step, 0.0), lo, hi)
-        m_t, jac_t, resid_t = model_buf[:na], jac_buf[:, :na], resid_t_buf[:na]
-        scales = model.evaluate(trial, m_t, jac_t)
-        np.subtract(ya, m_t, out=resid_t)
+        jac_t, resid_t = jac_buf[:, :na], resid_buf[:na]
+        scales = model.evaluate(trial, resid_t, jac_t)
+        np.subtract(ya, resid_t, out=resid_t)
         cost_t = np.einsum("nf,nf->n", resid_t, resid_t).astype(np.float64)
         better = ok & (cost_t < cost)
         small_step = np.all(np.abs(trial - theta) <= 1e-9 * (np.abs(theta) + 1e-9), axis=0)

@@ -43,12 +43,12 @@ class MultipletModel:
         self._tmp = np.empty((capacity, f), self.dtype)
 
     def evaluate(self, theta: np.ndarray, out_model: np.ndarray, out_jac: np.ndarray) -> np.ndarray:
-        """Write the model (N, F) and the unscaled Jacobian (P, N, F) for ``theta`` (P, N).
+        """Write the model (N, F) and the unscaled Jacobian (P-1, N, F) for ``theta`` (P, N).
 
-        Returns the per-column scales (P, N): the Jacobian is ``scales[:, :, None] * out_jac``. The
+        Returns the per-column scales (P, N): the Jacobian is ``scales[1:, :, None] * out_jac``. The
         amplitude and width factors of the centre and width columns are per pixel, so applying them
         to the small normal equations saves two passes over the samples per line.
-        ``out_jac[0]`` (the baseline's constant column) is left untouched, as the solver expects.
+        The baseline's constant column is not stored (see ``BatchModel``).
         """
         n = theta.shape[1]
         k = self.k
@@ -62,7 +62,7 @@ class MultipletModel:
             c = theta[1 + p][:, None]
             w = theta[1 + k + p][:, None]
             a = theta[1 + 2 * k + p][:, None]
-            g, dc, dw = out_jac[1 + 2 * k + p], out_jac[1 + p], out_jac[1 + k + p]
+            g, dc, dw = out_jac[2 * k + p], out_jac[p], out_jac[k + p]
             for i, off in enumerate(self.offsets):
                 if i == 0:
                     self._line(c + self.dtype.type(off), w, g, dc, dw, n)

@@ -301,7 +301,9 @@ def single_threaded_blas():
 def default_chunk_pixels(setup: _Setup) -> int:
     """Pixels per chunk so that the fit's (N, F) buffers (Jacobian, model, residuals, scratch) fit
     in ``WORK_BYTES``."""
-    n_buffers = (1 + 3 * setup.n_peaks) + 6 + (3 if setup.offsets.size > 1 else 0)
+    # data, model/residuals, Jacobian columns, line offsets, the data compacted as pixels finish,
+    # a scratch row for several peaks and three accumulators for multiplets
+    n_buffers = 4 + 3 * setup.n_peaks + (setup.n_peaks > 1) + 3 * (setup.offsets.size > 1)
     per_pixel = n_buffers * setup.x.size * setup.dtype.itemsize
     return max(64, WORK_BYTES // per_pixel)
 
