@@ -125,9 +125,10 @@ def levenberg_marquardt(
         theta0: (P, N) start.
         lower, upper: (P, N) bounds.
         max_iter: iteration limit per pixel.
-        chi2_tol: an accepted step that lowers the cost by less than this many residual variances
-            (cost / degrees of freedom) ends the fit: the parameters then move by a few percent of
-            their standard error at most, far below anything the data can tell apart.
+        chi2_tol: a step predicted to lower the cost by less than this many residual variances
+            (cost / degrees of freedom) is the last one: it moves the parameters by ~sqrt(chi2_tol)
+            standard errors at most, is accurate to second order in that, and is taken without
+            evaluating the model again.
     """
     p, n = theta0.shape
     f = y.shape[1]
@@ -168,10 +169,14 @@ def levenberg_marquardt(
         step, ok = cholesky_solve(damped, jtr)
         ok &= ~frozen
         # Decrease of the cost that the linearised model predicts for this step: when even that is
-        # below tolerance the pixel sits at its minimum, and evaluating the step would be wasted.
+        # below tolerance the linear model is exact for all practical purposes, so the step is
+        # taken without evaluating it and the pixel is finished.
+        # The step is clipped to the bounds first, so a pixel pinned at a bound settles too.
+        step = np.clip(theta + np.where(ok, step, 0.0), lo, hi) - theta
         predicted = 2.0 * np.einsum("pn,pn->n", step, jtr) - np.einsum("pn,pqn,qn->n", step, jtj, step)
-        settled = ok & (predicted <= 0.1 * chi2_tol * cost / dof)
+        settled = ok & (predicted <= chi2_tol * cost / dof)
         if np.any(settled):
+            theta = np.where(settled, theta + step, theta)
             finish(settled, True)
             frozen |= settled
             ok &= ~settled
@@ -192,16 +197,14 @@ def levenberg_marquardt(
             jtj, jtr, lo, hi, ya = jtj[:, :, keep], jtr[:, keep], lo[:, keep], hi[:, keep], ya[keep]
             frozen = frozen[keep]
         na = active.size
-        trial = np.clip(theta + np.where(ok, step, 0.0), lo, hi)
+        trial = theta + step
         jac_t, resid_t = jac_buf[:, :na], resid_buf[:na]
         scales = model.evaluate(trial, resid_t, jac_t)
         np.subtract(ya, resid_t, out=resid_t)
         cost_t = np.einsum("nf,nf->n", resid_t, resid_t).astype(np.float64)
         better = ok & (cost_t < cost)
         small_step = np.all(np.abs(trial - theta) <= 1e-9 * (np.abs(theta) + 1e-9), axis=0)
-        done = (
-            (better & (cost - cost_t <= chi2_tol * cost_t / dof)) | (small_step & ok) | (ok & (cost_t == 0))
-        )
+        done = (small_step & ok) | (ok & (cost_t == 0))
 
         theta = np.where(better, trial, theta)
         cost = np.where(better, cost_t, cost)

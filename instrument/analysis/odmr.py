@@ -395,9 +395,7 @@ def _make_templates(
         wider[lo_idx] = hi_idx[np.argmin(np.abs(cc[lo_idx, None] - cc[None, hi_idx]), axis=1)]
         narrower[hi_idx] = lo_idx[np.argmin(np.abs(cc[hi_idx, None] - cc[None, lo_idx]), axis=1)]
     gram = (unit @ unit.T).astype(dtype) if with_gram else None
-    return _Templates(
-        unit.astype(dtype), norm[keep], mean[keep], cc, ww, left, right, narrower, wider, gram
-    )
+    return _Templates(unit.astype(dtype), norm[keep], mean[keep], cc, ww, left, right, narrower, wider, gram)
 
 
 def _initial_guess(setup: _Setup, yn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
