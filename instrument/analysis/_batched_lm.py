@@ -171,10 +171,9 @@ def levenberg_marquardt(
         # Decrease of the cost that the linearised model predicts for this step: when even that is
         # below tolerance the linear model is exact for all practical purposes, so the step is
         # taken without evaluating it and the pixel is finished.
-        # The step is clipped to the bounds first, so a pixel pinned at a bound settles too.
-        step = np.clip(theta + np.where(ok, step, 0.0), lo, hi) - theta
         predicted = 2.0 * np.einsum("pn,pn->n", step, jtr) - np.einsum("pn,pqn,qn->n", step, jtj, step)
         settled = ok & (predicted <= chi2_tol * cost / dof)
+        step = np.clip(theta + np.where(ok, step, 0.0), lo, hi) - theta
         if np.any(settled):
             theta = np.where(settled, theta + step, theta)
             finish(settled, True)
@@ -204,7 +203,11 @@ def levenberg_marquardt(
         cost_t = np.einsum("nf,nf->n", resid_t, resid_t).astype(np.float64)
         better = ok & (cost_t < cost)
         small_step = np.all(np.abs(trial - theta) <= 1e-9 * (np.abs(theta) + 1e-9), axis=0)
-        done = (small_step & ok) | (ok & (cost_t == 0))
+        # Pixels held at a bound never see a small predicted gain (the step points out of the box);
+        # they stop when an accepted step gains less than the tolerance.
+        done = (
+            (better & (cost - cost_t <= chi2_tol * cost_t / dof)) | (small_step & ok) | (ok & (cost_t == 0))
+        )
 
         theta = np.where(better, trial, theta)
         cost = np.where(better, cost_t, cost)

@@ -399,7 +399,9 @@ def _make_templates(
 
 
 def _initial_guess(setup: _Setup, yn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy matched-filter start: the best template, subtract it, the next best, ...
+    """Matched-filter start: the best template, subtract it, the next best, ...; then each peak is
+    taken out and picked again given the others (two back-fitting sweeps), which splits a broad
+    template that had swallowed two close lines.
 
     For one line this is the least-squares optimum over the template grid, so the start is global and
     the Levenberg-Marquardt refinement only has to polish it.
@@ -409,23 +411,44 @@ def _initial_guess(setup: _Setup, yn: np.ndarray) -> tuple[np.ndarray, np.ndarra
     n = yn.shape[0]
     k = setup.n_peaks
     rows = np.arange(n)
+    sign = _feature_sign(yn, scores, rows)
+    best = np.zeros((k, n), dtype=np.intp)
+    picked = np.zeros((k, n))
+    theta = np.empty((1 + 3 * k, n))
+    passes = 3 if k > 1 else 1
+    for sweep in range(passes):
+        last = sweep == passes - 1
+        for p in range(k):
+            if sweep > 0:
+                scores += picked[p][:, None].astype(scores.dtype) * tpl.gram[best[p]]
+            b = np.argmax(sign[:, None] * scores, axis=1)
+            best[p], picked[p] = b, scores[rows, b]
+            if last:
+                theta[1 + p] = _refined_center(tpl, scores, rows, b, sign)
+                theta[1 + k + p] = _refined_width(tpl, scores, rows, b, sign)
+            if k > 1:
+                scores -= picked[p][:, None].astype(scores.dtype) * tpl.gram[b]
+    amp = picked / tpl.norm[best]
+    theta[1 + 2 * k :] = np.where(sign * amp > 0, amp, sign * 1e-3)
+    theta[0] = -np.sum(amp * tpl.mean[best], axis=0)
+    return theta, sign
+
+
+def _feature_sign(yn: np.ndarray, scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """-1 for dips, +1 for peaks, per pixel.
+
+    Lines cover a minority of the sweep, so the spectrum is skewed towards them: the sign of the
+    skewness decides when it is clearly non-zero (it is not fooled by a broad template fitting the
+    baseline between many dips); otherwise the sign of the best template's score does.
+    """
+    f = yn.shape[1]
+    skew = np.einsum("nf,nf,nf->n", yn, yn, yn, dtype=np.float64) / f
     first = np.argmax(np.abs(scores), axis=1)
     sign = np.sign(scores[rows, first]).astype(np.float64)
+    clear = np.abs(skew) > 3.0 * np.sqrt(6.0 / f)  # three standard deviations of Gaussian noise's skew
+    sign = np.where(clear, np.sign(skew), sign)
     sign[sign == 0] = -1.0
-    theta = np.empty((1 + 3 * k, n))
-    baseline = np.zeros(n)
-    for p in range(k):
-        best = first if p == 0 else np.argmax(sign[:, None] * scores, axis=1)
-        s = scores[rows, best].astype(np.float64)
-        amp = s / tpl.norm[best]
-        theta[1 + p] = _refined_center(tpl, scores, rows, best, sign)
-        theta[1 + k + p] = _refined_width(tpl, scores, rows, best, sign)
-        theta[1 + 2 * k + p] = np.where(sign * amp > 0, amp, sign * 1e-3)
-        baseline -= amp * tpl.mean[best]
-        if p < k - 1:
-            scores -= s[:, None].astype(scores.dtype) * tpl.gram[best]
-    theta[0] = baseline
-    return theta, sign
+    return sign
 
 
 def _refined_center(tpl: _Templates, scores, rows, best, sign) -> np.ndarray:
