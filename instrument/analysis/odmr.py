@@ -93,10 +93,6 @@ class OdmrFit:
         }
 
 
-_PEAK_FIELDS = ("center", "fwhm", "amplitude", "contrast")
-_PIXEL_FIELDS = ("baseline", "baseline_err")
-
-
 @dataclass(frozen=True)
 class _Setup:
     """Everything about a fit that is shared by all pixels, in normalised units."""
