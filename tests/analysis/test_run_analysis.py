@@ -81,12 +81,14 @@ def test_run_argument_errors():
         analyse_maps(FREQS, maps, scheduler="tcp://127.0.0.1:1", connect_timeout_s=1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_distributed_local_cluster_with_two_workers():
+    """Two worker processes over TCP: the fit setup and tasks must travel by pickle."""
     distributed = pytest.importorskip("distributed")
     maps, reference, truth, _ = coil_maps(n_maps=2, shape=(8, 6))
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
         local = analyse_maps(FREQS, maps, reference=reference, hyperfine="15N")
         remote = analyse_maps(
