@@ -169,3 +169,16 @@ def test_descending_sweep_and_float32_agree_with_ascending_float64():
     up = fit_odmr(FREQS, spectra, hyperfine="15N")
     down = fit_odmr(FREQS[::-1], spectra[:, ::-1].astype(np.float32), hyperfine="15N")
     np.testing.assert_allclose(down.center, up.center, atol=0.05 * up.center_err.max())
+
+
+def test_double_precision_agrees_with_single():
+    rng = np.random.default_rng(11)
+    truth = 2.870e9 + rng.uniform(-1e6, 1e6, size=(30,))
+    spectra = pl_cube(truth)
+    single = fit_odmr(FREQS, spectra, hyperfine="15N")
+    double = fit_odmr(FREQS, spectra, hyperfine="15N", precision="double")
+    assert double.converged.all() and single.converged.all()
+    np.testing.assert_allclose(single.center, double.center, atol=0.01 * double.center_err.min())
+    np.testing.assert_allclose(single.center_err, double.center_err, rtol=1e-3)
+    with pytest.raises(ValueError, match="precision"):
+        fit_odmr(FREQS, spectra, precision="half")
