@@ -176,6 +176,12 @@ class FrameBatch:
     frames: np.ndarray  # (n, 16, 16) uint32, cumulative counters
     timestamps_s: np.ndarray  # (n,) float64, time.time() of the read that completed each frame
 
+    def mean_period_s(self) -> float:
+        """Average time between frames; host read times jitter, so use many frames."""
+        if len(self.timestamps_s) < 2:
+            raise ValueError("a frame period needs at least two frames")
+        return float(self.timestamps_s[-1] - self.timestamps_s[0]) / (len(self.timestamps_s) - 1)
+
 
 class SpadReader:
     """A thread that reads a transport, parses frames and queues them with timestamps.
@@ -341,12 +347,13 @@ class SpadArray(Instrument):
     def __init__(self, name: str, port: str, baudrate: int = 2_000_000, byteorder: str = "big", *,
                  transport: Transport | None = None, queue_frames: int = 4096, timeout_s: float = 5.0,
                  connect_timeout_s: float = 2.0, **kwargs: Any) -> None:
+        parser = SpadFrameParser(byteorder=byteorder)  # validates before qcodes registers the name
         super().__init__(name, **kwargs)
         self.port = port
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.reader = SpadReader(transport or transport_for_port(port, baudrate),
-                                 SpadFrameParser(byteorder=byteorder), queue_frames=queue_frames)
+                                 parser, queue_frames=queue_frames)
         self._previous: np.ndarray | None = None
         for counter in vars(ParserCounters()):
             self.add_parameter(counter, get_cmd=lambda c=counter: getattr(self.reader.counters(), c),

@@ -228,5 +228,21 @@ def test_spad_array_little_endian_and_bad_n():
         spad.close()
 
 
+def test_bad_byteorder_does_not_leave_a_registered_instrument():
+    with pytest.raises(ValueError, match="byteorder"):
+        SpadArray("spad_test_bad", "scripted", byteorder="middle", transport=ScriptedTransport([]))
+    spad = SpadArray("spad_test_bad", "scripted", transport=ScriptedTransport([]))  # the name is free
+    spad.close()
+
+
+def test_frame_period_from_timestamps():
+    from drivers.spad_bridge import FrameBatch
+
+    batch = FrameBatch(frames(3), np.array([10.0, 10.5, 11.0]))
+    assert batch.mean_period_s() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="two frames"):
+        FrameBatch(frames(1), np.array([1.0])).mean_period_s()
+
+
 def test_parser_is_exported_from_spad_bridge():
     assert SpadFrameParser(byteorder="big").frames_emitted == 0
