@@ -339,6 +339,8 @@ class SpadArray(Instrument):
         queue_frames: capacity of the reader's frame queue.
         timeout_s: default time allowed for a read of frames.
         connect_timeout_s: time allowed for the port to open on ``start``.
+        frame_period_s: integration time of one frame, fixed by the FPGA firmware; turns counts
+            into count rates.
     """
 
     shape = (ROWS, COLS)
@@ -346,8 +348,10 @@ class SpadArray(Instrument):
 
     def __init__(self, name: str, port: str, baudrate: int = 2_000_000, byteorder: str = "big", *,
                  transport: Transport | None = None, queue_frames: int = 4096, timeout_s: float = 5.0,
-                 connect_timeout_s: float = 2.0, **kwargs: Any) -> None:
+                 connect_timeout_s: float = 2.0, frame_period_s: float = 5e-3, **kwargs: Any) -> None:
         parser = SpadFrameParser(byteorder=byteorder)  # validates before qcodes registers the name
+        if not frame_period_s > 0:
+            raise ValueError(f"{name}: frame_period_s must be positive, got {frame_period_s!r}")
         super().__init__(name, **kwargs)
         self.port = port
         self.timeout_s = timeout_s
@@ -364,6 +368,9 @@ class SpadArray(Instrument):
                            docstring="times the port vanished and was reopened")
         self.add_parameter("byteorder", initial_cache_value=byteorder, set_cmd=False,
                            docstring="byte order of the counters on the wire")
+        self.frame_period_s = self.add_parameter(
+            "frame_period_s", unit="s", initial_cache_value=float(frame_period_s), set_cmd=False,
+            docstring="integration time of one frame (FPGA firmware setting)")
 
     def start(self) -> None:
         """Open the port and start reading frames in the background."""

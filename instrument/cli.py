@@ -17,6 +17,7 @@ from instrument.commands.common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError,
 COMMANDS = (
     "instrument.commands.odmr",
     "instrument.commands.analyse",
+    "instrument.commands.spad",
 )
 DEFAULT_COMMAND = "odmr"
 
