@@ -9,7 +9,8 @@ ensemble with a nitrogen hyperfine doublet (15N, 3.03 MHz) or no resolved struct
 * Rabi: ``y = y0 - a * mean_h[(R/R_h)^2 (1 - cos(2 pi R_h t) exp(-t/tau)) / 2]`` with
   ``R_h = sqrt(R^2 + d_h^2)``, ``d_h`` the detunings of the hyperfine lines (``d``, ``d + A``);
   ``rabi_hz`` is the drive's Rabi frequency, ``detuning_hz`` the detuning from the nearer line.
-* Ramsey: ``y = y0 + exp(-(t/T2*)^2) * sum_h a_h cos(2 pi f_h t + phi_h)`` with ``f_2 = f_1 + A``.
+* Ramsey: ``y = y0 + exp(-(t/T2*)^2) * sum_h a_h cos(2 pi f_h t + phi_h)`` with ``f_2 = f_1 + A``;
+  ``detuning_hz`` = ``|f_1 + A/2|``, the MW's distance from the multiplet centre.
 * Hahn echo: ``y = y0 + a exp(-(t/T2)^n)``.
 * T1: ``y = y0 + a exp(-t/T1)``.
 * Pulsed ODMR: Lorentzian dips at ``f_c`` and ``f_c + A`` with a shared width.
@@ -157,9 +158,11 @@ def rabi_pi_time_s(fit: PulsedFit) -> float:
 
 def fit_ramsey(t_s: Sequence[float], y: Sequence[float], sigma: Sequence[float] | None = None,
                hyperfine_hz: float = HYPERFINE_15N_HZ) -> PulsedFit:
-    """Ramsey fringes versus free evolution time; ``t2_star_s`` and the fringe frequency ``fringe_hz``.
+    """Ramsey fringes versus free evolution time: ``t2_star_s`` and ``detuning_hz``.
 
-    ``fringe_hz`` is the detuning of the MW from the nearer hyperfine line (sign not measurable).
+    ``detuning_hz`` is the distance of the MW from the centre of the hyperfine multiplet (from the
+    line itself with ``hyperfine_hz=0``); a Ramsey measurement cannot tell its sign, and the model
+    has two equivalent solutions (``frequency_hz`` = -d - A/2 or d - A/2) that give the same value.
     """
     x, yv, s = _prepare(t_s, y, sigma, 7 if hyperfine_hz else 5)
     lines = _lines(hyperfine_hz)
@@ -180,10 +183,8 @@ def fit_ramsey(t_s: Sequence[float], y: Sequence[float], sigma: Sequence[float] 
     for i in range(len(lines)):
         names += [f"amplitude_{i}", f"phase_{i}"]
     fit = _fit("ramsey", model, names, x, yv, s, starts, (lo, hi))
-    f1 = fit.params["frequency_hz"]
-    near = min(abs(f1), abs(f1 + hyperfine_hz)) if hyperfine_hz else abs(f1)
-    fit.params["fringe_hz"] = float(near)
-    fit.errors["fringe_hz"] = fit.errors["frequency_hz"]
+    fit.params["detuning_hz"] = abs(fit.params["frequency_hz"] + hyperfine_hz / 2)
+    fit.errors["detuning_hz"] = fit.errors["frequency_hz"]
     return fit
 
 
