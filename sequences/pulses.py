@@ -151,6 +151,11 @@ def _cycles(value_s: float, clock_hz: float, what: str) -> int:
 def _block_segments(block: Block, index: int, channels: ChannelMap, clock_hz: float) -> list[tuple[int, int]]:
     """Constant-output stretches (flags, cycles) of one pass through a block."""
     bname = f"block '{block.name}'" if block.name else f"block {index}"
+    for p in block.pulses:  # name the pulse, not the block, when a pulse is off the grid
+        who = f"{p.label} in {bname}"
+        channels.bit(p.channel, who)
+        _cycles(p.start_s, clock_hz, f"{who}: start")
+        _cycles(p.duration_s, clock_hz, f"{who}: duration")
     length = _cycles(block.duration_s, clock_hz, f"{bname} duration")
     if length < MIN_CYCLES:
         raise PulseSequenceError(

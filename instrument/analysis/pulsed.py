@@ -1,10 +1,10 @@
 """Fits of pulsed NV measurements: Rabi, Ramsey (T2*), Hahn echo (T2), T1 and pulsed ODMR.
 
 Every fit takes the sweep variable, the normalised signal (signal gate / reference gate) and its
-standard error, and returns a :class:`PulsedFit` with parameters, one-sigma errors (from the
-covariance with absolute sigma) and the reduced chi-square. Models follow the physics of an NV
-ensemble with a nitrogen hyperfine doublet (15N, 3.03 MHz) or no resolved structure
-(``hyperfine_hz=0``):
+standard error (``None``: errors are scaled from the scatter about the fit), and returns a
+:class:`PulsedFit` with parameters, one-sigma errors and the reduced chi-square. Models follow the
+physics of an NV ensemble with a nitrogen hyperfine doublet (15N, 3.03 MHz) or no resolved
+structure (``hyperfine_hz=0``):
 
 * Rabi: ``y = y0 - a * mean_h[(R/R_h)^2 (1 - cos(2 pi R_h t) exp(-t/tau)) / 2]`` with
   ``R_h = sqrt(R^2 + d_h^2)``, ``d_h`` the detunings of the hyperfine lines (``d``, ``d + A``);
@@ -74,19 +74,20 @@ def _prepare(x: Sequence[float], y: Sequence[float], sigma: Sequence[float] | No
     if len(x) < n_params + 2:
         raise PulsedFitError(f"{len(x)} points are too few for a {n_params}-parameter fit")
     if sigma is None or not np.all(np.isfinite(s) & (s > 0)):
-        # No usable errors: estimate the noise from point-to-point scatter.
-        scatter = np.std(np.diff(y)) / np.sqrt(2) if len(y) > 2 else 1.0
-        s = np.full_like(y, scatter if scatter > 0 else 1.0)
+        s = np.full_like(y, np.nan)  # no usable errors: _fit scales them from the residuals
     return x, y, s
 
 
 def _fit(kind: str, f: Callable[..., np.ndarray], names: list[str], x: np.ndarray, y: np.ndarray,
          s: np.ndarray, starts: list[list[float]], bounds: tuple[list[float], list[float]]) -> PulsedFit:
+    relative = not np.all(np.isfinite(s))
+    if relative:
+        s = np.ones_like(y)
     best = None
     for p0 in starts:
         p0 = np.clip(np.asarray(p0, float), bounds[0], bounds[1])
         try:
-            popt, pcov = curve_fit(f, x, y, p0=p0, sigma=s, absolute_sigma=True, bounds=bounds,
+            popt, pcov = curve_fit(f, x, y, p0=p0, sigma=s, absolute_sigma=not relative, bounds=bounds,
                                    max_nfev=20000)
         except (RuntimeError, ValueError):
             continue
@@ -97,6 +98,10 @@ def _fit(kind: str, f: Callable[..., np.ndarray], names: list[str], x: np.ndarra
         raise PulsedFitError(f"the {kind} fit did not converge from any starting point")
     chi2, popt, pcov = best
     dof = max(len(x) - len(popt), 1)
+    if relative:
+        # Errors come from the scatter about the fit; chi-square per dof is 1 by construction.
+        s = s * np.sqrt(chi2 / dof)
+        chi2 = float(dof)
     err = np.sqrt(np.clip(np.diag(pcov), 0, None))
     return PulsedFit(
         kind, dict(zip(names, map(float, popt), strict=True)), dict(zip(names, map(float, err), strict=True)),
@@ -120,11 +125,15 @@ def _lines(hyperfine_hz: float) -> np.ndarray:
 
 def fit_rabi(t_s: Sequence[float], y: Sequence[float], sigma: Sequence[float] | None = None,
              hyperfine_hz: float = HYPERFINE_15N_HZ) -> PulsedFit:
-    """Rabi oscillation versus pulse length; ``rabi_hz`` is the drive's Rabi frequency."""
-    x, yv, s = _prepare(t_s, y, sigma, 5)
+    """Rabi oscillation versus pulse length; ``rabi_hz`` is the drive's Rabi frequency.
+
+    With ``hyperfine_hz=0`` the detuning cannot be told from the amplitude: it is fixed at 0 and
+    ``rabi_hz`` is the generalised Rabi frequency.
+    """
+    x, yv, s = _prepare(t_s, y, sigma, 5 if hyperfine_hz else 4)
     lines = _lines(hyperfine_hz)
 
-    def model(t, y0, a, rabi, detuning, tau):
+    def model(t, y0, a, rabi, tau, detuning=0.0):
         out = np.zeros_like(t)
         for off in lines:
             r_h = np.sqrt(rabi**2 + (detuning + off) ** 2)
@@ -134,15 +143,19 @@ def fit_rabi(t_s: Sequence[float], y: Sequence[float], sigma: Sequence[float] | 
     f0 = _dominant_frequency(x, yv)
     a0 = 2 * (yv.max() - yv.min())
     span = x.max() - x.min()
-    detunings = [0.0, -hyperfine_hz / 2] if hyperfine_hz else [0.0]
-    starts = [[yv.max(), a0, f, d, 3 * span] for f in (f0, 0.8 * f0) for d in detunings]
-    big = 10 * (abs(hyperfine_hz) + f0)
-    lo = [-np.inf, 0.0, 0.1 / span, -big if hyperfine_hz else -1e-9, span / 100]
-    hi = [np.inf, np.inf, 0.5 / np.min(np.diff(np.sort(x))), big if hyperfine_hz else 1e-9, 1e3 * span]
+    names = ["offset", "amplitude", "rabi_hz", "decay_s"]
+    lo = [-np.inf, 0.0, 0.1 / span, span / 100]
+    hi = [np.inf, np.inf, 0.5 / np.min(np.diff(np.sort(x))), 1e3 * span]
+    starts = [[yv.max(), a0, f, 3 * span] for f in (f0, 0.8 * f0)]
+    if hyperfine_hz:
+        big = 10 * (abs(hyperfine_hz) + f0)
+        names.append("detuning_hz")
+        lo.append(-big)
+        hi.append(big)
+        starts = [[*p, d] for p in starts for d in (0.0, -hyperfine_hz / 2)]
+    fit = _fit("rabi", model, names, x, yv, s, starts, (lo, hi))
     if not hyperfine_hz:
-        starts = [[*p[:3], 0.0, p[4]] for p in starts]
-    fit = _fit("rabi", model, ["offset", "amplitude", "rabi_hz", "detuning_hz", "decay_s"],
-               x, yv, s, starts, (lo, hi))
+        fit.params["detuning_hz"], fit.errors["detuning_hz"] = 0.0, 0.0
     d = fit.params["detuning_hz"]
     if hyperfine_hz and abs(d + hyperfine_hz) < abs(d):
         # Report the detuning from the nearer line: the model is symmetric under d -> -d - A.
@@ -174,7 +187,7 @@ def fit_ramsey(t_s: Sequence[float], y: Sequence[float], sigma: Sequence[float] 
             out += env * amp_phase[2 * i] * np.cos(2 * np.pi * (f1 + off) * t + amp_phase[2 * i + 1])
         return out
 
-    starts = _ramsey_starts(x, yv, s, lines)
+    starts = _ramsey_starts(x, yv, s if np.all(np.isfinite(s)) else np.ones_like(yv), lines)
     span = x.max() - x.min()
     nyq = 0.5 / np.min(np.diff(np.sort(x)))
     lo = [-np.inf, -nyq - abs(hyperfine_hz), span / 200] + [0.0, -4 * np.pi] * len(lines)
