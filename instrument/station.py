@@ -99,7 +99,10 @@ def read_station_file(path: str | Path | None) -> tuple[dict[str, Any], str]:
     try:
         config = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise StationFileError(f"station file {source} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise StationFileError(f"station file {source} is not valid YAML{where}: {problem}") from exc
     if not isinstance(config, dict) or not isinstance(config.get("instruments"), dict):
         raise StationFileError(
             f"station file {source} needs an 'instruments:' mapping of role -> {{driver: ...}}"
