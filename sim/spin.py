@@ -125,6 +125,8 @@ class SpinEnsemble:
         sigma_hz = 1.0 / (np.sqrt(2.0) * np.pi * self.params.t2_star_s)
         self._spread_hz = nodes * sigma_hz
         self._spread_w = weights / weights.sum()
+        self._field_key: tuple[float, ...] | None = None
+        self._b_mean = np.zeros(3)
         self.state = self._polarised()
 
     # ---- the two-level systems -----------------------------------------------------------------
@@ -132,7 +134,16 @@ class SpinEnsemble:
     def line_frequencies_hz(self) -> np.ndarray:
         """Transition frequencies, shape (4 families, 2 branches, n hyperfine lines)."""
         w = self.world
-        b_mean = w.total_field_t().reshape(3, -1).mean(axis=1)
+        with w.lock:
+            currents = np.array(w.coil_currents_a, dtype=float)
+        key = tuple(currents)
+        if key != self._field_key:
+            # The spins are modelled as one ensemble in the mean field over the field of view; the
+            # coil maps (an expensive Biot-Savart sum) are needed only while a coil carries current.
+            self._b_mean = (w.total_field_t(currents).reshape(3, -1).mean(axis=1) if np.any(currents)
+                            else w.bias_field_t())
+            self._field_key = key
+        b_mean = self._b_mean
         offsets = HYPERFINE_OFFSETS_HZ[w.sample.isotope]
         lines = np.empty((4, 2, len(offsets)))
         for axis in range(len(NV_AXES)):

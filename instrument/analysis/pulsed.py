@@ -125,16 +125,22 @@ def _lines(hyperfine_hz: float) -> np.ndarray:
 
 
 def fit_rabi(t_s: Sequence[float], y: Sequence[float], sigma: Sequence[float] | None = None,
-             hyperfine_hz: float = HYPERFINE_15N_HZ) -> PulsedFit:
+             hyperfine_hz: float = HYPERFINE_15N_HZ, detuning_hz: float | None = 0.0) -> PulsedFit:
     """Rabi oscillation versus pulse length; ``rabi_hz`` is the drive's Rabi frequency.
 
-    With ``hyperfine_hz=0`` the detuning cannot be told from the amplitude: it is fixed at 0 and
-    ``rabi_hz`` is the generalised Rabi frequency.
+    Args:
+        detuning_hz: detuning of the MW from the driven hyperfine line, held fixed (0: the MW sits
+            on a line, the usual set-up after pulsed ODMR); ``None`` fits it too. With a resolved
+            doublet and a strong drive the detuning is nearly degenerate with the Rabi frequency,
+            so fit it only when the data cover many periods. With ``hyperfine_hz=0`` a detuning
+            cannot be told from the amplitude and ``rabi_hz`` is the generalised Rabi frequency.
     """
-    x, yv, s = _prepare(t_s, y, sigma, 5 if hyperfine_hz else 4)
+    free = detuning_hz is None and bool(hyperfine_hz)
+    x, yv, s = _prepare(t_s, y, sigma, 5 if free else 4)
     lines = _lines(hyperfine_hz)
+    fixed = 0.0 if detuning_hz is None else float(detuning_hz)
 
-    def model(t, y0, a, rabi, tau, detuning=0.0):
+    def model(t, y0, a, rabi, tau, detuning=fixed):
         out = np.zeros_like(t)
         for off in lines:
             r_h = np.sqrt(rabi**2 + (detuning + off) ** 2)
@@ -147,16 +153,17 @@ def fit_rabi(t_s: Sequence[float], y: Sequence[float], sigma: Sequence[float] | 
     names = ["offset", "amplitude", "rabi_hz", "decay_s"]
     lo = [-np.inf, 0.0, 0.1 / span, span / 100]
     hi = [np.inf, np.inf, 0.5 / np.min(np.diff(np.sort(x))), 1e3 * span]
-    starts = [[yv.max(), a0, f, 3 * span] for f in (f0, 0.8 * f0)]
-    if hyperfine_hz:
+    starts = [[yv.max(), a0, f, 3 * span] for f in (f0, 0.8 * f0, 1.2 * f0)]
+    if free:
         big = 10 * (abs(hyperfine_hz) + f0)
         names.append("detuning_hz")
         lo.append(-big)
         hi.append(big)
-        starts = [[*p, d] for p in starts for d in (0.0, -hyperfine_hz / 2)]
+        # Not at -A/2: there both lines are equally detuned and the gradient in d vanishes.
+        starts = [[*p, d] for p in starts for d in (0.0, -0.3 * hyperfine_hz)]
     fit = _fit("rabi", model, names, x, yv, s, starts, (lo, hi))
-    if not hyperfine_hz:
-        fit.params["detuning_hz"], fit.errors["detuning_hz"] = 0.0, 0.0
+    if not free:
+        fit.params["detuning_hz"], fit.errors["detuning_hz"] = fixed, 0.0
     d = fit.params["detuning_hz"]
     if hyperfine_hz and abs(d + hyperfine_hz) < abs(d):
         # Report the detuning from the nearer line: the model is symmetric under d -> -d - A.
@@ -206,20 +213,27 @@ def _ramsey_starts(x: np.ndarray, y: np.ndarray, s: np.ndarray, lines: np.ndarra
     """Starting points from a grid over (f1, T2*): the rest of the model is linear in them."""
     span = x.max() - x.min()
     nyq = 0.5 / np.min(np.diff(np.sort(x)))
-    f_grid = np.arange(-nyq - lines[-1], nyq, 1 / (8 * span))
+    f_grid = np.arange(-nyq - lines[-1], nyq, 1 / (3 * span))
     f_grid = f_grid[np.all(np.abs(f_grid[:, None] + lines[None, :]) <= nyq, axis=1)]
+    w = 1.0 / s
+    b = y * w
+    # Oscillating columns for every grid frequency (the trigonometry does not depend on T2*).
+    waves = []
+    for off in lines:
+        ph = 2 * np.pi * (f_grid[:, None] + off) * x[None, :]
+        waves += [np.cos(ph) * w, -np.sin(ph) * w]
+    osc = np.stack(waves, axis=2)  # (n_f, n_x, 2 n_lines)
     results = []
     for t2s in span * np.array([0.05, 0.1, 0.2, 0.4, 0.8]):
         env = np.exp(-((x / t2s) ** 2))
-        for f1 in f_grid:
-            cols = [np.ones_like(x)]
-            for off in lines:
-                ph = 2 * np.pi * (f1 + off) * x
-                cols += [env * np.cos(ph), -env * np.sin(ph)]
-            a = np.stack(cols, axis=1) / s[:, None]
-            coef, *_ = np.linalg.lstsq(a, y / s, rcond=None)
-            chi2 = float(np.sum((a @ coef - y / s) ** 2))
-            results.append((chi2, f1, t2s, coef))
+        a = np.concatenate([np.broadcast_to(w[None, :, None], (len(f_grid), len(x), 1)),
+                            osc * env[None, :, None]], axis=2)
+        ata = np.einsum("fxp,fxq->fpq", a, a) + 1e-12 * np.eye(a.shape[2])
+        atb = np.einsum("fxp,x->fp", a, b)
+        coef = np.linalg.solve(ata, atb[..., None])[..., 0]
+        chi2 = np.sum((np.einsum("fxp,fp->fx", a, coef) - b) ** 2, axis=1)
+        for i in np.argsort(chi2)[:4]:
+            results.append((float(chi2[i]), float(f_grid[i]), t2s, coef[i]))
     results.sort(key=lambda r: r[0])
     starts = []
     for _, f1, t2s, coef in results[:4]:

@@ -29,10 +29,10 @@ DEFAULT_SWEEPS = {
     "rabi": (12e-9, 600e-9, 99),
     "ramsey": (0.0, 2.4e-6, 201),
     "echo": (1e-6, 24e-6, 58),
-    "t1": (0.0, 8e-3, 33),
+    "t1": (1e-6, 10e-3, 41),  # log-spaced (see _sweep)
     "odmr": (-4e6, 6e6, 81),
 }
-DEFAULT_REPETITIONS = {"rabi": 1000, "ramsey": 1000, "echo": 1000, "t1": 200, "odmr": 1000}
+DEFAULT_REPETITIONS = {"rabi": 1000, "ramsey": 1000, "echo": 1000, "t1": 300, "odmr": 1000}
 # What the fit reports for each kind, and the spin parameter of a simulated sample it measures.
 RESULTS = {
     "rabi": [("rabi_hz", "Rabi frequency", 1e6, "MHz", None), ("detuning_hz", "detuning", 1e6, "MHz", None)],
@@ -78,7 +78,10 @@ def _sweep(args: argparse.Namespace, kind: str, clock_hz: float) -> Any:
         raise UsageError(f"--points must be at least 5, got {points}")
     if not (np.isfinite(start) and np.isfinite(stop) and stop > start):
         raise UsageError(f"--start/--stop must be finite with stop > start, got {start:g} .. {stop:g}")
-    values = np.linspace(start, stop, points)
+    if kind == "t1" and start > 0:
+        values = np.geomspace(start, stop, points)  # relaxometry spans decades: log spacing
+    else:
+        values = np.linspace(start, stop, points)
     if kind == "odmr":
         return values
     grid = 4 if kind == "echo" else 1  # echo splits its free evolution into two halves
@@ -136,13 +139,20 @@ def _report(station: Any, kind: str, fit: Any, counter: str) -> list[str]:
     params = getattr(spins, "params", None)
     lines = []
     for key, label, scale, unit, truth in RESULTS[kind]:
+        if fit.errors[key] == 0:
+            lines.append(f"  {label:<16} {fit.params[key] / scale:.5g} {unit} (held fixed)")
+            continue
         text = f"  {label:<16} {fit.params[key] / scale:.5g} +- {fit.errors[key] / scale:.2g} {unit}"
         if params is not None and truth is not None:
             text += f"   (simulated sample: {getattr(params, truth) / scale:.5g} {unit})"
         lines.append(text)
-    if kind == "rabi" and params is not None and station.world is not None:
-        expected = params.rabi_hz(station.world.mw_power_dbm)
-        lines[0] += f"   (simulated drive: {expected / 1e6:.5g} MHz)"
+    if kind == "rabi":
+        from instrument.analysis.pulsed import rabi_pi_time_s
+
+        if params is not None and station.world is not None:
+            expected = params.rabi_hz(station.world.mw_power_dbm)
+            lines[0] += f"   (simulated drive: {expected / 1e6:.5g} MHz)"
+        lines.append(f"  {'pi pulse':<16} {rabi_pi_time_s(fit) * 1e9:.1f} ns")
     return lines
 
 

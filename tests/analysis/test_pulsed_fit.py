@@ -33,11 +33,23 @@ def test_rabi_recovers_drive_and_detuning():
         r = np.hypot(rabi, det + off)
         y += (rabi / r) ** 2 * (1 - np.cos(2 * np.pi * r * t) * np.exp(-t / 2e-6)) / 2
     y, s = noisy(1 - 0.05 * y / 2, 5e-4)
-    fit = fit_rabi(t, y, s)
+    fit = fit_rabi(t, y, s, detuning_hz=None)
     within(fit, "rabi_hz", rabi)
+    within(fit, "detuning_hz", det)
     assert 0.5 < fit.reduced_chi2 < 1.6
     assert rabi_pi_time_s(fit) == pytest.approx(0.5 / np.hypot(fit["rabi_hz"], fit["detuning_hz"]))
     assert abs(fit["detuning_hz"]) < abs(fit["detuning_hz"] + A)  # the nearer line
+
+
+def test_rabi_on_a_line_with_detuning_held_at_zero():
+    t = np.arange(10e-9, 600e-9, 6e-9)
+    rabi = 9.5e6
+    y = sum((rabi / np.hypot(rabi, off)) ** 2 * (1 - np.cos(2 * np.pi * np.hypot(rabi, off) * t)) / 2
+            for off in (0, A))
+    y, s = noisy(1 - 0.04 * y / 2, 1e-3)
+    fit = fit_rabi(t, y, s)
+    within(fit, "rabi_hz", rabi)
+    assert fit["detuning_hz"] == 0.0 and "detuning_hz" in fit.errors
 
 
 def test_rabi_without_hyperfine():
