@@ -500,10 +500,11 @@ def execute(program: list[_Inst], clock_hz: float, memory_words: int = 4096) -> 
             open_out.append(outputs)
             now += length
         if op == Opcode.WAIT:
-            # Execution halts until a hardware trigger; the simulator has none.
+            # Execution halts until a hardware trigger (the simulator has none), outputs held.
             flush()
             timeline.end_cycles = now
             timeline.waiting = True
+            timeline.final_outputs = _instruction_outputs(inst, cycles)[-1][1]
             return timeline
         if op in (Opcode.CONTINUE, Opcode.LONG_DELAY, Opcode.LOOP):
             pc += 1
