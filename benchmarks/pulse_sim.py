@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from instrument.protocols import Opcode  # noqa: E402
 from sequences.pulsed import PiPulse, Ramsey, ShotTiming  # noqa: E402
-from sequences.pulses import _block_segments  # noqa: E402
+from sequences.pulses import block_segments  # noqa: E402
 from sim.spin import SpinEnsemble  # noqa: E402
 from sim.spinapi import _Inst, execute  # noqa: E402
 from sim.world import World  # noqa: E402
@@ -49,7 +49,7 @@ def unrolled_words(sequence) -> int:
     """Words with every repetition written out (baseline 1)."""
     n = 0
     for i, block in enumerate(sequence.blocks):
-        n += len(_block_segments(block, i, sequence.channels, CLOCK)) * block.repetitions
+        n += len(block_segments(block, i, sequence.channels, CLOCK)) * block.repetitions
     return n + 1  # STOP
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sequences.pulses import PulseSequence, _block_segments
+from sequences.pulses import PulseSequence, block_segments
 
 TIME_UNITS = ((1e-9, "ns"), (1e-6, "us"), (1e-3, "ms"), (1.0, "s"))
 
@@ -36,7 +36,7 @@ def sequence_traces(sequence: PulseSequence, clock_hz: float = 500e6
     t = 0.0
     for i, block in enumerate(sequence.blocks):
         start = t
-        for flags, cycles in _block_segments(block, i, sequence.channels, clock_hz):
+        for flags, cycles in block_segments(block, i, sequence.channels, clock_hz):
             for name, bit in bits.items():
                 times, levels = traces[name]
                 times.append(t)

@@ -148,8 +148,11 @@ def _cycles(value_s: float, clock_hz: float, what: str) -> int:
     return n
 
 
-def _block_segments(block: Block, index: int, channels: ChannelMap, clock_hz: float) -> list[tuple[int, int]]:
-    """Constant-output stretches (flags, cycles) of one pass through a block."""
+def block_segments(block: Block, index: int, channels: ChannelMap, clock_hz: float) -> list[tuple[int, int]]:
+    """Constant-output stretches (flags, clock cycles) of one pass through a block, delays applied.
+
+    Raises PulseSequenceError naming the pulse for anything the board cannot run.
+    """
     bname = f"block '{block.name}'" if block.name else f"block {index}"
     for p in block.pulses:  # name the pulse, not the block, when a pulse is off the grid
         who = f"{p.label} in {bname}"
@@ -306,7 +309,7 @@ def _group_blocks(sequence: PulseSequence, clock_hz: float) -> list[_Group]:
     channels = sequence.channels
     groups: list[_Group] = []
     for i, block in enumerate(sequence.blocks):
-        segs = _block_segments(block, i, channels, clock_hz)
+        segs = block_segments(block, i, channels, clock_hz)
         reps = block.repetitions
         if len(segs) == 1 or (sequence.loop_forever and len(sequence.blocks) == 1):
             # A constant block repeated is one longer stretch; a lone block looping forever

@@ -231,3 +231,23 @@ def test_pulsed_odmr_finds_the_line(rig):
                       timing=ShotTiming(repetitions=1000))
     fit = odmr.fit(*run_points(odmr, instruments))
     assert abs(fit["center_hz"] - line) < max(3 * fit.errors["center_hz"], 20e3)
+
+
+def test_widefield_camera_path_uses_its_own_gate(rig):
+    """The same measurement on a gated camera: counter and sequence gate on camera_trigger."""
+    world, instruments, line = rig
+    lib = instruments["pulser"].library
+    camera = SimPhotonCounter("camera", world, lib, gate="camera_trigger", photon_rate_hz=1e8)
+    assert camera.shape == world.shape
+    rabi = Rabi(np.arange(1, 8) * 20 * NS, line, 10.0, camera.shape, counter_role="camera",
+                gate_channel="camera_trigger", timing=ShotTiming(repetitions=200))
+    sink = Sink()
+    outcome = Engine({**instruments, "camera": camera}, LIMITS, [sink]).run(rabi)
+    assert outcome.status == "completed", outcome.reason
+    assert sink.steps[0].images["ratio"].shape == world.shape
+    ratios = [s.values["ratio"] for s in sink.steps]
+    assert max(ratios) - min(ratios) > 0.01  # the MW pulse shows on the camera
+    spad_only = Rabi(np.arange(1, 8) * 20 * NS, line, 10.0, camera.shape, counter_role="camera",
+                     timing=ShotTiming(repetitions=200))
+    outcome = Engine({**instruments, "camera": camera}, LIMITS).run(spad_only)
+    assert outcome.status == "failed" and "2 gate windows" in outcome.reason
