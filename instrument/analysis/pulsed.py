@@ -228,7 +228,9 @@ def _ramsey_starts(x: np.ndarray, y: np.ndarray, s: np.ndarray, lines: np.ndarra
         env = np.exp(-((x / t2s) ** 2))
         a = np.concatenate([np.broadcast_to(w[None, :, None], (len(f_grid), len(x), 1)),
                             osc * env[None, :, None]], axis=2)
-        ata = np.einsum("fxp,fxq->fpq", a, a) + 1e-12 * np.eye(a.shape[2])
+        ata = np.einsum("fxp,fxq->fpq", a, a)
+        # Columns vanish where the envelope is gone: a small ridge keeps every system solvable.
+        ata += 1e-9 * np.trace(ata, axis1=1, axis2=2)[:, None, None] * np.eye(a.shape[2])
         atb = np.einsum("fxp,x->fp", a, b)
         coef = np.linalg.solve(ata, atb[..., None])[..., 0]
         chi2 = np.sum((np.einsum("fxp,fp->fx", a, coef) - b) ** 2, axis=1)
@@ -315,10 +317,13 @@ def plot_pulsed_fit(fit: PulsedFit, path: str | Path, title: str = "") -> Path:
     dense = np.linspace(fit.x.min(), fit.x.max(), 1000)
     ax.errorbar(fit.x / scale, fit.y, fit.sigma, fmt=".", ms=4, lw=0.8, label="data")
     ax.plot(dense / scale, fit.model(dense), "-", label="fit")
-    key = {"rabi": "rabi_hz", "ramsey": "t2_star_s", "echo": "t2_s", "t1": "t1_s", "odmr": "center_hz"}
-    name = key.get(fit.kind)
-    if name:
-        ax.set_title(f"{title}  {name} = {fit.params[name]:.4g} +- {fit.errors[name]:.2g}".strip())
+    headline = {"rabi": ("rabi_hz", "Rabi frequency", 1e6, "MHz"), "ramsey": ("t2_star_s", "T2*", 1e-6, "us"),
+                "echo": ("t2_s", "T2", 1e-6, "us"), "t1": ("t1_s", "T1", 1e-3, "ms"),
+                "odmr": ("center_hz", "line centre", 1e6, "MHz")}
+    if fit.kind in headline:
+        name, text, div, u = headline[fit.kind]
+        ax.set_title(f"{title}  {text} = {fit.params[name] / div:.4g} +- {fit.errors[name] / div:.2g} {u}"
+                     .strip())
     ax.set_ylabel("signal / reference")
     ax.legend(fontsize=8)
     res.errorbar(fit.x / scale, (fit.y - fit.model(fit.x)) / fit.sigma, 1.0, fmt=".", ms=3, lw=0.6)

@@ -27,7 +27,7 @@ KINDS = ("rabi", "ramsey", "echo", "t1", "odmr")
 # Default sweeps (start, stop, points) in s, or Hz around the line for pulsed ODMR.
 DEFAULT_SWEEPS = {
     "rabi": (12e-9, 600e-9, 99),
-    "ramsey": (0.0, 2.4e-6, 201),
+    "ramsey": (0.0, 1.8e-6, 151),
     "echo": (1e-6, 24e-6, 58),
     "t1": (1e-6, 10e-3, 41),  # log-spaced (see _sweep)
     "odmr": (-4e6, 6e6, 81),
@@ -57,8 +57,8 @@ def add_parser(sub: Any) -> None:
     o.add_argument("--stop", type=float, default=None, help="last sweep value (s; Hz offset for odmr)")
     o.add_argument("--points", type=int, default=None, help="sweep points")
     o.add_argument("--repetitions", type=int, default=None, help="shots per point")
-    o.add_argument("--detuning-hz", type=float, default=2e6,
-                   help="Ramsey only: MW detuning from the line, so fringes show (default: 2 MHz)")
+    o.add_argument("--detuning-hz", type=float, default=5e6,
+                   help="Ramsey only: MW detuning from the line, so fringes show (default: 5 MHz)")
     o.add_argument("--pi-ns", type=float, default=None,
                    help="pi-pulse length in ns; skips the Rabi calibration (ramsey, echo, odmr)")
     o.add_argument("--counter", default="counter", metavar="ROLE",
