@@ -212,13 +212,19 @@ def block_segments(block: Block, index: int, channels: ChannelMap, clock_hz: flo
                 raise PulseSequenceError(
                     f"{b[3].label} overlaps {a[3].label} on channel '{b[3].channel}' in {bname}"
                 )
-    bounds = sorted({0, length} | {iv[0] for iv in intervals} | {iv[1] for iv in intervals})
+    # Sweep the edges in time order; pulses on one bit do not overlap (checked above), so a
+    # bit is high between its rising and falling edge, and touching pulses merge.
+    changes: dict[int, list[tuple[int, int]]] = {}
+    for s, e, bit, _ in intervals:
+        changes.setdefault(s, []).append((bit, +1))
+        changes.setdefault(e, []).append((bit, -1))
+    level = [0] * OUTPUT_BITS
     segments: list[tuple[int, int]] = []
+    bounds = sorted(set(changes) | {0, length})
     for lo, hi in zip(bounds, bounds[1:], strict=False):
-        flags = 0
-        for s, e, bit, _ in intervals:
-            if s <= lo and hi <= e:
-                flags |= 1 << bit
+        for bit, step in changes.get(lo, ()):
+            level[bit] += step
+        flags = sum(1 << b for b in range(OUTPUT_BITS) if level[b] > 0)
         if segments and segments[-1][0] == flags:
             segments[-1] = (flags, segments[-1][1] + hi - lo)
         else:
@@ -227,7 +233,7 @@ def block_segments(block: Block, index: int, channels: ChannelMap, clock_hz: flo
     t = 0
     for _, n in segments:
         if n < MIN_CYCLES:
-            near = [iv[3].label for iv in intervals if iv[0] in (t, t + n) or iv[1] in (t, t + n)]
+            near = [iv[3].label for iv in intervals if {iv[0], iv[1]} & {t, t + n}]
             raise PulseSequenceError(
                 f"{bname}: outputs change twice within {n} clock cycles at {t * 1e9 / clock_hz:g} ns "
                 f"({', '.join(dict.fromkeys(near))}); edges must be at least {MIN_CYCLES} cycles apart"
