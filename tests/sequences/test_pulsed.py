@@ -251,3 +251,26 @@ def test_widefield_camera_path_uses_its_own_gate(rig):
                      timing=ShotTiming(repetitions=200))
     outcome = Engine({**instruments, "camera": camera}, LIMITS).run(spad_only)
     assert outcome.status == "failed" and "2 gate windows" in outcome.reason
+
+
+def test_channel_delay_compensates_the_aom_latency():
+    """A 500 ns AOM: uncompensated, the signal gate closes before the light arrives; the
+    channel delay in the channel map moves the laser TTL earlier and restores the readout."""
+    from sequences.pulses import DEFAULT_CHANNELS, ChannelMap
+
+    def rabi_ratios(latency, delays):
+        world = World(shape=(16, 16), seed=2)
+        lib = SimSpinAPI(world, latency_s=latency)
+        instruments = {"mw": SimMW(world), "pulser": PulseBlaster("pulser", library=lib),
+                       "counter": SimPhotonCounter("counter", world, lib, shape=(8, 8), photon_rate_hz=1e9)}
+        line = world.resonance_estimate_hz() - 0.5 * 3.03e6
+        rabi = Rabi(np.array([0, 52, 104, 156, 208]) * NS, line, 10.0, (8, 8),
+                    channels=ChannelMap(dict(DEFAULT_CHANNELS), delays), timing=ShotTiming(repetitions=200))
+        return run_points(rabi, instruments)[1]
+
+    ideal = rabi_ratios({}, {})
+    late = rabi_ratios({"laser": 500 * NS}, {})
+    fixed = rabi_ratios({"laser": 500 * NS}, {"laser": 500 * NS})
+    assert ideal[0] - ideal[1] > 0.02  # the pi pulse darkens the readout
+    assert np.all(late < 0.5)  # signal gate mostly before the light: almost no counts
+    assert fixed == pytest.approx(ideal, abs=3e-3)
