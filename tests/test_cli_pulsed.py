@@ -56,13 +56,14 @@ def value(text, label):
     ("ramsey", "T2\\*", ["--points", "120", "--stop", "2.38e-6", "--pi-ns", "52"]),
     ("echo", "T2", ["--points", "30", "--pi-ns", "52"]),
     ("t1", "T1", ["--points", "25"]),
+    ("odmr", "line centre", ["--points", "41", "--pi-ns", "164", "--repetitions", "500"]),
 ])
 def test_fit_matches_the_simulated_sample(acquire, capsys, tmp_path, kind, label, args):
     assert acquire(kind, "--no-figure", *args) == 0
     out = capsys.readouterr().out
     fitted, error, truth = value(out, label)
     assert abs(fitted - truth) < 3 * error, out
-    assert error < 0.2 * truth
+    assert error < (0.2 * truth if kind != "odmr" else 0.5)  # odmr: MHz
 
 
 def test_ramsey_calibrates_its_pi_pulse_and_writes_figures(acquire, capsys, tmp_path):

@@ -142,10 +142,17 @@ def _report(station: Any, kind: str, fit: Any, counter: str) -> list[str]:
         if fit.errors[key] == 0:
             lines.append(f"  {label:<16} {fit.params[key] / scale:.5g} {unit} (held fixed)")
             continue
-        text = f"  {label:<16} {fit.params[key] / scale:.5g} +- {fit.errors[key] / scale:.2g} {unit}"
+        digits = 9 if key == "center_hz" else 5  # a line centre needs kHz resolution in MHz
+        text = f"  {label:<16} {fit.params[key] / scale:.{digits}g} +- {fit.errors[key] / scale:.2g} {unit}"
         if params is not None and truth is not None:
             text += f"   (simulated sample: {getattr(params, truth) / scale:.5g} {unit})"
         lines.append(text)
+    if kind == "odmr" and params is not None and station.world is not None:
+        from instrument.physics.nv import HYPERFINE_OFFSETS_HZ
+
+        offsets = HYPERFINE_OFFSETS_HZ[station.world.sample.isotope]
+        lower = station.world.resonance_estimate_hz() + float(min(offsets))
+        lines[0] += f"   (simulated sample: {lower / 1e6:.9g} MHz)"
     if kind == "rabi":
         from instrument.analysis.pulsed import rabi_pi_time_s
 
