@@ -18,6 +18,7 @@ COMMANDS = (
     "instrument.commands.odmr",
     "instrument.commands.analyse",
     "instrument.commands.spad",
+    "instrument.commands.pulsed",
 )
 DEFAULT_COMMAND = "odmr"
 

@@ -253,7 +253,7 @@ def _pulseblaster(role: str, entry: dict[str, Any], station: Station) -> Instrum
         from sim.spinapi import SimSpinAPI
 
         library = SimSpinAPI(station.world)
-    return PulseBlaster(role, library=library, board=int(entry.get("board", 0)))
+    return PulseBlaster(role, library=library, board=int(entry.get("board", 0)), limits=station.limits)
 
 
 def _helicam(role: str, entry: dict[str, Any], station: Station) -> Instrument:
@@ -283,6 +283,22 @@ def _spad_bridge(role: str, entry: dict[str, Any], station: Station) -> Instrume
                      frame_period_s=frame_period_s)
 
 
+def _sim_counter(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    if not station.simulated:
+        raise StationFileError(
+            f"instrument {role!r}: driver 'sim_counter' exists only in simulation; run with --sim"
+        )
+    from sim.spin import SimPhotonCounter
+
+    pulser = entry.get("pulser", "pulser")
+    if pulser not in station.instruments:
+        raise StationFileError(f"instrument {role!r}: list the pulse generator {pulser!r} before it")
+    board = station.instruments[pulser].library
+    return SimPhotonCounter(role, station.world, board, shape=tuple(entry.get("shape", (16, 16))),
+                            photon_rate_hz=float(entry.get("photon_rate_hz", 5e6)),
+                            gate=entry.get("gate", "spad_gate"))
+
+
 def _sim_coils(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     if not station.simulated:
         raise StationFileError(
@@ -302,5 +318,6 @@ BUILDERS: dict[str, Callable[[str, dict[str, Any], Station], Instrument]] = {
     "pulseblaster": _pulseblaster,
     "helicam_c3": _helicam,
     "spad_bridge": _spad_bridge,
+    "sim_counter": _sim_counter,
     "sim_coils": _sim_coils,
 }
