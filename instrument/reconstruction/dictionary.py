@@ -264,7 +264,8 @@ class DictionaryReconstructor:
             coefficients[sl], alpha_used[sl], sigma[sl], hot[sl] = self._fit_chunk(
                 movie[sl], method, None if alphas is None else alphas[sl], work)
         if single:
-            self.alpha_, self.noise_sigma_, self.hot_pixels_ = float(alpha_used[0]), float(sigma[0]), int(hot[0])
+            self.alpha_, self.noise_sigma_ = float(alpha_used[0]), float(sigma[0])
+            self.hot_pixels_ = int(hot[0])
             return coefficients[0]
         self.alpha_, self.noise_sigma_, self.hot_pixels_ = alpha_used, sigma, hot
         return coefficients
@@ -291,7 +292,7 @@ class DictionaryReconstructor:
         return flat.reshape(maps.shape)
 
     def alpha_for_noise(self, noise_sigma: np.ndarray | float, data_sigma: np.ndarray | float) -> np.ndarray:
-        """Automatic alpha (standardised units) for a frame of noise ``noise_sigma`` and spread ``data_sigma``."""
+        """Automatic alpha (standardised) for white noise ``noise_sigma`` and data spread ``data_sigma``."""
         return self._alpha_phys(np.asarray(noise_sigma, dtype=float)) / np.asarray(data_sigma, dtype=float)
 
     # ---- internals -----------------------------------------------------------------------------

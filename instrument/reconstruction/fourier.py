@@ -3,6 +3,9 @@
 All inversions pad the map (``instrument.physics.fourier.pad``), divide by the forward kernels of
 ``instrument.physics.fourier`` and crop back. Undoing the exp(-k z) decay multiplies noise at high
 wavenumbers by exp(+k z), so every inversion that does so applies the high-k filter below.
+Before padding, the median of the map's border is subtracted (far from the sources the field should
+vanish) and the padding repeats the edge values (``pad_mode="edge"``), which leaves no step at the
+edge of the field of view for the transform to ring on.
 
 High-k filter: a Hann window ``w(k) = (1 + cos(pi k / k_c)) / 2`` for ``k < k_c`` and 0 above. The
 default cutoff ``k_c = pi / standoff`` (a cutoff wavelength of twice the standoff, Roth et al. 1989)
@@ -42,15 +45,17 @@ def _check_map(name: str, image: np.ndarray) -> np.ndarray:
 
 
 def _spectrum(image: np.ndarray, pixel_size_m: float, pad_factor: float, pad_mode: str):
-    # Remove the mean before padding: zero padding a map with an offset creates a step at the edge.
-    padded, crop = phys.pad(image - image.mean(), pad_factor, pad_mode)
+    # Remove the offset seen at the border (bias residue, baseline): far from the sources the field
+    # should vanish, and a step at the padding edge would ring through the whole map.
+    border = np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+    padded, crop = phys.pad(image - np.median(border), pad_factor, pad_mode)
     kx, ky, k = phys.wavevectors(padded.shape, pixel_size_m)
     return np.fft.fft2(padded), kx, ky, k, crop
 
 
 def b_vector_from_b_nv(b_nv_t: np.ndarray, nv_axis: int | np.ndarray, pixel_size_m: float,
                        cutoff_k: float | None = None, pad_factor: float = 2.0,
-                       pad_mode: str = "constant") -> np.ndarray:
+                       pad_mode: str = "edge") -> np.ndarray:
     """Deproject one NV-axis field map into (Bx, By, Bz), seed 002 eq. 4-6.
 
     Deprojection does not undo any decay, so no filter is applied unless ``cutoff_k`` is given.
@@ -77,7 +82,7 @@ def b_vector_from_b_nv(b_nv_t: np.ndarray, nv_axis: int | np.ndarray, pixel_size
 def current_density_from_b(b_t: np.ndarray, pixel_size_m: float, standoff_m: float,
                            component: str = "bz", nv_thickness_m: float = 0.0,
                            cutoff_k: float | None = None, pad_factor: float = 2.0,
-                           pad_mode: str = "constant") -> np.ndarray:
+                           pad_mode: str = "edge") -> np.ndarray:
     """In-plane sheet current density (jx, jy) in A/m from the field of a thin current layer.
 
     Kernels of Roth, Sepulveda and Wikswo (1989) in this module's convention: from Bz,
@@ -118,7 +123,7 @@ def current_density_from_b(b_t: np.ndarray, pixel_size_m: float, standoff_m: flo
 def magnetization_from_b_nv(b_nv_t: np.ndarray, nv_axis: int | np.ndarray, pixel_size_m: float,
                             standoff_m: float, direction: tuple[float, float, float] = (0.0, 0.0, 1.0),
                             nv_thickness_m: float = 0.0, cutoff_k: float | None = None,
-                            pad_factor: float = 2.0, pad_mode: str = "constant") -> np.ndarray:
+                            pad_factor: float = 2.0, pad_mode: str = "edge") -> np.ndarray:
     """Areal magnetization (A) along a known ``direction`` from one NV-axis map (seed 002 eq. 1-2).
 
     ``B~_NV = propagator * (n . T d) m~``; dividing by the scalar kernel ``n . T d`` is only safe

@@ -118,7 +118,8 @@ def static_experiment(basis: np.ndarray, measure: Measure,
     results = []
     for name, active in combinations.items():
         if not active or min(active) < 0 or max(active) >= rec.n_sources:
-            raise ValueError(f"combination {name!r} has source indices {active} outside 0..{rec.n_sources - 1}")
+            raise ValueError(f"combination {name!r} has source indices {active} "
+                             f"outside 0..{rec.n_sources - 1}")
         truth = np.zeros(rec.n_sources)
         truth[list(active)] = drive
         measured = _checked_map(measure(truth), rec.shape, name)
@@ -237,5 +238,6 @@ def run_all(basis: np.ndarray, measure: Measure, measure_movie: MeasureMovie | N
 def _checked_map(measured: np.ndarray, shape: tuple[int, int], what: str) -> np.ndarray:
     measured = np.asarray(measured, dtype=float)
     if measured.shape != shape:
-        raise ValueError(f"measure() returned shape {measured.shape} for {what}, expected {shape} like the basis")
+        raise ValueError(f"measure() returned shape {measured.shape} for {what}, "
+                         f"expected {shape} like the basis")
     return measured

@@ -59,7 +59,8 @@ class NoisyMicroscope:
 
     def _hot(self, image: np.ndarray) -> np.ndarray:
         rows, cols = image.shape
-        image[self.rng.integers(0, rows, self.hot_pixels), self.rng.integers(0, cols, self.hot_pixels)] += self.hot_t
+        where = self.rng.integers(0, rows, self.hot_pixels), self.rng.integers(0, cols, self.hot_pixels)
+        image[where] += self.hot_t
         return image
 
     def measure(self, drive: np.ndarray) -> np.ndarray:
