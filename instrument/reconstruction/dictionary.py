@@ -75,6 +75,25 @@ def robust_noise_sigma(frames: np.ndarray, max_samples: int = 2048) -> np.ndarra
     return 1.4826 * median / np.sqrt(6.0)
 
 
+def clean_hot_pixels(maps: np.ndarray, sigmas: float) -> tuple[np.ndarray, int]:
+    """Replace pixels of each map (N, rows, cols) that stand out from their 3x3 median.
+
+    A pixel is replaced by the median of its neighbourhood when it differs from it by more than
+    ``sigmas`` times the map's noise (``robust_noise_sigma``, floored at 1e-3 of the map's RMS so a
+    noise-free map keeps its real structure). Used once on the basis, whose hot pixels would
+    otherwise be copied into every reconstruction. Returns the cleaned maps and the pixel count.
+    """
+    from scipy.ndimage import median_filter
+
+    if sigmas <= 0:
+        return maps, 0
+    median = median_filter(maps, size=(1, 3, 3), mode="nearest")
+    rms = np.sqrt(np.mean(maps**2, axis=(1, 2)))
+    limit = sigmas * np.maximum(robust_noise_sigma(maps, max_samples=100000), 1e-3 * rms)
+    hot = np.abs(maps - median) > limit[:, None, None]
+    return np.where(hot, median, maps), int(hot.sum())
+
+
 def _soft(v: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.sign(v) * np.maximum(np.abs(v) - t, 0.0)
 
@@ -161,16 +180,18 @@ class DictionaryReconstructor:
             under the automatic alpha.
         hot_pixel_sigma: residuals beyond this many noise sigmas are clipped (0 disables).
         chunk_frames: frames processed per matrix product (bounds memory on long movies).
+        robust_passes: hot-pixel reweighting passes (each costs two passes over the data).
         debias: refit the sources LASSO selected by least squares (relaxed LASSO), removing the
             shrinkage of the kept coefficients; ``False`` returns the plain LASSO estimate of seed 000.
 
+    ``basis`` keeps the maps after hot-pixel cleaning (``basis_hot_pixels`` replaced pixels).
     After ``fit``, ``alpha_`` holds the standardised alpha used per frame, ``noise_sigma_`` the
     estimated white-noise level per frame (map units) and ``hot_pixels_`` the clipped pixels per frame.
     """
 
     def __init__(self, basis: np.ndarray, drift_order: int = 1, active_threshold: float = 0.1,
                  false_alarm: float = 0.01, hot_pixel_sigma: float = 6.0, chunk_frames: int = 256,
-                 debias: bool = True) -> None:
+                 debias: bool = True, robust_passes: int = 2) -> None:
         basis = np.asarray(basis, dtype=float)
         if basis.ndim != 3 or basis.shape[0] < 1:
             raise ValueError(f"basis must have shape (N sources, rows, cols), got {basis.shape}")
@@ -181,7 +202,8 @@ class DictionaryReconstructor:
         if active_threshold < 0 or hot_pixel_sigma < 0 or chunk_frames < 1:
             raise ValueError("active_threshold and hot_pixel_sigma must be >= 0 and chunk_frames >= 1")
         n, rows, cols = basis.shape
-        self.basis = basis
+        self.basis, self.basis_hot_pixels = clean_hot_pixels(basis, hot_pixel_sigma)
+        basis = self.basis
         self.shape = (rows, cols)
         self.n_sources = n
         self.n_pixels = rows * cols
@@ -190,13 +212,17 @@ class DictionaryReconstructor:
         self.hot_pixel_sigma = float(hot_pixel_sigma)
         self.chunk_frames = int(chunk_frames)
         self.debias = bool(debias)
+        if robust_passes < 1:
+            raise ValueError(f"robust_passes must be >= 1, got {robust_passes}")
+        self.robust_passes = int(robust_passes)
         self._background = polynomial_background(self.shape, drift_order)
         if self.n_pixels < 4 * (n + self._background.shape[1]):
             raise ValueError(f"{self.n_pixels} pixels are too few for {n} sources; use larger maps")
         a = basis.reshape(n, -1).T
         detrended = a - self._background @ (self._background.T @ a)
         self.scale = np.linalg.norm(detrended, axis=0) / np.sqrt(self.n_pixels)
-        flat = np.flatnonzero(self.scale <= 1e-12 * max(float(self.scale.max()), 1e-300))
+        original = np.linalg.norm(a, axis=0) / np.sqrt(self.n_pixels)
+        flat = np.flatnonzero(self.scale <= 1e-9 * np.maximum(original, 1e-300))
         if len(flat):
             raise ValueError(f"basis maps {flat.tolist()} are flat after removing the background drift "
                              f"(order {drift_order}); check that those sources were driven")
@@ -242,11 +268,11 @@ class DictionaryReconstructor:
         t_frames = movie.shape[0]
         alphas = None
         if alpha is not None:
-            alphas = np.broadcast_to(np.asarray(alpha, dtype=float), (t_frames,)) if np.ndim(alpha) <= 1 \
-                else None
-            if alphas is None or np.size(alpha) not in (1, t_frames):
+            alpha_array = np.asarray(alpha, dtype=float)
+            if alpha_array.ndim > 1 or alpha_array.size not in (1, t_frames):
                 raise ValueError(f"alpha must be a scalar or one value per frame ({t_frames}), "
-                                 f"got shape {np.shape(alpha)}")
+                                 f"got shape {alpha_array.shape}")
+            alphas = np.broadcast_to(alpha_array.reshape(-1), (t_frames,))
             if not np.all(np.isfinite(alphas)) or np.any(alphas < 0):
                 raise ValueError(f"alpha must be finite and >= 0, got {alpha!r}")
         coefficients = np.empty((t_frames, self.n_sources))
@@ -326,27 +352,37 @@ class DictionaryReconstructor:
         sigma = robust_noise_sigma(y.reshape(chunk.shape))
         coords = (y @ proj.T).astype(np.float64)  # (T, N + n_background): Z^T y and P^T y
         b = coords[:, :n] / m
-        background = coords[:, n:]
+        background = coords[:, n:].copy()
         sq_norm = np.einsum("ij,ij->i", y, y).astype(np.float64)
         data_sigma = np.sqrt(np.maximum(sq_norm - np.sum(background**2, axis=1), 0.0) / m)
         alpha_phys = self._alpha_phys(sigma) if alphas is None else alphas * data_sigma
         z = self._solve(b, alpha_phys, method)
         hot = np.zeros(t_frames, dtype=int)
         if self.hot_pixel_sigma > 0 or has_bad:
-            excess = self._excess(y, np.hstack([z, background]), sigma, bad if has_bad else None, work)
-            hot = np.diff(excess.indptr)
-            if excess.nnz:
+            # Iteratively reweighted: each pass clips the residual of the previous solution against
+            # the original data, so a first solution pulled by hot pixels is corrected in the next.
+            b0, background0, sq_norm0 = b.copy(), background.copy(), sq_norm.copy()
+            frames = np.arange(t_frames)
+            for _ in range(self.robust_passes):
+                model = np.hstack([z[frames], background[frames]])
+                excess = self._excess(y[frames], model, sigma[frames],
+                                      bad[frames] if has_bad else None, work)
+                counts = np.diff(excess.indptr)
+                hot[frames] = counts
+                if not excess.nnz:
+                    break
                 correction = np.asarray(excess @ proj.T.astype(np.float64))
-                b = b - correction[:, :n] / m
-                background = background - correction[:, n:]
+                b[frames] = b0[frames] - correction[:, :n] / m
+                background[frames] = background0[frames] - correction[:, n:]
                 # |y - e|^2 = |y|^2 - 2 y.e + |e|^2, with e sparse
-                y_dot_e = np.asarray(excess.multiply(y).sum(axis=1)).ravel()
+                y_dot_e = np.asarray(excess.multiply(y[frames]).sum(axis=1)).ravel()
                 e_sq = np.asarray(excess.multiply(excess).sum(axis=1)).ravel()
-                sq_norm = sq_norm - 2 * y_dot_e + e_sq
+                sq_norm[frames] = sq_norm0[frames] - 2 * y_dot_e + e_sq
                 data_sigma = np.sqrt(np.maximum(sq_norm - np.sum(background**2, axis=1), 0.0) / m)
                 if alphas is not None:
                     alpha_phys = alphas * data_sigma
-                z = self._solve(b, alpha_phys, method)
+                z[frames] = self._solve(b[frames], alpha_phys[frames], method)
+                frames = frames[counts > 0]
         coefficients = z / self.scale
         if method == "pinv":
             alpha_std = np.zeros(t_frames)

@@ -18,7 +18,8 @@ def grid_points(z_m: float = 0.0) -> np.ndarray:
 
 def square_loop(side_m: float, depth_m: float) -> np.ndarray:
     h = side_m / 2
-    return np.array([[-h, -h, -depth_m], [h, -h, -depth_m], [h, h, -depth_m], [-h, h, -depth_m], [-h, -h, -depth_m]])
+    corners = np.array([[-h, -h], [h, -h], [h, h], [-h, h], [-h, -h]])
+    return np.column_stack([corners, np.full(5, -depth_m)])
 
 
 def loop_field(side_m=20e-6, depth_m=5e-6, current_a=1e-3, z_m=0.0) -> np.ndarray:
@@ -103,7 +104,8 @@ def test_deprojection_kernel_recovers_components_of_a_potential_field():
     b_nv = pf.project_on_nv(b, 0)
     padded, crop = pf.pad(b_nv)
     kx, ky, k = pf.wavevectors(padded.shape, PIXEL)
-    comps = np.fft.ifft2(pf.deprojection_kernel(kx, ky, k, 0) * np.fft.fft2(padded)).real[(slice(None),) + crop[1:]]
+    comps = np.fft.ifft2(pf.deprojection_kernel(kx, ky, k, 0) * np.fft.fft2(padded)).real
+    comps = comps[(slice(None),) + crop[1:]]
     for c in range(3):
         assert rel_err(comps[c], b[c]) < 0.02
 
