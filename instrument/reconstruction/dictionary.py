@@ -117,7 +117,11 @@ def lasso_gram(gram: np.ndarray, b: np.ndarray, alpha: np.ndarray, tol: float = 
     t_frames, n = b.shape
     alpha = np.broadcast_to(np.asarray(alpha, dtype=float), (t_frames,))
     diag = np.diag(gram).copy()
-    z = np.zeros_like(b)
+    # Warm start: the least-squares solution, soft-thresholded. For well-separated sources it already
+    # has the right support, and the polish below then finishes the job without sweeping.
+    z = _soft(np.linalg.solve(gram, b.T).T, alpha[:, None] / diag)
+    if _polish(gram, b, alpha, z):
+        return z
     for sweep in range(max_sweeps):
         largest_step = 0.0
         for j in range(n):
@@ -126,7 +130,7 @@ def lasso_gram(gram: np.ndarray, b: np.ndarray, alpha: np.ndarray, tol: float = 
             largest_step = max(largest_step, float(np.max(np.abs(new - z[:, j]), initial=0.0)))
             z[:, j] = new
         scale = max(float(np.max(np.abs(z), initial=0.0)), 1e-300)
-        if largest_step <= tol * scale or (sweep >= 10 and sweep % 10 == 0 and _polish(gram, b, alpha, z)):
+        if largest_step <= tol * scale or (sweep % 5 == 4 and _polish(gram, b, alpha, z)):
             break
     _polish(gram, b, alpha, z)
     return z
@@ -180,7 +184,8 @@ class DictionaryReconstructor:
             under the automatic alpha.
         hot_pixel_sigma: residuals beyond this many noise sigmas are clipped (0 disables).
         chunk_frames: frames processed per matrix product (bounds memory on long movies).
-        robust_passes: hot-pixel reweighting passes (each costs two passes over the data).
+        robust_passes: most hot-pixel reweighting passes (each costs two passes over the data); a
+            frame gets another only while its model still moves by more than half a noise sigma.
         debias: refit the sources LASSO selected by least squares (relaxed LASSO), removing the
             shrinkage of the kept coefficients; ``False`` returns the plain LASSO estimate of seed 000.
 
@@ -234,6 +239,8 @@ class DictionaryReconstructor:
             raise ValueError(f"basis maps are linearly dependent (maps {i} and {j} correlate at "
                              f"{self.gram[i, j]:.6f}); remove duplicate sources")
         self._gram_inv = np.linalg.inv(self.gram)
+        self._z_peak = np.abs(z).max(axis=0)  # largest pixel of each standardised source map
+        self._p_peak = np.abs(self._background).max(axis=0)
         # Rows: the standardised basis, then the background terms; one product projects on both.
         self._projector = {np.dtype(np.float64): np.ascontiguousarray(np.vstack([z.T, self._background.T]))}
         self._projector[np.dtype(np.float32)] = self._projector[np.dtype(np.float64)].astype(np.float32)
@@ -280,8 +287,9 @@ class DictionaryReconstructor:
         sigma = np.empty(t_frames)
         hot = np.empty(t_frames, dtype=int)
         dtype = np.dtype(np.float32) if movie.dtype == np.float32 else np.dtype(np.float64)
-        rows = min(self.chunk_frames, t_frames)
-        # The mask is padded to whole 8-byte words (padding stays False) for _sparse_nonzero.
+        # Residual blocks of about 4 MB stay in cache; the mask is padded to whole 8-byte words
+        # (the padding stays False) for _sparse_nonzero.
+        rows = int(np.clip(2**22 // (4 * self.n_pixels), 1, min(self.chunk_frames, t_frames)))
         work = {"residual": np.empty((rows, self.n_pixels), dtype),
                 "magnitude": np.empty((rows, self.n_pixels), dtype),
                 "mask": np.zeros((rows, -(-self.n_pixels // 8) * 8), bool)}
@@ -364,25 +372,36 @@ class DictionaryReconstructor:
             b0, background0, sq_norm0 = b.copy(), background.copy(), sq_norm.copy()
             frames = np.arange(t_frames)
             for _ in range(self.robust_passes):
+                # Fancy indexing copies: only index once a pass works on a subset of the frames.
+                subset = len(frames) < t_frames
+                y_pass = y[frames] if subset else y
                 model = np.hstack([z[frames], background[frames]])
-                excess = self._excess(y[frames], model, sigma[frames],
-                                      bad[frames] if has_bad else None, work)
+                excess = self._excess(y_pass, model, sigma[frames],
+                                      (bad[frames] if subset else bad) if has_bad else None, work)
                 counts = np.diff(excess.indptr)
                 hot[frames] = counts
                 if not excess.nnz:
                     break
                 correction = np.asarray(excess @ proj.T.astype(np.float64))
+                previous = background.copy()
                 b[frames] = b0[frames] - correction[:, :n] / m
                 background[frames] = background0[frames] - correction[:, n:]
                 # |y - e|^2 = |y|^2 - 2 y.e + |e|^2, with e sparse
-                y_dot_e = np.asarray(excess.multiply(y[frames]).sum(axis=1)).ravel()
+                y_dot_e = np.asarray(excess.multiply(y_pass).sum(axis=1)).ravel()
                 e_sq = np.asarray(excess.multiply(excess).sum(axis=1)).ravel()
                 sq_norm[frames] = sq_norm0[frames] - 2 * y_dot_e + e_sq
                 data_sigma = np.sqrt(np.maximum(sq_norm - np.sum(background**2, axis=1), 0.0) / m)
                 if alphas is not None:
                     alpha_phys = alphas * data_sigma
-                z[frames] = self._solve(b[frames], alpha_phys[frames], method)
-                frames = frames[counts > 0]
+                z_new = self._solve(b[frames], alpha_phys[frames], method)
+                # Another pass only helps where the model moved enough to change which pixels are
+                # clipped: bound the largest change of any model pixel and compare it with the noise.
+                moved = (np.abs(z_new - z[frames]) @ self._z_peak
+                         + np.abs(background[frames] - previous[frames]) @ self._p_peak)
+                z[frames] = z_new
+                frames = frames[(counts > 0) & (moved > 0.5 * sigma[frames])]
+                if not len(frames):
+                    break
         coefficients = z / self.scale
         if method == "pinv":
             alpha_std = np.zeros(t_frames)
@@ -394,25 +413,39 @@ class DictionaryReconstructor:
                 work: dict[str, np.ndarray]):
         """Sparse (T, M) part of the residual beyond the hot-pixel limit (all of it at ``bad`` pixels).
 
-        Works in preallocated buffers: fresh multi-megabyte arrays per chunk cost more in page faults
-        than the arithmetic.
+        Works block by block in small preallocated buffers that stay in the CPU cache between the
+        model product, the subtraction and the comparison; fresh multi-megabyte arrays per chunk
+        would cost more in memory traffic and page faults than the arithmetic.
         """
         import scipy.sparse
 
         t_frames, m = y.shape
-        residual, magnitude = work["residual"][:t_frames], work["magnitude"][:t_frames]
-        mask = work["mask"][:t_frames, :m]
-        np.matmul(model_coords.astype(residual.dtype), self._projector[residual.dtype], out=residual)
-        np.subtract(y, residual, out=residual)
+        dtype = work["residual"].dtype
+        projector = self._projector[dtype]
         limit = (self.hot_pixel_sigma * sigma if self.hot_pixel_sigma > 0 else np.full(t_frames, np.inf))
-        limit = limit.astype(residual.dtype)[:, None]
-        np.abs(residual, out=magnitude)
-        np.greater(magnitude, limit, out=mask)
-        if bad is not None:
-            np.logical_or(mask, bad, out=mask)
-        rows, cols = _sparse_nonzero(work["mask"][:t_frames])
-        values = residual[rows, cols].astype(np.float64)
-        lim = limit[rows, 0].astype(np.float64)
-        is_bad = np.zeros(len(rows), bool) if bad is None else bad[rows, cols]
-        values = np.where(is_bad, values, values - np.clip(values, -lim, lim))
-        return scipy.sparse.csr_matrix((values, (rows, cols)), shape=y.shape)
+        limit = limit.astype(dtype)[:, None]
+        coords = model_coords.astype(dtype)
+        block = work["residual"].shape[0]
+        all_rows, all_cols, all_values = [], [], []
+        for start in range(0, t_frames, block):
+            stop = min(start + block, t_frames)
+            rows_here = stop - start
+            residual, magnitude = work["residual"][:rows_here], work["magnitude"][:rows_here]
+            mask = work["mask"][:rows_here]
+            np.matmul(coords[start:stop], projector, out=residual)
+            np.subtract(y[start:stop], residual, out=residual)
+            np.abs(residual, out=magnitude)
+            np.greater(magnitude, limit[start:stop], out=mask[:, :m])
+            if bad is not None:
+                np.logical_or(mask[:, :m], bad[start:stop], out=mask[:, :m])
+            rows, cols = _sparse_nonzero(mask)
+            values = residual[rows, cols].astype(np.float64)
+            lim = limit[start + rows, 0].astype(np.float64)
+            clipped = values - np.clip(values, -lim, lim)
+            if bad is not None:
+                clipped = np.where(bad[start + rows, cols], values, clipped)
+            all_rows.append(rows + start)
+            all_cols.append(cols)
+            all_values.append(clipped)
+        return scipy.sparse.csr_matrix(
+            (np.concatenate(all_values), (np.concatenate(all_rows), np.concatenate(all_cols))), shape=y.shape)
