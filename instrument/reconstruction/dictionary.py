@@ -27,8 +27,10 @@ How this implementation does it:
   its standard deviation), the units of the paper's lambda.
 - **Hot pixels** (and NaN pixels). After a first solve the residual is clipped at
   ``hot_pixel_sigma * sigma``; the excess (and the whole residual at NaN pixels) is removed from
-  the data and the frame solved again: one Huber-type reweighting step, done for all frames with
-  two more matrix products.
+  the data and the frame solved again (iteratively reweighted, Huber-type). A frame gets another
+  pass (up to ``robust_passes``) only while its model still moves by more than half a noise sigma
+  at some pixel. Each pass is two more matrix products over the frames, done in cache-sized
+  blocks. Hot pixels in the basis maps are replaced by their 3x3 median once, at construction.
 - **Debiasing.** LASSO shrinks every kept coefficient by about alpha, which pushes weak but real
   sources under the active threshold. By default the selected sources are refitted by least
   squares (relaxed LASSO): LASSO decides which sources, least squares how much.
@@ -38,6 +40,9 @@ How this implementation does it:
 """
 
 from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy.special import ndtri
@@ -68,7 +73,7 @@ def robust_noise_sigma(frames: np.ndarray, max_samples: int = 2048) -> np.ndarra
     if cols < 3:
         raise ValueError(f"maps need at least 3 columns to estimate noise, got {cols}")
     step = max(1, (rows * (cols - 2)) // max_samples)
-    sub = frames[..., ::step, :].astype(np.float64)
+    sub = frames[..., ::step, :]
     d2 = np.abs(sub[..., 2:] - 2 * sub[..., 1:-1] + sub[..., :-2]).reshape(*frames.shape[:-2], -1)
     half = d2.shape[-1] // 2
     median = np.partition(d2, half, axis=-1)[..., half]
@@ -183,7 +188,8 @@ class DictionaryReconstructor:
         false_alarm: probability that a noise-only frame gets any non-zero LASSO coefficient
             under the automatic alpha.
         hot_pixel_sigma: residuals beyond this many noise sigmas are clipped (0 disables).
-        chunk_frames: frames processed per matrix product (bounds memory on long movies).
+        chunk_frames: frames solved together (bounds the memory of the per-frame bookkeeping).
+        threads: worker threads for the per-pixel passes (numpy releases the GIL in them).
         robust_passes: most hot-pixel reweighting passes (each costs two passes over the data); a
             frame gets another only while its model still moves by more than half a noise sigma.
         debias: refit the sources LASSO selected by least squares (relaxed LASSO), removing the
@@ -195,8 +201,8 @@ class DictionaryReconstructor:
     """
 
     def __init__(self, basis: np.ndarray, drift_order: int = 1, active_threshold: float = 0.1,
-                 false_alarm: float = 0.01, hot_pixel_sigma: float = 6.0, chunk_frames: int = 256,
-                 debias: bool = True, robust_passes: int = 2) -> None:
+                 false_alarm: float = 0.01, hot_pixel_sigma: float = 6.0, chunk_frames: int = 1024,
+                 debias: bool = True, robust_passes: int = 2, threads: int = 2) -> None:
         basis = np.asarray(basis, dtype=float)
         if basis.ndim != 3 or basis.shape[0] < 1:
             raise ValueError(f"basis must have shape (N sources, rows, cols), got {basis.shape}")
@@ -204,8 +210,9 @@ class DictionaryReconstructor:
             raise ValueError("basis contains NaN or inf pixels; repair or re-measure those source maps")
         if not 0 < false_alarm < 1:
             raise ValueError(f"false_alarm must lie in (0, 1), got {false_alarm}")
-        if active_threshold < 0 or hot_pixel_sigma < 0 or chunk_frames < 1:
-            raise ValueError("active_threshold and hot_pixel_sigma must be >= 0 and chunk_frames >= 1")
+        if active_threshold < 0 or hot_pixel_sigma < 0 or chunk_frames < 1 or threads < 1:
+            raise ValueError("active_threshold and hot_pixel_sigma must be >= 0, chunk_frames and "
+                             "threads >= 1")
         n, rows, cols = basis.shape
         self.basis, self.basis_hot_pixels = clean_hot_pixels(basis, hot_pixel_sigma)
         basis = self.basis
@@ -216,6 +223,9 @@ class DictionaryReconstructor:
         self.false_alarm = float(false_alarm)
         self.hot_pixel_sigma = float(hot_pixel_sigma)
         self.chunk_frames = int(chunk_frames)
+        self.threads = int(threads)
+        # Frames per block of the per-pixel passes: about 4 MB of float32, which stays in cache.
+        self._block = max(1, 2**20 // self.n_pixels)
         self.debias = bool(debias)
         if robust_passes < 1:
             raise ValueError(f"robust_passes must be >= 1, got {robust_passes}")
@@ -286,17 +296,18 @@ class DictionaryReconstructor:
         alpha_used = np.empty(t_frames)
         sigma = np.empty(t_frames)
         hot = np.empty(t_frames, dtype=int)
-        dtype = np.dtype(np.float32) if movie.dtype == np.float32 else np.dtype(np.float64)
-        # Residual blocks of about 4 MB stay in cache; the mask is padded to whole 8-byte words
-        # (the padding stays False) for _sparse_nonzero.
-        rows = int(np.clip(2**22 // (4 * self.n_pixels), 1, min(self.chunk_frames, t_frames)))
-        work = {"residual": np.empty((rows, self.n_pixels), dtype),
-                "magnitude": np.empty((rows, self.n_pixels), dtype),
-                "mask": np.zeros((rows, -(-self.n_pixels // 8) * 8), bool)}
-        for start in range(0, t_frames, self.chunk_frames):
-            sl = slice(start, min(start + self.chunk_frames, t_frames))
-            coefficients[sl], alpha_used[sl], sigma[sl], hot[sl] = self._fit_chunk(
-                movie[sl], method, None if alphas is None else alphas[sl], work)
+        from threadpoolctl import threadpool_limits
+
+        local = threading.local()
+        # One BLAS thread per worker: the products here are thin (N + 3 columns), and a multi-threaded
+        # BLAS spends more on synchronising its threads than on the arithmetic; the blocks run in
+        # parallel on the pool instead.
+        with (threadpool_limits(limits=1, user_api="blas"),
+              ThreadPoolExecutor(max_workers=self.threads) as pool):
+            for start in range(0, t_frames, self.chunk_frames):
+                sl = slice(start, min(start + self.chunk_frames, t_frames))
+                coefficients[sl], alpha_used[sl], sigma[sl], hot[sl] = self._fit_chunk(
+                    movie[sl], method, None if alphas is None else alphas[sl], pool, local)
         if single:
             self.alpha_, self.noise_sigma_ = float(alpha_used[0]), float(sigma[0])
             self.hot_pixels_ = int(hot[0])
@@ -343,25 +354,42 @@ class DictionaryReconstructor:
             z = solve_on_support(self.gram, b, z != 0)
         return z
 
+    def _blocks(self, pool: ThreadPoolExecutor, fn, t_frames: int) -> list:
+        """Run ``fn(start, stop)`` over cache-sized blocks of frames on the thread pool, in order."""
+        spans = [(a, min(a + self._block, t_frames)) for a in range(0, t_frames, self._block)]
+        if self.threads == 1 or len(spans) == 1:
+            return [fn(a, b) for a, b in spans]
+        return list(pool.map(lambda span: fn(*span), spans))
+
     def _fit_chunk(self, chunk: np.ndarray, method: str, alphas: np.ndarray | None,
-                   work: dict[str, np.ndarray]):
-        dtype = work["residual"].dtype
+                   pool: ThreadPoolExecutor, local: threading.local):
+        dtype = np.dtype(np.float32) if chunk.dtype == np.float32 else np.dtype(np.float64)
         proj = self._projector[dtype]
         t_frames, m, n = chunk.shape[0], self.n_pixels, self.n_sources
         y = chunk.reshape(t_frames, m)
         if y.dtype != dtype:
             y = y.astype(dtype)
-        bad = ~np.isfinite(y)
-        has_bad = bool(bad.any())
-        if has_bad:
+        coords = np.empty((t_frames, proj.shape[0]))
+        sq_norm = np.empty(t_frames)
+        sigma = np.empty(t_frames)
+
+        def project(start: int, stop: int) -> None:
+            block = y[start:stop]
+            coords[start:stop] = block @ proj.T  # Z^T y and P^T y
+            sq_norm[start:stop] = np.einsum("ij,ij->i", block, block)
+            sigma[start:stop] = robust_noise_sigma(block.reshape(stop - start, *self.shape))
+
+        self._blocks(pool, project, t_frames)
+        has_bad = not np.all(np.isfinite(sq_norm))
+        bad = None
+        if has_bad:  # NaN/inf pixels: only now pay for a full mask and a cleaned copy
+            bad = ~np.isfinite(y)
             if np.any(bad.all(axis=1)):
                 raise ValueError("a frame has no finite pixel; drop it before fitting")
             y = np.where(bad, 0.0, y).astype(dtype)
-        sigma = robust_noise_sigma(y.reshape(chunk.shape))
-        coords = (y @ proj.T).astype(np.float64)  # (T, N + n_background): Z^T y and P^T y
+            self._blocks(pool, project, t_frames)
         b = coords[:, :n] / m
         background = coords[:, n:].copy()
-        sq_norm = np.einsum("ij,ij->i", y, y).astype(np.float64)
         data_sigma = np.sqrt(np.maximum(sq_norm - np.sum(background**2, axis=1), 0.0) / m)
         alpha_phys = self._alpha_phys(sigma) if alphas is None else alphas * data_sigma
         z = self._solve(b, alpha_phys, method)
@@ -377,12 +405,12 @@ class DictionaryReconstructor:
                 y_pass = y[frames] if subset else y
                 model = np.hstack([z[frames], background[frames]])
                 excess = self._excess(y_pass, model, sigma[frames],
-                                      (bad[frames] if subset else bad) if has_bad else None, work)
+                                      (bad[frames] if subset else bad) if has_bad else None, pool, local)
                 counts = np.diff(excess.indptr)
                 hot[frames] = counts
                 if not excess.nnz:
                     break
-                correction = np.asarray(excess @ proj.T.astype(np.float64))
+                correction = np.asarray(excess @ self._projector[np.dtype(np.float64)].T)
                 previous = background.copy()
                 b[frames] = b0[frames] - correction[:, :n] / m
                 background[frames] = background0[frames] - correction[:, n:]
@@ -410,25 +438,29 @@ class DictionaryReconstructor:
         return coefficients, alpha_std, sigma, hot
 
     def _excess(self, y: np.ndarray, model_coords: np.ndarray, sigma: np.ndarray, bad: np.ndarray | None,
-                work: dict[str, np.ndarray]):
+                pool: ThreadPoolExecutor, local: threading.local):
         """Sparse (T, M) part of the residual beyond the hot-pixel limit (all of it at ``bad`` pixels).
 
-        Works block by block in small preallocated buffers that stay in the CPU cache between the
-        model product, the subtraction and the comparison; fresh multi-megabyte arrays per chunk
-        would cost more in memory traffic and page faults than the arithmetic.
+        Works block by block in per-thread buffers that stay in the CPU cache between the model
+        product, the subtraction and the comparison; fresh multi-megabyte arrays per chunk would cost
+        more in memory traffic and page faults than the arithmetic.
         """
         import scipy.sparse
 
         t_frames, m = y.shape
-        dtype = work["residual"].dtype
+        dtype = y.dtype
         projector = self._projector[dtype]
         limit = (self.hot_pixel_sigma * sigma if self.hot_pixel_sigma > 0 else np.full(t_frames, np.inf))
         limit = limit.astype(dtype)[:, None]
         coords = model_coords.astype(dtype)
-        block = work["residual"].shape[0]
-        all_rows, all_cols, all_values = [], [], []
-        for start in range(0, t_frames, block):
-            stop = min(start + block, t_frames)
+
+        def block_excess(start: int, stop: int):
+            work = getattr(local, "work", None)
+            if work is None or work["residual"].dtype != dtype:
+                # The mask is padded to whole 8-byte words (the padding stays False) for _sparse_nonzero.
+                work = local.work = {"residual": np.empty((self._block, m), dtype),
+                                     "magnitude": np.empty((self._block, m), dtype),
+                                     "mask": np.zeros((self._block, -(-m // 8) * 8), bool)}
             rows_here = stop - start
             residual, magnitude = work["residual"][:rows_here], work["magnitude"][:rows_here]
             mask = work["mask"][:rows_here]
@@ -444,8 +476,8 @@ class DictionaryReconstructor:
             clipped = values - np.clip(values, -lim, lim)
             if bad is not None:
                 clipped = np.where(bad[start + rows, cols], values, clipped)
-            all_rows.append(rows + start)
-            all_cols.append(cols)
-            all_values.append(clipped)
-        return scipy.sparse.csr_matrix(
-            (np.concatenate(all_values), (np.concatenate(all_rows), np.concatenate(all_cols))), shape=y.shape)
+            return rows + start, cols, clipped
+
+        parts = self._blocks(pool, block_excess, t_frames)
+        rows, cols, values = (np.concatenate(p) for p in zip(*parts, strict=True))
+        return scipy.sparse.csr_matrix((values, (rows, cols)), shape=y.shape)

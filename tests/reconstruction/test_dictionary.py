@@ -132,7 +132,8 @@ def test_movie_matches_frame_by_frame_and_chunking(basis):
     rng = np.random.default_rng(6)
     drives = (rng.random((23, 8)) < 0.4) * rng.uniform(0.2, 1.0, (23, 8))
     movie = np.tensordot(drives, basis, 1) + rng.normal(0, 1e-6, (23, *SHAPE))
-    rec = DictionaryReconstructor(basis, chunk_frames=5)
+    rec = DictionaryReconstructor(basis, chunk_frames=9, threads=3)
+    rec._block = 2  # small maps fit one cache block; force several blocks onto the thread pool
     together = rec.fit(movie)
     assert together.shape == (23, 8) and rec.alpha_.shape == (23,)
     one_by_one = np.array([rec.fit(frame) for frame in movie])
