@@ -66,18 +66,25 @@ def best_time(fn, repeats: int = 3) -> float:
     return best
 
 
-def sklearn_frame_by_frame(basis: np.ndarray, movie: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-    """Seed 000 as published: standardise basis and frame, scikit-learn Lasso, rescale; per frame."""
+def sklearn_frame_by_frame(basis: np.ndarray, movie: np.ndarray, alphas: np.ndarray,
+                           precompute_gram: bool = False) -> np.ndarray:
+    """Seed 000 as published: standardise basis and frame, scikit-learn Lasso, rescale; per frame.
+
+    With ``precompute_gram`` the basis Gram matrix is computed once and handed to every fit, the
+    fastest way to call scikit-learn's Lasso frame by frame.
+    """
     from sklearn.linear_model import Lasso
 
     a = basis.reshape(len(basis), -1).T
     a_mean, a_std = a.mean(axis=0), a.std(axis=0)
-    a = (a - a_mean) / a_std
+    a = np.asfortranarray((a - a_mean) / a_std)
+    gram = a.T @ a if precompute_gram else False
     out = np.empty((len(movie), len(basis)))
     for i, frame in enumerate(movie):
         y = frame.ravel().astype(np.float64)
         y_std = y.std()
-        model = Lasso(alpha=float(alphas[i]), fit_intercept=False).fit(a, (y - y.mean()) / y_std)
+        model = Lasso(alpha=float(alphas[i]), fit_intercept=False, precompute=gram)
+        model.fit(a, (y - y.mean()) / y_std)
         out[i] = model.coef_ * y_std / a_std
     return out
 
@@ -112,12 +119,13 @@ def main() -> None:
     fps_lasso, fps_pinv = len(movie) / t_lasso, len(movie) / t_pinv
 
     k = min(args.baseline_frames, len(movie))
-    t_sklearn = best_time(lambda: sklearn_frame_by_frame(basis, movie[:k], alphas[:k]), repeats=1)
-    fps_sklearn = k / t_sklearn
+    t_sklearn_plain = best_time(lambda: sklearn_frame_by_frame(basis, movie[:k], alphas[:k]), repeats=1)
+    t_sklearn = best_time(lambda: sklearn_frame_by_frame(basis, movie[:k], alphas[:k], True), repeats=1)
+    fps_sklearn = k / t_sklearn  # the faster scikit-learn variant is the baseline
     # Same problem check: our solver without drift/robust/debias steps against scikit-learn.
     plain = DictionaryReconstructor(basis, drift_order=0, hot_pixel_sigma=0, debias=False)
     ours_plain = plain.fit(movie[:k].astype(np.float64), alpha=alphas[:k])
-    theirs = sklearn_frame_by_frame(basis, movie[:k], alphas[:k])
+    theirs = sklearn_frame_by_frame(basis, movie[:k], alphas[:k], True)
     t_plain = best_time(lambda: plain.fit(movie, alpha=alphas))
 
     print()
@@ -127,7 +135,9 @@ def main() -> None:
     print(f"{'DictionaryReconstructor LASSO (plain seed 000)':<48}{len(movie) / t_plain:>12.0f}"
           f"{len(movie) / t_plain / fps_sklearn:>11.1f}x")
     print(f"{'DictionaryReconstructor pinv (full)':<48}{fps_pinv:>12.0f}{fps_pinv / fps_sklearn:>11.1f}x")
-    print(f"{'scikit-learn Lasso frame by frame':<48}{fps_sklearn:>12.0f}{1.0:>11.1f}x")
+    print(f"{'scikit-learn Lasso frame by frame, Gram given':<48}{fps_sklearn:>12.0f}{1.0:>11.1f}x")
+    print(f"{'scikit-learn Lasso frame by frame, default':<48}{k / t_sklearn_plain:>12.1f}"
+          f"{k / t_sklearn_plain / fps_sklearn:>11.2f}x")
     print(f"real time is {FRAME_RATE_HZ:.0f} frames/s; target >= 1000 frames/s and >= 5x scikit-learn")
     print("plain-LASSO coefficients vs scikit-learn: max |difference| = "
           f"{np.abs(ours_plain - theirs).max():.2e} (reference-drive units)")
