@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from scipy.integrate import quad
+from scipy.integrate import quad, trapezoid
 
 from instrument.physics import fourier as pf
 from instrument.physics.biot_savart import polyline_field
@@ -79,7 +79,7 @@ def test_upward_continuation_matches_biot_savart_further_away():
 def test_nv_layer_thickness_averages_the_field_over_the_layer():
     thickness = 4e-6
     depths = np.linspace(0, thickness, 41)
-    averaged = np.trapezoid([loop_field(z_m=z)[2] for z in depths], depths, axis=0) / thickness
+    averaged = trapezoid([loop_field(z_m=z)[2] for z in depths], depths, axis=0) / thickness
     b = pf.b_from_magnetization(loop_magnetization(), PIXEL, 5e-6, nv_thickness_m=thickness, pad_factor=3)
     assert rel_err(b[2], averaged) < 0.02
 
