@@ -41,6 +41,7 @@ How this implementation does it:
 
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -178,6 +179,18 @@ def _sparse_nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return flat // width, flat % width
 
 
+@functools.cache
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # inspecting the loaded libraries takes milliseconds: do it once
+
+
+def _blas_single_thread():
+    """Context limiting BLAS to one thread (cheap after the first call)."""
+    return _blas_controller().limit(limits=1, user_api="blas")
+
+
 class DictionaryReconstructor:
     """Sparse (LASSO) and pseudo-inverse reconstruction of maps from a dictionary of source maps.
 
@@ -296,14 +309,11 @@ class DictionaryReconstructor:
         alpha_used = np.empty(t_frames)
         sigma = np.empty(t_frames)
         hot = np.empty(t_frames, dtype=int)
-        from threadpoolctl import threadpool_limits
-
         local = threading.local()
         # One BLAS thread per worker: the products here are thin (N + 3 columns), and a multi-threaded
         # BLAS spends more on synchronising its threads than on the arithmetic; the blocks run in
         # parallel on the pool instead.
-        with (threadpool_limits(limits=1, user_api="blas"),
-              ThreadPoolExecutor(max_workers=self.threads) as pool):
+        with _blas_single_thread(), ThreadPoolExecutor(max_workers=self.threads) as pool:
             for start in range(0, t_frames, self.chunk_frames):
                 sl = slice(start, min(start + self.chunk_frames, t_frames))
                 coefficients[sl], alpha_used[sl], sigma[sl], hot[sl] = self._fit_chunk(
