@@ -8,9 +8,9 @@ vanish) and the padding repeats the edge values (``pad_mode="edge"``), which lea
 edge of the field of view for the transform to ring on.
 
 High-k filter: a Hann window ``w(k) = (1 + cos(pi k / k_c)) / 2`` for ``k < k_c`` and 0 above. The
-default cutoff ``k_c = pi / standoff`` (a cutoff wavelength of twice the standoff, Roth et al. 1989)
-keeps the largest noise gain ``max_k w(k) exp(k z)`` near 2.4, so the inverse never amplifies
-white noise by more than a few times; it is capped at the Nyquist wavenumber ``pi / pixel``.
+default cutoff ``k_c = pi / standoff`` (a cutoff wavelength of twice the standoff) keeps the
+largest noise gain ``max_k w(k) exp(k z)`` near 2.4, so the inverse never amplifies white noise by
+more than a few times; it is capped at the Nyquist wavenumber ``pi / pixel``.
 Features smaller than about the standoff are smoothed away: that is the physics, not the filter.
 """
 

@@ -225,6 +225,17 @@ def run_all(basis: np.ndarray, measure: Measure, measure_movie: MeasureMovie | N
 
     ``print(run_all(basis, measure))`` prints the table. ``peak`` is the AP amplitude in units of the
     reference drive (seed 000: 800 uA pulses on a basis normalised to 800 uA, i.e. 1.0).
+
+    From the simulator (in a layer allowed to import ``sim``)::
+
+        live = [i for i, c in enumerate(world.sample.coils) if not c.dead]
+
+        def measure(drive):
+            currents = np.zeros(len(world.sample.coils))
+            currents[live] = drive * world.sample.drive_current_a
+            return world.true_b_nv_t(currents_a=currents) + noise_drift_and_hot_pixels()
+
+        print(run_all(measure_basis(measure, len(live), averages=4), measure))
     """
     basis = np.asarray(basis, dtype=float)
     rec = DictionaryReconstructor(basis)
