@@ -205,6 +205,39 @@ def _sg384(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     return SG384Source(role, address, station.limits)
 
 
+def _rohde_schwarz(model: str) -> Callable[[str, dict[str, Any], Station], Instrument]:
+    def build(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+        from drivers.rohde_schwarz import RohdeSchwarzSource
+
+        if station.simulated:
+            from sim.rohde_schwarz import SimRohdeSchwarz
+
+            server = SimRohdeSchwarz(station.world, model, entry.get("frequency_option", "B106"))
+            address = server.start()
+            station._cleanup.append(server.stop)
+        else:
+            address = _need(entry, "address", role)
+        return RohdeSchwarzSource(role, address, station.limits,
+                                  frequency_max_hz=entry.get("frequency_max_hz"))
+
+    return build
+
+
+def _synthhd(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    from drivers.synthhd import SynthHDSource
+
+    channel = int(entry.get("channel", 0))
+    if station.simulated:
+        from sim.synthhd import SimSynthHD
+
+        device = SimSynthHD(station.world, str(entry.get("hardware_version", "2")), world_channel=channel)
+        port = device.start()
+        station._cleanup.append(device.stop)
+    else:
+        port = _need(entry, "port", role)
+    return SynthHDSource(role, port, station.limits, channel=channel)
+
+
 def _pulseblaster(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     from drivers.pulseblaster import PulseBlaster
 
@@ -240,6 +273,9 @@ def _sim_coils(role: str, entry: dict[str, Any], station: Station) -> Instrument
 
 BUILDERS: dict[str, Callable[[str, dict[str, Any], Station], Instrument]] = {
     "sg384": _sg384,
+    "smb100a": _rohde_schwarz("SMB100A"),
+    "sgs100a": _rohde_schwarz("SGS100A"),
+    "synthhd": _synthhd,
     "pulseblaster": _pulseblaster,
     "helicam_c3": _helicam,
     "sim_coils": _sim_coils,
