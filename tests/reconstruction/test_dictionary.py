@@ -213,3 +213,19 @@ def test_all_zero_frame_gives_zero_coefficients(basis):
     rec = DictionaryReconstructor(basis)
     assert np.all(rec.fit(np.zeros(SHAPE)) == 0)
     assert np.all(rec.fit(np.zeros(SHAPE), method="pinv") == 0)
+
+
+def test_movie_with_hot_and_nan_pixels_in_some_frames(basis):
+    rng = np.random.default_rng(8)
+    drives = (rng.random((12, 8)) < 0.4) * 0.8
+    clean = np.tensordot(drives, basis, 1) + rng.normal(0, 0.5e-6, (12, *SHAPE))
+    damaged = clean.copy()
+    damaged[3, 5, 7] = np.nan
+    damaged[3, 20, 20] = np.inf
+    damaged[7, rng.integers(0, SHAPE[0], 4), rng.integers(0, SHAPE[1], 4)] += 300e-6
+    rec = DictionaryReconstructor(basis, threads=2)
+    rec._block = 3  # several blocks, so the threaded pass handles the damaged frames
+    reference = rec.fit(clean)
+    assert rec.fit(damaged) == pytest.approx(reference, abs=0.01)
+    assert rec.hot_pixels_[3] >= 2 and rec.hot_pixels_[7] >= 4
+    assert rec.hot_pixels_[0] == 0
