@@ -229,3 +229,13 @@ def test_movie_with_hot_and_nan_pixels_in_some_frames(basis):
     assert rec.fit(damaged) == pytest.approx(reference, abs=0.01)
     assert rec.hot_pixels_[3] >= 2 and rec.hot_pixels_[7] >= 4
     assert rec.hot_pixels_[0] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_reported_alpha_is_the_automatic_rule_in_standardised_units(basis, dtype):
+    rng = np.random.default_rng(9)
+    y = (np.tensordot(drive(2, 5), basis, 1) + rng.normal(0, 1e-6, SHAPE)).astype(dtype)
+    rec = DictionaryReconstructor(basis)
+    rec.fit(y)
+    data_sigma = rec.detrend(y).std()  # standardisation of seed 000, after the background fit
+    assert rec.alpha_ == pytest.approx(rec.alpha_for_noise(rec.noise_sigma_, data_sigma), rel=1e-4)
