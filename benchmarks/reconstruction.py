@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from instrument.reconstruction import seed000  # noqa: E402
 from instrument.reconstruction.dictionary import DictionaryReconstructor  # noqa: E402
 from instrument.reconstruction.metrics import active_set_scores  # noqa: E402
+from sim.field_maps import NoisyMicroscope  # noqa: E402
 from sim.world import World  # noqa: E402
-from tests.reconstruction.simulated import NoisyMicroscope  # noqa: E402
 
 FRAME_RATE_HZ = 208.0
 

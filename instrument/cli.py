@@ -19,6 +19,7 @@ COMMANDS = (
     "instrument.commands.analyse",
     "instrument.commands.spad",
     "instrument.commands.pulsed",
+    "instrument.commands.reconstruct",
 )
 DEFAULT_COMMAND = "odmr"
 

@@ -189,6 +189,19 @@ def _build_world(sim: dict[str, Any], source: str, realtime: bool,
     return world
 
 
+def simulated_field_maps(station: Station, seed: int = 0) -> Any:
+    """Noisy B_NV maps of the simulated sample for reconstruction demos (``sim.field_maps``).
+
+    The maps are the World's field for a drive vector over the live coils, plus white noise, a slow
+    background drift and hot pixels: what a measured map looks like, without running the sweeps.
+    """
+    if station.world is None:
+        raise StationFileError("simulated field maps need a simulated station; run with --sim")
+    from sim.field_maps import NoisyMicroscope
+
+    return NoisyMicroscope(station.world, seed=seed)
+
+
 # ---- builders: one per driver name ----------------------------------------------------------------
 
 

@@ -8,8 +8,8 @@ from instrument.reconstruction.dictionary import (
     robust_noise_sigma,
 )
 from instrument.reconstruction.metrics import active_set_scores
+from sim.field_maps import NoisyMicroscope
 from sim.world import World
-from tests.reconstruction.simulated import NoisyMicroscope
 
 SHAPE = (48, 48)
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from instrument.reconstruction import seed000
+from sim.field_maps import NoisyMicroscope
 from sim.world import World
-from tests.reconstruction.simulated import NoisyMicroscope
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
-"""Simulated seed-000 measurements from ``sim.world.World`` for the reconstruction tests and benchmarks.
+"""Simulated seed-000 field maps from the World, for ``acquire --sim reconstruct``, tests, benchmarks.
 
-The reconstruction package must not import ``sim``; tests and benchmark scripts may, and they build
-the ``measure`` callables of ``instrument.reconstruction.seed000`` here: the World's true B_NV map for
+The reconstruction package must not import ``sim``; the station, tests and benchmarks build the
+``measure`` callables of ``instrument.reconstruction.seed000`` here: the World's true B_NV map for
 a drive vector plus white noise, a slow background drift (offset and gradient) and hot pixels.
 """
 
