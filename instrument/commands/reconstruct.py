@@ -17,7 +17,8 @@ def add_parser(sub: Any) -> None:
                        "SSIM, RRMSE, Pearson r and active-set F1 next to the paper's Table 1. "
                        "Needs --sim: the maps come from the simulated sample with noise, drift and "
                        "hot pixels.")
-    r.add_argument("--frames", type=int, default=300, help="frames per temporal movie (default: 300)")
+    r.add_argument("--frames", type=int, default=300,
+                   help="frames per temporal movie, 208 per second (default: 300)")
     r.add_argument("--basis-averages", type=int, default=4,
                    help="maps averaged per dictionary entry (default: 4)")
     r.set_defaults(handler=run)
@@ -36,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
     with open_station(args) as station:
         maps = simulated_field_maps(station, seed=args.seed or 0)
         basis = measure_basis(maps.measure, maps.n_sources, averages=args.basis_averages)
-        report = run_all(basis, maps.measure, maps.measure_movie, n_frames=args.frames)
+        try:
+            report = run_all(basis, maps.measure, maps.measure_movie, n_frames=args.frames)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
     print(f"seed-000 reconstruction, {maps.n_sources} live coils, image {basis.shape[1]}x{basis.shape[2]} "
           "(simulated maps)")
     print(report)
