@@ -16,6 +16,10 @@ from instrument.commands.common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError,
 
 COMMANDS = (
     "instrument.commands.odmr",
+    "instrument.commands.analyse",
+    "instrument.commands.spad",
+    "instrument.commands.pulsed",
+    "instrument.commands.reconstruct",
 )
 DEFAULT_COMMAND = "odmr"
 
