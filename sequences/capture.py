@@ -148,6 +148,17 @@ class CaptureResult:
         return d
 
 
+def merge_runs(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Join (first, count) runs that continue each other (whole volumes dropped in a row)."""
+    merged: list[tuple[int, int]] = []
+    for first, count in runs:
+        if merged and merged[-1][0] + merged[-1][1] == first:
+            merged[-1] = (merged[-1][0], merged[-1][1] + count)
+        else:
+            merged.append((first, count))
+    return merged
+
+
 class LockInCapture:
     """Captures raw lock-in frames to a sink through a bounded ring buffer.
 
@@ -336,10 +347,10 @@ class LockInCapture:
         drops_recorded = 0
         try:
             while True:
-                while drops_recorded < len(self._dropped_runs):
-                    first, count = self._dropped_runs[drops_recorded]
+                pending = self._dropped_runs[drops_recorded:]  # a snapshot: the camera keeps adding
+                for first, count in merge_runs(pending):
                     self.sink.record_drop(first, count)
-                    drops_recorded += 1
+                drops_recorded += len(pending)
                 batch = ring.get(self.write_batch, timeout_s=0.1)
                 if batch is None:
                     if ring.closed and ring.size == 0:
@@ -367,7 +378,7 @@ class LockInCapture:
                 path=self.path, settings=self.settings, end_reason=reason,
                 completed=reason.startswith("completed") and not self._dropped_runs,
                 frames_acquired=self._acquired, frames_written=written,
-                frames_dropped=self.frames_dropped, dropped_runs=list(self._dropped_runs),
+                frames_dropped=self.frames_dropped, dropped_runs=merge_runs(self._dropped_runs),
                 camera_gaps=list(self._gaps), camera_time_s=self._camera_t,
                 wall_time_s=time.monotonic() - self._wall0, cpu_s=dict(self._cpu),
                 ring_high_water=ring.high_water,
