@@ -285,8 +285,11 @@ def run_temporal_imaging(
     frames_path, field_path = out / "frames.h5", out / "field.h5"
     if waveforms is None:
         chans = list(range(stimulus.n_channels)) if channels is None else list(channels)
-        waveforms = firing_pattern(chans, stimulus.n_channels, seconds, rate_hz, start_s=baseline_s,
-                                   seed=seed)
+        if seconds <= baseline_s + AP_DURATION_S:
+            raise ValueError(f"a {seconds:g} s capture leaves no room for a {AP_DURATION_S:g} s spike after "
+                             f"the {baseline_s:g} s baseline; use --seconds above {baseline_s + AP_DURATION_S:g}")
+        waveforms = firing_pattern(chans, stimulus.n_channels, seconds - baseline_s, rate_hz,
+                                   start_s=baseline_s, seed=seed)
     check_temporal(limits or SafetyLimits(), power_dbm, waveforms, seconds)
     f_mod = lockin_modulation_frequency_hz(modulation_hz)
     sweep = center_hz + np.linspace(-span_hz / 2, span_hz / 2, sweep_points)
