@@ -286,8 +286,9 @@ def run_temporal_imaging(
     if waveforms is None:
         chans = list(range(stimulus.n_channels)) if channels is None else list(channels)
         if seconds <= baseline_s + AP_DURATION_S:
+            least = baseline_s + AP_DURATION_S
             raise ValueError(f"a {seconds:g} s capture leaves no room for a {AP_DURATION_S:g} s spike after "
-                             f"the {baseline_s:g} s baseline; use --seconds above {baseline_s + AP_DURATION_S:g}")
+                             f"the {baseline_s:g} s baseline; use --seconds above {least:g}")
         waveforms = firing_pattern(chans, stimulus.n_channels, seconds - baseline_s, rate_hz,
                                    start_s=baseline_s, seed=seed)
     check_temporal(limits or SafetyLimits(), power_dbm, waveforms, seconds)
