@@ -89,9 +89,11 @@ def test_temporal_run_leaves_everything_safe(temporal_run):
 
 
 def test_default_drive_fits_inside_the_capture(tmp_path):
-    with build_station(simulated=True, image_shape=(8, 8), seed=0) as st, \
-            pytest.raises(ValueError, match="--seconds"):
-        run_temporal_imaging(st.instruments, tmp_path, seconds=0.5, center_hz=2.78e9)
+    from types import SimpleNamespace
+
+    untouched = {"mw": None, "pulser": None, "camera": None, "stimulus": SimpleNamespace(n_channels=12)}
+    with pytest.raises(ValueError, match="--seconds"):  # refused before any instrument is used
+        run_temporal_imaging(untouched, tmp_path, seconds=0.5, center_hz=2.78e9)
     wf = firing_pattern(range(12), 12, duration_s=1.75, rate_hz=3.0, start_s=0.25, seed=0)
     assert wf.end_s <= 2.0 and min(min(o) for o in wf.onsets_s if o) >= 0.25
 
