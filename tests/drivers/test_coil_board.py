@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 
 from drivers.coil_board import CoilBoard, open_serial
-from instrument.protocols import InstrumentDisconnected, InstrumentError, InstrumentTimeout, SafetyLimitError
-from instrument.protocols import SafetyLimits
+from instrument.protocols import (
+    InstrumentDisconnected,
+    InstrumentError,
+    InstrumentTimeout,
+    SafetyLimitError,
+    SafetyLimits,
+)
 from sim.coil_board import SimCoilBoard
 from sim.world import World
 
@@ -49,8 +54,9 @@ def test_ramp_goes_in_steps_enables_and_then_disables_idle_channels():
 
 def test_sleeps_pace_the_ramp_at_the_lab_rate():
     waited = []
-    b = CoilBoard("coils", Scripted(HELLO + [("EN 1", "OK")] + [(f"CUR 0,{v:.6e}", "OK") for v in
-                  (1e-4, 2e-4, 3e-4, 4e-4)] + [("EN 1", "OK")]), LIMITS, ramp_step_a=1e-4, sleep=waited.append)
+    steps = [(f"CUR 0,{v:.6e}", "OK") for v in (1e-4, 2e-4, 3e-4, 4e-4)]
+    script = Scripted(HELLO + [("EN 1", "OK"), *steps, ("EN 1", "OK")])
+    b = CoilBoard("coils", script, LIMITS, ramp_step_a=1e-4, sleep=waited.append)
     b.set_currents([4e-4, 0])
     assert sum(waited) == pytest.approx(4e-4 / LIMITS.coil_ramp_rate_a_per_s)
     assert len(waited) == 4
@@ -144,7 +150,8 @@ def test_sim_board_drives_the_world_and_open_coils_read_back_zero(sim_board):
 def test_sim_board_answers_garbage_with_error_codes(sim_board):
     _, sim, driver = sim_board
     for command, code in [("FROB", "ERR 1"), ("CUR 0", "ERR 2"), ("CUR x,1", "ERR 2"), ("CUR 99,0", "ERR 3"),
-                          ("CUR 0,1.0", "ERR 4"), ("CUR 0,inf", "ERR 2"), ("EN 99999", "ERR 3"), ("MEAS? -1", "ERR 3")]:
+                          ("CUR 0,1.0", "ERR 4"), ("CUR 0,inf", "ERR 2"), ("EN 99999", "ERR 3"),
+                          ("MEAS? -1", "ERR 3")]:
         with pytest.raises(InstrumentError, match=f"board error {code[-1]}"):
             driver.ask(command)
     sim.fault = "over-temperature"
