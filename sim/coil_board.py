@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
 import tty
 
@@ -42,6 +43,7 @@ class SimCoilBoard:
         self._master: int | None = None
         self._slave: int | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._rng = np.random.default_rng(0)
 
     # ---- pty plumbing --------------------------------------------------------------------------
@@ -56,20 +58,24 @@ class SimCoilBoard:
         return port
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
         for fd in (self._master, self._slave):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._master = self._slave = None
-        if self._thread is not None:
-            self._thread.join(timeout=2)
 
     def _serve(self) -> None:
         buffer = b""
-        while self._master is not None:
+        while not self._stopping.is_set():
             try:
+                # a short select timeout lets stop() end the thread without closing fds under it
+                if not select.select([self._master], [], [], 0.05)[0]:
+                    continue
                 chunk = os.read(self._master, 4096)
-            except OSError:
+            except (OSError, ValueError, TypeError):
                 return
             if not chunk:
                 return
