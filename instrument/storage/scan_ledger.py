@@ -177,6 +177,8 @@ def read_ledger(out_dir: Path) -> list[ConfigRow]:
     if not path.exists():
         raise FileNotFoundError(f"no coil scan in {out_dir} (expected {LEDGER_NAME})")
     with closing(sqlite3.connect(path)) as db:
+        if db.execute("SELECT name FROM sqlite_master WHERE name='configs'").fetchone() is None:
+            return []  # the scan was stopped before it wrote its plan
         return _rows(db)
 
 
