@@ -430,7 +430,11 @@ class CoilScan:
             raise ValueError("a configuration appears twice in the scan")
         if any(not 0 <= c < self.coils.n_channels for c in self.channels):
             raise ValueError(f"scanned channels {self.channels} exceed the driver's {self.coils.n_channels}")
-        self.measurement.check(self.currents(max(self.masks, key=lambda m: bin(m).count("1"))))
+        largest = self.currents(max(self.masks, key=lambda m: bin(m).count("1")))
+        self.measurement.check(largest)
+        driver_check = getattr(self.coils, "check", None)  # per-coil ceilings the driver knows
+        if driver_check is not None:
+            driver_check(largest)
 
     def open_ledger(self) -> ScanLedger:
         return ScanLedger(self.measurement.out_dir, self.plan(), self.masks, self.labels)
@@ -588,3 +592,54 @@ class CoilScan:
             status, reason = "paused", "configurations left unfinished"
         ledger.event(status, reason or f"all configurations finished: {counts}")
         return ScanOutcome(status, reason, counts, nxt)
+
+
+# ---- results --------------------------------------------------------------------------------------
+
+RESULTS_NAME = "coil_scan_results.h5"
+ANALYSIS_NAME = "analysis.h5"  # the fitted maps beside each run's images (instrument.storage.runs layout)
+
+
+def export_results(out_dir: Path, coil_names: Sequence[str]) -> Path:
+    """Write ``OUT/coil_scan_results.h5``: one entry per configuration, in scan order.
+
+    Datasets: ``mask``, ``label``, ``status``, ``run_id`` (-1 when not measured), ``b_nv_t``
+    (configuration, rows, cols; NaN when not measured), ``b_nv_range_t``, ``converged_fraction``, and
+    ``dictionary/<coil>``: the single-coil maps, the measured dictionary of the reconstruction.
+    Written to a temporary file and renamed, so a reader never sees half a file.
+    """
+    import h5py
+
+    from instrument.storage.scan_ledger import read_ledger
+
+    out_dir = Path(out_dir)
+    rows = read_ledger(out_dir)
+    maps: dict[int, np.ndarray] = {}
+    for row in rows:
+        path = out_dir / f"run-{row.run_id:04d}" / ANALYSIS_NAME if row.run_id is not None else None
+        if row.status == "done" and path is not None and path.exists():
+            with h5py.File(path, "r") as f:
+                maps[row.position] = f["b_nv_t"][...]
+    shape = next(iter(maps.values())).shape if maps else (0, 0)
+    stack = np.full((len(rows), *shape), np.nan, dtype=np.float32)
+    for position, image in maps.items():
+        stack[position] = image
+    tmp = out_dir / (RESULTS_NAME + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        f["mask"] = np.array([r.mask for r in rows], dtype=np.int64)
+        f["label"] = np.array([r.label for r in rows], dtype=h5py.string_dtype())
+        f["status"] = np.array([r.status for r in rows], dtype=h5py.string_dtype())
+        f["run_id"] = np.array([-1 if r.run_id is None or r.status != "done" else r.run_id for r in rows])
+        f["b_nv_t"] = stack
+        ranges = [(r.summary or {}).get("b_nv_range_t", [np.nan, np.nan]) for r in rows]
+        f["b_nv_range_t"] = np.array(ranges, dtype=float)
+        fractions = [(r.summary or {}).get("converged_fraction", np.nan) for r in rows]
+        f["converged_fraction"] = np.array(fractions, dtype=float)
+        f.attrs["coils"] = list(coil_names)
+        group = f.create_group("dictionary")
+        for row in rows:
+            bits = [k for k in range(len(coil_names)) if row.mask >> k & 1]
+            if len(bits) == 1 and row.position in maps:
+                group[coil_names[bits[0]]] = maps[row.position]
+    tmp.replace(out_dir / RESULTS_NAME)
+    return out_dir / RESULTS_NAME
