@@ -1,6 +1,5 @@
 """``acquire --sim coil-scan`` end to end: the real CW-ODMR path on the simulated microscope."""
 
-import os
 import signal
 import subprocess
 import sys
