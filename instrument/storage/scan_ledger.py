@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from instrument.storage.runs import check_writable
+
 LEDGER_NAME = "coil_scan.sqlite"
 FINISHED = ("done", "open_coil")
 STATUSES = ("pending", "running", "failed", *FINISHED)
@@ -79,7 +81,7 @@ class ScanLedger:
 
     def __init__(self, out_dir: Path, plan: dict[str, Any], masks: Sequence[int],
                  labels: Sequence[str]) -> None:
-        self.path = Path(out_dir) / LEDGER_NAME
+        self.path = check_writable(Path(out_dir)) / LEDGER_NAME
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a finished configuration survives power loss
