@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-STATION = Path(__file__).resolve().parents[1] / "tests" / "commands" / "sim_coil_board.yaml"
+STATION = Path(__file__).resolve().parents[1] / "instrument" / "stations" / "sim_coil_board.yaml"
 
 
 def main() -> int:

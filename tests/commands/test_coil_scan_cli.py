@@ -19,7 +19,7 @@ for module in ("drivers.sg384", "drivers.pulseblaster", "drivers.helicam", "sequ
     pytest.importorskip(module, reason="the CW-ODMR path is not on this branch yet")
 
 ROOT = Path(__file__).resolve().parents[2]
-STATION = str(Path(__file__).with_name("sim_coil_board.yaml"))
+STATION = str(ROOT / "instrument" / "stations" / "sim_coil_board.yaml")
 FAST = ["--sim", "--image-shape", "16x16", "--station", STATION]
 SCAN = ["coil-scan", "--points", "15", "--frames-per-point", "2"]
 
