@@ -99,7 +99,10 @@ def read_station_file(path: str | Path | None) -> tuple[dict[str, Any], str]:
     try:
         config = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise StationFileError(f"station file {source} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise StationFileError(f"station file {source} is not valid YAML{where}: {problem}") from exc
     if not isinstance(config, dict) or not isinstance(config.get("instruments"), dict):
         raise StationFileError(
             f"station file {source} needs an 'instruments:' mapping of role -> {{driver: ...}}"
@@ -126,6 +129,12 @@ def load_limits(config: dict[str, Any], source: str) -> SafetyLimits:
         return SafetyLimits(**{k: float(v) for k, v in raw.items()})
     except (TypeError, ValueError) as exc:
         raise StationFileError(f"station file {source}: limits must be numbers ({exc})") from exc
+
+
+def read_limits(path: str | Path | None = None) -> SafetyLimits:
+    """The safety limits of a station file, without connecting to anything."""
+    config, source = read_station_file(path)
+    return load_limits(config, source)
 
 
 def build_station(
@@ -194,6 +203,39 @@ def _sg384(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     else:
         address = _need(entry, "address", role)
     return SG384Source(role, address, station.limits)
+
+
+def _rohde_schwarz(model: str) -> Callable[[str, dict[str, Any], Station], Instrument]:
+    def build(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+        from drivers.rohde_schwarz import RohdeSchwarzSource
+
+        if station.simulated:
+            from sim.rohde_schwarz import SimRohdeSchwarz
+
+            server = SimRohdeSchwarz(station.world, model, entry.get("frequency_option", "B106"))
+            address = server.start()
+            station._cleanup.append(server.stop)
+        else:
+            address = _need(entry, "address", role)
+        return RohdeSchwarzSource(role, address, station.limits,
+                                  frequency_max_hz=entry.get("frequency_max_hz"))
+
+    return build
+
+
+def _synthhd(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    from drivers.synthhd import SynthHDSource
+
+    channel = int(entry.get("channel", 0))
+    if station.simulated:
+        from sim.synthhd import SimSynthHD
+
+        device = SimSynthHD(station.world, str(entry.get("hardware_version", "2")), world_channel=channel)
+        port = device.start()
+        station._cleanup.append(device.stop)
+    else:
+        port = _need(entry, "port", role)
+    return SynthHDSource(role, port, station.limits, channel=channel)
 
 
 def _pulseblaster(role: str, entry: dict[str, Any], station: Station) -> Instrument:
@@ -268,6 +310,9 @@ def _keithley2450_coil(role: str, entry: dict[str, Any], station: Station) -> In
 
 BUILDERS: dict[str, Callable[[str, dict[str, Any], Station], Instrument]] = {
     "sg384": _sg384,
+    "smb100a": _rohde_schwarz("SMB100A"),
+    "sgs100a": _rohde_schwarz("SGS100A"),
+    "synthhd": _synthhd,
     "pulseblaster": _pulseblaster,
     "helicam_c3": _helicam,
     "sim_coils": _sim_coils,

@@ -9,7 +9,9 @@ import h5py
 import numpy as np
 
 from instrument.analysis.fieldmap import b_nv_from_centers
-from instrument.analysis.odmr import fit_odmr
+from instrument.analysis.lineshapes import multiplet, multiplet_offsets_hz
+from instrument.analysis.odmr import OdmrFit, fit_odmr
+from instrument.physics.constants import GAMMA_E_HZ_PER_T
 from instrument.storage.runs import StoredRun
 
 ANALYSIS_NAME = "analysis.h5"
@@ -25,9 +27,10 @@ class CwFieldMap:
     center_off_hz: np.ndarray
     center_on_hz: np.ndarray
     b_nv_t: np.ndarray  # NaN where either fit failed
+    b_nv_err_t: np.ndarray  # one-sigma error from the fits' centre errors
     converged: np.ndarray
-    fit_off: object
-    fit_on: object
+    fit_off: OdmrFit
+    fit_on: OdmrFit
 
     @property
     def field_range_t(self) -> tuple[float, float]:
@@ -63,8 +66,10 @@ def analyse_cw_run(run: StoredRun, isotope: str | None = "15N") -> CwFieldMap:
     fit_on = fit_odmr(freqs, spectra[1], hyperfine=isotope)
     converged = np.asarray(fit_off.converged) & np.asarray(fit_on.converged)
     b_nv = np.where(converged, b_nv_from_centers(fit_on.center, fit_off.center), np.nan)
+    center_err = np.hypot(np.asarray(fit_on.center_err), np.asarray(fit_off.center_err))
+    b_nv_err = np.where(converged, center_err / GAMMA_E_HZ_PER_T, np.nan)
     return CwFieldMap(freqs, spectra, np.asarray(fit_off.center), np.asarray(fit_on.center),
-                      b_nv, converged, fit_off, fit_on)
+                      b_nv, b_nv_err, converged, fit_off, fit_on)
 
 
 def save_analysis(result: CwFieldMap, run_dir: Path) -> Path:
@@ -75,9 +80,17 @@ def save_analysis(result: CwFieldMap, run_dir: Path) -> Path:
         f["center_off_hz"] = result.center_off_hz
         f["center_on_hz"] = result.center_on_hz
         f["b_nv_t"] = result.b_nv_t
+        f["b_nv_err_t"] = result.b_nv_err_t
         f["converged"] = result.converged
         f.attrs["description"] = "CW-ODMR fit: B_NV = (f_off - f_on) / gamma_e on the lower branch"
     return path
+
+
+def fitted_curve(fit: OdmrFit, frequency_hz: np.ndarray, pixel: tuple[int, ...]) -> np.ndarray:
+    """The fitted single-multiplet model of one pixel evaluated at ``frequency_hz``."""
+    offsets = multiplet_offsets_hz(fit.hyperfine)
+    shape = multiplet(fit.model, frequency_hz, fit.center[pixel], fit.fwhm[pixel], offsets)
+    return fit.baseline[pixel] + fit.amplitude[pixel] * shape
 
 
 def plot_cw_result(result: CwFieldMap, path: Path, pixel: tuple[int, int] | None = None,
@@ -87,8 +100,6 @@ def plot_cw_result(result: CwFieldMap, path: Path, pixel: tuple[int, int] | None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from instrument.analysis.odmr import model_spectrum
 
     b_ut = result.b_nv_t * 1e6
     if pixel is None:
@@ -104,7 +115,7 @@ def plot_cw_result(result: CwFieldMap, path: Path, pixel: tuple[int, int] | None
     ):
         ax.plot(f_mhz, result.spectra[k, r, c], ".", color=colour, label=f"{label} data")
         dense = np.linspace(result.frequencies_hz[0], result.frequencies_hz[-1], 400)
-        ax.plot(dense / 1e6, model_spectrum(fit, dense, (r, c)), "-", color=colour, label=f"{label} fit")
+        ax.plot(dense / 1e6, fitted_curve(fit, dense, (r, c)), "-", color=colour, label=f"{label} fit")
     ax.set_xlabel("MW frequency (MHz)")
     ax.set_ylabel("lock-in signal (counts)")
     ax.set_title(f"spectrum at pixel (row {r}, col {c})")

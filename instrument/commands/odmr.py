@@ -55,6 +55,20 @@ def coil_currents(station: Any, names: str, current_a: float | None) -> Any:
     return currents
 
 
+def check_limits_early(args: argparse.Namespace) -> None:
+    """Refuse unsafe settings from the station file's limits before connecting to any instrument."""
+    from instrument.protocols import SafetyLimitError
+    from instrument.station import StationFileError, read_limits
+
+    try:
+        limits = read_limits(args.station)
+        limits.check_mw_power(args.power_dbm)
+        if args.current_a is not None:
+            limits.check_coil_current(0, args.current_a)
+    except (StationFileError, SafetyLimitError) as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -66,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     if args.points < 5:
         raise UsageError(f"--points must be at least 5, got {args.points}")
+    check_limits_early(args)
     out = prepare_out(args)
     with open_station(args) as station:
         center = args.center_hz

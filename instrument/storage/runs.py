@@ -53,7 +53,7 @@ def check_writable(out_dir: Path) -> Path:
 
 
 def _json(obj: Any) -> str:
-    return json.dumps(obj, default=_json_default, sort_keys=True)
+    return json.dumps(obj, default=_json_default)
 
 
 def _json_default(obj: Any) -> Any:
