@@ -36,15 +36,10 @@ def main() -> int:
     p.add_argument("--frames-per-point", type=int, default=4)
     p.add_argument("--configs", type=int, default=8, help="configurations timed (2^k of the first k coils)")
     a = p.parse_args()
-    try:
-        from instrument.station import build_station
-        from instrument.storage.runs import RunWriter
-        from sequences import coil_scan as cs
-        from sequences.cw_odmr import CwOdmrSweep  # noqa: F401 - fail early if the CW path is missing
-        from sequences.engine import Engine
-    except ImportError as exc:
-        print(f"benchmark needs the full simulated CW path ({exc}); merge main first", file=sys.stderr)
-        return 2
+    from instrument.station import build_station
+    from instrument.storage.runs import RunWriter
+    from sequences import coil_scan as cs
+    from sequences.engine import Engine
 
     rows, cols = (int(v) for v in a.shape.split("x"))
     n_coils = max(1, int(np.log2(a.configs)))

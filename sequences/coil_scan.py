@@ -29,10 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from instrument.analysis.cw_run import ANALYSIS_NAME, analyse_cw_run, save_analysis
 from instrument.physics.constants import GAMMA_E_HZ_PER_T
 from instrument.protocols import CoilDriver, Instrument, InstrumentError, SafetyLimits
 from instrument.storage.runs import RunWriter, StorageError, load_run
-from instrument.storage.scan_ledger import FINISHED, ScanLedger, mark_run
+from instrument.storage.scan_ledger import FINISHED, ScanLedger, mark_run, read_ledger
+from sequences.cw_odmr import CwOdmrSweep
 from sequences.engine import Engine, MeasurementSequence, Progress, make_safe
 
 log = logging.getLogger(__name__)
@@ -241,8 +243,6 @@ Analyse = Callable[[Path, int], tuple[dict[str, Any], HealthSample | None]]
 
 def analyse_cw_config(out_dir: Path, run_id: int) -> tuple[dict[str, Any], HealthSample | None]:
     """Fit a stored CW-ODMR configuration run; returns its summary and health sample."""
-    from instrument.analysis.cw_run import analyse_cw_run, save_analysis
-
     run = load_run(out_dir, run_id)
     result = analyse_cw_run(run)
     save_analysis(result, run.run_dir)
@@ -336,7 +336,6 @@ def cw_measurement(
     on_step: Callable[[Progress], None] | None = None,
 ) -> EngineMeasurement:
     """The standard per-configuration measurement: a CW-ODMR I-off/I-on sweep and its fit."""
-    from sequences.cw_odmr import CwOdmrSweep
 
     def make(currents: np.ndarray) -> MeasurementSequence:
         return CwOdmrSweep(frequencies_hz, power_dbm, currents, image_shape=image_shape,
@@ -597,7 +596,6 @@ class CoilScan:
 # ---- results --------------------------------------------------------------------------------------
 
 RESULTS_NAME = "coil_scan_results.h5"
-ANALYSIS_NAME = "analysis.h5"  # the fitted maps beside each run's images (instrument.storage.runs layout)
 
 
 def export_results(out_dir: Path, coil_names: Sequence[str]) -> Path:
@@ -609,8 +607,6 @@ def export_results(out_dir: Path, coil_names: Sequence[str]) -> Path:
     Written to a temporary file and renamed, so a reader never sees half a file.
     """
     import h5py
-
-    from instrument.storage.scan_ledger import read_ledger
 
     out_dir = Path(out_dir)
     rows = read_ledger(out_dir)

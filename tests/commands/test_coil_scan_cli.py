@@ -8,15 +8,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
 
 from instrument.cli import main
 from instrument.storage.scan_ledger import read_ledger
-
-# The CW path needs the simulated MW source, pulse generator, camera and the ODMR fit (other issues).
-for module in ("drivers.sg384", "drivers.pulseblaster", "drivers.helicam", "sequences.pulses",
-               "instrument.analysis.odmr"):
-    pytest.importorskip(module, reason="the CW-ODMR path is not on this branch yet")
 
 ROOT = Path(__file__).resolve().parents[2]
 STATION = str(ROOT / "instrument" / "stations" / "sim_coil_board.yaml")
