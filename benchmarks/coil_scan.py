@@ -61,20 +61,25 @@ def main() -> int:
         base_out = Path(tmp) / "baseline"
         measurement = cs.cw_measurement(base_out, station.instruments, station.limits, freqs, 0.0, shape,
                                         a.frames_per_point, "bench")
-        base_acq, base_fit = [], []
-        for mask in [masks[-1], *masks]:  # the first (untimed) run warms caches and lazy imports
-            currents = cs.mask_currents(mask, channels, station["coils"].n_channels, drive)
-            sweep = measurement.make_sequence(currents)
-            writer = RunWriter(base_out, "cw_odmr", "bench", sweep.scalars, sweep.setpoints)
-            t0 = time.perf_counter()
-            outcome = Engine(station.instruments, station.limits, [writer]).run(sweep)
-            t1 = time.perf_counter()
-            assert outcome.status == "completed", outcome.reason
-            cs.analyse_cw_config(base_out, writer.run_id)
-            base_acq.append(t1 - t0)
-            base_fit.append(time.perf_counter() - t1)
-        base_acq, base_fit = base_acq[1:], base_fit[1:]
-        baseline = [x + y for x, y in zip(base_acq, base_fit, strict=True)]
+        base_acq: list[float] = []
+        base_fit: list[float] = []
+
+        def baseline_round(round_masks: list[int], record: bool) -> None:
+            for mask in round_masks:
+                currents = cs.mask_currents(mask, channels, station["coils"].n_channels, drive)
+                sweep = measurement.make_sequence(currents)
+                writer = RunWriter(base_out, "cw_odmr", "bench", sweep.scalars, sweep.setpoints)
+                t0 = time.perf_counter()
+                outcome = Engine(station.instruments, station.limits, [writer]).run(sweep)
+                t1 = time.perf_counter()
+                assert outcome.status == "completed", outcome.reason
+                cs.analyse_cw_config(base_out, writer.run_id)
+                if record:
+                    base_acq.append(t1 - t0)
+                    base_fit.append(time.perf_counter() - t1)
+
+        baseline_round(masks[-1:], record=False)  # warms caches and lazy imports
+        baseline_round(masks, record=True)  # before the scan; once more after it, so drift cancels
 
         # ---- the scan ------------------------------------------------------------------------------
         scan_out = Path(tmp) / "scan"
@@ -110,6 +115,8 @@ def main() -> int:
         total = time.perf_counter() - t0
         virtual = world.clock.now() - v0
         assert outcome.status == "completed", outcome.reason
+        baseline_round(masks, record=True)
+        baseline = [x + y for x, y in zip(base_acq, base_fit, strict=True)]
 
     n = len(masks)
     per_config = total / n

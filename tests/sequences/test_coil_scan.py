@@ -207,7 +207,7 @@ def test_kill_9_at_any_moment_then_the_same_command_resumes(tmp_path):
     command = [sys.executable, "-m", "tests.sequences.coil_scan_fakes", str(tmp_path), "0.02"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     kills = 0
-    for extra_s in (0.0, 0.05, 0.13):
+    for extra_s in (0.0, 0.12):
         before = _progress(tmp_path)
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
@@ -219,7 +219,7 @@ def test_kill_9_at_any_moment_then_the_same_command_resumes(tmp_path):
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
-    assert kills >= 2
+    assert kills == 2
     finished_before = {r.position: r.run_id for r in read_ledger(tmp_path) if r.status == "done"}
     assert any(r.status == "running" for r in read_ledger(tmp_path)) or finished_before
     final = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
