@@ -35,6 +35,7 @@ LOG_NAME = "schedule.log"
 OUTPUT_DIR = "output"
 POLL_S = 60
 STOP_GRACE_S = 300.0
+EXIT_INTERRUPTED = 130  # how acquire reports a scan paused by Ctrl-C
 _CLOCK = re.compile(r"^\d{2}:\d{2}(:\d{2})?$")
 
 _active: dict[str, Any] = {}  # queue dir -> the running scheduler (the job function needs it)
@@ -322,8 +323,10 @@ def _execute(queue: ScanQueue, entry: Entry) -> None:
         with open(output, "a", encoding="utf-8") as out:
             out.write(f"\n==== {dt.datetime.now():%Y-%m-%d %H:%M:%S} {' '.join(entry.command)}\n")
             out.flush()
+            # own session: a Ctrl-C at the scheduler's terminal stops the scheduler, which then
+            # pauses the child deliberately, instead of reaching the child behind its back
             child = subprocess.Popen(entry.command, stdout=out, stderr=subprocess.STDOUT,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=_die_with_parent, start_new_session=True)
             why = _wait(child, deadline, queue)
     except OSError as exc:
         queue.log(f"FAILED   {entry.id}: could not start the command: {exc}; entry removed")
@@ -336,7 +339,8 @@ def _execute(queue: ScanQueue, entry: Entry) -> None:
     if rc == 0:
         queue.log(f"DONE     {entry.id} '{entry.name}' in {took} (exit 0)")
         _remove(scheduler, entry.id)
-    elif why:
+    elif why or rc in (EXIT_INTERRUPTED, -signal.SIGINT):
+        why = why or "interrupted"
         later = dt.datetime.now() + dt.timedelta(minutes=1)
         resume = entry.window.next_start(later) if entry.window else None
         queue.log(f"PAUSED   {entry.id} '{entry.name}' after {took}: {why} (exit {rc}); it stays queued"

@@ -468,6 +468,9 @@ class CoilScan:
                 if stop:
                     return self._outcome(ledger, "paused", stop)
             return self._outcome(ledger, "completed", "")
+        except InstrumentError as exc:  # outside a run: the coil probe or the zeroing between runs
+            ledger.event("paused", f"instrument error: {exc}; the microscope was made safe", position)
+            return self._outcome(ledger, "paused", f"instrument error: {exc}")
         except KeyboardInterrupt:
             ledger.event("paused", f"interrupted by Ctrl-C at configuration {position} ({label})", position)
             raise ScanInterrupted(position, label) from None
@@ -481,16 +484,21 @@ class CoilScan:
                 continue
             status = self.measurement.run_status(row.run_id) if row.run_id is not None else "missing"
             if status == "completed":
-                ledger.event("adopted", f"run {row.run_id} completed before the interruption; analysing it",
-                             row.position)
-                self._finish(ledger, row.position, row.label, self.measurement.adopt(row.run_id))
-            else:
-                if row.run_id is not None and status == "running":
-                    mark_run(self.measurement.out_dir, row.run_id, status="abandoned",
-                             end_reason="the scan stopped during this run; the configuration was re-measured")
-                note = f"run {row.run_id} was {status}; the configuration will be re-measured"
-                ledger.finish(row.position, "pending", note=note)
-                ledger.event("abandoned", note, row.position)
+                try:
+                    result = self.measurement.adopt(row.run_id)
+                except (ValueError, OSError, KeyError) as exc:
+                    status = f"completed but unreadable ({exc})"
+                else:
+                    ledger.event("adopted", f"run {row.run_id} completed before the interruption; "
+                                 "analysed it", row.position)
+                    self._finish(ledger, row.position, row.label, result)
+                    continue
+            if row.run_id is not None and status != "missing":
+                mark_run(self.measurement.out_dir, row.run_id, coil_scan_outcome="abandoned",
+                         **({"status": "abandoned"} if status == "running" else {}))
+            note = f"run {row.run_id} was {status}; the configuration will be re-measured"
+            ledger.finish(row.position, "pending", note=note)
+            ledger.event("abandoned", note, row.position)
 
     def _probe_coils(self, ledger: ScanLedger) -> None:
         """Drive each scanned coil alone once and check its read-back before measuring anything."""
