@@ -30,16 +30,15 @@ from typing import Any
 import numpy as np
 
 from instrument.analysis.cw_run import ANALYSIS_NAME, analyse_cw_run, save_analysis
-from instrument.physics.constants import GAMMA_E_HZ_PER_T
 from instrument.protocols import CoilDriver, Instrument, InstrumentError, SafetyLimits
 from instrument.storage.runs import RunWriter, StorageError, load_run
 from instrument.storage.scan_ledger import FINISHED, ScanLedger, mark_run, read_ledger
 from sequences.cw_odmr import CwOdmrSweep
 from sequences.engine import Engine, MeasurementSequence, Progress, make_safe
+from sequences.scan_health import HealthLimits, HealthSample, health_from_spectra
 
 log = logging.getLogger(__name__)
 
-HEALTH_ACTIONS = ("warn", "re-reference", "pause")
 EXPERIMENT = "coil_scan"
 
 
@@ -154,75 +153,6 @@ class VerifiedCoils:
         self.inner.close()
 
 
-# ---- health ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HealthSample:
-    """Health figures of one configuration's I-off sweep.
-
-    A lock-in camera sees only the MW-modulated part of the light, so contrast and count rate are
-    inferred: the off-resonance shot-noise variance grows with the count rate, and the resonance
-    peak over that variance grows with the ODMR contrast. Both are compared as ratios to the start.
-    """
-
-    contrast: float
-    count_rate: float
-    bias_hz: float  # median fitted I-off resonance
-
-    def as_dict(self) -> dict[str, float]:
-        return {"contrast": self.contrast, "count_rate": self.count_rate, "bias_hz": self.bias_hz}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, float]) -> HealthSample:
-        return cls(float(d["contrast"]), float(d["count_rate"]), float(d["bias_hz"]))
-
-
-@dataclass(frozen=True)
-class HealthLimits:
-    """Allowed drift from the reference: relative for contrast and count rate, in T for the bias."""
-
-    contrast_drift: float = 0.2
-    count_rate_drift: float = 0.2
-    bias_drift_t: float = 2e-6
-    action: str = "warn"
-
-    def __post_init__(self) -> None:
-        if self.action not in HEALTH_ACTIONS:
-            raise ValueError(f"health action must be one of {', '.join(HEALTH_ACTIONS)}, got {self.action!r}")
-        if min(self.contrast_drift, self.count_rate_drift, self.bias_drift_t) <= 0:
-            raise ValueError("health drift limits must be positive")
-
-    def problems(self, reference: HealthSample, sample: HealthSample) -> list[str]:
-        """What drifted beyond its limit, one readable line each."""
-        found = []
-        for what, limit in (("contrast", self.contrast_drift), ("count_rate", self.count_rate_drift)):
-            ref, now = getattr(reference, what), getattr(sample, what)
-            drift = now / ref - 1 if ref > 0 else float("inf")
-            if not abs(drift) <= limit:
-                found.append(f"{what.replace('_', ' ')} drifted {drift:+.0%} from the reference "
-                             f"(limit {limit:.0%})")
-        bias_t = abs(sample.bias_hz - reference.bias_hz) / GAMMA_E_HZ_PER_T
-        if not bias_t <= self.bias_drift_t:
-            found.append(f"bias field drifted {bias_t * 1e6:.2f} uT from the I-off reference "
-                         f"(limit {self.bias_drift_t * 1e6:.2f} uT)")
-        return found
-
-
-def health_from_spectra(frequencies_hz: np.ndarray, spectra_off: np.ndarray,
-                        centers_off_hz: np.ndarray) -> HealthSample:
-    """Health of one I-off sweep: spectra (rows, cols, F), fitted centres (rows, cols)."""
-    flat = spectra_off.reshape(-1, spectra_off.shape[-1])
-    edge = max(2, flat.shape[1] // 8)
-    wings = np.concatenate([flat[:, :edge], flat[:, -edge:]], axis=1)
-    variance = float(np.median(np.var(wings, axis=1)))
-    peak = float(np.median(np.abs(flat - np.median(wings, axis=1, keepdims=True)).max(axis=1)))
-    centers = np.asarray(centers_off_hz, dtype=float)
-    centers = centers[np.isfinite(centers)]
-    bias = float(np.median(centers)) if centers.size else float("nan")
-    return HealthSample(contrast=peak / variance if variance > 0 else 0.0, count_rate=variance, bias_hz=bias)
-
-
 # ---- one configuration ----------------------------------------------------------------------------
 
 
@@ -247,7 +177,7 @@ def analyse_cw_config(out_dir: Path, run_id: int) -> tuple[dict[str, Any], Healt
     result = analyse_cw_run(run)
     save_analysis(result, run.run_dir)
     lo, hi = result.field_range_t
-    health = health_from_spectra(result.frequencies_hz, result.spectra[0], result.center_off_hz)
+    health = health_from_spectra(result.spectra[0], result.center_off_hz)
     summary = {"b_nv_range_t": [lo, hi], "converged_fraction": result.converged_fraction,
                "health": health.as_dict()}
     return summary, health

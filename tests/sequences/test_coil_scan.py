@@ -14,15 +14,8 @@ import pytest
 from instrument.protocols import InstrumentError
 from instrument.storage.runs import RunWriter, Step, load_run
 from instrument.storage.scan_ledger import LedgerMismatch, read_ledger
-from sequences.coil_scan import (
-    HealthLimits,
-    HealthSample,
-    ScanInterrupted,
-    all_masks,
-    config_label,
-    health_from_spectra,
-    parse_configs,
-)
+from sequences.coil_scan import ScanInterrupted, all_masks, config_label, parse_configs
+from sequences.scan_health import HealthLimits, HealthSample, health_from_spectra
 from tests.sequences.coil_scan_fakes import HealthScript, make_scan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,9 +162,9 @@ def test_health_from_lockin_spectra_tracks_rate_and_contrast():
         peak = contrast * rate / (1 + ((f - 2.79e9) / 0.5e6) ** 2)
         return peak + np.sqrt(rate) * rng.standard_normal((20, 20, f.size))
 
-    ref = health_from_spectra(f, spectra(100.0, 1.0), np.full((20, 20), 2.79e9))
-    dim = health_from_spectra(f, spectra(50.0, 1.0), np.full((20, 20), 2.79e9))
-    low = health_from_spectra(f, spectra(100.0, 0.5), np.full((20, 20), 2.79e9 + 1e5))
+    ref = health_from_spectra(spectra(100.0, 1.0), np.full((20, 20), 2.79e9))
+    dim = health_from_spectra(spectra(50.0, 1.0), np.full((20, 20), 2.79e9))
+    low = health_from_spectra(spectra(100.0, 0.5), np.full((20, 20), 2.79e9 + 1e5))
     assert dim.count_rate / ref.count_rate == pytest.approx(0.5, rel=0.1)
     assert dim.contrast / ref.contrast == pytest.approx(1.0, rel=0.15)
     assert low.contrast / ref.contrast == pytest.approx(0.5, rel=0.15)
