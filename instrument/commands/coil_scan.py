@@ -206,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
         except ScanInterrupted as exc:
             say(f"paused at configuration #{exc.position} ({exc.label}) by Ctrl-C; the microscope is safe "
                 "and every finished configuration is stored")
+            say(f"  results so far  {export_results(out, scanned)}")
             say(f"resume with: {resume}")
             return EXIT_INTERRUPTED
         finally:
