@@ -16,6 +16,8 @@ from instrument.commands.common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError,
 
 COMMANDS = (
     "instrument.commands.odmr",
+    "instrument.commands.analyse",
+    "instrument.commands.spad",
     "instrument.commands.coil_scan",
     "instrument.commands.schedule",
 )

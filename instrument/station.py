@@ -83,6 +83,11 @@ def _is_qcodes(inst: object) -> bool:
     return any(c.__module__.startswith("qcodes") for c in type(inst).__mro__)
 
 
+def bundled_station(name: str) -> str:
+    """Path of a station file shipped with the package (``sim.yaml``, ``spad.yaml``)."""
+    return str(resources.files("instrument.stations").joinpath(name))
+
+
 def read_station_file(path: str | Path | None) -> tuple[dict[str, Any], str]:
     """Parse and validate a station file; ``None`` reads the bundled default station."""
     if path is None:
@@ -178,8 +183,10 @@ def _build_world(sim: dict[str, Any], source: str, realtime: bool,
     except SampleFileError as exc:
         raise StationFileError(f"station file {source}: {exc}") from exc
     shape = image_shape or tuple(sim.get("image_shape") or sample.sensor_shape)
-    return World(sample, shape=shape, clock=VirtualClock(realtime=realtime),
-                 seed=int(sim.get("seed", 0) if seed is None else seed))
+    world = World(sample, shape=shape, clock=VirtualClock(realtime=realtime),
+                  seed=int(sim.get("seed", 0) if seed is None else seed))
+    world.coil_unit_fields_t()  # computed once now, not inside a simulator's first time-critical call
+    return world
 
 
 # ---- builders: one per driver name ----------------------------------------------------------------
@@ -260,6 +267,22 @@ def _helicam(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     return HeliCamC3(role, library=library)
 
 
+def _spad_bridge(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    from drivers.spad_bridge import SpadArray
+
+    frame_period_s = float(entry.get("frame_period_s", 5e-3))
+    if station.simulated:
+        from sim.spad_bridge import SimSpadBridge
+
+        bridge = SimSpadBridge(station.world, frame_period_s=frame_period_s)
+        port = bridge.start()
+        station._cleanup.append(bridge.stop)
+    else:
+        port = _need(entry, "port", role)
+    return SpadArray(role, port, int(entry.get("baudrate", 2_000_000)), entry.get("byteorder", "big"),
+                     frame_period_s=frame_period_s)
+
+
 def _sim_coils(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     if not station.simulated:
         raise StationFileError(
@@ -315,6 +338,7 @@ BUILDERS: dict[str, Callable[[str, dict[str, Any], Station], Instrument]] = {
     "synthhd": _synthhd,
     "pulseblaster": _pulseblaster,
     "helicam_c3": _helicam,
+    "spad_bridge": _spad_bridge,
     "sim_coils": _sim_coils,
     "coil_board": _coil_board,
     "keithley2450_coil": _keithley2450_coil,
