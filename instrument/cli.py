@@ -18,6 +18,8 @@ COMMANDS = (
     "instrument.commands.odmr",
     "instrument.commands.analyse",
     "instrument.commands.spad",
+    "instrument.commands.pulsed",
+    "instrument.commands.reconstruct",
     "instrument.commands.coil_scan",
     "instrument.commands.schedule",
 )

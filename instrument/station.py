@@ -189,6 +189,19 @@ def _build_world(sim: dict[str, Any], source: str, realtime: bool,
     return world
 
 
+def simulated_field_maps(station: Station, seed: int = 0) -> Any:
+    """Noisy B_NV maps of the simulated sample for reconstruction demos (``sim.field_maps``).
+
+    The maps are the World's field for a drive vector over the live coils, plus white noise, a slow
+    background drift and hot pixels: what a measured map looks like, without running the sweeps.
+    """
+    if station.world is None:
+        raise StationFileError("simulated field maps need a simulated station; run with --sim")
+    from sim.field_maps import NoisyMicroscope
+
+    return NoisyMicroscope(station.world, seed=seed)
+
+
 # ---- builders: one per driver name ----------------------------------------------------------------
 
 
@@ -253,7 +266,7 @@ def _pulseblaster(role: str, entry: dict[str, Any], station: Station) -> Instrum
         from sim.spinapi import SimSpinAPI
 
         library = SimSpinAPI(station.world)
-    return PulseBlaster(role, library=library, board=int(entry.get("board", 0)))
+    return PulseBlaster(role, library=library, board=int(entry.get("board", 0)), limits=station.limits)
 
 
 def _helicam(role: str, entry: dict[str, Any], station: Station) -> Instrument:
@@ -281,6 +294,22 @@ def _spad_bridge(role: str, entry: dict[str, Any], station: Station) -> Instrume
         port = _need(entry, "port", role)
     return SpadArray(role, port, int(entry.get("baudrate", 2_000_000)), entry.get("byteorder", "big"),
                      frame_period_s=frame_period_s)
+
+
+def _sim_counter(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    if not station.simulated:
+        raise StationFileError(
+            f"instrument {role!r}: driver 'sim_counter' exists only in simulation; run with --sim"
+        )
+    from sim.spin import SimPhotonCounter
+
+    pulser = entry.get("pulser", "pulser")
+    if pulser not in station.instruments:
+        raise StationFileError(f"instrument {role!r}: list the pulse generator {pulser!r} before it")
+    board = station.instruments[pulser].library
+    return SimPhotonCounter(role, station.world, board, shape=tuple(entry.get("shape", (16, 16))),
+                            photon_rate_hz=float(entry.get("photon_rate_hz", 5e6)),
+                            gate=entry.get("gate", "spad_gate"))
 
 
 def _sim_coils(role: str, entry: dict[str, Any], station: Station) -> Instrument:
@@ -339,6 +368,7 @@ BUILDERS: dict[str, Callable[[str, dict[str, Any], Station], Instrument]] = {
     "pulseblaster": _pulseblaster,
     "helicam_c3": _helicam,
     "spad_bridge": _spad_bridge,
+    "sim_counter": _sim_counter,
     "sim_coils": _sim_coils,
     "coil_board": _coil_board,
     "keithley2450_coil": _keithley2450_coil,
