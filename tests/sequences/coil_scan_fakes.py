@@ -66,6 +66,17 @@ class FakeSweep:
                 yield Step(index, {"config": config, "point": i}, {"signal": image})
 
 
+class StoppingBoard:
+    """The simulated board plus the driver's serial port: ``stop()`` closes both."""
+
+    def __init__(self, board: SimCoilBoard, coils: CoilBoard) -> None:
+        self.board, self.coils = board, coils
+
+    def stop(self) -> None:
+        self.coils.close()
+        self.board.stop()
+
+
 class HealthScript:
     """Analysis stand-in: B_NV range from the stored images, health samples from a list."""
 
@@ -102,7 +113,7 @@ def make_scan(out: Path, channels=(0, 1, 3), shape=(12, 12), step_s=0.0, fail=No
                                     "test sample", {"simulated": True})
     scan = CoilScan(coils, list(channels), names, masks or all_masks(len(channels)), DRIVE_A, measurement,
                     health or HealthLimits(), {"points": 3}, on_config)
-    return scan, world, board
+    return scan, world, StoppingBoard(board, coils)
 
 
 def main(out: str, step_s: str) -> int:
