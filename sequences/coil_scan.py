@@ -389,8 +389,8 @@ class CoilScan:
                     continue
                 position, label = row.position, row.label
                 if self._has_open_coil(ledger, row.mask):
-                    self._mark_open(ledger, row.position, row.mask)
-                    self._report(ledger, row.position, row.label, "open_coil", {}, [], durations)
+                    note = self._mark_open(ledger, row.position, row.mask)
+                    self._report(ledger, row.position, row.label, "open_coil", {}, [note], durations)
                     continue
                 t0 = time.monotonic()
                 stop = self._measure(ledger, row.position, row.mask, row.label, durations)
@@ -455,10 +455,12 @@ class CoilScan:
         open_channels = set(ledger.get_meta("open_coils", []))
         return any(mask >> k & 1 and c in open_channels for k, c in enumerate(self.channels))
 
-    def _mark_open(self, ledger: ScanLedger, position: int, mask: int) -> None:
+    def _mark_open(self, ledger: ScanLedger, position: int, mask: int) -> str:
         open_channels = set(ledger.get_meta("open_coils", []))
         coils = [self.names[c] for k, c in enumerate(self.channels) if mask >> k & 1 and c in open_channels]
-        ledger.finish(position, "open_coil", note=f"not measured: open coil {', '.join(coils)}")
+        note = f"not measured: open coil {', '.join(coils)}"
+        ledger.finish(position, "open_coil", note=note)
+        return note
 
     def _measure(self, ledger: ScanLedger, position: int, mask: int, label: str,
                  durations: list[float]) -> str:

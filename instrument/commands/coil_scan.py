@@ -7,9 +7,12 @@ unfinished configuration. Progress lines (with ETA) go to the terminal and to ``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shlex
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,9 @@ def add_parser(sub: Any) -> None:
         description="Combinatorial coil scan: every on/off configuration of the chosen coils (or a given "
         "subset and order), each with its own I-off reference, fitted into a B_NV map. Crash-safe: run "
         "the same command again to resume at the first unfinished configuration.")
+    # --out is also accepted after the command (acquire --sim coil-scan --coils 8 --out DIR)
+    c.add_argument("--out", type=Path, metavar="DIR", default=argparse.SUPPRESS,
+                   help="where the scan is stored; the same DIR resumes it (same as the global --out)")
     c.add_argument("--coils", required=True, metavar="N|NAMES",
                    help="the first N coils of the station, or comma-separated names such as L1C1,L1C2")
     c.add_argument("--configs", metavar="LIST",
@@ -111,41 +117,60 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def _log_to(out: Path) -> logging.Logger:
+@contextlib.contextmanager
+def _logging_to(out: Path) -> Iterator[logging.Logger]:
+    """The scan's log file (and open-coil and health warnings on stderr) for the length of a run."""
     logger = logging.getLogger("acquire.coil_scan")
     logger.setLevel(logging.INFO)
-    handler = logging.FileHandler(out / LOG_NAME)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    logger.addHandler(handler)
-    logging.getLogger("sequences.coil_scan").addHandler(handler)
-    return logger
+    scan_log = logging.getLogger("sequences.coil_scan")  # open coils and health warnings
+    to_file = logging.FileHandler(out / LOG_NAME)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("acquire: warning: %(message)s"))
+    added = [(logger, to_file), (scan_log, to_file), (scan_log, console)]
+    for target, handler in added:
+        target.addHandler(handler)
+    try:
+        yield logger
+    finally:
+        for target, handler in added:
+            target.removeHandler(handler)
+        to_file.close()
 
 
 def run(args: argparse.Namespace) -> int:
+    from sequences.scan_health import HealthLimits
+
+    if args.points < 5:
+        raise UsageError(f"--points must be at least 5, got {args.points}")
+    try:
+        HealthLimits(args.max_contrast_drift, args.max_rate_drift, args.max_bias_drift_ut * 1e-6,
+                     args.health_action)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    out = prepare_out(args)
+    with _logging_to(out) as log:
+        return _scan(args, out, log)
+
+
+def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
     import numpy as np
 
     from instrument.protocols import SafetyLimitError
     from instrument.storage.scan_ledger import LedgerMismatch
     from sequences.coil_scan import (
         CoilScan,
-        HealthLimits,
         ScanInterrupted,
         all_masks,
         cw_measurement,
         export_results,
         parse_configs,
     )
+    from sequences.scan_health import HealthLimits
 
-    if args.points < 5:
-        raise UsageError(f"--points must be at least 5, got {args.points}")
-    try:
-        health = HealthLimits(args.max_contrast_drift, args.max_rate_drift, args.max_bias_drift_ut * 1e-6,
-                              args.health_action)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-    out = prepare_out(args)
     resume = resume_command(args)
-    log = _log_to(out)
+    health = HealthLimits(args.max_contrast_drift, args.max_rate_drift, args.max_bias_drift_ut * 1e-6,
+                          args.health_action)
 
     def say(line: str) -> None:
         print(line, flush=True)
@@ -195,6 +220,8 @@ def run(args: argparse.Namespace) -> int:
             ledger = scan.open_ledger()
         except (SafetyLimitError, ValueError, LedgerMismatch) as exc:
             raise UsageError(str(exc)) from exc
+        for channel in ledger.get_meta("open_coils", []):
+            say(f"coil {names[channel]} is flagged open: its configurations are marked, not measured")
         counts = ledger.counts()
         finished = counts["done"] + counts["open_coil"]
         verb = "resuming" if finished or counts["running"] or counts["failed"] else "starting"

@@ -19,7 +19,7 @@ SCAN = ["coil-scan", "--points", "15", "--frames-per-point", "2"]
 
 
 def acquire(out, *extra):
-    return main([*FAST, "--out", str(out), *SCAN, *extra])
+    return main([*FAST, *SCAN, "--out", str(out), *extra])  # --out after the command, as operators type it
 
 
 def test_scan_with_open_coil_writes_each_configuration_once(tmp_path, capsys):
@@ -47,6 +47,10 @@ def test_usage_errors_are_one_line(tmp_path, capsys):
     assert acquire(tmp_path, "--coils", "2", "--current-a", "9e-4") == 2
     assert "L1C1 current = 0.0009 A exceeds the lab safety limit of 0.0008 A" in capsys.readouterr().err
     assert not (tmp_path / "coil_scan.sqlite").exists()  # refused before anything was recorded or moved
+    assert acquire(tmp_path, "--coils", "2", "--max-contrast-drift", "-1") == 2
+    assert "drift limits must be positive" in capsys.readouterr().err
+    assert acquire(tmp_path, "--coils", "2", "--points", "3") == 2
+    assert "--points must be at least 5" in capsys.readouterr().err
 
 
 def test_kill_9_mid_scan_then_the_same_command_resumes(tmp_path):
