@@ -1,0 +1,1 @@
+"""Reconstruction of sample properties from measured maps: arrays in, arrays out."""
