@@ -385,3 +385,35 @@ def save_dip_figure(result: DipResult, b_nv_t: np.ndarray, path: str | Path, pix
     axes[1, 2].set_title(f"RMSE {result.rmse_t * 1e3:.3g} mT, SNR {result.snr_db:.2f} dB")
     fig.savefig(path, dpi=110)
     return path
+
+
+def reconstruct_dip_files(
+    b_nv_path: str | Path,
+    mask_path: str | Path,
+    output_dir: str | Path,
+    *,
+    b_nv_dataset: str | None = None,
+    mask_dataset: str | None = None,
+    **dip_kwargs,
+) -> tuple[DipResult, Path, Path]:
+    """File-level entry point for ``acquire reconstruct dip``: load B_NV (T) and mask, reconstruct,
+    write ``dip_result.npz`` (magnetization, b_nv_model, loss history) and ``dip_result.png``.
+
+    ``dip_kwargs`` go to ``reconstruct_dip`` (pixel_m, standoff_m, thickness_m are required).
+    Returns the result and the two paths.
+    """
+    from instrument.reconstruction.array_files import load_array, save_arrays
+
+    b_nv = load_array(b_nv_path, b_nv_dataset)
+    mask = load_array(mask_path, mask_dataset)
+    result = reconstruct_dip(b_nv, mask, **dip_kwargs)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = save_arrays(
+        out / "dip_result.npz",
+        magnetization_a_per_m=result.magnetization_a_per_m,
+        b_nv_model_t=result.b_nv_model_t,
+        loss_history_t2=np.asarray(result.loss_history_t2),
+    )
+    figure = save_dip_figure(result, b_nv, out / "dip_result.png", dip_kwargs["pixel_m"])
+    return result, arrays, figure
