@@ -167,6 +167,35 @@ class MicrowaveSource(Instrument, Protocol):
     def set_output(self, on: bool) -> None: ...
 
 
+# Optional capability of a MicrowaveSource: a hardware frequency list stepped by a trigger input.
+@runtime_checkable
+class ListSweepSource(MicrowaveSource, Protocol):
+    """A ``MicrowaveSource`` that steps through a frequency list on an external trigger edge.
+
+    The contract is the same for every source, whatever its own first-point quirks:
+
+    * ``arm_list(frequencies_hz, power_dbm)`` checks the power against the lab limit, every
+      frequency against the model's range and the length against
+      ``constraints.list_max_points`` before anything is sent, then loads and arms the list. On
+      return the output is at ``frequencies_hz[0]`` (RF on/off unchanged) and ``list_index()``
+      is 0.
+    * Each trigger edge moves to the next point; after the last point the next edge wraps to 0.
+      A sweep of n points therefore needs n - 1 edges after arming.
+    * ``list_index()`` reads back the point on the output now, from the instrument.
+    * ``abort_list()`` leaves list mode; the source is back in CW mode.
+
+    The engine uses it when ``isinstance(source, ListSweepSource)`` and the list fits
+    (``0 < n <= source.constraints.list_max_points``); otherwise it steps in software with
+    ``set_frequency`` per point, which every ``MicrowaveSource`` supports.
+    """
+
+    def arm_list(self, frequencies_hz: Sequence[float], power_dbm: float) -> None: ...
+
+    def list_index(self) -> int: ...
+
+    def abort_list(self) -> None: ...
+
+
 @runtime_checkable
 class PulseGenerator(Instrument, Protocol):
     """A TTL pulse generator that runs a compiled ``PulseProgram``."""

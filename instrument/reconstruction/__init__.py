@@ -1,1 +1,1 @@
-"""Reconstruction of sample properties from measured maps: arrays in, arrays out."""
+"""Reconstruction of sources from field maps: arrays in, arrays out."""

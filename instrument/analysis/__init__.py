@@ -1,0 +1,1 @@
+"""ODMR fitting, field maps and sensitivity: arrays in, arrays out."""

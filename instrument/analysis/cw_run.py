@@ -1,0 +1,142 @@
+"""From a stored CW-ODMR run to fitted resonance maps, the B_NV map of the coils, and a figure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from instrument.analysis.fieldmap import b_nv_from_centers
+from instrument.analysis.lineshapes import multiplet, multiplet_offsets_hz
+from instrument.analysis.odmr import OdmrFit, fit_odmr
+from instrument.physics.constants import GAMMA_E_HZ_PER_T
+from instrument.storage.runs import StoredRun
+
+ANALYSIS_NAME = "analysis.h5"
+FIGURE_NAME = "figure.png"
+
+
+@dataclass
+class CwFieldMap:
+    """Result of a CW-ODMR I-off / I-on analysis. Maps are (rows, cols); fields in T."""
+
+    frequencies_hz: np.ndarray
+    spectra: np.ndarray  # (2, rows, cols, F): I-off, I-on
+    center_off_hz: np.ndarray
+    center_on_hz: np.ndarray
+    b_nv_t: np.ndarray  # NaN where either fit failed
+    b_nv_err_t: np.ndarray  # one-sigma error from the fits' centre errors
+    converged: np.ndarray
+    fit_off: OdmrFit
+    fit_on: OdmrFit
+
+    @property
+    def field_range_t(self) -> tuple[float, float]:
+        good = self.b_nv_t[np.isfinite(self.b_nv_t)]
+        if good.size == 0:
+            return (float("nan"), float("nan"))
+        return float(np.percentile(good, 0.5)), float(np.percentile(good, 99.5))
+
+    @property
+    def converged_fraction(self) -> float:
+        return float(np.mean(self.converged))
+
+
+def analyse_cw_run(run: StoredRun, isotope: str | None = "15N") -> CwFieldMap:
+    """Fit every pixel of both sweeps of ``run`` and form B_NV = field(I-on) - field(I-off).
+
+    Raises:
+        ValueError: the run holds no complete sweep to fit.
+    """
+    params = run.metadata["sequence"]
+    freqs = np.asarray(params["frequencies_hz"], dtype=float)
+    images = run.images("signal")  # (2 F, rows, cols)
+    n = len(freqs)
+    if images.shape[0] != 2 * n:
+        raise ValueError(f"run {run.run_id}: expected {2 * n} sweep steps, found {images.shape[0]}")
+    if np.isnan(images).any():
+        raise ValueError(
+            f"run {run.run_id} is incomplete ({run.steps_done} of {2 * n} steps stored); "
+            "re-run the measurement to get both sweeps"
+        )
+    spectra = np.moveaxis(images.reshape(2, n, *images.shape[1:]), 1, -1)
+    fit_off = fit_odmr(freqs, spectra[0], hyperfine=isotope)
+    fit_on = fit_odmr(freqs, spectra[1], hyperfine=isotope)
+    converged = np.asarray(fit_off.converged) & np.asarray(fit_on.converged)
+    b_nv = np.where(converged, b_nv_from_centers(fit_on.center, fit_off.center), np.nan)
+    center_err = np.hypot(np.asarray(fit_on.center_err), np.asarray(fit_off.center_err))
+    b_nv_err = np.where(converged, center_err / GAMMA_E_HZ_PER_T, np.nan)
+    return CwFieldMap(freqs, spectra, np.asarray(fit_off.center), np.asarray(fit_on.center),
+                      b_nv, b_nv_err, converged, fit_off, fit_on)
+
+
+def save_analysis(result: CwFieldMap, run_dir: Path) -> Path:
+    """Write the fitted maps beside the run's images."""
+    path = Path(run_dir) / ANALYSIS_NAME
+    with h5py.File(path, "w") as f:
+        f["frequencies_hz"] = result.frequencies_hz
+        f["center_off_hz"] = result.center_off_hz
+        f["center_on_hz"] = result.center_on_hz
+        f["b_nv_t"] = result.b_nv_t
+        f["b_nv_err_t"] = result.b_nv_err_t
+        f["converged"] = result.converged
+        f.attrs["description"] = "CW-ODMR fit: B_NV = (f_off - f_on) / gamma_e on the lower branch"
+    return path
+
+
+def fitted_curve(fit: OdmrFit, frequency_hz: np.ndarray, pixel: tuple[int, ...]) -> np.ndarray:
+    """The fitted single-multiplet model of one pixel evaluated at ``frequency_hz``."""
+    offsets = multiplet_offsets_hz(fit.hyperfine)
+    shape = multiplet(fit.model, frequency_hz, fit.center[pixel], fit.fwhm[pixel], offsets)
+    return fit.baseline[pixel] + fit.amplitude[pixel] * shape
+
+
+def plot_cw_result(result: CwFieldMap, path: Path, pixel: tuple[int, int] | None = None,
+                   title: str = "") -> Path:
+    """Figure with the spectrum of one pixel, the fitted resonance map and the B_NV map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    b_ut = result.b_nv_t * 1e6
+    if pixel is None:
+        finite = np.where(np.isfinite(b_ut), np.abs(b_ut), -1)
+        pixel = np.unravel_index(int(np.argmax(finite)), b_ut.shape)
+    r, c = pixel
+    f_mhz = result.frequencies_hz / 1e6
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
+
+    ax = axes[0]
+    for k, (label, fit, colour) in enumerate(
+        [("I-off", result.fit_off, "tab:blue"), ("I-on", result.fit_on, "tab:red")]
+    ):
+        ax.plot(f_mhz, result.spectra[k, r, c], ".", color=colour, label=f"{label} data")
+        dense = np.linspace(result.frequencies_hz[0], result.frequencies_hz[-1], 400)
+        ax.plot(dense / 1e6, fitted_curve(fit, dense, (r, c)), "-", color=colour, label=f"{label} fit")
+    ax.set_xlabel("MW frequency (MHz)")
+    ax.set_ylabel("lock-in signal (counts)")
+    ax.set_title(f"spectrum at pixel (row {r}, col {c})")
+    ax.legend(fontsize=8)
+
+    ax = axes[1]
+    im = ax.imshow(result.center_off_hz / 1e6, cmap="viridis")
+    ax.set_title("fitted resonance, I-off (MHz)")
+    fig.colorbar(im, ax=ax)
+    ax.plot(c, r, "r+", ms=10)
+
+    ax = axes[2]
+    lim = np.nanpercentile(np.abs(b_ut), 99.5) if np.isfinite(b_ut).any() else 1.0
+    im = ax.imshow(b_ut, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax.set_title("B_NV of the coils, I-on minus I-off (uT)")
+    fig.colorbar(im, ax=ax)
+    for ax in axes[1:]:
+        ax.set_xlabel("column (px)")
+        ax.set_ylabel("row (px)")
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,79 @@
+"""Pieces every ``acquire`` command shares: usage errors, output directory, station, progress."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad input from the operator: printed as one line, exit status 2."""
+
+
+def default_out_dir() -> Path:
+    """Per-user data directory (e.g. ~/.local/share/qdm-acquire/runs on Linux)."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("qdm-acquire", appauthor=False)) / "runs"
+
+
+def prepare_out(args: argparse.Namespace) -> Path:
+    """The output directory of ``--out`` (or the default), proven writable before anything runs."""
+    from instrument.storage.runs import StorageError, check_writable
+
+    try:
+        return check_writable(args.out or default_out_dir())
+    except StorageError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def open_station(args: argparse.Namespace) -> Any:
+    """Build the station named by the global options; station-file problems become usage errors."""
+    from instrument.station import StationFileError, build_station
+
+    if args.image_shape and not args.sim:
+        raise UsageError("--image-shape applies to the simulated camera only; add --sim")
+    try:
+        return build_station(args.station, simulated=args.sim, realtime=args.realtime,
+                             image_shape=args.image_shape, seed=args.seed)
+    except StationFileError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def add_run_metadata(out: Path, run_id: int, summary: dict[str, Any]) -> None:
+    """Attach analysis results to a stored (already closed) run's dataset."""
+    import json
+
+    from qcodes.dataset import initialise_or_create_database_at, load_by_id
+
+    initialise_or_create_database_at(str(out / "runs.db"))
+    ds = load_by_id(run_id)
+    for tag, value in summary.items():
+        ds.add_metadata(tag, json.dumps(value))
+
+
+class ProgressBar:
+    """A tqdm bar with ETA fed by the engine's progress callback; use as a context manager."""
+
+    def __init__(self, total: int, desc: str = "measuring") -> None:
+        self.total = total
+        self.desc = desc
+        self._bar: Any = None
+
+    def __enter__(self) -> ProgressBar:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=self.total, unit="step", desc=self.desc, file=sys.stderr,
+                         dynamic_ncols=True, disable=None)
+        return self
+
+    def __call__(self, progress: Any) -> None:
+        self._bar.update(progress.done - self._bar.n)
+        self._bar.set_postfix_str(progress.label, refresh=False)
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.close()

@@ -1,0 +1,246 @@
+"""Composition root: builds a station of real or simulated instruments from a YAML station file.
+
+This is the only module that imports ``drivers`` and ``sim``. With ``simulated=True`` every
+instrument keeps its real driver, and the driver talks to a simulator of its device (SCPI over a
+loopback socket, the vendor library's call surface) that is coupled to one shared ``World``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from instrument.protocols import Instrument, SafetyLimits
+
+DEFAULT_STATION = "sim.yaml"
+
+
+class StationFileError(ValueError):
+    """The station file is missing, unreadable or describes something that cannot be built."""
+
+
+@dataclass
+class Station:
+    """The instruments of one microscope, by role, with the lab's safety limits."""
+
+    name: str
+    simulated: bool
+    limits: SafetyLimits
+    instruments: dict[str, Instrument]
+    world: Any = None
+    source: str = ""
+    _cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    def __getitem__(self, role: str) -> Instrument:
+        try:
+            return self.instruments[role]
+        except KeyError:
+            raise StationFileError(
+                f"station {self.name!r} has no instrument with role {role!r}; "
+                f"add it under 'instruments:' in {self.source}"
+            ) from None
+
+    def snapshot(self) -> dict[str, Any]:
+        """Settings of every instrument, for the run's metadata."""
+        snap: dict[str, Any] = {"name": self.name, "simulated": self.simulated,
+                                "limits": vars(self.limits), "source": self.source, "instruments": {}}
+        for role, inst in self.instruments.items():
+            take = getattr(inst, "snapshot", None)
+            try:
+                snap["instruments"][role] = take(update=False) if _is_qcodes(inst) else (
+                    take() if take else {"name": inst.name})
+            except Exception as exc:  # noqa: BLE001 - a snapshot failure must not stop a run
+                snap["instruments"][role] = {"name": inst.name, "snapshot_error": str(exc)}
+        return snap
+
+    def close(self) -> None:
+        """Make everything safe, close the drivers, then stop the simulators."""
+        for inst in self.instruments.values():
+            with contextlib.suppress(Exception):
+                inst.safe_state()
+            with contextlib.suppress(Exception):
+                inst.close()
+        self.instruments.clear()
+        for stop in reversed(self._cleanup):
+            with contextlib.suppress(Exception):
+                stop()
+        self._cleanup.clear()
+
+    def __enter__(self) -> Station:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _is_qcodes(inst: object) -> bool:
+    return any(c.__module__.startswith("qcodes") for c in type(inst).__mro__)
+
+
+def read_station_file(path: str | Path | None) -> tuple[dict[str, Any], str]:
+    """Parse and validate a station file; ``None`` reads the bundled default station."""
+    if path is None:
+        text = resources.files("instrument.stations").joinpath(DEFAULT_STATION).read_text()
+        source = f"instrument/stations/{DEFAULT_STATION}"
+    else:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise StationFileError(
+                f"cannot read station file {path}: {exc.strerror}; check the --station path"
+            ) from exc
+        source = str(path)
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise StationFileError(f"station file {source} is not valid YAML{where}: {problem}") from exc
+    if not isinstance(config, dict) or not isinstance(config.get("instruments"), dict):
+        raise StationFileError(
+            f"station file {source} needs an 'instruments:' mapping of role -> {{driver: ...}}"
+        )
+    for role, entry in config["instruments"].items():
+        if not isinstance(entry, dict) or entry.get("driver") not in BUILDERS:
+            raise StationFileError(
+                f"station file {source}: instrument {role!r} needs 'driver' set to one of "
+                f"{', '.join(sorted(BUILDERS))}"
+            )
+    return config, source
+
+
+def load_limits(config: dict[str, Any], source: str) -> SafetyLimits:
+    raw = config.get("limits") or {}
+    known = set(SafetyLimits.__dataclass_fields__)
+    unknown = set(raw) - known
+    if unknown:
+        raise StationFileError(
+            f"station file {source}: unknown limit(s) {', '.join(sorted(unknown))}; "
+            f"known limits are {', '.join(sorted(known))}"
+        )
+    try:
+        return SafetyLimits(**{k: float(v) for k, v in raw.items()})
+    except (TypeError, ValueError) as exc:
+        raise StationFileError(f"station file {source}: limits must be numbers ({exc})") from exc
+
+
+def read_limits(path: str | Path | None = None) -> SafetyLimits:
+    """The safety limits of a station file, without connecting to anything."""
+    config, source = read_station_file(path)
+    return load_limits(config, source)
+
+
+def build_station(
+    path: str | Path | None = None,
+    *,
+    simulated: bool = False,
+    realtime: bool = False,
+    image_shape: tuple[int, int] | None = None,
+    seed: int | None = None,
+) -> Station:
+    """Build the station described by ``path`` (default: the bundled seed-000 station).
+
+    Args:
+        simulated: back every instrument with the simulated microscope.
+        realtime: pace the simulation clock to the wall clock.
+        image_shape: override the simulated image shape (tests use small images).
+        seed: override the simulation's random seed.
+    """
+    config, source = read_station_file(path)
+    limits = load_limits(config, source)
+    station = Station(config.get("name", source), simulated, limits, {}, source=source)
+    if simulated:
+        station.world = _build_world(config.get("sim") or {}, source, realtime, image_shape, seed)
+    try:
+        for role, entry in config["instruments"].items():
+            builder = BUILDERS[entry["driver"]]
+            station.instruments[role] = builder(role, entry, station)
+    except Exception:
+        station.close()
+        raise
+    return station
+
+
+def _build_world(sim: dict[str, Any], source: str, realtime: bool,
+                 image_shape: tuple[int, int] | None, seed: int | None) -> Any:
+    from sim.clock import VirtualClock
+    from sim.world import Sample, SampleFileError, World
+
+    try:
+        sample = Sample.load(sim.get("sample"))
+    except SampleFileError as exc:
+        raise StationFileError(f"station file {source}: {exc}") from exc
+    shape = image_shape or tuple(sim.get("image_shape") or sample.sensor_shape)
+    return World(sample, shape=shape, clock=VirtualClock(realtime=realtime),
+                 seed=int(sim.get("seed", 0) if seed is None else seed))
+
+
+# ---- builders: one per driver name ----------------------------------------------------------------
+
+
+def _need(entry: dict[str, Any], key: str, role: str) -> Any:
+    if key not in entry:
+        raise StationFileError(f"instrument {role!r} ({entry['driver']}) needs '{key}' in the station file")
+    return entry[key]
+
+
+def _sg384(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    from drivers.sg384 import SG384Source
+
+    if station.simulated:
+        from sim.sg384 import SimSG384
+
+        server = SimSG384(station.world, model=entry.get("model", "SG384"))
+        address = server.start()
+        station._cleanup.append(server.stop)
+    else:
+        address = _need(entry, "address", role)
+    return SG384Source(role, address, station.limits)
+
+
+def _pulseblaster(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    from drivers.pulseblaster import PulseBlaster
+
+    library = None
+    if station.simulated:
+        from sim.spinapi import SimSpinAPI
+
+        library = SimSpinAPI(station.world)
+    return PulseBlaster(role, library=library, board=int(entry.get("board", 0)))
+
+
+def _helicam(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    from drivers.helicam import HeliCamC3
+
+    library = None
+    if station.simulated:
+        from sim.helicam import SimLibHeLIC
+
+        library = SimLibHeLIC(station.world)
+    return HeliCamC3(role, library=library)
+
+
+def _sim_coils(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    if not station.simulated:
+        raise StationFileError(
+            f"instrument {role!r}: driver 'sim_coils' exists only in simulation; "
+            "run with --sim or name the lab's coil current driver in the station file"
+        )
+    from sim.coil_source import SimCoilSource
+
+    return SimCoilSource(station.world, station.limits, name=role)
+
+
+BUILDERS: dict[str, Callable[[str, dict[str, Any], Station], Instrument]] = {
+    "sg384": _sg384,
+    "pulseblaster": _pulseblaster,
+    "helicam_c3": _helicam,
+    "sim_coils": _sim_coils,
+}

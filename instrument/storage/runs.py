@@ -1,0 +1,227 @@
+"""Runs on disk: a QCoDeS dataset per run for metadata and scalars, an HDF5 file for images.
+
+Layout of an output directory::
+
+    OUT/runs.db                 QCoDeS SQLite database, one dataset per run
+    OUT/run-0007/images.h5      per-step images (chunked, one chunk per step, flushed per step)
+    OUT/run-0007/analysis.h5    fitted maps, written by the analysis after the sweep
+    OUT/run-0007/figure.png     the summary figure
+
+Everything the run needs to be understood later is written when it opens (station snapshot, sequence
+parameters, software version, start time) and each step is flushed before the next one starts, so a
+crash loses at most the step in flight. The HDF5 file is written in SWMR mode, which keeps it
+readable up to the last flushed step even if the writer dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+import instrument
+
+DB_NAME = "runs.db"
+IMAGES_NAME = "images.h5"
+
+
+class StorageError(RuntimeError):
+    """The output location cannot be used; the message says why and what to do."""
+
+
+def check_writable(out_dir: Path) -> Path:
+    """Create ``out_dir`` if needed and prove it is writable, without leaving anything behind."""
+    out_dir = Path(out_dir).expanduser()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StorageError(
+            f"cannot write to output directory {out_dir}: {reason}; choose a writable one with --out DIR"
+        ) from exc
+    return out_dir
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, default=_json_default, sort_keys=True)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return repr(obj)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a sequence: scalar values for the dataset, optional images for the HDF5 file."""
+
+    index: int
+    values: Mapping[str, float]
+    images: Mapping[str, np.ndarray]
+    label: str = ""
+
+
+class RunWriter:
+    """Stores one run. Use as a sink of the sequence engine: ``open``, ``write`` per step, ``close``.
+
+    Args:
+        out_dir: output directory (created if missing).
+        experiment: QCoDeS experiment name (the measurement kind, e.g. ``cw_odmr``).
+        sample_name: sample name recorded with the experiment.
+        scalars: names and units of the scalar values each step writes; the first ones that are
+            listed in ``setpoints`` are the independent variables.
+        setpoints: names among ``scalars`` that are independent variables.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        experiment: str,
+        sample_name: str,
+        scalars: Mapping[str, str],
+        setpoints: tuple[str, ...],
+    ) -> None:
+        self.out_dir = check_writable(out_dir)
+        self.experiment = experiment
+        self.sample_name = sample_name
+        self.scalars = dict(scalars)
+        self.setpoints = setpoints
+        self.run_id: int | None = None
+        self.run_dir: Path | None = None
+        self._runner: Any = None
+        self._saver: Any = None
+        self._h5: h5py.File | None = None
+        self._steps = 0
+
+    @property
+    def db_path(self) -> Path:
+        return self.out_dir / DB_NAME
+
+    def open(self, metadata: Mapping[str, Any], image_shapes: Mapping[str, tuple[int, ...]],
+             n_steps: int) -> int:
+        """Start the run: write all metadata now, create the image datasets; returns the run id."""
+        from qcodes.dataset import Measurement, initialise_or_create_database_at, load_or_create_experiment
+
+        initialise_or_create_database_at(str(self.db_path))
+        exp = load_or_create_experiment(self.experiment, sample_name=self.sample_name)
+        meas = Measurement(exp=exp, name=self.experiment)
+        for name in self.setpoints:
+            meas.register_custom_parameter(name, unit=self.scalars[name])
+        for name, unit in self.scalars.items():
+            if name not in self.setpoints:
+                meas.register_custom_parameter(name, unit=unit, setpoints=self.setpoints)
+        meas.write_period = 0.001
+        self._runner = meas.run()
+        self._saver = self._runner.__enter__()
+        self.run_id = int(self._saver.run_id)
+        self.run_dir = self.out_dir / f"run-{self.run_id:04d}"
+        self.run_dir.mkdir(exist_ok=True)
+        full = {
+            **metadata,
+            "software_version": instrument.__version__,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "images_file": str(self.run_dir / IMAGES_NAME),
+            "status": "running",
+        }
+        for tag, value in full.items():
+            self._saver.dataset.add_metadata(tag, value if isinstance(value, str) else _json(value))
+        self._h5 = h5py.File(self.run_dir / IMAGES_NAME, "w", libver="latest")
+        self._h5.attrs["run_id"] = self.run_id
+        self._h5.attrs["metadata"] = _json(full)
+        for name, shape in image_shapes.items():
+            self._h5.create_dataset(
+                name, shape=(n_steps, *shape), dtype="float32", chunks=(1, *shape),
+                fillvalue=np.nan, compression="lzf",
+            )
+        self._h5.create_dataset("steps_done", shape=(1,), dtype="int64", data=[0])
+        self._h5.swmr_mode = True
+        return self.run_id
+
+    def write(self, step: Step) -> None:
+        """Store one step and flush it to disk before returning."""
+        if self._saver is None or self._h5 is None:
+            raise StorageError("RunWriter.write called before open()")
+        self._saver.add_result(*[(k, float(v)) for k, v in step.values.items()])
+        self._saver.flush_data_to_database(block=True)
+        for name, image in step.images.items():
+            self._h5[name][step.index] = image
+        self._steps += 1
+        self._h5["steps_done"][0] = self._steps
+        self._h5.flush()
+
+    def add_metadata(self, tag: str, value: Any) -> None:
+        if self._saver is not None:
+            self._saver.dataset.add_metadata(tag, value if isinstance(value, str) else _json(value))
+
+    def close(self, status: str, reason: str = "") -> None:
+        """End the run, recording how it ended (``completed``, ``aborted`` or ``failed``)."""
+        if self._saver is not None:
+            self.add_metadata("status", status)
+            self.add_metadata("end_reason", reason)
+            self.add_metadata("ended_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            self.add_metadata("steps_done", self._steps)
+            self._runner.__exit__(None, None, None)
+            self._saver = None
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+
+@dataclass
+class StoredRun:
+    """A run read back from disk."""
+
+    run_id: int
+    run_dir: Path
+    metadata: dict[str, Any]
+    scalars: dict[str, np.ndarray]
+
+    def images(self, name: str) -> np.ndarray:
+        """Image stack of ``name`` (steps not yet written are NaN)."""
+        with h5py.File(self.run_dir / IMAGES_NAME, "r", libver="latest", swmr=True) as f:
+            return f[name][...]
+
+    @property
+    def steps_done(self) -> int:
+        with h5py.File(self.run_dir / IMAGES_NAME, "r", libver="latest", swmr=True) as f:
+            return int(f["steps_done"][0])
+
+
+def load_run(out_dir: Path, run_id: int) -> StoredRun:
+    """Read a stored run's metadata and scalar data."""
+    from qcodes.dataset import initialise_or_create_database_at, load_by_id
+
+    out_dir = Path(out_dir)
+    if not (out_dir / DB_NAME).exists():
+        raise StorageError(f"no runs database in {out_dir} (expected {DB_NAME}); check --out")
+    initialise_or_create_database_at(str(out_dir / DB_NAME))
+    try:
+        ds = load_by_id(run_id)
+    except ValueError as exc:
+        raise StorageError(f"run {run_id} is not in {out_dir / DB_NAME}") from exc
+    metadata: dict[str, Any] = {}
+    for tag, value in ds.metadata.items():
+        try:
+            metadata[tag] = json.loads(value)
+        except (TypeError, ValueError):
+            metadata[tag] = value
+    data = ds.get_parameter_data()
+    scalars: dict[str, np.ndarray] = {}
+    for dependent in data.values():
+        scalars.update({k: np.asarray(v) for k, v in dependent.items()})
+    return StoredRun(run_id, out_dir / f"run-{run_id:04d}", metadata, scalars)

@@ -1,0 +1,244 @@
+"""The sequence engine: runs an inspectable sequence, feeds sinks, and always leaves hardware safe.
+
+A sequence is a plain object with ``name``, ``parameters()``, ``n_steps``, ``image_shapes``,
+``scalars``/``setpoints``, ``check(limits)`` (raises before any hardware moves) and ``run(instruments)``,
+a generator of ``Step``s. The engine owns the instruments while it runs: nothing else may talk to
+them until it returns. On any exit (normal, exception, Ctrl-C, SIGTERM, abort from the GUI) every
+instrument's ``safe_state()`` is called and every sink is closed with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from instrument.protocols import Instrument, SafetyLimits
+from instrument.storage.runs import Step
+
+log = logging.getLogger(__name__)
+
+
+class RunAborted(Exception):
+    """The run was stopped on request (Ctrl-C, SIGTERM, or ``Engine.abort``)."""
+
+
+class MeasurementSequence(Protocol):
+    """What the engine needs from a sequence; see the module docstring."""
+
+    name: str
+    scalars: Mapping[str, str]
+    setpoints: tuple[str, ...]
+
+    @property
+    def n_steps(self) -> int: ...
+
+    @property
+    def image_shapes(self) -> Mapping[str, tuple[int, ...]]: ...
+
+    def parameters(self) -> dict[str, Any]: ...
+
+    def check(self, limits: SafetyLimits) -> None: ...
+
+    def run(self, instruments: Mapping[str, Instrument]) -> Iterator[Step]: ...
+
+
+class Sink(Protocol):
+    """Receives the steps of a run (storage writer, live view)."""
+
+    def open(self, metadata: Mapping[str, Any], image_shapes: Mapping[str, tuple[int, ...]],
+             n_steps: int) -> Any: ...
+
+    def write(self, step: Step) -> None: ...
+
+    def close(self, status: str, reason: str = "") -> None: ...
+
+
+@dataclass
+class Progress:
+    """Progress of a run as the engine reports it after each step."""
+
+    done: int
+    total: int
+    elapsed_s: float
+    label: str = ""
+
+    @property
+    def eta_s(self) -> float:
+        if self.done == 0:
+            return float("nan")
+        return self.elapsed_s / self.done * (self.total - self.done)
+
+
+@dataclass
+class RunOutcome:
+    status: str  # "completed", "aborted" or "failed"
+    reason: str
+    steps_done: int
+    elapsed_s: float
+    error: BaseException | None = field(default=None, repr=False)
+
+
+class LiveSink:
+    """Keeps the latest step for viewers (GUI, CLI); reading never blocks the engine for long."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest: Step | None = None
+        self.status = "idle"
+        self.counter = 0
+
+    def open(self, metadata: Mapping[str, Any], image_shapes: Mapping[str, tuple[int, ...]],
+             n_steps: int) -> None:
+        with self._lock:
+            self._latest, self.status, self.counter = None, "running", 0
+
+    def write(self, step: Step) -> None:
+        with self._lock:
+            self._latest = step
+            self.counter += 1
+
+    def close(self, status: str, reason: str = "") -> None:
+        self.status = status
+
+    def latest(self) -> tuple[int, Step | None]:
+        """(counter, step): the counter tells a viewer whether it has seen this step already."""
+        with self._lock:
+            return self.counter, self._latest
+
+
+@contextlib.contextmanager
+def _sigterm_as_abort() -> Iterator[None]:
+    """Turn SIGTERM into RunAborted in the main thread, so ``finally`` blocks make hardware safe."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise RunAborted("terminated by SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def make_safe(instruments: Mapping[str, Instrument]) -> list[str]:
+    """Call ``safe_state`` on every instrument; a failure on one never skips the others."""
+    problems = []
+    for name, inst in instruments.items():
+        try:
+            inst.safe_state()
+        except Exception as exc:  # noqa: BLE001 - keep going: the other instruments must be made safe
+            problems.append(f"{name}: {exc}")
+            log.error("could not make %s safe: %s", name, exc)
+    return problems
+
+
+class Engine:
+    """Runs sequences on a set of instruments.
+
+    Args:
+        instruments: the instruments by role (``mw``, ``pulser``, ``camera``, ``coils``, ...).
+        limits: lab safety limits every sequence is checked against before it starts.
+        sinks: receivers of each step (storage writer, live sink).
+        metadata: run metadata written when the run opens (station snapshot, simulated flag, ...).
+        on_progress: called after each step.
+    """
+
+    def __init__(
+        self,
+        instruments: Mapping[str, Instrument],
+        limits: SafetyLimits,
+        sinks: Sequence[Sink] = (),
+        metadata: Mapping[str, Any] | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.instruments = dict(instruments)
+        self.limits = limits
+        self.sinks = list(sinks)
+        self.metadata = dict(metadata or {})
+        self.on_progress = on_progress
+        self._abort = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()
+
+    # ---- control from other threads (GUI) -------------------------------------------------------
+
+    def abort(self) -> None:
+        self._abort.set()
+        self._resume.set()
+
+    def pause(self) -> None:
+        self._resume.clear()
+
+    def resume(self) -> None:
+        self._resume.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resume.is_set()
+
+    # ---- running ---------------------------------------------------------------------------------
+
+    def run(self, sequence: MeasurementSequence) -> RunOutcome:
+        """Run ``sequence`` to the end, or until aborted or failed; hardware is safe afterwards.
+
+        Safety-limit violations raise before any sink opens or any instrument is touched.
+        Ctrl-C is re-raised after the run is closed as aborted, so callers can exit with 130.
+        """
+        sequence.check(self.limits)
+        self._abort.clear()
+        metadata = {**self.metadata, "sequence": {"name": sequence.name, **sequence.parameters()}}
+        opened: list[Sink] = []
+        start = time.monotonic()
+        done = 0
+        status, reason, error = "failed", "", None
+        interrupted: BaseException | None = None
+        try:
+            with _sigterm_as_abort():
+                for sink in self.sinks:
+                    sink.open(metadata, sequence.image_shapes, sequence.n_steps)
+                    opened.append(sink)
+                for step in sequence.run(self.instruments):
+                    for sink in opened:
+                        sink.write(step)
+                    done += 1
+                    if self.on_progress:
+                        self.on_progress(
+                            Progress(done, sequence.n_steps, time.monotonic() - start, step.label)
+                        )
+                    self._wait_if_paused()
+                    if self._abort.is_set():
+                        raise RunAborted("aborted by operator")
+            status, reason = "completed", ""
+        except KeyboardInterrupt as exc:
+            status, reason, interrupted = "aborted", "interrupted by Ctrl-C", exc
+        except RunAborted as exc:
+            status, reason = "aborted", str(exc)
+        except Exception as exc:  # noqa: BLE001 - recorded in the run and returned to the caller
+            status, reason, error = "failed", f"{type(exc).__name__}: {exc}", exc
+            log.exception("run failed")
+        finally:
+            problems = make_safe(self.instruments)
+            if problems:
+                reason = (reason + "; " if reason else "") + "not made safe: " + "; ".join(problems)
+            for sink in opened:
+                try:
+                    sink.close(status, reason)
+                except Exception as exc:  # noqa: BLE001 - other sinks must still close
+                    log.error("could not close sink %r: %s", sink, exc)
+        outcome = RunOutcome(status, reason, done, time.monotonic() - start, error)
+        if interrupted is not None:
+            raise interrupted
+        return outcome
+
+    def _wait_if_paused(self) -> None:
+        while not self._resume.wait(timeout=0.1):
+            pass

@@ -1,0 +1,397 @@
+"""Pulse sequences in physical terms, compiled to PulseBlaster programs.
+
+A :class:`PulseSequence` is a list of :class:`Block` objects, each a fixed-length window holding
+:class:`Pulse` objects on named channels and repeated ``repetitions`` times. :func:`compile_sequence`
+turns it into the fewest instructions the board can run: one instruction per stretch of constant
+outputs, LOOP/END_LOOP for repetitions, LONG_DELAY for waits longer than the 32-bit delay counter,
+BRANCH back to the start for sequences that run forever. Everything the board would refuse is
+refused here first, naming the pulse: lengths off the clock grid or shorter than 5 cycles,
+overlapping pulses on one channel, unknown channels, programs over the instruction memory.
+
+Channel delays (AOM rise, MW switch latency) are given per channel: a channel with a delay of
+``d`` gets its TTL edges ``d`` earlier, so the physical effect lands where the sequence says.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from instrument.protocols import Opcode, PulseInstruction, PulseProgram
+
+DEFAULT_CHANNELS: Mapping[str, int] = MappingProxyType(
+    {"laser": 0, "mw_switch": 1, "camera_trigger": 2, "spad_gate": 3, "mw_trigger": 4}
+)
+"""Output bit of each line in the standard QDM wiring."""
+
+OUTPUT_BITS = 21
+"""ESR-PRO outputs are bits 0-20; bits 21-23 are the short-pulse control field."""
+
+MIN_CYCLES = 5
+MAX_CYCLES = 2**32 - 1
+MAX_DATA = 2**20 - 1
+MEMORY_WORDS = 4096
+GRID_TOLERANCE_CYCLES = 1e-3
+
+
+class PulseSequenceError(ValueError):
+    """A sequence cannot run on the board; the message names the pulse or block and the fix."""
+
+
+@dataclass(frozen=True)
+class ChannelMap:
+    """Channel names to output bits, with per-channel delays (s) between TTL edge and effect."""
+
+    bits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_CHANNELS))
+    delays_s: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        seen: dict[int, str] = {}
+        for name, bit in self.bits.items():
+            if not isinstance(bit, int) or not 0 <= bit < OUTPUT_BITS:
+                raise PulseSequenceError(
+                    f"channel '{name}' is mapped to bit {bit!r}; "
+                    f"the ESR-PRO outputs are bits 0-{OUTPUT_BITS - 1}"
+                )
+            if bit in seen:
+                raise PulseSequenceError(f"channels '{seen[bit]}' and '{name}' are both mapped to bit {bit}")
+            seen[bit] = name
+        for name, delay in self.delays_s.items():
+            if name not in self.bits:
+                raise PulseSequenceError(f"delay given for channel '{name}', which is not in the channel map")
+            if not math.isfinite(delay) or delay < 0:
+                raise PulseSequenceError(f"delay of channel '{name}' must be >= 0 s, got {delay!r}")
+
+    @classmethod
+    def of(cls, channels: ChannelMap | Mapping[str, int]) -> ChannelMap:
+        return channels if isinstance(channels, ChannelMap) else cls(bits=dict(channels))
+
+    def bit(self, channel: str, who: str) -> int:
+        if channel not in self.bits:
+            raise PulseSequenceError(
+                f"{who}: channel '{channel}' is not in the channel map ({', '.join(sorted(self.bits))})"
+            )
+        return self.bits[channel]
+
+    def delay_s(self, channel: str) -> float:
+        return float(self.delays_s.get(channel, 0.0))
+
+
+@dataclass(frozen=True)
+class Pulse:
+    """A TTL high on ``channel`` from ``start_s`` (relative to its block) for ``duration_s``."""
+
+    channel: str
+    start_s: float
+    duration_s: float
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"pulse '{self.name}'" if self.name else (
+            f"{self.channel} pulse at {self.start_s * 1e9:g} ns"
+        )
+
+
+@dataclass(frozen=True)
+class Block:
+    """A window of ``duration_s`` holding pulses, played ``repetitions`` times back to back.
+
+    With ``wrap`` a pulse moved out of the window by its channel delay re-enters at the other end,
+    which is right for a block that repeats back to back (a modulation period).
+    """
+
+    duration_s: float
+    pulses: tuple[Pulse, ...] = ()
+    repetitions: int = 1
+    name: str = ""
+    wrap: bool = False
+
+
+@dataclass(frozen=True)
+class PulseSequence:
+    """Blocks played in order, once (ending in STOP) or forever (BRANCH back to the start)."""
+
+    blocks: tuple[Block, ...]
+    channels: ChannelMap = field(default_factory=ChannelMap)
+    loop_forever: bool = False
+    description: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        """Length of one pass through all blocks."""
+        return sum(b.duration_s * b.repetitions for b in self.blocks)
+
+
+@dataclass
+class _Group:
+    """Consecutive segments (flags, cycles) played ``repetitions`` times."""
+
+    segments: list[tuple[int, int]]
+    repetitions: int
+    name: str
+
+
+def _cycles(value_s: float, clock_hz: float, what: str) -> int:
+    if not math.isfinite(value_s):
+        raise PulseSequenceError(f"{what} is {value_s!r}, not a finite time")
+    exact = value_s * clock_hz
+    n = round(exact)
+    if abs(exact - n) > GRID_TOLERANCE_CYCLES:
+        step = 1e9 / clock_hz
+        raise PulseSequenceError(
+            f"{what} = {value_s * 1e9:.6g} ns is not on the {step:g} ns clock grid; "
+            f"use {n * step:g} ns"
+        )
+    return n
+
+
+def _block_segments(block: Block, index: int, channels: ChannelMap, clock_hz: float) -> list[tuple[int, int]]:
+    """Constant-output stretches (flags, cycles) of one pass through a block."""
+    bname = f"block '{block.name}'" if block.name else f"block {index}"
+    length = _cycles(block.duration_s, clock_hz, f"{bname} duration")
+    if length < MIN_CYCLES:
+        raise PulseSequenceError(
+            f"{bname} lasts {length} clock cycles, less than the minimum of {MIN_CYCLES}"
+        )
+    if not isinstance(block.repetitions, int) or not 1 <= block.repetitions <= MAX_DATA:
+        raise PulseSequenceError(
+            f"{bname}: repetitions must be an integer from 1 to {MAX_DATA}, got {block.repetitions!r}"
+        )
+    # (start, end, bit, pulse) intervals in cycles after the channel delay.
+    intervals: list[tuple[int, int, int, Pulse]] = []
+    for p in block.pulses:
+        who = f"{p.label} in {bname}"
+        bit = channels.bit(p.channel, who)
+        start = _cycles(p.start_s, clock_hz, f"{who}: start")
+        dur = _cycles(p.duration_s, clock_hz, f"{who}: duration")
+        if dur < MIN_CYCLES:
+            raise PulseSequenceError(
+                f"{who} lasts {dur} clock cycles ({p.duration_s * 1e9:g} ns); the board's minimum is "
+                f"{MIN_CYCLES} cycles ({MIN_CYCLES * 1e9 / clock_hz:g} ns)"
+            )
+        if start < 0 or start + dur > length:
+            raise PulseSequenceError(
+                f"{who} ({p.start_s * 1e9:g} ns + {p.duration_s * 1e9:g} ns) does not fit in the "
+                f"{block.duration_s * 1e9:g} ns block"
+            )
+        if start == 0 and dur == length:
+            intervals.append((0, length, bit, p))  # a level held all block: no edge to delay
+            continue
+        shift = _cycles(channels.delay_s(p.channel), clock_hz, f"delay of channel '{p.channel}'")
+        s, e = start - shift, start + dur - shift
+        if s < 0 and block.wrap:
+            if e > 0:
+                intervals += [(s + length, length, bit, p), (0, e, bit, p)]
+            else:
+                intervals.append((s + length, e + length, bit, p))
+        elif s < 0:
+            raise PulseSequenceError(
+                f"{who} would start {-s * 1e9 / clock_hz:g} ns before its block once the "
+                f"{shift * 1e9 / clock_hz:g} ns delay of channel '{p.channel}' is applied; start it later"
+            )
+        else:
+            intervals.append((s, e, bit, p))
+    by_bit: dict[int, list[tuple[int, int, int, Pulse]]] = {}
+    for iv in intervals:
+        by_bit.setdefault(iv[2], []).append(iv)
+    for ivs in by_bit.values():
+        ivs.sort(key=lambda iv: iv[0])
+        for a, b in zip(ivs, ivs[1:], strict=False):
+            if b[0] < a[1]:
+                raise PulseSequenceError(
+                    f"{b[3].label} overlaps {a[3].label} on channel '{b[3].channel}' in {bname}"
+                )
+    bounds = sorted({0, length} | {iv[0] for iv in intervals} | {iv[1] for iv in intervals})
+    segments: list[tuple[int, int]] = []
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        flags = 0
+        for s, e, bit, _ in intervals:
+            if s <= lo and hi <= e:
+                flags |= 1 << bit
+        if segments and segments[-1][0] == flags:
+            segments[-1] = (flags, segments[-1][1] + hi - lo)
+        else:
+            segments.append((flags, hi - lo))
+    # Every stretch between output changes becomes one instruction: it must be long enough.
+    t = 0
+    for _, n in segments:
+        if n < MIN_CYCLES:
+            near = [iv[3].label for iv in intervals if iv[0] in (t, t + n) or iv[1] in (t, t + n)]
+            raise PulseSequenceError(
+                f"{bname}: outputs change twice within {n} clock cycles at {t * 1e9 / clock_hz:g} ns "
+                f"({', '.join(dict.fromkeys(near))}); edges must be at least {MIN_CYCLES} cycles apart"
+            )
+        t += n
+    return segments
+
+
+def _merge(segments: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for flags, n in segments:
+        if out and out[-1][0] == flags:
+            out[-1] = (flags, out[-1][1] + n)
+        else:
+            out.append((flags, n))
+    return out
+
+
+def _long(cycles: int) -> list[tuple[int, Opcode, int]]:
+    """A stretch as few words as possible: one CONTINUE, or LONG_DELAY (length x k) + remainder."""
+    if cycles <= MAX_CYCLES:
+        return [(cycles, Opcode.CONTINUE, 0)]
+    k = -(-cycles // MAX_CYCLES)
+    while True:
+        if k > MAX_DATA:
+            raise PulseSequenceError(f"a wait of {cycles} clock cycles is too long even for LONG_DELAY")
+        base, rest = divmod(cycles, k)
+        if rest == 0:
+            return [(base, Opcode.LONG_DELAY, k)]
+        if rest >= MIN_CYCLES:
+            return [(base, Opcode.LONG_DELAY, k), (rest, Opcode.CONTINUE, 0)]
+        if base + rest <= MAX_CYCLES:
+            head = [(base, Opcode.LONG_DELAY, k - 1)] if k > 2 else [(base, Opcode.CONTINUE, 0)]
+            return head + [(base + rest, Opcode.CONTINUE, 0)]
+        k += 1
+
+
+def _split(cycles: int, head: bool = False, tail: bool = False) -> list[tuple[int, Opcode, int]]:
+    """A stretch as (cycles, opcode, data) words; ``head``/``tail`` force a CONTINUE at that end.
+
+    LOOP and END_LOOP replace the first and last word of a repeated group, and BRANCH the last
+    word of a program that runs forever, so those words must be plain CONTINUEs.
+    """
+    first: list[tuple[int, Opcode, int]] = []
+    last: list[tuple[int, Opcode, int]] = []
+    if head and cycles > MAX_CYCLES:
+        first = [(MAX_CYCLES // 2, Opcode.CONTINUE, 0)]
+        cycles -= MAX_CYCLES // 2
+    if tail and cycles > MAX_CYCLES:
+        last = [(MAX_CYCLES // 2, Opcode.CONTINUE, 0)]
+        cycles -= MAX_CYCLES // 2
+    return first + _long(cycles) + last
+
+
+def _emit(groups: list[_Group], loop_forever: bool) -> list[tuple[int, Opcode, int, int]]:
+    """(flags, opcode, data, cycles) words for the groups."""
+    words: list[tuple[int, Opcode, int, int]] = []
+    for gi, g in enumerate(groups):
+        last_group = gi == len(groups) - 1
+        first_at = len(words)
+        for si, (flags, n) in enumerate(g.segments):
+            head = si == 0 and g.repetitions > 1
+            tail = si == len(g.segments) - 1 and (g.repetitions > 1 or (last_group and loop_forever))
+            words += [(flags, op, data, c) for c, op, data in _split(n, head, tail)]
+        if g.repetitions > 1:
+            f, _, _, c = words[first_at]
+            words[first_at] = (f, Opcode.LOOP, g.repetitions, c)
+            f, _, _, c = words[-1]
+            words[-1] = (f, Opcode.END_LOOP, first_at, c)
+    if loop_forever:
+        f, _, _, c = words[-1]
+        words[-1] = (f, Opcode.BRANCH, 0, c)
+    else:
+        words.append((0, Opcode.STOP, 0, MIN_CYCLES))
+    return words
+
+
+def _group_blocks(sequence: PulseSequence, clock_hz: float) -> list[_Group]:
+    channels = sequence.channels
+    groups: list[_Group] = []
+    for i, block in enumerate(sequence.blocks):
+        segs = _block_segments(block, i, channels, clock_hz)
+        reps = block.repetitions
+        if len(segs) == 1 or (sequence.loop_forever and len(sequence.blocks) == 1):
+            # A constant block repeated is one longer stretch; a lone block looping forever
+            # needs no counter.
+            segs = [(f, n * (reps if len(segs) == 1 else 1)) for f, n in segs]
+            reps = 1
+        if reps == 1 and groups and groups[-1].repetitions == 1:
+            groups[-1].segments = _merge(groups[-1].segments + segs)
+        else:
+            groups.append(_Group(list(segs), reps, block.name or f"block {i}"))
+    if sequence.loop_forever and groups and groups[-1].repetitions > 1:
+        # The BRANCH back must sit on a word of its own after the loop: unroll the last pass.
+        g = groups.pop()
+        if g.repetitions > 2:
+            groups.append(_Group(g.segments, g.repetitions - 1, g.name))
+            groups.append(_Group(list(g.segments), 1, g.name))
+        else:
+            groups.append(_Group(_merge(g.segments + g.segments), 1, g.name))
+    return groups
+
+
+def compile_sequence(
+    sequence: PulseSequence, clock_hz: float = 500e6, memory_words: int = MEMORY_WORDS
+) -> PulseProgram:
+    """Compile a sequence to a PulseBlaster program, refusing anything the board cannot run."""
+    if not sequence.blocks:
+        raise PulseSequenceError("the sequence has no blocks")
+    groups = _group_blocks(sequence, clock_hz)
+    words = _emit(groups, sequence.loop_forever)
+    if len(words) > memory_words:
+        worst = max(groups, key=lambda g: len(g.segments))
+        raise PulseSequenceError(
+            f"the program needs {len(words)} instructions but the board holds {memory_words}; "
+            f"{worst.name} alone has {len(worst.segments)} output changes; use repetitions or fewer points"
+        )
+    period = 1.0 / clock_hz
+    instructions = tuple(PulseInstruction(f, op, d, c * period) for f, op, d, c in words)
+    return PulseProgram(instructions, dict(sequence.channels.bits), sequence.description)
+
+
+def lockin_modulation_period_cycles(modulation_hz: float, clock_hz: float = 500e6) -> int:
+    """Half period of the lock-in modulation in clock cycles (the square wave is exactly symmetric)."""
+    if not math.isfinite(modulation_hz) or modulation_hz <= 0:
+        raise PulseSequenceError(f"modulation frequency must be > 0 Hz, got {modulation_hz!r}")
+    half = round(clock_hz / modulation_hz / 2)
+    if half < MIN_CYCLES:
+        raise PulseSequenceError(
+            f"modulation at {modulation_hz:g} Hz needs half periods of {clock_hz / modulation_hz / 2:.3g} "
+            f"clock cycles; the board needs at least {MIN_CYCLES}"
+        )
+    return half
+
+
+def lockin_modulation_frequency_hz(modulation_hz: float, clock_hz: float = 500e6) -> float:
+    """The modulation frequency the board really produces (half period rounded to the clock)."""
+    return clock_hz / (2 * lockin_modulation_period_cycles(modulation_hz, clock_hz))
+
+
+def lockin_modulation_sequence(
+    modulation_hz: float = 6250.0,
+    channels: ChannelMap | Mapping[str, int] = DEFAULT_CHANNELS,
+    clock_hz: float = 500e6,
+) -> PulseSequence:
+    """The CW lock-in sequence: laser on, MW switch and camera reference square waves, forever.
+
+    The MW switch is on for the first half of every modulation period. The heliCam C3 takes the
+    same square wave on its reference input (``camera_trigger``) and demodulates against it, so
+    the camera's in-phase signal is (MW on) - (MW off).
+    """
+    cmap = ChannelMap.of(channels)
+    half = lockin_modulation_period_cycles(modulation_hz, clock_hz)
+    period_s = 2 * half / clock_hz
+    half_s = half / clock_hz
+    pulses = [
+        Pulse("laser", 0.0, period_s, "laser"),
+        Pulse("mw_switch", 0.0, half_s, "MW on"),
+        Pulse("camera_trigger", 0.0, half_s, "camera reference"),
+    ]
+    f = clock_hz / (2 * half)
+    return PulseSequence(
+        (Block(period_s, tuple(pulses), name="modulation period", wrap=True),),
+        cmap, loop_forever=True,
+        description=f"lock-in modulation {f:.6g} Hz: laser CW, MW switch and camera reference square waves",
+    )
+
+
+def lockin_modulation_program(
+    modulation_hz: float = 6250.0,
+    channels: ChannelMap | Mapping[str, int] = DEFAULT_CHANNELS,
+    clock_hz: float = 500e6,
+) -> PulseProgram:
+    """Compiled :func:`lockin_modulation_sequence` (two instructions, BRANCH back forever)."""
+    return compile_sequence(lockin_modulation_sequence(modulation_hz, channels, clock_hz), clock_hz)

@@ -1,0 +1,340 @@
+"""Simulated LibHeLIC: the heliCam C3's library entry points, timing and limits over the World.
+
+``SimLibHeLIC`` offers the C entry points the driver calls (``HE_Open``, ``HE_GetRegDesc``,
+``HE_SetMap``, ``HE_Acquire``, ``HE_GetCamData`` ...) with the same ctypes arguments and return
+conventions: status calls return a negative code on error, ``HE_Acquire`` returns the bytes
+transferred (0 on timeout), pointer calls return NULL on error. It supports raw-I/Q mode only.
+
+Signal model per pixel and frame (integration over ``Nc`` demodulation cycles):
+
+* The MW switch toggled at ``world.mw_gate_modulation_hz`` modulates the PL between
+  ``pl_rate_hz(False)`` (MW off) and ``pl_rate_hz(True)`` (MW on). The in-phase output is
+  ``gain * (R_off - R_on) * T / 2`` with ``T = Nc / fd``, reduced by ``sinc(df * T)`` when the
+  modulation is detuned by ``df`` from the camera's ``fd``; no modulation, no signal.
+* Shot noise of all ``(R_off + R_on) T / 2`` photons, read noise, a fixed per-pixel offset near
+  512 on I and Q, 10-bit quantisation and clipping.
+* Time: a volume of ``SensNFrames`` frames takes ``SensNFrames * Tfr`` plus a readout dead time
+  before the next can start; ``world.clock`` advances by that much.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.world import World
+
+# Facts of the camera (heliCam C3 user manual); the driver keeps its own copy on purpose: the
+# simulator is a second implementation of the instrument, not a mirror of the driver.
+_SENSOR_CLOCK_HZ = 70e6
+_SEQUENCER_CLOCK_HZ = 35e6
+_PIXEL_PITCH_M = 39.6e-6
+_DF_I16Q16 = 0x1
+_DDS_GAIN = {0: 3.0, 1: 1.5, 2: 1.0, 3: 0.75}
+
+# Error codes of the simulator (negative, as the library's status calls report errors).
+ERR_GENERAL = -1
+ERR_BAD_HANDLE = -2
+ERR_RANGE = -3
+ERR_NOT_SUPPORTED = -4
+ERR_DISCONNECTED = -5
+
+
+class _Map(ct.Structure):
+    _fields_ = [
+        ("id", ct.c_char_p), ("cmt", ct.c_char_p), ("mode", ct.c_uint8), ("regs", ct.c_void_p),
+        ("enums", ct.c_void_p), ("group", ct.c_char_p), ("level", ct.c_uint8),
+        ("minValue", ct.c_ulong), ("maxValue", ct.c_ulong), ("defValue", ct.c_ulong), ("cammode", ct.c_uint8),
+    ]
+
+
+class _RegDesc(ct.Structure):
+    _fields_ = [("numReg", ct.c_ushort), ("regs", ct.c_void_p), ("numMap", ct.c_ushort),
+                ("maps", ct.POINTER(_Map))]
+
+
+class _Sensor(ct.Structure):
+    _fields_ = [("id", ct.c_char_p), ("verStr", ct.c_char_p), ("pixPitch", ct.c_float * 2),
+                ("size", ct.c_ushort * 2), ("orientation", ct.c_uint8)]
+
+
+class _SysDesc(ct.Structure):
+    _fields_ = [("id", ct.c_char_p), ("featStrFPGA", ct.c_void_p), ("featStrUSB", ct.c_void_p),
+                ("fpga", ct.c_void_p), ("sensor", ct.POINTER(_Sensor)), ("usb", ct.c_void_p),
+                ("eth", ct.c_void_p), ("motion", ct.c_void_p)]
+
+
+class _CamData(ct.Structure):
+    _fields_ = [("size", ct.c_uint), ("format", ct.c_uint), ("prop", ct.c_ushort),
+                ("refCount", ct.c_ushort), ("data", ct.c_void_p)]
+
+
+# name: (min, max, default, comment)
+_MAPS: dict[str, tuple[int, int, int, str]] = {
+    "AcqStop": (0, 1, 1, "1 stops acquisition"),
+    "CamMode": (0, 7, 0, "0 raw IQ, 1 amplitude, 3 intensity, 4 simple max, 7 min energy"),
+    "SensTqp": (0, 4095, 845, "fd = 70 MHz / (8 (SensTqp + 30))"),
+    "SensNavM2": (1, 255, 2, "cycles per frame Nc = 2 SensNavM2 + 2"),
+    "SensNFrames": (1, 512, 100, "frames per volume"),
+    "CalDur1Cyc": (0, 1, 1, "1: offset compensation lasts one cycle"),
+    "SensCaldur": (1, 4096, 100, "Toffset = (SensCaldur + 58) / 35 MHz"),
+    "BSEnable": (0, 1, 1, "in-pixel background suppression"),
+    "DdsGain": (0, 3, 2, "analogue gain 3, 1.5, 1, 0.75"),
+    "TrigFreeExtN": (0, 1, 1, "1 internal (free running), 0 external trigger"),
+    "ExtTqp": (0, 1, 0, "quarter periods from IN3"),
+    "EnTrigOnPos": (0, 1, 0, "trigger on encoder position"),
+    "EnSynFOut": (0, 1, 0, "sync output at fd on OUT1"),
+}
+
+
+@dataclass
+class _Fault:
+    code: int
+    remaining: int
+
+
+class SimLibHeLIC:
+    """The heliCam C3 library simulated over a ``World``.
+
+    Args:
+        world: the shared physics; the image shape is ``world.shape``.
+        gain_du_per_photon: conversion of detected photons to raw units at DdsGain = 2.
+        read_noise_du: read noise per I or Q sample.
+        offset_spread_du: standard deviation of the fixed per-pixel offsets around 512.
+        readout_dead_time_s: time between the end of a volume and the start of the next.
+        phase_rad: lock-in phase of the MW modulation relative to the camera's reference.
+        seed: seed of the noise generator.
+
+    Attributes:
+        frame_hook: called with each frame's start time (world clock) before the frame is
+            synthesised; the sim stimulus uses it to play coil waveforms frame by frame.
+        connected: ``False`` makes every call fail as if the USB cable were pulled.
+    """
+
+    def __init__(self, world: World, gain_du_per_photon: float = 3e-3, read_noise_du: float = 1.5,
+                 offset_spread_du: float = 4.0, readout_dead_time_s: float = 1e-3,
+                 phase_rad: float = 0.0, seed: int = 1) -> None:
+        self.world = world
+        self.gain_du_per_photon = gain_du_per_photon
+        self.read_noise_du = read_noise_du
+        self.readout_dead_time_s = readout_dead_time_s
+        self.phase_rad = phase_rad
+        self.frame_hook: Callable[[float], None] | None = None
+        self.connected = True
+        self.volumes_acquired = 0
+        self._rng = np.random.default_rng(seed)
+        rows, cols = world.shape
+        spread = offset_spread_du * self._rng.standard_normal((rows, cols, 2))
+        self._offsets = np.rint(512 + spread).astype(np.float32)
+        self._lock = threading.Lock()
+        self._handle = 0
+        self._timeout_s = 2.0
+        self._values = {name: spec[2] for name, spec in _MAPS.items()}
+        self._alloc_format: int | None = None
+        self._faults: dict[str, _Fault] = {}
+        self._buffer = np.zeros(0, np.int16)
+        self._pl_cache: tuple[tuple, np.ndarray, np.ndarray] | None = None
+        self._bank: np.ndarray | None = None
+        # ctypes objects handed out must outlive the calls: keep them here.
+        self._map_array = (_Map * len(_MAPS))()
+        self._keep = []
+        for i, (name, (lo, hi, default, cmt)) in enumerate(_MAPS.items()):
+            ident, comment = name.encode(), cmt.encode()
+            self._keep += [ident, comment]
+            self._map_array[i] = _Map(ident, comment, 0, None, None, b"sim", 0, lo, hi, default, 0xFF)
+        self._regdesc = _RegDesc(0, None, len(_MAPS), ct.cast(self._map_array, ct.POINTER(_Map)))
+        pitch = (ct.c_float * 2)(_PIXEL_PITCH_M, _PIXEL_PITCH_M)
+        self._sensor = _Sensor(b"heliSens S3.1 (simulated)", b"sim", pitch, (ct.c_ushort * 2)(cols, rows), 0)
+        self._sysdesc = _SysDesc(b"c3cam_sim", None, None, None, ct.pointer(self._sensor), None, None, None)
+        self._camdata = _CamData()
+
+    # ---- fault injection -----------------------------------------------------------------------
+
+    def inject_fault(self, function: str, code: int, times: int = 1) -> None:
+        """Make the next ``times`` calls of ``function`` (e.g. ``"HE_Acquire"``) return ``code``."""
+        self._faults[function] = _Fault(code, times)
+
+    def _fault(self, function: str) -> int | None:
+        if not self.connected:
+            return ERR_DISCONNECTED
+        f = self._faults.get(function)
+        if f is None:
+            return None
+        f.remaining -= 1
+        if f.remaining <= 0:
+            del self._faults[function]
+        return f.code
+
+    def _bad(self, handle: object) -> bool:
+        value = handle.value if hasattr(handle, "value") else handle
+        return not self._handle or value != self._handle
+
+    # ---- entry points: connection --------------------------------------------------------------
+
+    def HE_Open(self, handle_ptr, mode: int, args: bytes) -> int:  # noqa: N802 - vendor names
+        if (code := self._fault("HE_Open")) is not None:
+            return code
+        if mode != 0 or not args.startswith(b"sys="):
+            return ERR_GENERAL
+        self._handle = 0x5EC3
+        handle_ptr.contents.value = self._handle
+        return 1
+
+    def HE_Close(self, handle) -> int:  # noqa: N802
+        if self._bad(handle):
+            return ERR_BAD_HANDLE
+        self._handle = 0
+        return 0
+
+    def HE_SetTimeout(self, handle, ms: int) -> int:  # noqa: N802
+        if (code := self._fault("HE_SetTimeout")) is not None or self._bad(handle):
+            return code if code is not None else ERR_BAD_HANDLE
+        self._timeout_s = ms / 1000 if ms > 0 else float("inf")
+        return 0
+
+    def HE_GetRegDesc(self, handle):  # noqa: N802
+        if self._fault("HE_GetRegDesc") is not None or self._bad(handle):
+            return ct.POINTER(_RegDesc)()
+        return ct.pointer(self._regdesc)
+
+    def HE_GetSysDesc(self, handle):  # noqa: N802
+        if self._fault("HE_GetSysDesc") is not None or self._bad(handle):
+            return ct.POINTER(_SysDesc)()
+        return ct.pointer(self._sysdesc)
+
+    # ---- entry points: settings ----------------------------------------------------------------
+
+    def HE_SetMap(self, handle, map_ptr, value: int) -> int:  # noqa: N802
+        if (code := self._fault("HE_SetMap")) is not None:
+            return code
+        if self._bad(handle):
+            return ERR_BAD_HANDLE
+        name = map_ptr.contents.id.decode()
+        if name not in _MAPS:
+            return ERR_GENERAL
+        lo, hi = _MAPS[name][:2]
+        if not lo <= int(value) <= hi:
+            return ERR_RANGE
+        with self._lock:
+            self._values[name] = int(value)
+        return 0
+
+    def HE_GetMap(self, handle, map_ptr) -> int:  # noqa: N802
+        if (code := self._fault("HE_GetMap")) is not None:
+            return code
+        if self._bad(handle):
+            return ERR_BAD_HANDLE
+        return self._values.get(map_ptr.contents.id.decode(), ERR_GENERAL)
+
+    def HE_AllocCamData(self, handle, idx: int, fmt: int, prop: int, ext_data, ext_size: int) -> int:  # noqa: N802
+        if (code := self._fault("HE_AllocCamData")) is not None:
+            return code
+        if self._bad(handle):
+            return ERR_BAD_HANDLE
+        if fmt != _DF_I16Q16:
+            return ERR_NOT_SUPPORTED
+        self._alloc_format = fmt
+        return 0
+
+    # ---- entry points: acquisition -------------------------------------------------------------
+
+    def timing(self) -> tuple[float, int, float]:
+        """(fd in Hz, cycles per frame, frame period in s) from the present registers."""
+        v = self._values
+        fd = _SENSOR_CLOCK_HZ / (8 * (v["SensTqp"] + 30))
+        n_cycles = 2 * v["SensNavM2"] + 2
+        t_offset = 1 / fd if v["CalDur1Cyc"] else (v["SensCaldur"] + 58) / _SEQUENCER_CLOCK_HZ
+        return fd, n_cycles, n_cycles / fd + t_offset
+
+    def HE_Acquire(self, handle) -> int:  # noqa: N802
+        if (code := self._fault("HE_Acquire")) is not None:
+            if code == 0:
+                self.world.clock.advance(min(self._timeout_s, 10.0))
+            return code
+        if self._bad(handle):
+            return ERR_BAD_HANDLE
+        v = self._values
+        if v["CamMode"] != 0 or self._alloc_format != _DF_I16Q16:
+            return ERR_NOT_SUPPORTED
+        triggered = v["TrigFreeExtN"] == 1 or self.world.mw_gate_modulation_hz > 0
+        if v["AcqStop"] == 1 or not triggered:
+            # Stopped, or waiting for an external trigger that the pulse generator is not sending.
+            self.world.clock.advance(min(self._timeout_s, 10.0))
+            return 0
+        volume = self._synthesise(v["SensNFrames"])
+        self._buffer = volume
+        self._camdata = _CamData(volume.nbytes, _DF_I16Q16, 0, 1, volume.ctypes.data)
+        self.volumes_acquired += 1
+        return volume.nbytes
+
+    def HE_GetCamData(self, handle, idx: int, add_ref: int, meta_ptr):  # noqa: N802
+        if self._fault("HE_GetCamData") is not None or self._bad(handle) or not self._buffer.size:
+            return ct.POINTER(_CamData)()
+        if meta_ptr:
+            meta = meta_ptr.contents
+            dims = self._buffer.shape[::-1]
+            meta.numDim = len(dims)
+            for i, d in enumerate(dims):
+                meta.dimSz[i] = d
+        return ct.pointer(self._camdata)
+
+    # ---- physics -------------------------------------------------------------------------------
+
+    def _pl_rates(self) -> tuple[np.ndarray, np.ndarray]:
+        """(R_off - R_on, (R_off + R_on) / 2) per pixel, cached while the World's state holds."""
+        w = self.world
+        key = (w.mw_frequency_hz, w.mw_power_dbm, w.mw_output, w.laser_on, w.coil_currents_a.tobytes())
+        if self._pl_cache is None or self._pl_cache[0] != key:
+            off, on = w.pl_rate_hz(False), w.pl_rate_hz(True)
+            self._pl_cache = (key, (off - on).astype(np.float32), (0.5 * (off + on)).astype(np.float32))
+        return self._pl_cache[1], self._pl_cache[2]
+
+    def _noise(self, n: int) -> np.ndarray:
+        """``n`` standard normal samples: a window at a random start in a large pre-drawn bank.
+
+        Drawing 180,000 normals per frame would cost more than the frame time at 208 frames/s; a
+        random window gives each pixel an independent draw per frame at the cost of a copy.
+        """
+        bank_size = 1 << 23
+        if self._bank is None or self._bank.size < bank_size + n:
+            self._bank = self._rng.standard_normal(bank_size + n, dtype=np.float32)
+        start = int(self._rng.integers(0, bank_size))
+        return self._bank[start:start + n]
+
+    def _frame_model(self, fd: float, t_int: float) -> tuple[np.ndarray, np.ndarray]:
+        """(mean raw frame, noise sigma) for the World's present state, both (rows, cols, 2)."""
+        gain = self.gain_du_per_photon * _DDS_GAIN[self._values["DdsGain"]]
+        diff, mean = self._pl_rates()
+        f_mod = self.world.mw_gate_modulation_hz
+        response = float(np.sinc((f_mod - fd) * t_int)) if f_mod > 0 else 0.0
+        amplitude = diff * np.float32(gain * 0.5 * t_int * response)
+        lock_phase = np.array([np.cos(self.phase_rad), np.sin(self.phase_rad)], np.float32)
+        base = self._offsets + amplitude[..., None] * lock_phase
+        sigma = np.sqrt(mean * np.float32(t_int * gain**2) + np.float32(self.read_noise_du**2))
+        return base, np.repeat(sigma[..., None], 2, axis=-1)
+
+    def _synthesise(self, n_frames: int) -> np.ndarray:
+        fd, n_cycles, period = self.timing()
+        t_int = n_cycles / fd
+        t0 = self.world.clock.now()
+        rows, cols = self.world.shape
+        out = np.empty((n_frames, rows, cols, 2), np.int16)
+        frame = np.empty((rows, cols, 2), np.float32)
+        model = None
+        for k in range(n_frames):
+            if self.frame_hook is not None or model is None:
+                if self.frame_hook is not None:
+                    self.frame_hook(t0 + k * period)
+                model = self._frame_model(fd, t_int)
+            base, sigma = model
+            np.multiply(self._noise(frame.size).reshape(frame.shape), sigma, out=frame)
+            frame += base
+            np.rint(frame, out=frame)
+            np.clip(frame, 0, 1023, out=frame)
+            out[k] = frame
+        self.world.clock.advance(n_frames * period + self.readout_dead_time_s)
+        return out

@@ -1,0 +1,234 @@
+import ctypes as ct
+
+import numpy as np
+import pytest
+
+from drivers.helicam import (
+    HeliCamC3,
+    HeliCamError,
+    HeliCamSettingError,
+    LibraryNotFoundError,
+    demodulation_frequency_hz,
+    frame_period_s,
+    solve_registers,
+)
+from instrument.protocols import InstrumentDisconnected, InstrumentTimeout, LockInCamera
+from sim.helicam import SimLibHeLIC
+from sim.world import World
+
+
+@pytest.fixture
+def world():
+    return World(shape=(12, 16), seed=3)
+
+
+@pytest.fixture
+def lib(world):
+    return SimLibHeLIC(world)
+
+
+@pytest.fixture
+def cam(world, lib):
+    c = HeliCamC3("cam", lib, clock=world.clock.now)
+    yield c
+    c.close()
+
+
+# ---- register arithmetic (manual facts) -------------------------------------------------------
+
+
+def test_manual_example_10khz_is_senstqp_845():
+    regs = solve_registers(10e3, 100, 10)
+    assert regs.sens_tqp == 845
+    assert demodulation_frequency_hz(845) == pytest.approx(10e3, rel=1e-3)
+
+
+def test_seed_000_settings_6p25khz_at_208_fps():
+    regs = solve_registers(6250, 208, 300)
+    assert regs.sens_tqp == 1370 and demodulation_frequency_hz(1370) == 6250
+    assert regs.cycles_per_frame == 2 * regs.sens_navm2 + 2 == 30
+    assert 1 / regs.frame_period_s == pytest.approx(208, rel=1e-4)
+    # the frame is the demodulation cycles plus the calibration offset (SensCaldur + 58) / 35 MHz
+    assert regs.frame_period_s == pytest.approx(30 / 6250 + (regs.sens_caldur + 58) / 35e6)
+    assert frame_period_s(1370, 14, regs.sens_caldur) == regs.frame_period_s
+
+
+@pytest.mark.parametrize(
+    "args, setting",
+    [
+        ((1e3, 208, 10), "modulation_frequency_hz"),
+        ((300e3, 208, 10), "modulation_frequency_hz"),
+        ((float("nan"), 208, 10), "modulation_frequency_hz"),
+        ((241e3, 208, 10), "modulation_frequency_hz"),  # between two SensTqp steps
+        ((6250, 5000, 10), "frame_rate_hz"),
+        ((6250, 0, 10), "frame_rate_hz"),
+        ((6250, -3, 10), "frame_rate_hz"),
+        ((6250, 3000, 10), "frame_rate_hz"),  # fewer than 4 cycles per frame at 6.25 kHz
+        ((6250, 208, 0), "frames_per_volume"),
+        ((6250, 208, 513), "frames_per_volume"),
+        ((6250, 208, 2.5), "frames_per_volume"),
+        ((6250, 208, True), "frames_per_volume"),
+    ],
+)
+def test_impossible_settings_are_refused_naming_the_setting(args, setting):
+    with pytest.raises(HeliCamSettingError, match=setting):
+        solve_registers(*args)
+
+
+def test_unreachable_frame_rate_lists_what_is_possible():
+    # at 6.25 kHz consecutive frame lengths differ by 2 cycles (320 us), more than the calibration range
+    with pytest.raises(HeliCamSettingError, match="nearest achievable"):
+        solve_registers(6250, 212.8, 10)
+
+
+# ---- the driver against the simulated library --------------------------------------------------
+
+
+def test_satisfies_protocol_with_shape_from_library(cam):
+    assert isinstance(cam, LockInCamera)
+    assert cam.shape == (12, 16)
+    assert cam.pixel_size_m == pytest.approx(150e-6 / 16)
+
+
+def test_configure_writes_registers_and_reports_quantised_settings(cam):
+    s = cam.configure(6250, 208, 50)
+    assert s.modulation_frequency_hz == 6250 and s.frames_per_volume == 50 and s.cycles_per_frame == 30
+    assert s.frame_rate_hz == pytest.approx(208, rel=1e-4)
+    assert cam.get_setting("SensTqp") == 1370
+    assert cam.get_setting("SensNavM2") == 14
+    assert cam.get_setting("SensNFrames") == 50
+    assert cam.get_setting("CamMode") == 0
+    assert cam.get_setting("TrigFreeExtN") == 1
+    assert cam.get_setting("AcqStop") == 0
+    assert cam.snapshot()["registers"]["SensTqp"] == 1370
+
+
+def test_refused_configure_leaves_camera_untouched(cam):
+    cam.configure(6250, 208, 50)
+    with pytest.raises(HeliCamSettingError, match="frames_per_volume"):
+        cam.configure(6250, 208, 1000)
+    assert cam.get_setting("SensNFrames") == 50 and cam.settings.frames_per_volume == 50
+
+
+def test_acquire_returns_raw_iq_near_512_and_takes_camera_time(cam, world):
+    s = cam.configure(6250, 208, 20)
+    t0 = world.clock.now()
+    raw = cam.acquire(45)  # three volumes, surplus discarded
+    assert raw.shape == (45, 12, 16, 2) and raw.dtype == np.int16
+    assert abs(raw.mean() - 512) < 10 and raw.min() >= 0 and raw.max() <= 1023
+    elapsed = world.clock.now() - t0
+    assert elapsed == pytest.approx(3 * (20 / s.frame_rate_hz + 1e-3))
+    info = cam.last_volume
+    assert info.index == 2 and info.n_frames == 20
+    assert np.diff(info.frame_times_s()) == pytest.approx(np.full(19, 1 / s.frame_rate_hz))
+
+
+def test_demodulate_removes_offset(cam):
+    cam.configure(6250, 208, 10)
+    raw = cam.acquire(10)
+    sig = cam.demodulate(raw)
+    assert sig.shape == (10, 12, 16) and sig.dtype == np.float32
+    assert np.allclose(sig, raw[..., 0] - 512.0)
+    with pytest.raises(ValueError, match="must be"):
+        cam.demodulate(raw[..., 0])
+
+
+def test_bad_acquire_requests(cam):
+    with pytest.raises(HeliCamError, match="configure"):
+        cam.acquire(1)
+    cam.configure(6250, 208, 10)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(HeliCamSettingError, match="n_frames"):
+            cam.acquire(bad)
+
+
+def test_external_trigger_times_out_without_pulses(world, lib):
+    cam = HeliCamC3("cam", lib, trigger="external", timeout_s=0.5, clock=world.clock.now)
+    cam.configure(6250, 208, 10)
+    assert cam.get_setting("TrigFreeExtN") == 0 and cam.get_setting("ExtTqp") == 0
+    t0 = world.clock.now()
+    with pytest.raises(InstrumentTimeout, match="trigger"):
+        cam.acquire(10)
+    assert world.clock.now() - t0 == pytest.approx(0.5)
+    world.mw_gate_modulation_hz = 6250  # the pulse generator runs and triggers the camera
+    assert cam.acquire(10).shape[0] == 10
+
+
+def test_bad_trigger_name_is_refused(lib):
+    with pytest.raises(HeliCamSettingError, match="trigger"):
+        HeliCamC3("cam", lib, trigger="sometimes")
+
+
+# ---- library errors -----------------------------------------------------------------------------
+
+
+def test_library_error_code_raises_typed_error(cam, lib):
+    cam.configure(6250, 208, 10)
+    lib.inject_fault("HE_Acquire", -7)
+    with pytest.raises(HeliCamError, match="HE_Acquire.*-7"):
+        cam.acquire(10)
+    assert cam.acquire(10).shape[0] == 10  # the next call works again
+
+
+def test_acquire_timeout_code_zero_is_a_timeout(cam, lib):
+    cam.configure(6250, 208, 10)
+    lib.inject_fault("HE_Acquire", 0)
+    with pytest.raises(InstrumentTimeout):
+        cam.acquire(10)
+
+
+def test_null_data_pointer_raises(cam, lib):
+    cam.configure(6250, 208, 10)
+    lib.inject_fault("HE_GetCamData", -1)
+    with pytest.raises(HeliCamError, match="NULL"):
+        cam.acquire(10)
+
+
+def test_setmap_failure_during_configure(cam, lib):
+    lib.inject_fault("HE_SetMap", -3)
+    with pytest.raises(HeliCamError, match="HE_SetMap"):
+        cam.configure(6250, 208, 10)
+
+
+def test_open_without_camera_is_disconnected(world):
+    lib = SimLibHeLIC(world)
+    lib.inject_fault("HE_Open", 0)
+    with pytest.raises(InstrumentDisconnected, match="sys=c3cam_sl70"):
+        HeliCamC3("cam", lib)
+
+
+def test_object_without_entry_points_is_refused():
+    with pytest.raises(HeliCamError, match="HE_Acquire"):
+        HeliCamC3("cam", object())
+
+
+def test_unplugged_camera_raises_and_safe_state_does_not(cam, lib):
+    cam.configure(6250, 208, 10)
+    lib.connected = False
+    with pytest.raises(HeliCamError):
+        cam.acquire(10)
+    cam.safe_state()  # must not raise
+    cam.close()
+    cam.close()
+    with pytest.raises(InstrumentDisconnected, match="closed"):
+        cam.acquire(10)
+
+
+def test_safe_state_stops_acquisition(cam):
+    cam.configure(6250, 208, 10)
+    cam.safe_state()
+    assert cam.get_setting("AcqStop") == 1
+
+
+def test_missing_real_library_names_where_it_looked(monkeypatch, tmp_path):
+    monkeypatch.setenv("HELIC_LIBRARY", str(tmp_path / "nowhere" / "libhelic.so"))
+    with pytest.raises(LibraryNotFoundError, match="nowhere.*HELIC_LIBRARY"):
+        HeliCamC3("cam")
+
+
+def test_handle_passed_through_ctypes_pointer(world):
+    # the simulated library receives the same ctypes objects as the real one
+    lib = SimLibHeLIC(world)
+    handle = ct.c_void_p()
+    assert lib.HE_Open(ct.pointer(handle), 0, b"sys=c3cam_sl70") > 0
+    assert handle.value

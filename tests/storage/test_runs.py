@@ -1,0 +1,73 @@
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from instrument.storage.runs import RunWriter, Step, StorageError, check_writable, load_run
+
+
+def open_writer(tmp_path, n=4):
+    w = RunWriter(tmp_path, "test_kind", "sample", {"i": "", "v": "V"}, ("i",))
+    run_id = w.open({"station_snapshot": {"mw": {"power": 1}}, "simulated": True}, {"img": (3, 2)}, n)
+    return w, run_id
+
+
+def test_round_trip_with_metadata_written_at_open(tmp_path):
+    w, run_id = open_writer(tmp_path)
+    for i in range(4):
+        w.write(Step(i, {"i": i, "v": 2.0 * i}, {"img": np.full((3, 2), i)}))
+    w.close("completed")
+    run = load_run(tmp_path, run_id)
+    assert run.metadata["status"] == "completed"
+    assert run.metadata["station_snapshot"] == {"mw": {"power": 1}}
+    assert run.metadata["simulated"] is True
+    assert "software_version" in run.metadata and "started_at" in run.metadata
+    assert run.scalars["v"].tolist() == [0.0, 2.0, 4.0, 6.0]
+    assert run.images("img")[:, 0, 0].tolist() == [0, 1, 2, 3]
+    assert run.steps_done == 4
+
+
+def test_process_killed_mid_run_keeps_every_flushed_step(tmp_path):
+    script = textwrap.dedent(f"""
+        import os, signal, numpy as np
+        from instrument.storage.runs import RunWriter, Step
+        w = RunWriter({str(tmp_path)!r}, "crash", "s", {{"i": ""}}, ("i",))
+        w.open({{}}, {{"img": (4, 4)}}, 10)
+        for i in range(3):
+            w.write(Step(i, {{"i": i}}, {{"img": np.full((4, 4), i)}}))
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=".", capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()
+    run = load_run(tmp_path, 1)
+    assert run.metadata["status"] == "running"  # it never closed: the crash is visible
+    assert run.scalars["i"].tolist() == [0, 1, 2]
+    images = run.images("img")
+    assert images[:3, 0, 0].tolist() == [0, 1, 2]
+    assert np.isnan(images[3:]).all()
+    assert run.steps_done == 3
+
+
+def test_unwritable_output_is_refused_without_creating_anything(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(StorageError, match="cannot write to output directory .*--out"):
+        check_writable(blocker / "runs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_missing_database_or_run_is_a_clear_error(tmp_path):
+    with pytest.raises(StorageError, match="no runs database"):
+        load_run(tmp_path, 1)
+    w, run_id = open_writer(tmp_path)
+    w.close("completed")
+    with pytest.raises(StorageError, match="run 99 is not in"):
+        load_run(tmp_path, 99)
+
+
+def test_write_before_open_is_an_error(tmp_path):
+    w = RunWriter(tmp_path, "k", "s", {"i": ""}, ("i",))
+    with pytest.raises(StorageError, match="before open"):
+        w.write(Step(0, {"i": 0}, {}))
