@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from instrument.physics.constants import MU0
+from instrument.reconstruction.torch_support import flush_denormals, pick_device
 
 NV_POLAR_ANGLE_DEG = 54.75
 """NV axis angle from the sample normal in the paper's scanning probe (eq. 3)."""
@@ -104,7 +105,7 @@ def deproject_nv(
 ) -> tuple[np.ndarray, float]:
     """Full vector field (3, rows, cols) from a B_NV map (eq. 4-6) and the regularization used.
 
-    The denominator i kx nx + i ky ny + k nz vanishes at k = 0 (and is small for an in-plane axis), so
+    The denominator i kx nx + i ky ny - k nz vanishes at k = 0 (and is small for an in-plane axis), so
     its magnitude is floored at ``regularization`` times the largest |k|. With ``regularization=None``
     the floor is chosen iteratively: the largest value on a log grid whose re-projection onto the NV
     axis stays within the noise (``noise_rms_t``, default 1 % of the signal rms) of the input map.
@@ -114,8 +115,10 @@ def deproject_nv(
         raise ValueError(f"b_nv_t must be a 2-D map, got shape {b_nv_t.shape}")
     n = np.asarray(nv_axis, dtype=float)
     kx, ky, k = _wavevectors(b_nv_t.shape, pixel_m)
-    denom = 1j * kx * n[0] + 1j * ky * n[1] + k * n[2]
-    numerators = np.array([1j * kx, 1j * ky, k.astype(complex)])
+    # Above the sources B~ is proportional to (i kx, i ky, -k) in this module's convention; the
+    # paper's eq. 4-6 write +k for the opposite z (or FFT sign) convention.
+    denom = 1j * kx * n[0] + 1j * ky * n[1] - k * n[2]
+    numerators = np.array([1j * kx, 1j * ky, -k.astype(complex)])
     spectrum = np.fft.fft2(b_nv_t)
 
     def solve(eps: float) -> np.ndarray:
@@ -170,14 +173,6 @@ class DipResult:
 
 ProgressCallback = Callable[[int, float], None]
 """Called as callback(epoch, mse_t2) after each epoch; return value ignored."""
-
-
-def _pick_device(device: str | None):
-    import torch
-
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _build_network(n_out: int, n_in: int, channels: Sequence[int], kernel: int):
@@ -255,7 +250,7 @@ def reconstruct_dip(
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     axis = nv_unit_vector() if nv_axis is None else np.asarray(nv_axis, dtype=float)
-    dev = _pick_device(device)
+    dev = pick_device(device)
     rows, cols = b_nv_t.shape
     n_comp = mask.shape[0]
 
@@ -291,22 +286,23 @@ def reconstruct_dip(
 
     history: list[float] = []
     best, since_best = math.inf, 0
-    for epoch in range(1, epochs + 1):
-        opt.zero_grad()
-        loss = torch.mean((model_bnv(magnetization()) - target) ** 2)
-        loss.backward()
-        opt.step()
-        value = float(loss.detach())
-        sched.step(value)
-        history.append(value * scale**2)
-        if callback is not None:
-            callback(epoch, history[-1])
-        if value < best * (1 - early_stop_rel_tol):
-            best, since_best = value, 0
-        else:
-            since_best += 1
-        if early_stop_patience is not None and since_best >= early_stop_patience:
-            break
+    with flush_denormals():
+        for epoch in range(1, epochs + 1):
+            opt.zero_grad()
+            loss = torch.mean((model_bnv(magnetization()) - target) ** 2)
+            loss.backward()
+            opt.step()
+            value = float(loss.detach())
+            sched.step(value)
+            history.append(value * scale**2)
+            if callback is not None:
+                callback(epoch, history[-1])
+            if value < best * (1 - early_stop_rel_tol):
+                best, since_best = value, 0
+            else:
+                since_best += 1
+            if early_stop_patience is not None and since_best >= early_stop_patience:
+                break
 
     with torch.no_grad():
         m = magnetization()

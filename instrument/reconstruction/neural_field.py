@@ -31,12 +31,12 @@ from instrument.reconstruction.relaxometry import (
     TorchOperator,
     _validate_spectrum,
     energy_scale,
-    flush_denormals,
     log_mse_fidelity,
     mean_normalized_mse,
     normalized_log_map,
     total_variation,
 )
+from instrument.reconstruction.torch_support import flush_denormals, pick_device
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ def reconstruct_neural_field(
 
     cfg = config or NeuralFieldConfig()
     spectrum = _validate_spectrum(spectrum, geometry)
-    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = pick_device(device)
     torch.manual_seed(seed)
     net = _build_mlp(cfg).to(dev)
     # The Larmor head learns from a weak spectral-shape signal on a few support pixels; a larger

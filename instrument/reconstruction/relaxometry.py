@@ -27,6 +27,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from instrument.physics.constants import MU0
+from instrument.reconstruction.torch_support import flush_denormals
 
 OPERATORS = ("F1", "F2")
 LOG_FLOOR = 1e-10
@@ -221,25 +222,6 @@ class TorchOperator:
 
     def spectrum(self, rho, larmor_hz):
         return self.spatial(rho)[None] * self.line_shape(larmor_hz)
-
-
-class flush_denormals:
-    """Context manager: flush float denormals to zero while optimising, restore the setting after.
-
-    Sparse densities drive most pixels towards zero; with denormals left on, CPU convolutions of
-    those tiny values run up to ten times slower.
-    """
-
-    def __enter__(self):
-        import torch
-
-        self._torch = torch
-        self._enabled = torch.set_flush_denormal(True)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._enabled:
-            self._torch.set_flush_denormal(False)
 
 
 # ----- objective terms (torch) -----------------------------------------------------------------
