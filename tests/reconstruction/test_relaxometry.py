@@ -165,3 +165,14 @@ def test_baselines_reduce_the_fidelity_and_keep_their_constraints(torch):
         assert result.scale > 0
     # ADMM's z-step clips to the box before the (positive) energy rescaling.
     assert admm.density.max() <= 0.8 * admm.scale * (1 + 1e-6)
+
+
+def test_modules_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; import instrument.reconstruction.dip, instrument.reconstruction.dip_masks, "
+            "instrument.reconstruction.neural_field, instrument.reconstruction.relaxometry, "
+            "instrument.reconstruction.array_files; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
