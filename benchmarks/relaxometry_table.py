@@ -48,6 +48,9 @@ def main() -> None:
     parser.add_argument("--paper-schedule", action="store_true",
                         help="paper epochs and widths (10k NeTMY epochs, hidden 320): hours on a CPU")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--methods", default="tikhonov,admm,neural_field", help="comma-separated subset")
+    parser.add_argument("--nf-epochs", default="300,400", help="neural-field stage epochs (CPU schedule)")
+    parser.add_argument("--nf-hidden", type=int, default=64, help="neural-field width (CPU schedule)")
     parser.add_argument("--json", help="also write per-sample results to this JSON file")
     args = parser.parse_args()
 
@@ -58,7 +61,9 @@ def main() -> None:
     if args.paper_schedule:
         nf_config, tik_epochs, admm_outer, admm_inner = NeuralFieldConfig(), 5000, 200, 30
     else:
-        nf_config = NeuralFieldConfig(hidden=64, layers=4, skip_layer=2, octaves=8, stage_epochs=(300, 400))
+        stage_epochs = tuple(int(v) for v in args.nf_epochs.split(","))
+        nf_config = NeuralFieldConfig(hidden=args.nf_hidden, layers=4, skip_layer=2, octaves=8,
+                                      stage_epochs=stage_epochs)
         tik_epochs, admm_outer, admm_inner = 1000, 60, 15
     methods = {
         "tikhonov": lambda s, g, op: rx.reconstruct_tikhonov(s, g, op, epochs=tik_epochs, seed=args.seed),
@@ -66,6 +71,11 @@ def main() -> None:
                                                      inner_iterations=admm_inner, seed=args.seed),
         "neural_field": lambda s, g, op: reconstruct_neural_field(s, g, op, config=nf_config, seed=args.seed),
     }
+    chosen = args.methods.split(",")
+    unknown = set(chosen) - set(methods)
+    if unknown:
+        parser.error(f"unknown methods {sorted(unknown)}; choose from {sorted(methods)}")
+    methods = {name: methods[name] for name in chosen}
     geometry = rx.RelaxometryGeometry()
     rng = np.random.default_rng(args.seed)
     records = []
