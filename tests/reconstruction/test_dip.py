@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,8 @@ SHAPE = (32, 32)
 @pytest.fixture(autouse=True)
 def _two_threads():
     previous = torch.get_num_threads()
-    torch.set_num_threads(2)
+    # Two threads as on CI; QDM_TEST_TORCH_THREADS=1 avoids OpenMP spin-waiting on a loaded machine.
+    torch.set_num_threads(int(os.environ.get("QDM_TEST_TORCH_THREADS", "2")))
     yield
     torch.set_num_threads(previous)
 
@@ -107,7 +110,7 @@ def test_landau_fit_matches_data_and_true_orientation_converges_best():
     truth = dm.smooth_magnetization(dm.landau_mask(SHAPE, axes, 0.0), 8e5, 2)
     b = _noisy_bnv(truth, np.random.default_rng(0))
     scan = dip.mask_orientation_scan(b, lambda a: dm.landau_mask(SHAPE, axes, a), [0, 45, 90],
-                                     epochs=150, learning_rate=7.5e-4, **FAST)
+                                     epochs=80, learning_rate=1.5e-3, **FAST)
     assert scan.best_angle_deg == 0.0
     assert min(scan.final_mse_t2[1:]) > 1.5 * scan.final_mse_t2[0]
     best = scan.results[0]
@@ -123,7 +126,7 @@ def test_uniform_ellipse_true_direction_converges_best():
     truth = dm.smooth_magnetization(dm.uniform_mask(support, 0.0), 8e5, 1)
     b = _noisy_bnv(truth, np.random.default_rng(1))
     scan = dip.mask_orientation_scan(b, lambda a: dm.uniform_mask(support, a), [0, 60, 120],
-                                     epochs=100, learning_rate=1e-3, **FAST)
+                                     epochs=40, learning_rate=1.5e-3, **FAST)
     assert scan.best_angle_deg == 0.0
     assert min(scan.final_mse_t2[1:]) > 2 * scan.final_mse_t2[0]
     assert scan.results[0].snr_db > min(r.snr_db for r in scan.results[1:])

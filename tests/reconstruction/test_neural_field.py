@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,8 @@ TINY = nf.NeuralFieldConfig(hidden=32, layers=3, skip_layer=1, octaves=4, stage_
 @pytest.fixture(autouse=True)
 def _two_threads():
     previous = torch.get_num_threads()
-    torch.set_num_threads(2)
+    # Two threads as on CI; QDM_TEST_TORCH_THREADS=1 avoids OpenMP spin-waiting on a loaded machine.
+    torch.set_num_threads(int(os.environ.get("QDM_TEST_TORCH_THREADS", "2")))
     yield
     torch.set_num_threads(previous)
 

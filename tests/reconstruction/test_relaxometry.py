@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -15,7 +17,8 @@ GEO = rx.RelaxometryGeometry(shape=(16, 16), frequencies_hz=tuple(np.linspace(1e
 def torch():
     torch = pytest.importorskip("torch")
     previous = torch.get_num_threads()
-    torch.set_num_threads(2)
+    # Two threads as on CI; QDM_TEST_TORCH_THREADS=1 avoids OpenMP spin-waiting on a loaded machine.
+    torch.set_num_threads(int(os.environ.get("QDM_TEST_TORCH_THREADS", "2")))
     torch.manual_seed(0)
     yield torch
     torch.set_num_threads(previous)
