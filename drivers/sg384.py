@@ -15,7 +15,6 @@ What this adds to QCoDeS's driver:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,23 +22,9 @@ import numpy as np
 from qcodes import validators as vals
 from qcodes.instrument_drivers.stanford_research import SG384
 
-from drivers.visa_errors import (
-    command_value,
-    enable_tcp_nodelay,
-    peer_closed,
-    plain_errors,
-    split_command,
-    visa_errors,
-)
-from instrument.protocols import (
-    InstrumentDisconnected,
-    InstrumentError,
-    InstrumentTimeout,
-    MicrowaveConstraints,
-    SafetyLimits,
-)
-
-log = logging.getLogger(__name__)
+from drivers.checked_visa import CheckedVisaSource
+from drivers.visa_errors import plain_errors, split_command
+from instrument.protocols import InstrumentError, MicrowaveConstraints, SafetyLimits
 
 MODEL_FREQUENCY_MAX_HZ = {"SG382": 2.025e9, "SG384": 4.05e9, "SG386": 6.075e9}
 FREQUENCY_MIN_HZ = 950e3  # type-N output
@@ -61,7 +46,7 @@ ERROR_TEXT = {
 _MAX_ERRORS_DRAINED = 25
 
 
-class SG384Source(SG384):
+class SG384Source(CheckedVisaSource, SG384):
     """An SRS SG38x signal generator with a lab power ceiling, typed errors and trigger-stepped lists.
 
     Args:
@@ -71,15 +56,12 @@ class SG384Source(SG384):
         **kwargs: passed to QCoDeS's ``VisaInstrument``; ``visalib`` defaults to pyvisa-py (``"@py"``).
     """
 
+    _rf_off_command = "ENBR 0"
+    _device_power_max_dbm = POWER_RANGE_DBM[1]
+
     def __init__(self, name: str, address: str, limits: SafetyLimits, **kwargs: Any) -> None:
-        if "pyvisa_sim_file" not in kwargs:
-            kwargs.setdefault("visalib", "@py")
-        self.limits = limits
-        self._closed = False
-        self._idn: dict[str, str | None] | None = None
-        self._check_errors = False  # QCoDeS queries *IDN? during construction; LERR? after writes only
+        self._prepare(limits, kwargs)
         super().__init__(name, address, **kwargs)
-        enable_tcp_nodelay(self.visa_handle)
         idn = self.get_idn()
         model = str(idn.get("model") or "")
         if model not in MODEL_FREQUENCY_MAX_HZ:
@@ -108,20 +90,9 @@ class SG384Source(SG384):
             "list_size", label="List size", get_cmd="LSTS?", get_parser=int,
             docstring="Number of points of the list in memory (0: none).",
         )
-        self._check_errors = True
-        self._drain_errors()  # stale errors from a previous session must not blame our first write
-
-    def get_idn(self) -> dict[str, str | None]:
-        """``*IDN?`` once per connection: the identity does not change while connected."""
-        if self._idn is None:
-            self._idn = super().get_idn()
-        return dict(self._idn)
+        self._connected()
 
     # ---- MicrowaveSource -----------------------------------------------------------------------
-
-    @property
-    def constraints(self) -> MicrowaveConstraints:
-        return self._constraints
 
     def set_frequency(self, frequency_hz: float) -> None:
         """Set the CW frequency (Hz); out of the model's range raises before anything is sent."""
@@ -131,11 +102,7 @@ class SG384Source(SG384):
 
     def set_power(self, power_dbm: float) -> None:
         """Set the type-N output power (dBm); above the lab ceiling raises before anything is sent."""
-        self.limits.check_mw_power(power_dbm)
-        lo, hi = POWER_RANGE_DBM
-        if not lo <= power_dbm <= hi:
-            raise InstrumentError(self.name, "AMPR", f"power outside the {self.model} type-N range "
-                                  f"{lo:g}..{hi:g} dBm", power_dbm)
+        self._check_power(power_dbm, "AMPR")
         with plain_errors():
             self.amplitude_RF(float(power_dbm))
 
@@ -143,34 +110,6 @@ class SG384Source(SG384):
         """Switch the type-N RF output on or off."""
         with plain_errors():
             self.enable_RF("ON" if on else "OFF")
-
-    def safe_state(self) -> None:
-        """RF off. Never raises: a failure is logged, because this runs while handling other errors."""
-        if self.__dict__.get("_closed", True):
-            return
-        try:
-            self.write("ENBR 0")
-        except Exception as exc:  # noqa: BLE001 - must not mask the error being handled
-            log.error("%s: could not switch RF off: %s", self.name, exc)
-
-    def close(self) -> None:
-        """Switch RF off, then release the connection. Closing twice is harmless."""
-        self.safe_state()
-        self.close_without_rf_off()
-
-    def close_without_rf_off(self) -> None:
-        """Release the connection without touching the output (used when the device is not ours)."""
-        if not self.__dict__.get("_closed", True):
-            self._closed = True
-            super().close()
-
-    def write(self, cmd: str) -> None:
-        with plain_errors():
-            super().write(cmd)
-
-    def ask(self, cmd: str) -> str:
-        with plain_errors():
-            return super().ask(cmd)
 
     # ---- ListSweepSource -----------------------------------------------------------------------
 
@@ -186,9 +125,7 @@ class SG384Source(SG384):
             raise InstrumentError(self.name, "LSTC?", f"list of {len(freqs)} points; the {self.model} "
                                   f"holds 1..{LIST_MAX_POINTS}; split the sweep or step in software",
                                   len(freqs))
-        lo, hi = POWER_RANGE_DBM
-        if not lo <= power_dbm <= hi:
-            raise InstrumentError(self.name, "LSTP", f"power outside {lo:g}..{hi:g} dBm", power_dbm)
+        self._check_power(power_dbm, "LSTP")
         for f in freqs:
             self._check_frequency(f, "LSTP")
         with plain_errors():
@@ -216,8 +153,7 @@ class SG384Source(SG384):
 
     def software_trigger(self) -> None:
         """Step the list once from the bus (``*TRG``), for stations without a trigger cable."""
-        with plain_errors():
-            self.write("*TRG")
+        self.write("*TRG")
 
     @staticmethod
     def _list_point(frequency_hz: float, power_dbm: float) -> str:
@@ -226,58 +162,23 @@ class SG384Source(SG384):
         fields[3] = f"{power_dbm:.2f}"
         return ",".join(fields)
 
-    # ---- checks and bus traffic ----------------------------------------------------------------
+    # ---- hooks of CheckedVisaSource ------------------------------------------------------------
 
-    def _check_frequency(self, frequency_hz: float, command: str) -> None:
-        c = self._constraints
-        if not (np.isfinite(frequency_hz) and c.frequency_min_hz <= frequency_hz <= c.frequency_max_hz):
-            raise InstrumentError(
-                self.name, command, f"frequency outside the {self.model} range "
-                f"{c.frequency_min_hz / 1e6:g} MHz..{c.frequency_max_hz / 1e9:g} GHz", frequency_hz,
-            )
-
-    def _check_power_in_command(self, cmd: str) -> None:
-        """The last guard: no RF power above the lab ceiling leaves through the bus."""
+    def _powers_in(self, cmd: str) -> list[float]:
         header, arg = split_command(cmd)
         header = header.upper()
-        if header == "AMPR" and arg is not None:
-            value = command_value(cmd)
-            self.limits.check_mw_power(value if isinstance(value, float) else float("nan"))
-        elif header == "LSTP" and arg is not None:
-            fields = arg.split(",")
+        if arg is None:
+            return []
+        if header == "AMPR":
+            return [_number(arg.upper().removesuffix("DBM"))]
+        if header == "LSTP":
+            fields = arg.split(",")  # index, frequency, phase, AMPL, AMPR, ...
             if len(fields) > 4 and fields[4].strip().upper() != "N":
-                try:
-                    power = float(fields[4])
-                except ValueError:
-                    power = float("nan")
-                self.limits.check_mw_power(power)
+                return [_number(fields[4])]
+        return []
 
-    def write_raw(self, cmd: str) -> None:
-        self._check_power_in_command(cmd)
-        with visa_errors(self.name, cmd, self._timeout_s()):
-            super().write_raw(cmd)
-        if self._check_errors:
-            self._raise_device_errors(cmd)
-
-    def ask_raw(self, cmd: str) -> str:
-        try:
-            with visa_errors(self.name, cmd, self._timeout_s()):
-                return super().ask_raw(cmd)
-        except InstrumentTimeout as exc:
-            if peer_closed(self.visa_handle):
-                raise InstrumentDisconnected(self.name, cmd, "the instrument closed the connection; "
-                                             "reconnect it and restart the run", exc.value) from exc
-            raise
-
-    def _timeout_s(self) -> float | None:
-        try:
-            timeout_ms = self.visa_handle.timeout
-        except Exception:  # noqa: BLE001 - only used to word an error message
-            return None
-        return None if timeout_ms is None else timeout_ms / 1000
-
-    def _read_errors(self) -> list[int]:
-        codes: list[int] = []
+    def _read_errors(self) -> list[str]:
+        errors: list[str] = []
         for _ in range(_MAX_ERRORS_DRAINED):
             answer = self.ask_raw("LERR?").strip()
             try:
@@ -287,18 +188,12 @@ class SG384Source(SG384):
                                       answer) from None
             if code == 0:
                 break
-            codes.append(code)
-        return codes
+            errors.append(f"error {code} ({ERROR_TEXT.get(code, 'unknown')})")
+        return errors
 
-    def _drain_errors(self) -> None:
-        stale = self._read_errors()
-        if stale:
-            log.info("%s: discarded stale error codes %s", self.name, stale)
 
-    def _raise_device_errors(self, cmd: str, detail: str = "") -> None:
-        codes = self._read_errors()
-        if not codes and not detail:
-            return
-        words = "; ".join(f"error {c} ({ERROR_TEXT.get(c, 'unknown')})" for c in codes)
-        text = ", ".join(t for t in (detail, words) if t)
-        raise InstrumentError(self.name, cmd, f"the instrument refused it: {text}", command_value(cmd))
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")

@@ -16,6 +16,12 @@ from instrument.commands.common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError,
 
 COMMANDS = (
     "instrument.commands.odmr",
+    "instrument.commands.analyse",
+    "instrument.commands.spad",
+    "instrument.commands.pulsed",
+    "instrument.commands.reconstruct",
+    "instrument.commands.coil_scan",
+    "instrument.commands.schedule",
 )
 DEFAULT_COMMAND = "odmr"
 

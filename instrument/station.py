@@ -83,6 +83,11 @@ def _is_qcodes(inst: object) -> bool:
     return any(c.__module__.startswith("qcodes") for c in type(inst).__mro__)
 
 
+def bundled_station(name: str) -> str:
+    """Path of a station file shipped with the package (``sim.yaml``, ``spad.yaml``)."""
+    return str(resources.files("instrument.stations").joinpath(name))
+
+
 def read_station_file(path: str | Path | None) -> tuple[dict[str, Any], str]:
     """Parse and validate a station file; ``None`` reads the bundled default station."""
     if path is None:
@@ -178,8 +183,23 @@ def _build_world(sim: dict[str, Any], source: str, realtime: bool,
     except SampleFileError as exc:
         raise StationFileError(f"station file {source}: {exc}") from exc
     shape = image_shape or tuple(sim.get("image_shape") or sample.sensor_shape)
-    return World(sample, shape=shape, clock=VirtualClock(realtime=realtime),
-                 seed=int(sim.get("seed", 0) if seed is None else seed))
+    world = World(sample, shape=shape, clock=VirtualClock(realtime=realtime),
+                  seed=int(sim.get("seed", 0) if seed is None else seed))
+    world.coil_unit_fields_t()  # computed once now, not inside a simulator's first time-critical call
+    return world
+
+
+def simulated_field_maps(station: Station, seed: int = 0) -> Any:
+    """Noisy B_NV maps of the simulated sample for reconstruction demos (``sim.field_maps``).
+
+    The maps are the World's field for a drive vector over the live coils, plus white noise, a slow
+    background drift and hot pixels: what a measured map looks like, without running the sweeps.
+    """
+    if station.world is None:
+        raise StationFileError("simulated field maps need a simulated station; run with --sim")
+    from sim.field_maps import NoisyMicroscope
+
+    return NoisyMicroscope(station.world, seed=seed)
 
 
 # ---- builders: one per driver name ----------------------------------------------------------------
@@ -205,6 +225,39 @@ def _sg384(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     return SG384Source(role, address, station.limits)
 
 
+def _rohde_schwarz(model: str) -> Callable[[str, dict[str, Any], Station], Instrument]:
+    def build(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+        from drivers.rohde_schwarz import RohdeSchwarzSource
+
+        if station.simulated:
+            from sim.rohde_schwarz import SimRohdeSchwarz
+
+            server = SimRohdeSchwarz(station.world, model, entry.get("frequency_option", "B106"))
+            address = server.start()
+            station._cleanup.append(server.stop)
+        else:
+            address = _need(entry, "address", role)
+        return RohdeSchwarzSource(role, address, station.limits,
+                                  frequency_max_hz=entry.get("frequency_max_hz"))
+
+    return build
+
+
+def _synthhd(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    from drivers.synthhd import SynthHDSource
+
+    channel = int(entry.get("channel", 0))
+    if station.simulated:
+        from sim.synthhd import SimSynthHD
+
+        device = SimSynthHD(station.world, str(entry.get("hardware_version", "2")), world_channel=channel)
+        port = device.start()
+        station._cleanup.append(device.stop)
+    else:
+        port = _need(entry, "port", role)
+    return SynthHDSource(role, port, station.limits, channel=channel)
+
+
 def _pulseblaster(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     from drivers.pulseblaster import PulseBlaster
 
@@ -213,7 +266,7 @@ def _pulseblaster(role: str, entry: dict[str, Any], station: Station) -> Instrum
         from sim.spinapi import SimSpinAPI
 
         library = SimSpinAPI(station.world)
-    return PulseBlaster(role, library=library, board=int(entry.get("board", 0)))
+    return PulseBlaster(role, library=library, board=int(entry.get("board", 0)), limits=station.limits)
 
 
 def _helicam(role: str, entry: dict[str, Any], station: Station) -> Instrument:
@@ -227,6 +280,38 @@ def _helicam(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     return HeliCamC3(role, library=library)
 
 
+def _spad_bridge(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    from drivers.spad_bridge import SpadArray
+
+    frame_period_s = float(entry.get("frame_period_s", 5e-3))
+    if station.simulated:
+        from sim.spad_bridge import SimSpadBridge
+
+        bridge = SimSpadBridge(station.world, frame_period_s=frame_period_s)
+        port = bridge.start()
+        station._cleanup.append(bridge.stop)
+    else:
+        port = _need(entry, "port", role)
+    return SpadArray(role, port, int(entry.get("baudrate", 2_000_000)), entry.get("byteorder", "big"),
+                     frame_period_s=frame_period_s)
+
+
+def _sim_counter(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    if not station.simulated:
+        raise StationFileError(
+            f"instrument {role!r}: driver 'sim_counter' exists only in simulation; run with --sim"
+        )
+    from sim.spin import SimPhotonCounter
+
+    pulser = entry.get("pulser", "pulser")
+    if pulser not in station.instruments:
+        raise StationFileError(f"instrument {role!r}: list the pulse generator {pulser!r} before it")
+    board = station.instruments[pulser].library
+    return SimPhotonCounter(role, station.world, board, shape=tuple(entry.get("shape", (16, 16))),
+                            photon_rate_hz=float(entry.get("photon_rate_hz", 5e6)),
+                            gate=entry.get("gate", "spad_gate"))
+
+
 def _sim_coils(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     if not station.simulated:
         raise StationFileError(
@@ -238,9 +323,53 @@ def _sim_coils(role: str, entry: dict[str, Any], station: Station) -> Instrument
     return SimCoilSource(station.world, station.limits, name=role)
 
 
+def _coil_board(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    from drivers.coil_board import CoilBoard, open_serial
+
+    options: dict[str, Any] = {"ramp_step_a": float(entry.get("ramp_step_a", 50e-6))}
+    if station.simulated:
+        from sim.coil_board import SimCoilBoard
+
+        board = SimCoilBoard(station.world)
+        port = board.start()
+        station._cleanup.append(board.stop)
+        options.update(sleep=station.world.clock.advance,
+                       channel_names=[c.name for c in station.world.sample.coils])
+    else:
+        port = _need(entry, "port", role)
+    if "channel_names" in entry:
+        options["channel_names"] = entry["channel_names"]
+    try:
+        return CoilBoard(role, open_serial(port), station.limits, ceilings_a=entry.get("ceilings_a"),
+                         **options)
+    except (TypeError, ValueError) as exc:
+        raise StationFileError(f"instrument {role!r} (coil_board): {exc}") from exc
+
+
+def _keithley2450_coil(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    from qcodes.instrument_drivers.Keithley import Keithley2450
+
+    from drivers.keithley_coil import KeithleyCoilChannel
+
+    if station.simulated:
+        raise StationFileError(
+            f"instrument {role!r}: 'keithley2450_coil' has no simulator; use driver 'coil_board' with --sim"
+        )
+    smu = Keithley2450(f"{role}_smu", _need(entry, "address", role))
+    return KeithleyCoilChannel(role, smu, station.limits, ceiling_a=entry.get("ceiling_a"),
+                               voltage_limit_v=float(entry.get("voltage_limit_v", 2.0)))
+
+
 BUILDERS: dict[str, Callable[[str, dict[str, Any], Station], Instrument]] = {
     "sg384": _sg384,
+    "smb100a": _rohde_schwarz("SMB100A"),
+    "sgs100a": _rohde_schwarz("SGS100A"),
+    "synthhd": _synthhd,
     "pulseblaster": _pulseblaster,
     "helicam_c3": _helicam,
+    "spad_bridge": _spad_bridge,
+    "sim_counter": _sim_counter,
     "sim_coils": _sim_coils,
+    "coil_board": _coil_board,
+    "keithley2450_coil": _keithley2450_coil,
 }

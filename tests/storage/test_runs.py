@@ -29,6 +29,14 @@ def test_round_trip_with_metadata_written_at_open(tmp_path):
     assert run.steps_done == 4
 
 
+def test_snapshots_with_non_string_keys_are_stored(tmp_path):
+    # QCoDeS snapshots carry val_mapping dicts keyed by bools and ints.
+    w = RunWriter(tmp_path, "k", "s", {"i": ""}, ("i",))
+    run_id = w.open({"station_snapshot": {"map": {True: 1, False: 0, "x": 2}}}, {}, 1)
+    w.close("completed")
+    assert load_run(tmp_path, run_id).metadata["station_snapshot"]["map"] == {"true": 1, "false": 0, "x": 2}
+
+
 def test_process_killed_mid_run_keeps_every_flushed_step(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, numpy as np

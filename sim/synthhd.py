@@ -1,0 +1,301 @@
+"""Simulated Windfreak SynthHD on a pseudo-terminal, coupled to the World.
+
+The SynthHD speaks single-letter commands over USB serial: a letter, then a value, or ``?`` to
+query (``f2870.0`` sets 2870 MHz, ``f?`` answers ``2870.0000000``); frequencies are in MHz, powers
+in dBm; answers end with ``\\n``. Commands may be concatenated (``C0f2870W-5``); the simulator
+also accepts newlines and spaces between them. Like the device, it has no error queue: an unknown
+letter or an out-of-range value is ignored, so a driver must read settings back to know.
+
+Channel A (``C0``) drives the World by default. Tabular sweeps (``X1``) load points with
+``L<n>f<MHz>`` and ``L<n>a<dBm>`` (``Ld`` deletes the table); with trigger mode ``w2`` ("single
+frequency step") and ``g1`` the output sits at point 0 and each trigger steps one point, wrapping
+after the last when ``c1`` (continuous), stopping there when ``c0``. A trigger is a call to
+:meth:`SimSynthHD.trigger` (the pulse-generator simulator calls it on each edge wired to the
+trigger input). :meth:`SimSynthHD.unplug` makes the device vanish from the bus mid-sweep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import threading
+import tty
+from dataclasses import dataclass, field
+
+from sim.world import World
+
+MODELS = {
+    # hardware version -> (model string, min Hz, max Hz)
+    "1": ("SynthHD", 54e6, 13.6e9),
+    "2": ("SynthHD", 10e6, 15e9),
+}
+POWER_RANGE_DBM = (-60.0, 20.0)
+TABLE_MAX_POINTS = 100
+# A command is a letter and a plain decimal value (no exponent: "E" is a command letter).
+# "+", "-", "p" and "z" are queries that take no value; "v0"/"v1" ask the versions.
+_TOKEN = re.compile(r"L(?:d|(\d+)([fa])(\?|[-+0-9.]*))|v[01]|[+\-pz]|[A-Za-z](\?|[-+0-9.]*)|\S")
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)$")
+
+
+@dataclass
+class Channel:
+    """State of one RF output."""
+
+    frequency_mhz: float = 1000.0
+    power_dbm: float = -30.0
+    pll_on: bool = False
+    pa_on: bool = False
+    rf_unmuted: bool = True  # h: the mute switch, open unless a client mutes it
+    trigger_mode: int = 0
+    sweep_type: int = 0
+    continuous: bool = False
+    running: bool = False
+    step_time_ms: float = 10.0
+    table_mhz: dict[int, float] = field(default_factory=dict)
+    table_dbm: dict[int, float] = field(default_factory=dict)
+    index: int = 0
+
+    @property
+    def emitting(self) -> bool:
+        """RF leaves the port when the PLL and the amplifier are powered and the output not muted."""
+        return self.pll_on and self.pa_on and self.rf_unmuted
+
+    def table(self) -> list[tuple[float, float]]:
+        """Points up to the first missing or zero frequency (the table's end mark)."""
+        points = []
+        for i in range(TABLE_MAX_POINTS):
+            f = self.table_mhz.get(i, 0.0)
+            if f <= 0:
+                break
+            points.append((f, self.table_dbm.get(i, self.power_dbm)))
+        return points
+
+    def output(self) -> tuple[float, float]:
+        table = self.table()
+        if self.running and self.sweep_type == 1 and table:
+            return table[min(self.index, len(table) - 1)]
+        return self.frequency_mhz, self.power_dbm
+
+
+class SimSynthHD:
+    """A simulated SynthHD on a pseudo-terminal.
+
+    Args:
+        world: the shared simulated physics.
+        hardware_version: ``"1"`` (54 MHz-13.6 GHz) or ``"2"`` (10 MHz-15 GHz).
+        world_channel: the output wired to the microscope (0 = RF out A).
+        serial_number: answered to ``-``.
+    """
+
+    def __init__(self, world: World, hardware_version: str = "2", world_channel: int = 0,
+                 serial_number: int = 1429) -> None:
+        if hardware_version not in MODELS:
+            raise ValueError(f"unknown SynthHD hardware version {hardware_version!r}; expected 1 or 2")
+        self.world = world
+        self.hardware_version = hardware_version
+        self.model, self.frequency_min_hz, self.frequency_max_hz = MODELS[hardware_version]
+        self.world_channel = world_channel
+        self.serial_number = serial_number
+        self.channels = [Channel(), Channel()]
+        self.selected = 0
+        self.commands: list[str] = []
+        self.trigger_count = 0
+        self._lock = threading.RLock()
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.port = ""
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> str:
+        """Open the pseudo-terminal and start answering; returns the device path for pyserial."""
+        if self._master is None:
+            master, slave = os.openpty()
+            tty.setraw(slave)  # no echo, no line editing: bytes pass as on a USB CDC port
+            self._master, self._slave = master, slave
+            self.port = os.ttyname(slave)
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._serve, name="sim-synthhd", daemon=True)
+            self._thread.start()
+            self._apply()
+        return self.port
+
+    def stop(self) -> None:
+        """Stop answering and close the pseudo-terminal. Stopping twice is harmless."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = None
+
+    def unplug(self) -> None:
+        """The USB cable is pulled: the port vanishes under the driver."""
+        self.stop()
+
+    def __enter__(self) -> SimSynthHD:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _serve(self) -> None:
+        buffer = b""
+        master = self._master
+        while not self._stop.is_set() and master is not None:
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                return
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                reply = self.handle(line.decode("ascii", errors="replace"))
+                if reply:
+                    with contextlib.suppress(OSError):
+                        os.write(master, reply.encode("ascii"))
+
+    # ---- physics coupling ----------------------------------------------------------------------
+
+    def _apply(self) -> None:
+        ch = self.channels[self.world_channel]
+        f_mhz, p_dbm = ch.output()
+        with self.world.lock:
+            self.world.mw_frequency_hz = f_mhz * 1e6
+            self.world.mw_power_dbm = p_dbm
+            self.world.mw_output = ch.emitting
+
+    def trigger(self) -> None:
+        """An edge on the trigger input (called by the pulse-generator simulator)."""
+        with self._lock:
+            self.trigger_count += 1
+            for ch in self.channels:
+                if not (ch.running and ch.trigger_mode == 2 and ch.sweep_type == 1):
+                    continue
+                n = len(ch.table())
+                if n == 0:
+                    continue
+                if ch.index + 1 < n:
+                    ch.index += 1
+                elif ch.continuous:
+                    ch.index = 0
+                else:
+                    ch.running = False  # a single pass ends on its last point
+                    ch.frequency_mhz, ch.power_dbm = ch.table()[-1]
+            self._apply()
+
+    # ---- command interpreter -------------------------------------------------------------------
+
+    def handle(self, line: str) -> str:
+        """Execute one line of (possibly concatenated) commands; returns the answers joined."""
+        with self._lock:
+            answers = []
+            for m in _TOKEN.finditer(line):
+                token = m.group(0)
+                if token.isspace():
+                    continue
+                self.commands.append(token)
+                answer = self._command(m)
+                if answer is not None:
+                    answers.append(answer + "\n")
+            self._apply()
+            return "".join(answers)
+
+    def _command(self, m: re.Match[str]) -> str | None:
+        token = m.group(0)
+        ch = self.channels[self.selected]
+        if token.startswith("L") and len(token) > 1:
+            return self._table(token, m, ch)
+        if token in ("v0", "v1"):
+            return "3.22" if token == "v0" else f"{self.hardware_version}.06"
+        letter, arg = token[0], token[1:]
+        fixed = {"+": self.model, "-": str(self.serial_number), "p": str(int(ch.pll_on)), "z": "32.5"}
+        if letter in fixed and arg == "":
+            return fixed[letter]
+        query = arg == "?"
+        value = None if query else _number(arg)
+        if not query and value is None:
+            return None  # no value: the device ignores it
+        return self._setting(letter, query, value, ch)
+
+    def _setting(self, letter: str, query: bool, value: float | None, ch: Channel) -> str | None:
+        if letter == "C":
+            if query:
+                return str(self.selected)
+            if value in (0, 1):
+                self.selected = int(value)
+            return None
+        if letter == "f":
+            if query:
+                return f"{ch.output()[0]:.7f}"
+            assert value is not None
+            if self.frequency_min_hz <= value * 1e6 <= self.frequency_max_hz:
+                ch.frequency_mhz = value
+            return None
+        if letter == "W":
+            if query:
+                return f"{ch.output()[1]:.3f}"
+            assert value is not None
+            if POWER_RANGE_DBM[0] <= value <= POWER_RANGE_DBM[1]:
+                ch.power_dbm = value
+            return None
+        if letter == "t":
+            if query:
+                return f"{ch.step_time_ms:.3f}"
+            assert value is not None
+            if 4 <= value <= 10000:
+                ch.step_time_ms = value
+            return None
+        flags = {"E": "pll_on", "r": "pa_on", "h": "rf_unmuted", "c": "continuous", "g": "running"}
+        if letter in flags:
+            if query:
+                return str(int(getattr(ch, flags[letter])))
+            if value in (0, 1):
+                if letter == "g" and value == 1 and not ch.running:
+                    ch.index = 0
+                setattr(ch, flags[letter], bool(value))
+            return None
+        modes = {"w": ("trigger_mode", range(0, 10)), "X": ("sweep_type", range(0, 2))}
+        if letter in modes:
+            attr, allowed = modes[letter]
+            if query:
+                return str(getattr(ch, attr))
+            if value is not None and value == int(value) and int(value) in allowed:
+                setattr(ch, attr, int(value))
+            return None
+        return None  # unknown letter: ignored, as the device does
+
+    def _table(self, token: str, m: re.Match[str], ch: Channel) -> str | None:
+        if token == "Ld":
+            ch.table_mhz.clear()
+            ch.table_dbm.clear()
+            return None
+        index, kind, arg = int(m.group(1)), m.group(2), m.group(3)
+        if not 0 <= index < TABLE_MAX_POINTS:
+            return None
+        table = ch.table_mhz if kind == "f" else ch.table_dbm
+        if arg == "?":
+            return f"{table.get(index, 0.0):.7f}" if kind == "f" else f"{table.get(index, 0.0):.3f}"
+        value = _number(arg)
+        if value is None:
+            return None
+        valid = (value == 0 or self.frequency_min_hz <= value * 1e6 <= self.frequency_max_hz) if kind == "f" \
+            else POWER_RANGE_DBM[0] <= value <= POWER_RANGE_DBM[1]
+        if valid:
+            table[index] = value
+        return None
+
+
+def _number(text: str) -> float | None:
+    return float(text) if _NUMBER.match(text) else None
