@@ -7,9 +7,9 @@ and the saturation magnetization turn them into M. AdamW with ReduceLROnPlateau 
 between measured and modelled B_NV (eq. 7); SNR is eq. 8. ``mask_orientation_scan`` runs the paper's
 diagnostic: the mask orientation that converges best indicates the domain structure.
 
-Sign convention: numpy's FFT (forward e^{-i k.r}), z up from the film to the NV. In this convention the
-field is -(mu0/2) e^{-kz} (1 - e^{-kt})/k times the matrix of eq. 1 (the paper's printed sign belongs
-to the opposite z or FFT convention); tests check it against a direct dipole sum.
+Sign convention: ``instrument.physics.fourier``'s (numpy FFT, z up from the film to the NV), in which
+the field is -(mu0/2) e^{-kz} (1 - e^{-kt})/k times the matrix of eq. 1 as printed (the paper uses the
+opposite z or FFT sign); tests check it against a direct dipole sum.
 
 torch is an optional extra: it is imported only inside the functions that train.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instrument.physics.constants import MU0
+from instrument.physics import fourier
 from instrument.reconstruction.torch_support import flush_denormals, pick_device
 
 NV_POLAR_ANGLE_DEG = 54.75
@@ -42,11 +42,7 @@ def nv_unit_vector(polar_deg: float = NV_POLAR_ANGLE_DEG, azimuth_deg: float = 0
 def _wavevectors(shape: tuple[int, int], pixel_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if pixel_m <= 0:
         raise ValueError(f"pixel_m must be positive, got {pixel_m}")
-    rows, cols = shape
-    ky = 2 * np.pi * np.fft.fftfreq(rows, pixel_m)[:, None]
-    kx = 2 * np.pi * np.fft.fftfreq(cols, pixel_m)[None, :]
-    kx, ky = np.broadcast_arrays(kx, ky)
-    return kx, ky, np.hypot(kx, ky)
+    return fourier.wavevectors(shape, pixel_m)
 
 
 def field_transfer(
@@ -55,22 +51,14 @@ def field_transfer(
     """Transfer tensor A (3, 3, rows, cols): B~_i(k) = sum_j A_ij(k) M~_j(k) for a film of M in A/m.
 
     ``standoff_m`` is the distance from the film's top surface to the sensor; the film extends
-    ``thickness_m`` below it.
+    ``thickness_m`` below it. Built from ``instrument.physics.fourier``: the eq. 1 kernel times the
+    propagator, with the areal moment M t averaged over the film depth.
     """
     if standoff_m < 0 or thickness_m <= 0:
         raise ValueError(f"need standoff_m >= 0 and thickness_m > 0, got {standoff_m}, {thickness_m}")
     kx, ky, k = _wavevectors(shape, pixel_m)
-    k_safe = np.where(k == 0, 1.0, k)
-    depth = np.where(k == 0, thickness_m, -np.expm1(-k * thickness_m) / k_safe)
-    pref = -0.5 * MU0 * np.exp(-k * standoff_m) * depth
-    matrix = np.array(
-        [
-            [kx**2 / k_safe, kx * ky / k_safe, 1j * kx],
-            [kx * ky / k_safe, ky**2 / k_safe, 1j * ky],
-            [1j * kx, 1j * ky, -k],
-        ]
-    )
-    return matrix * pref
+    depth = thickness_m * fourier.layer_thickness_factor(k, thickness_m)
+    return fourier.magnetization_kernel(kx, ky, k) * fourier.propagator(k, standoff_m) * depth
 
 
 def stray_field(
