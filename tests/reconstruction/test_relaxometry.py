@@ -15,7 +15,8 @@ GEO = rx.RelaxometryGeometry(shape=(16, 16), frequencies_hz=tuple(np.linspace(1e
 
 @pytest.fixture
 def torch():
-    torch = pytest.importorskip("torch")
+    import torch
+
     previous = torch.get_num_threads()
     # Two threads as on CI; QDM_TEST_TORCH_THREADS=1 avoids OpenMP spin-waiting on a loaded machine.
     torch.set_num_threads(int(os.environ.get("QDM_TEST_TORCH_THREADS", "2")))
