@@ -1,0 +1,336 @@
+"""The operator's main window: station and scan panels, live image and spectra, run browser.
+
+While a run is going the engine runs in a worker thread and owns the instruments. The window reads
+the engine's ``LiveSink`` on a QTimer: if several steps arrived since the last repaint only the newest
+is drawn (stale frames are dropped, never queued), so a slow repaint can never hold up acquisition.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from instrument.analysis.cw_run import CwFieldMap, analyse_cw_run, fitted_curve, plot_cw_result
+from instrument.gui.cw_panel import CwOdmrPanel
+from instrument.gui.live_data import SweepCube
+from instrument.gui.live_views import ImagePanel, SpectrumPanel
+from instrument.gui.run_browser import RunBrowser
+from instrument.gui.station_panel import StationPanel
+from instrument.gui.worker import BackgroundTask, EngineRunner
+from instrument.storage.runs import RunWriter, Step, StoredRun
+from sequences.engine import Engine, LiveSink, Progress, RunOutcome
+
+REFRESH_INTERVAL_MS = 33  # ~30 repaints/s: smooth for the eye, cheap next to a 208 frame/s camera
+IMAGE_NAME = "signal"
+LIVE_FRAME = "latest frame"
+FIT_VIEWS = {
+    "fitted resonance, I-off": ("center_off_hz", "MHz", 1e-6, "viridis"),
+    "fitted resonance, I-on": ("center_on_hz", "MHz", 1e-6, "viridis"),
+    "B_NV of the coils": ("b_nv_t", "uT", 1e6, "diverging"),
+}
+
+
+def cube_from_run(run: StoredRun, image_name: str = IMAGE_NAME) -> tuple[SweepCube, np.ndarray]:
+    """A stored run replayed into a ``SweepCube``; also returns the image stack."""
+    images = run.images(image_name)
+    cube = SweepCube(image_name)
+    cube.open(run.metadata, {image_name: images.shape[1:]}, images.shape[0])
+    names = list(run.scalars)
+    n = min(len(v) for v in run.scalars.values()) if run.scalars else 0
+    for i in range(n):
+        values = {k: float(run.scalars[k][i]) for k in names}
+        cube.write(Step(i, values, {image_name: images[i]}))
+    return cube, images
+
+
+def pixel_size_of(metadata_or_snapshot: dict[str, Any]) -> float | None:
+    """The camera's pixel size on the sample from a station snapshot, if it reports one."""
+    snap = metadata_or_snapshot.get("station_snapshot", metadata_or_snapshot)
+    value = (snap.get("instruments") or {}).get("camera", {}).get("pixel_size_m")
+    return float(value) if value else None
+
+
+class MainWindow(QMainWindow):
+    """The application window for one station and one output directory."""
+
+    def __init__(self, station: Any, out_dir: Path, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.station = station
+        self.out_dir = Path(out_dir)
+        self.setWindowTitle(f"QDM acquire: {station.name}" + ("  [SIMULATED]" if station.simulated else ""))
+
+        self.station_panel = StationPanel(station)
+        self.cw_panel = CwOdmrPanel(station)
+        controls = QTabWidget()
+        controls.addTab(self.cw_panel, "CW ODMR")
+        controls.addTab(self.station_panel, "Station")
+        controls.setMinimumWidth(360)
+
+        snapshot = station.snapshot()
+        self.image_panel = ImagePanel(pixel_size_of(snapshot))
+        self.image_choice = QComboBox()
+        self.image_choice.addItem(LIVE_FRAME)
+        self.image_choice.currentTextChanged.connect(lambda _: self._show_current_image())
+        self.spectrum_panel = SpectrumPanel()
+        self.source_label = QLabel("no data yet: start a scan or open a stored run")
+        image_box = QWidget()
+        image_layout = QVBoxLayout(image_box)
+        image_layout.setContentsMargins(0, 0, 0, 0)
+        choice_row = QHBoxLayout()
+        choice_row.addWidget(QLabel("show"))
+        choice_row.addWidget(self.image_choice, 1)
+        image_layout.addLayout(choice_row)
+        image_layout.addWidget(self.image_panel, 1)
+        live_split = QSplitter(Qt.Orientation.Horizontal)
+        live_split.addWidget(image_box)
+        live_split.addWidget(self.spectrum_panel)
+        live = QWidget()
+        live_layout = QVBoxLayout(live)
+        live_layout.addWidget(self.source_label)
+        live_layout.addWidget(live_split, 1)
+
+        self.run_browser = RunBrowser(self.out_dir)
+        self.views = QTabWidget()
+        self.views.addTab(live, "Live")
+        self.views.addTab(self.run_browser, "Runs")
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(controls)
+        split.addWidget(self.views)
+        split.setStretchFactor(1, 1)
+        self.setCentralWidget(split)
+
+        self.live_sink: LiveSink | None = None
+        self.cube: SweepCube | None = None
+        self.runner: EngineRunner | None = None
+        self.writer: RunWriter | None = None
+        self.fit: CwFieldMap | None = None
+        self.task: BackgroundTask | None = None
+        self.last_outcome: RunOutcome | None = None
+        self._seen_counter = 0
+        self._latest_frame: np.ndarray | None = None
+        self.steps_received = 0  # steps the engine produced, as counted by the live sink
+        self.frames_displayed = 0  # of which were drawn; the rest were dropped as stale
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(REFRESH_INTERVAL_MS)
+        self.timer.timeout.connect(self.refresh_live)
+
+        self.cw_panel.start_requested.connect(self.start_run)
+        self.cw_panel.pause_requested.connect(lambda: self.runner and self.runner.pause())
+        self.cw_panel.resume_requested.connect(lambda: self.runner and self.runner.resume())
+        self.cw_panel.abort_requested.connect(self.abort_run)
+        self.image_panel.pixel_chosen.connect(lambda r, c: self.refresh_spectra())
+        self.run_browser.open_requested.connect(self.open_run)
+        self.run_browser.refit_requested.connect(self.refit_run)
+        self.run_browser.export_requested.connect(self.export_figure)
+        self.statusBar().showMessage("simulated station" if station.simulated else "ready")
+        self.resize(1400, 820)
+
+    # ---- running a scan ----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.runner is not None and self.runner.is_running()
+
+    def start_run(self, sequence: Any) -> None:
+        """Start ``sequence`` on the station in a worker thread, storing it and feeding the live views."""
+        if self.running:
+            self.statusBar().showMessage("a run is already going; abort it first")
+            return
+        station = self.station
+        sample = station.world.sample.name if station.world is not None else station.name
+        self.writer = RunWriter(self.out_dir, sequence.name, sample, sequence.scalars, sequence.setpoints)
+        self.live_sink = LiveSink()
+        self.cube = SweepCube(IMAGE_NAME)
+        metadata = {"station_snapshot": station.snapshot(), "simulated": station.simulated,
+                    "command": "acquire gui" if not station.simulated else "acquire --sim gui"}
+        engine = Engine(station.instruments, station.limits, [self.writer, self.live_sink, self.cube],
+                        metadata)
+        self.runner = EngineRunner(engine, sequence, self)
+        self.runner.progress.connect(self._progress)
+        self.runner.done.connect(self._run_done)
+        self.runner.failed.connect(self._run_failed)
+        self.fit = None
+        self._reset_image_choices()
+        self.spectrum_panel.clear()
+        self._seen_counter = 0
+        self.steps_received = self.frames_displayed = 0
+        self.cw_panel.set_running(True)
+        self.station_panel.set_busy(True)
+        self.source_label.setText(f"live: {sequence.name} on {station.name}")
+        self.views.setCurrentIndex(0)
+        self.runner.start()
+        self.timer.start()
+
+    def abort_run(self) -> None:
+        if self.runner is not None:
+            self.runner.abort()
+            self.statusBar().showMessage("aborting: the engine stops after the step in flight")
+
+    def refresh_live(self) -> None:
+        """Timer tick: draw the newest step if there is one; older ones are dropped."""
+        if self.live_sink is None:
+            return
+        counter, step = self.live_sink.latest()
+        if step is None or counter == self._seen_counter:
+            return
+        self.steps_received = counter
+        self._seen_counter = counter
+        self._latest_frame = step.images.get(IMAGE_NAME)
+        if self.image_choice.currentText() == LIVE_FRAME and self._latest_frame is not None:
+            self.image_panel.set_image(self._latest_frame, f"lock-in signal, {step.label}", "counts")
+        self.frames_displayed += 1
+        self.refresh_spectra()
+
+    def refresh_spectra(self) -> None:
+        if self.cube is None or self.cube.image_shape is None:
+            return
+        row, col = self.image_panel.pixel
+        pixel, mean = self.cube.pixel_spectra(row, col), self.cube.mean_spectra()
+        self.spectrum_panel.show_spectra(pixel, mean, row, col)
+        if self.fit is not None:
+            curves = {g: fitted_curve(f, self.fit.frequencies_hz, (row, col))
+                      for g, f in enumerate((self.fit.fit_off, self.fit.fit_on))}
+            self.spectrum_panel.show_fit(self.fit.frequencies_hz, curves)
+
+    def _progress(self, progress: Progress) -> None:
+        self.cw_panel.show_progress(progress)
+
+    def _run_done(self, outcome: RunOutcome) -> None:
+        self.last_outcome = outcome
+        self.timer.stop()
+        self.refresh_live()
+        self.cw_panel.set_running(False)
+        self.cw_panel.show_outcome(outcome.status, outcome.reason)
+        self.station_panel.set_busy(False)
+        self.station_panel.refresh()
+        run_id = self.writer.run_id if self.writer else None
+        self.statusBar().showMessage(
+            f"run {run_id} {outcome.status} after {outcome.steps_done} steps; "
+            f"{self.frames_displayed} of {self.steps_received} steps drawn live")
+        self.run_browser.refresh()
+        if run_id is not None:
+            self.run_browser.select_run(run_id)
+
+    def _run_failed(self, exc: Exception) -> None:
+        self.timer.stop()
+        self.cw_panel.set_running(False)
+        self.station_panel.set_busy(False)
+        self.cw_panel.show_outcome("failed", f"{type(exc).__name__}: {exc}")
+        self.statusBar().showMessage(f"run failed: {exc}")
+
+    # ---- stored runs ---------------------------------------------------------------------------------
+
+    def open_run(self, run: StoredRun) -> None:
+        """Show a stored run in the live views (last measured frame, spectra at any pixel)."""
+        if self.running:
+            self.statusBar().showMessage("a run is going; open stored runs when it has ended")
+            return
+        try:
+            self.cube, images = cube_from_run(run)
+        except (KeyError, OSError) as exc:
+            self.statusBar().showMessage(f"cannot open run {run.run_id}: {exc}")
+            return
+        self.live_sink = None
+        self.fit = None
+        self._reset_image_choices()
+        size = pixel_size_of(run.metadata)
+        if size:
+            self.image_panel.pixel_size_m = size
+        measured = [i for i in range(images.shape[0]) if np.isfinite(images[i]).any()]
+        self._latest_frame = images[measured[-1]] if measured else None
+        self.spectrum_panel.clear()
+        self._show_current_image()
+        self.refresh_spectra()
+        self.source_label.setText(f"stored run {run.run_id} ({run.metadata.get('status', '?')}) "
+                                  f"from {self.out_dir}")
+        self.views.setCurrentIndex(0)
+
+    def refit_run(self, run: StoredRun, then_export: Path | None = None) -> BackgroundTask:
+        """Fit every pixel of ``run`` in the background; show the maps and the fitted curves."""
+        self.open_run(run)
+        self.statusBar().showMessage(f"fitting run {run.run_id}...")
+        self.task = BackgroundTask(lambda: analyse_cw_run(run), self)
+        self.task.done.connect(lambda result: self._fit_done(run, result, then_export))
+        self.task.failed.connect(
+            lambda exc: self.statusBar().showMessage(f"cannot fit run {run.run_id}: {exc}"))
+        self.task.start()
+        return self.task
+
+    def _fit_done(self, run: StoredRun, result: CwFieldMap, then_export: Path | None) -> None:
+        self.fit = result
+        for name in FIT_VIEWS:
+            if self.image_choice.findText(name) < 0:
+                self.image_choice.addItem(name)
+        self.image_choice.setCurrentText("B_NV of the coils")
+        self.refresh_spectra()
+        lo, hi = result.field_range_t
+        self.statusBar().showMessage(f"run {run.run_id}: B_NV {lo * 1e6:+.2f} .. {hi * 1e6:+.2f} uT, "
+                                     f"{result.converged_fraction:.1%} of pixels fitted")
+        if then_export is not None:
+            self._write_figure(run, then_export)
+
+    def export_figure(self, run: StoredRun, path: Path | None = None) -> None:
+        """Export the run's summary figure (spectrum at the chosen pixel, resonance and B_NV maps)."""
+        if path is None:
+            chosen, _ = QFileDialog.getSaveFileName(self, "Export figure",
+                                                    str(run.run_dir / f"run-{run.run_id:04d}.png"),
+                                                    "PNG image (*.png);;PDF (*.pdf);;SVG (*.svg)")
+            if not chosen:
+                return
+            path = Path(chosen)
+        if self.fit is None or not np.array_equal(self.fit.frequencies_hz,
+                                                  np.asarray(run.metadata["sequence"]["frequencies_hz"])):
+            self.refit_run(run, then_export=path)
+        else:
+            self._write_figure(run, path)
+
+    def _write_figure(self, run: StoredRun, path: Path) -> None:
+        assert self.fit is not None
+        plot_cw_result(self.fit, path, pixel=self.image_panel.pixel, title=f"run {run.run_id}: CW ODMR")
+        self.statusBar().showMessage(f"figure written to {path}")
+
+    # ---- image choice --------------------------------------------------------------------------------
+
+    def _reset_image_choices(self) -> None:
+        self.image_choice.blockSignals(True)
+        self.image_choice.clear()
+        self.image_choice.addItem(LIVE_FRAME)
+        self.image_choice.blockSignals(False)
+
+    def _show_current_image(self) -> None:
+        choice = self.image_choice.currentText()
+        if choice in FIT_VIEWS and self.fit is not None:
+            attr, unit, scale, cmap = FIT_VIEWS[choice]
+            self.image_panel.set_image(getattr(self.fit, attr) * scale, choice, unit, cmap)
+        elif self._latest_frame is not None:
+            self.image_panel.set_image(self._latest_frame, "lock-in signal, last measured step", "counts")
+
+    # ---- closing -----------------------------------------------------------------------------------
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        """Closing mid-run aborts the run and waits until the engine has made the hardware safe."""
+        if self.running and self.runner is not None:
+            self.runner.abort()
+            if not self.runner.wait(60_000):
+                print("acquire gui: the engine did not stop within 60 s", file=sys.stderr)
+        if self.task is not None and self.task.is_running():
+            self.task.wait(60_000)
+        self.timer.stop()
+        super().closeEvent(event)

@@ -1,0 +1,36 @@
+"""``acquire --sim gui`` opens the application; missing display and bad options are clear errors."""
+
+from PyQt6.QtCore import QTimer
+from PyQt6.QtWidgets import QApplication
+
+from instrument.cli import main
+from instrument.commands.common import EXIT_USAGE
+
+
+def test_acquire_sim_gui_opens_the_main_window_and_returns_when_it_closes(qapp, tmp_path):
+    def close_all():
+        titles.extend(w.windowTitle() for w in QApplication.topLevelWidgets() if w.isVisible())
+        for w in QApplication.topLevelWidgets():
+            w.close()
+        qapp.quit()
+
+    titles: list[str] = []
+    QTimer.singleShot(200, close_all)
+    code = main(["--sim", "--image-shape", "16x16", "--out", str(tmp_path), "gui"])
+    assert code == 0
+    assert any(t.startswith("QDM acquire: seed-000 lock-in QDM") and "[SIMULATED]" in t for t in titles)
+
+
+def test_no_display_is_a_usage_error_that_names_the_fix(monkeypatch, tmp_path, capsys):
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    code = main(["--sim", "--out", str(tmp_path), "gui"])
+    assert code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "no display to open the GUI on" in err and "xvfb-run" in err
+
+
+def test_image_shape_without_sim_is_refused_before_any_window(tmp_path, capsys):
+    code = main(["--image-shape", "16x16", "--out", str(tmp_path), "gui"])
+    assert code == EXIT_USAGE
+    assert "--image-shape applies to the simulated camera only" in capsys.readouterr().err
