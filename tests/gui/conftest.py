@@ -11,7 +11,7 @@ from instrument.station import build_station  # noqa: E402
 SHAPE = (16, 16)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # qcodes allows one "mw" instrument at a time
 def station():
     with build_station(None, simulated=True, image_shape=SHAPE, seed=1) as st:
         yield st

@@ -1,21 +1,24 @@
 """``acquire --sim gui`` opens the application; missing display and bad options are clear errors."""
 
-from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QApplication
 
 from instrument.cli import main
 from instrument.commands.common import EXIT_USAGE
 
 
-def test_acquire_sim_gui_opens_the_main_window_and_returns_when_it_closes(qapp, tmp_path):
-    def close_all():
-        titles.extend(w.windowTitle() for w in QApplication.topLevelWidgets() if w.isVisible())
-        for w in QApplication.topLevelWidgets():
+def test_acquire_sim_gui_opens_the_main_window_and_returns_when_it_closes(qapp, qtbot, tmp_path,
+                                                                         monkeypatch):
+    def event_loop(app):
+        # Stands in for QApplication.exec: a real exec/quit would leave the test's QApplication closing.
+        qtbot.wait(100)
+        windows = [w for w in QApplication.topLevelWidgets() if w.isVisible()]
+        titles.extend(w.windowTitle() for w in windows)
+        for w in windows:
             w.close()
-        qapp.quit()
+        return 0
 
     titles: list[str] = []
-    QTimer.singleShot(200, close_all)
+    monkeypatch.setattr(QApplication, "exec", event_loop)
     code = main(["--sim", "--image-shape", "16x16", "--out", str(tmp_path), "gui"])
     assert code == 0
     assert any(t.startswith("QDM acquire: seed-000 lock-in QDM") and "[SIMULATED]" in t for t in titles)
