@@ -49,6 +49,7 @@ def _sources(world: World) -> list[tuple[str, Callable[[], tuple[object, object]
         def make():
             sim = SimRohdeSchwarz(world, model)
             return sim, RohdeSchwarzSource(f"bench_{model}", sim.start(), LIMITS)
+
         return make
 
     def synthhd():
@@ -109,8 +110,10 @@ def main() -> None:
 
     world = World(shape=(8, 8))
     freqs = np.linspace(2.84e9, 2.90e9, args.points)
-    print(f"MW sweep overhead per point: {args.points} points x {args.passes} passes, median of "
-          f"{args.repeats} runs (sim, wall clock)")
+    print(
+        f"MW sweep overhead per point: {args.points} points x {args.passes} passes, median of "
+        f"{args.repeats} runs (sim, wall clock)"
+    )
     header = f"{'source':8s} {'software':>12s} {'list':>12s} {'list+index':>12s} {'arm':>10s} {'ratio':>8s}"
     print(header)
     for label, make in _sources(world):
@@ -120,12 +123,16 @@ def main() -> None:
         finally:
             source.close()
             sim.stop()
-        print(f"{label:8s} {r['software'] * 1e3:9.4f} ms {r['list'] * 1e3:9.4f} ms "
-              f"{r['list_checked'] * 1e3:9.4f} ms {r['arm'] * 1e3:7.2f} ms {r['software'] / r['list']:7.1f}x")
-    print("software: one set_frequency per point (write + error check or read-back). "
-          "list: arm once per run, then one trigger edge per point (arming included). "
-          "list+index: as list, reading the index back at every point. arm: arming alone. "
-          "ratio: software / list.")
+        print(
+            f"{label:8s} {r['software'] * 1e3:9.4f} ms {r['list'] * 1e3:9.4f} ms "
+            f"{r['list_checked'] * 1e3:9.4f} ms {r['arm'] * 1e3:7.2f} ms {r['software'] / r['list']:7.1f}x"
+        )
+    print(
+        "software: one set_frequency per point (write + error check or read-back). "
+        "list: arm once per run, then one trigger edge per point (arming included). "
+        "list+index: as list, reading the index back at every point. arm: arming alone. "
+        "ratio: software / list."
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from instrument.commands.common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError,
 
 COMMANDS = (
     "instrument.commands.odmr",
+    "instrument.commands.analyse",
     "instrument.commands.gui",
 )
 DEFAULT_COMMAND = "odmr"

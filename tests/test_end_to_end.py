@@ -74,3 +74,26 @@ def test_ctrl_c_stops_safely_and_keeps_the_steps(tmp_path):
     assert int(np.isfinite(run.images("signal")[:, 0, 0]).sum()) == run.steps_done
 
 
+
+
+def test_analyse_refits_a_stored_run_beside_it(cw_run, capsys):
+    out, run = cw_run
+    assert main(["--out", str(out), "analyse", "1", "--background-order", "0", "--tag", "offset"]) == 0
+    with h5py.File(run.run_dir / "analysis-offset.h5") as f, h5py.File(run.run_dir / "analysis.h5") as g:
+        refit, first = f["b_nv_t"][...], g["b_nv_t"][...]
+        assert f.attrs["option_background_order"] == 0
+        assert "fit_on/center" in f and "fit_off/reason" in f
+    ok = np.isfinite(refit) & np.isfinite(first)
+    # Same fit, minus a constant offset: the maps differ by their mean only.
+    assert np.allclose(refit[ok] - first[ok], np.mean(refit[ok] - first[ok]), atol=1e-9)
+    assert (run.run_dir / "figure-offset.png").exists()
+    assert load_run(out, 1).metadata["analysis_offset"]["background_order"] == 0
+
+
+def test_analyse_bad_input(cw_run, capsys, tmp_path):
+    out, _ = cw_run
+    assert main(["--out", str(out), "analyse", "42"]) == 2
+    assert "run 42 is not in" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path), "analyse", "1"]) == 2
+    assert "no runs database" in capsys.readouterr().err
+    assert main(["--out", str(out), "analyse", "1", "--background-order", "9"]) == 2

@@ -8,9 +8,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from instrument.analysis.fieldmap import b_nv_from_centers
 from instrument.analysis.lineshapes import multiplet, multiplet_offsets_hz
-from instrument.analysis.odmr import OdmrFit, fit_odmr
+from instrument.analysis.odmr import OdmrFit
+from instrument.analysis.runs import analyse_maps
 from instrument.physics.constants import GAMMA_E_HZ_PER_T
 from instrument.storage.runs import StoredRun
 
@@ -44,11 +44,19 @@ class CwFieldMap:
         return float(np.mean(self.converged))
 
 
-def analyse_cw_run(run: StoredRun, isotope: str | None = "15N") -> CwFieldMap:
+def analyse_cw_run(run: StoredRun, isotope: str | None = "15N", model: str = "lorentzian",
+                   background_order: int | None = None, scheduler: object = None) -> CwFieldMap:
     """Fit every pixel of both sweeps of ``run`` and form B_NV = field(I-on) - field(I-off).
 
+    Args:
+        run: a stored CW-ODMR run.
+        isotope: hyperfine multiplet of the NV nitrogen ("15N", "14N" or None for one line).
+        model: line shape, "lorentzian" or "gaussian".
+        background_order: subtract a 2-D polynomial of this order from the B_NV map (1: plane).
+        scheduler: dask scheduler for the fits (None: local threads; or a cluster address).
+
     Raises:
-        ValueError: the run holds no complete sweep to fit.
+        ValueError: the run holds no complete pair of sweeps to fit.
     """
     params = run.metadata["sequence"]
     freqs = np.asarray(params["frequencies_hz"], dtype=float)
@@ -62,20 +70,27 @@ def analyse_cw_run(run: StoredRun, isotope: str | None = "15N") -> CwFieldMap:
             "re-run the measurement to get both sweeps"
         )
     spectra = np.moveaxis(images.reshape(2, n, *images.shape[1:]), 1, -1)
-    fit_off = fit_odmr(freqs, spectra[0], hyperfine=isotope)
-    fit_on = fit_odmr(freqs, spectra[1], hyperfine=isotope)
+    fits = analyse_maps(freqs, spectra[1:], reference=spectra[0], hyperfine=isotope, model=model,
+                        background_order=background_order, scheduler=scheduler)
+    fit_on, fit_off = fits.fits[0], fits.reference
     converged = np.asarray(fit_off.converged) & np.asarray(fit_on.converged)
-    b_nv = np.where(converged, b_nv_from_centers(fit_on.center, fit_off.center), np.nan)
+    b_nv = np.where(converged, fits.b_nv_t[0], np.nan)
     center_err = np.hypot(np.asarray(fit_on.center_err), np.asarray(fit_off.center_err))
     b_nv_err = np.where(converged, center_err / GAMMA_E_HZ_PER_T, np.nan)
     return CwFieldMap(freqs, spectra, np.asarray(fit_off.center), np.asarray(fit_on.center),
                       b_nv, b_nv_err, converged, fit_off, fit_on)
 
 
-def save_analysis(result: CwFieldMap, run_dir: Path) -> Path:
-    """Write the fitted maps beside the run's images."""
-    path = Path(run_dir) / ANALYSIS_NAME
+def save_analysis(result: CwFieldMap, run_dir: Path, name: str = ANALYSIS_NAME,
+                  options: dict | None = None) -> Path:
+    """Write the fitted maps (and the fit options used) beside the run's images."""
+    path = Path(run_dir) / name
     with h5py.File(path, "w") as f:
+        for key, value in (options or {}).items():
+            f.attrs[f"option_{key}"] = "none" if value is None else value
+        for label, fit in (("fit_off", result.fit_off), ("fit_on", result.fit_on)):
+            for key, value in fit.arrays().items():
+                f[f"{label}/{key}"] = value
         f["frequencies_hz"] = result.frequencies_hz
         f["center_off_hz"] = result.center_off_hz
         f["center_on_hz"] = result.center_on_hz
