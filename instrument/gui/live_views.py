@@ -152,8 +152,8 @@ class SpectrumPanel(QWidget):
             if fit:
                 item = plot.plot(pen=pg.mkPen(colour, width=2), name=name)
             else:
-                item = plot.plot(pen=pg.mkPen(colour, width=1), symbol="o", symbolSize=5,
-                                 symbolBrush=colour, symbolPen=None, name=name)
+                # Lines without symbols: symbols cost more to paint than the live view can afford.
+                item = plot.plot(pen=pg.mkPen(colour, width=1.5), name=name)
             self._curves[key] = item
         return self._curves[key]
 

@@ -8,6 +8,8 @@ is drawn (stale frames are dropped, never queued), so a slow repaint can never h
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +35,11 @@ from instrument.gui.run_browser import RunBrowser
 from instrument.gui.station_panel import StationPanel
 from instrument.gui.worker import BackgroundTask, EngineRunner
 from instrument.storage.runs import RunWriter, Step, StoredRun
-from sequences.engine import Engine, LiveSink, Progress, RunOutcome
+from sequences.engine import Engine, LiveSink, Progress, RunOutcome, Sink
 
-REFRESH_INTERVAL_MS = 33  # ~30 repaints/s: smooth for the eye, cheap next to a 208 frame/s camera
+REFRESH_INTERVAL_MS = 33  # at most ~30 repaints/s: smooth for the eye
+MAX_GUI_SHARE = 0.25
+"""Largest fraction of the time the live repaint may take: the rest is left to the acquisition."""
 IMAGE_NAME = "signal"
 LIVE_FRAME = "latest frame"
 FIT_VIEWS = {
@@ -148,8 +152,13 @@ class MainWindow(QMainWindow):
     def running(self) -> bool:
         return self.runner is not None and self.runner.is_running()
 
-    def start_run(self, sequence: Any) -> None:
-        """Start ``sequence`` on the station in a worker thread, storing it and feeding the live views."""
+    def start_run(self, sequence: Any, probes: Sequence[Sink] = ()) -> None:
+        """Start ``sequence`` on the station in a worker thread, storing it and feeding the live views.
+
+        Args:
+            sequence: the measurement to run (already checked by its panel).
+            probes: extra engine sinks, e.g. a benchmark's timing probe.
+        """
         if self.running:
             self.statusBar().showMessage("a run is already going; abort it first")
             return
@@ -160,8 +169,8 @@ class MainWindow(QMainWindow):
         self.cube = SweepCube(IMAGE_NAME)
         metadata = {"station_snapshot": station.snapshot(), "simulated": station.simulated,
                     "command": "acquire gui" if not station.simulated else "acquire --sim gui"}
-        engine = Engine(station.instruments, station.limits, [self.writer, self.live_sink, self.cube],
-                        metadata)
+        engine = Engine(station.instruments, station.limits,
+                        [self.writer, self.live_sink, self.cube, *probes], metadata)
         self.runner = EngineRunner(engine, sequence, self)
         self.runner.progress.connect(self._progress)
         self.runner.done.connect(self._run_done)
@@ -184,12 +193,18 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("aborting: the engine stops after the step in flight")
 
     def refresh_live(self) -> None:
-        """Timer tick: draw the newest step if there is one; older ones are dropped."""
+        """Timer tick: draw the newest step if there is one; older ones are dropped.
+
+        The repaint is done here, synchronously, so that its cost can be timed: the next tick is put
+        off until the GUI has used at most ``MAX_GUI_SHARE`` of the time, which keeps a slow display
+        (large window, software rendering) from starving the acquisition of CPU.
+        """
         if self.live_sink is None:
             return
         counter, step = self.live_sink.latest()
         if step is None or counter == self._seen_counter:
             return
+        start = time.perf_counter()
         self.steps_received = counter
         self._seen_counter = counter
         self._latest_frame = step.images.get(IMAGE_NAME)
@@ -197,6 +212,10 @@ class MainWindow(QMainWindow):
             self.image_panel.set_image(self._latest_frame, f"lock-in signal, {step.label}", "counts")
         self.frames_displayed += 1
         self.refresh_spectra()
+        self.image_panel.canvas.repaint()
+        self.spectrum_panel.canvas.repaint()
+        cost_ms = (time.perf_counter() - start) * 1e3
+        self.timer.setInterval(max(REFRESH_INTERVAL_MS, int(cost_ms * (1 / MAX_GUI_SHARE - 1))))
 
     def refresh_spectra(self) -> None:
         if self.cube is None or self.cube.image_shape is None:
