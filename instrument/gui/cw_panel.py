@@ -104,6 +104,7 @@ class CwOdmrPanel(QWidget):
             buttons.addWidget(b)
         self.progress_bar = QProgressBar()
         self.progress_label = QLabel("idle")
+        self.progress_label.setWordWrap(True)
 
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("<b>CW ODMR</b>: I-off then I-on sweep with the lock-in camera"))

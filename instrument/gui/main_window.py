@@ -117,7 +117,13 @@ class MainWindow(QMainWindow):
         split.addWidget(controls)
         split.addWidget(self.views)
         split.setStretchFactor(1, 1)
-        self.setCentralWidget(split)
+        central = QWidget()
+        central_layout = QVBoxLayout(central)
+        central_layout.setContentsMargins(4, 4, 4, 4)
+        # The simulated/live banner sits above everything, so it is seen whichever tab is open.
+        central_layout.addWidget(self.station_panel.banner)
+        central_layout.addWidget(split, 1)
+        self.setCentralWidget(central)
 
         self.live_sink: LiveSink | None = None
         self.cube: SweepCube | None = None
@@ -127,6 +133,9 @@ class MainWindow(QMainWindow):
         self.task: BackgroundTask | None = None
         self.last_outcome: RunOutcome | None = None
         self._seen_counter = 0
+        self._pending_progress: Progress | None = None
+        self._tick_started = 0.0
+        self.last_update_cost_ms = float("nan")
         self._latest_frame: np.ndarray | None = None
         self.steps_received = 0  # steps the engine produced, as counted by the live sink
         self.frames_displayed = 0  # of which were drawn; the rest were dropped as stale
@@ -195,16 +204,20 @@ class MainWindow(QMainWindow):
     def refresh_live(self) -> None:
         """Timer tick: draw the newest step if there is one; older ones are dropped.
 
-        The repaint is done here, synchronously, so that its cost can be timed: the next tick is put
-        off until the GUI has used at most ``MAX_GUI_SHARE`` of the time, which keeps a slow display
-        (large window, software rendering) from starving the acquisition of CPU.
+        The repaint itself happens when the event loop processes the paint events; a zero-delay
+        timer fires after them, and the time until then is the cost of the update. The next tick is
+        put off until the GUI has used at most ``MAX_GUI_SHARE`` of the time, so a slow display
+        (large window, software rendering) cannot starve the acquisition of CPU.
         """
+        if self._pending_progress is not None:
+            self.cw_panel.show_progress(self._pending_progress)
+            self._pending_progress = None
         if self.live_sink is None:
             return
         counter, step = self.live_sink.latest()
         if step is None or counter == self._seen_counter:
             return
-        start = time.perf_counter()
+        self._tick_started = time.perf_counter()
         self.steps_received = counter
         self._seen_counter = counter
         self._latest_frame = step.images.get(IMAGE_NAME)
@@ -212,10 +225,15 @@ class MainWindow(QMainWindow):
             self.image_panel.set_image(self._latest_frame, f"lock-in signal, {step.label}", "counts")
         self.frames_displayed += 1
         self.refresh_spectra()
-        self.image_panel.canvas.repaint()
-        self.spectrum_panel.canvas.repaint()
-        cost_ms = (time.perf_counter() - start) * 1e3
-        self.timer.setInterval(max(REFRESH_INTERVAL_MS, int(cost_ms * (1 / MAX_GUI_SHARE - 1))))
+        self.timer.stop()
+        QTimer.singleShot(0, self._repainted)
+
+    def _repainted(self) -> None:
+        if self.live_sink is None or not self.running:
+            return
+        cost_ms = (time.perf_counter() - self._tick_started) * 1e3
+        self.last_update_cost_ms = cost_ms
+        self.timer.start(max(REFRESH_INTERVAL_MS, int(cost_ms * (1 / MAX_GUI_SHARE - 1))))
 
     def refresh_spectra(self) -> None:
         if self.cube is None or self.cube.image_shape is None:
@@ -229,7 +247,9 @@ class MainWindow(QMainWindow):
             self.spectrum_panel.show_fit(self.fit.frequencies_hz, curves)
 
     def _progress(self, progress: Progress) -> None:
-        self.cw_panel.show_progress(progress)
+        # Shown on the next timer tick, not now: a label change per step would relayout and repaint
+        # the panel at the step rate.
+        self._pending_progress = progress
 
     def _run_done(self, outcome: RunOutcome) -> None:
         self.last_outcome = outcome
