@@ -129,7 +129,9 @@ class PulseBlaster:
         self.limits = limits or SafetyLimits()
         self.program: PulseProgram | None = None
         self._open = False
-        self._api = self._bind(load_spinapi() if library is None else library)
+        self.library = load_spinapi() if library is None else library
+        """The spinapi object in use (the station wires simulated detectors to a SimSpinAPI)."""
+        self._api = self._bind(self.library)
         n = self._api["pb_count_boards"]()
         if not 0 <= board < n:
             raise PulseBlasterError(name, "pb_select_board", f"only {n} board(s) found", board)
@@ -314,6 +316,15 @@ class PulseBlaster:
         except Exception:  # noqa: BLE001 - closing must finish even if the library complains
             log.exception("%s: pb_close failed", self.name)
         self._open = False
+
+    def snapshot(self) -> dict[str, object]:
+        """Settings for the run metadata."""
+        p = self.program
+        return {"name": self.name, "board": self.board, "clock_hz": self._clock_hz,
+                "memory_words": self.memory_words, "short_pulse_bits": self.short_pulse_bits,
+                "program": None if p is None else {"description": p.description,
+                                                   "instructions": len(p.instructions),
+                                                   "channels": dict(p.channels)}}
 
     def _require_open(self, command: str) -> None:
         if not self._open:

@@ -17,6 +17,9 @@ from instrument.commands.common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError,
 COMMANDS = (
     "instrument.commands.odmr",
     "instrument.commands.analyse",
+    "instrument.commands.spad",
+    "instrument.commands.pulsed",
+    "instrument.commands.reconstruct",
     "instrument.commands.gui",
 )
 DEFAULT_COMMAND = "odmr"

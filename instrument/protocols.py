@@ -221,6 +221,20 @@ class LockInSettings:
 
 
 @runtime_checkable
+class PhotonCountingArray(Instrument, Protocol):
+    """A photon-counting detector array (the seed-003 16x16 SPAD array): counts per pixel per frame."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    def discard_pending(self) -> int:
+        """Drop frames already read ahead (stale after a setting changed); returns how many."""
+
+    def read_counts(self, n: int, timeout_s: float | None = None) -> np.ndarray:
+        """Photon counts of the next ``n`` frames, int64, shape (n, H, W)."""
+
+
+@runtime_checkable
 class LockInCamera(Instrument, Protocol):
     """A lock-in camera returning raw I/Q frames of shape (n, H, W, 2), int16."""
 

@@ -83,6 +83,11 @@ def _is_qcodes(inst: object) -> bool:
     return any(c.__module__.startswith("qcodes") for c in type(inst).__mro__)
 
 
+def bundled_station(name: str) -> str:
+    """Path of a station file shipped with the package (``sim.yaml``, ``spad.yaml``)."""
+    return str(resources.files("instrument.stations").joinpath(name))
+
+
 def read_station_file(path: str | Path | None) -> tuple[dict[str, Any], str]:
     """Parse and validate a station file; ``None`` reads the bundled default station."""
     if path is None:
@@ -178,8 +183,23 @@ def _build_world(sim: dict[str, Any], source: str, realtime: bool,
     except SampleFileError as exc:
         raise StationFileError(f"station file {source}: {exc}") from exc
     shape = image_shape or tuple(sim.get("image_shape") or sample.sensor_shape)
-    return World(sample, shape=shape, clock=VirtualClock(realtime=realtime),
-                 seed=int(sim.get("seed", 0) if seed is None else seed))
+    world = World(sample, shape=shape, clock=VirtualClock(realtime=realtime),
+                  seed=int(sim.get("seed", 0) if seed is None else seed))
+    world.coil_unit_fields_t()  # computed once now, not inside a simulator's first time-critical call
+    return world
+
+
+def simulated_field_maps(station: Station, seed: int = 0) -> Any:
+    """Noisy B_NV maps of the simulated sample for reconstruction demos (``sim.field_maps``).
+
+    The maps are the World's field for a drive vector over the live coils, plus white noise, a slow
+    background drift and hot pixels: what a measured map looks like, without running the sweeps.
+    """
+    if station.world is None:
+        raise StationFileError("simulated field maps need a simulated station; run with --sim")
+    from sim.field_maps import NoisyMicroscope
+
+    return NoisyMicroscope(station.world, seed=seed)
 
 
 # ---- builders: one per driver name ----------------------------------------------------------------
@@ -246,7 +266,7 @@ def _pulseblaster(role: str, entry: dict[str, Any], station: Station) -> Instrum
         from sim.spinapi import SimSpinAPI
 
         library = SimSpinAPI(station.world)
-    return PulseBlaster(role, library=library, board=int(entry.get("board", 0)))
+    return PulseBlaster(role, library=library, board=int(entry.get("board", 0)), limits=station.limits)
 
 
 def _helicam(role: str, entry: dict[str, Any], station: Station) -> Instrument:
@@ -258,6 +278,38 @@ def _helicam(role: str, entry: dict[str, Any], station: Station) -> Instrument:
 
         library = SimLibHeLIC(station.world)
     return HeliCamC3(role, library=library)
+
+
+def _spad_bridge(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    from drivers.spad_bridge import SpadArray
+
+    frame_period_s = float(entry.get("frame_period_s", 5e-3))
+    if station.simulated:
+        from sim.spad_bridge import SimSpadBridge
+
+        bridge = SimSpadBridge(station.world, frame_period_s=frame_period_s)
+        port = bridge.start()
+        station._cleanup.append(bridge.stop)
+    else:
+        port = _need(entry, "port", role)
+    return SpadArray(role, port, int(entry.get("baudrate", 2_000_000)), entry.get("byteorder", "big"),
+                     frame_period_s=frame_period_s)
+
+
+def _sim_counter(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    if not station.simulated:
+        raise StationFileError(
+            f"instrument {role!r}: driver 'sim_counter' exists only in simulation; run with --sim"
+        )
+    from sim.spin import SimPhotonCounter
+
+    pulser = entry.get("pulser", "pulser")
+    if pulser not in station.instruments:
+        raise StationFileError(f"instrument {role!r}: list the pulse generator {pulser!r} before it")
+    board = station.instruments[pulser].library
+    return SimPhotonCounter(role, station.world, board, shape=tuple(entry.get("shape", (16, 16))),
+                            photon_rate_hz=float(entry.get("photon_rate_hz", 5e6)),
+                            gate=entry.get("gate", "spad_gate"))
 
 
 def _sim_coils(role: str, entry: dict[str, Any], station: Station) -> Instrument:
@@ -278,5 +330,7 @@ BUILDERS: dict[str, Callable[[str, dict[str, Any], Station], Instrument]] = {
     "synthhd": _synthhd,
     "pulseblaster": _pulseblaster,
     "helicam_c3": _helicam,
+    "spad_bridge": _spad_bridge,
+    "sim_counter": _sim_counter,
     "sim_coils": _sim_coils,
 }

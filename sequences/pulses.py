@@ -148,9 +148,17 @@ def _cycles(value_s: float, clock_hz: float, what: str) -> int:
     return n
 
 
-def _block_segments(block: Block, index: int, channels: ChannelMap, clock_hz: float) -> list[tuple[int, int]]:
-    """Constant-output stretches (flags, cycles) of one pass through a block."""
+def block_segments(block: Block, index: int, channels: ChannelMap, clock_hz: float) -> list[tuple[int, int]]:
+    """Constant-output stretches (flags, clock cycles) of one pass through a block, delays applied.
+
+    Raises PulseSequenceError naming the pulse for anything the board cannot run.
+    """
     bname = f"block '{block.name}'" if block.name else f"block {index}"
+    for p in block.pulses:  # name the pulse, not the block, when a pulse is off the grid
+        who = f"{p.label} in {bname}"
+        channels.bit(p.channel, who)
+        _cycles(p.start_s, clock_hz, f"{who}: start")
+        _cycles(p.duration_s, clock_hz, f"{who}: duration")
     length = _cycles(block.duration_s, clock_hz, f"{bname} duration")
     if length < MIN_CYCLES:
         raise PulseSequenceError(
@@ -204,13 +212,19 @@ def _block_segments(block: Block, index: int, channels: ChannelMap, clock_hz: fl
                 raise PulseSequenceError(
                     f"{b[3].label} overlaps {a[3].label} on channel '{b[3].channel}' in {bname}"
                 )
-    bounds = sorted({0, length} | {iv[0] for iv in intervals} | {iv[1] for iv in intervals})
+    # Sweep the edges in time order; pulses on one bit do not overlap (checked above), so a
+    # bit is high between its rising and falling edge, and touching pulses merge.
+    changes: dict[int, list[tuple[int, int]]] = {}
+    for s, e, bit, _ in intervals:
+        changes.setdefault(s, []).append((bit, +1))
+        changes.setdefault(e, []).append((bit, -1))
+    level = [0] * OUTPUT_BITS
     segments: list[tuple[int, int]] = []
+    bounds = sorted(set(changes) | {0, length})
     for lo, hi in zip(bounds, bounds[1:], strict=False):
-        flags = 0
-        for s, e, bit, _ in intervals:
-            if s <= lo and hi <= e:
-                flags |= 1 << bit
+        for bit, step in changes.get(lo, ()):
+            level[bit] += step
+        flags = sum(1 << b for b in range(OUTPUT_BITS) if level[b] > 0)
         if segments and segments[-1][0] == flags:
             segments[-1] = (flags, segments[-1][1] + hi - lo)
         else:
@@ -219,7 +233,7 @@ def _block_segments(block: Block, index: int, channels: ChannelMap, clock_hz: fl
     t = 0
     for _, n in segments:
         if n < MIN_CYCLES:
-            near = [iv[3].label for iv in intervals if iv[0] in (t, t + n) or iv[1] in (t, t + n)]
+            near = [iv[3].label for iv in intervals if {iv[0], iv[1]} & {t, t + n}]
             raise PulseSequenceError(
                 f"{bname}: outputs change twice within {n} clock cycles at {t * 1e9 / clock_hz:g} ns "
                 f"({', '.join(dict.fromkeys(near))}); edges must be at least {MIN_CYCLES} cycles apart"
@@ -301,7 +315,7 @@ def _group_blocks(sequence: PulseSequence, clock_hz: float) -> list[_Group]:
     channels = sequence.channels
     groups: list[_Group] = []
     for i, block in enumerate(sequence.blocks):
-        segs = _block_segments(block, i, channels, clock_hz)
+        segs = block_segments(block, i, channels, clock_hz)
         reps = block.repetitions
         if len(segs) == 1 or (sequence.loop_forever and len(sequence.blocks) == 1):
             # A constant block repeated is one longer stretch; a lone block looping forever

@@ -125,6 +125,8 @@ class SpinEnsemble:
         sigma_hz = 1.0 / (np.sqrt(2.0) * np.pi * self.params.t2_star_s)
         self._spread_hz = nodes * sigma_hz
         self._spread_w = weights / weights.sum()
+        self._field_key: tuple[float, ...] | None = None
+        self._b_mean = np.zeros(3)
         self.state = self._polarised()
 
     # ---- the two-level systems -----------------------------------------------------------------
@@ -132,7 +134,16 @@ class SpinEnsemble:
     def line_frequencies_hz(self) -> np.ndarray:
         """Transition frequencies, shape (4 families, 2 branches, n hyperfine lines)."""
         w = self.world
-        b_mean = w.total_field_t().reshape(3, -1).mean(axis=1)
+        with w.lock:
+            currents = np.array(w.coil_currents_a, dtype=float)
+        key = tuple(currents)
+        if key != self._field_key:
+            # The spins are modelled as one ensemble in the mean field over the field of view; the
+            # coil maps (an expensive Biot-Savart sum) are needed only while a coil carries current.
+            self._b_mean = (w.total_field_t(currents).reshape(3, -1).mean(axis=1) if np.any(currents)
+                            else w.bias_field_t())
+            self._field_key = key
+        b_mean = self._b_mean
         offsets = HYPERFINE_OFFSETS_HZ[w.sample.isotope]
         lines = np.empty((4, 2, len(offsets)))
         for axis in range(len(NV_AXES)):
@@ -204,7 +215,7 @@ class SpinEnsemble:
 
     def play(
         self, timeline: Timeline, wiring: dict[str, int] | None = None, gate: str = "spad_gate",
-        max_simulated_repeats: int = 3,
+        max_simulated_repeats: int = 3, latency_s: dict[str, float] | None = None,
     ) -> np.ndarray:
         """Evolve through a finite timeline; returns the PL collected in each gate window.
 
@@ -212,6 +223,10 @@ class SpinEnsemble:
         its expected count. One entry per gate window of one pass; windows inside a repeated
         LOOP body are summed over its repetitions (the last simulated repetition stands for the
         rest, which is exact once the laser has set a steady state).
+
+        ``latency_s`` delays a line's physical effect after its TTL edge (AOM rise, switch
+        latency); inside a repeated run the delayed level wraps around the repetition, which is
+        what every repetition but the first sees.
         """
         if timeline.periodic:
             raise SpinModelError(
@@ -225,14 +240,20 @@ class SpinEnsemble:
         detuning, rabi = self._drive()
         clock = timeline.clock_hz
         totals: list[float] = []
+        shifts = {}
+        for name, delay in (latency_s or {}).items():
+            if name not in wiring or not np.isfinite(delay) or delay < 0:
+                raise SpinModelError(f"latency of {name!r} must be >= 0 s on a wired line, got {delay!r}")
+            shifts[wiring[name]] = int(round(delay * clock))
         for run in timeline.runs:
             n_sim = min(run.repeats, max_simulated_repeats)
-            ends = np.append(run.rel_cycles[1:], run.length_cycles)
+            rel, outputs = _physical(run.rel_cycles, run.outputs, run.length_cycles, shifts)
+            ends = np.append(rel[1:], run.length_cycles)
             per_rep: list[list[float]] = []
             for _ in range(n_sim):
                 windows: list[float] = []
                 in_gate = False
-                for start, end, out in zip(run.rel_cycles, ends, run.outputs, strict=True):
+                for start, end, out in zip(rel, ends, outputs, strict=True):
                     t = (end - start) / clock
                     out = int(out)
                     laser, mw, g = (out >> laser_bit) & 1, (out >> mw_bit) & 1, (out >> gate_bit) & 1
@@ -257,6 +278,26 @@ class SpinEnsemble:
             summed = np.sum(per_rep[:-1], axis=0) if n_sim > 1 else 0.0
             totals.extend(np.asarray(summed + np.asarray(per_rep[-1]) * (run.repeats - n_sim + 1)).ravel())
         return np.asarray(totals, float)
+
+
+def _physical(rel: np.ndarray, outputs: np.ndarray, length: int, shifts: dict[int, int]
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Segments of one repetition with the given bits delayed by their latency (cyclically)."""
+    shifts = {bit: d % length for bit, d in shifts.items() if d % length}
+    if not shifts:
+        return rel, outputs
+    bounds = set(rel.tolist()) | {0}
+    for d in shifts.values():
+        bounds |= set(((rel + d) % length).tolist())
+    b = np.array(sorted(bounds), dtype=np.int64)
+    moved = sum(1 << bit for bit in shifts)
+    new = outputs[np.searchsorted(rel, b, side="right") - 1] & ~moved
+    for bit, d in shifts.items():
+        src = np.searchsorted(rel, (b - d) % length, side="right") - 1
+        new |= outputs[src] & (1 << bit)
+    keep = np.ones(len(b), bool)
+    keep[1:] = new[1:] != new[:-1]
+    return b[keep], new[keep]
 
 
 class SimPhotonCounter:
@@ -307,7 +348,7 @@ class SimPhotonCounter:
         timeline = self.board.timeline
         if timeline is None:
             raise SpinModelError(f"{self.name}: the pulse generator has not been started")
-        pl = self.spins.play(timeline, self.board.wiring, self.gate)
+        pl = self.spins.play(timeline, self.board.wiring, self.gate, latency_s=self.board.latency_s)
         self.world.clock.advance(timeline.duration_s)
         expected = pl[:, None, None] * self._rate_map[None]
         with self.world.lock:

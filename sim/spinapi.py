@@ -228,6 +228,8 @@ class SimSpinAPI:
         n_boards: how many boards ``pb_count_boards`` reports.
         memory_words: instruction memory size (4096 on the ESR-PRO).
         wiring: output bit of each simulated line (laser, mw_switch, camera_trigger, ...).
+        latency_s: delay between a line's TTL edge and its physical effect (AOM rise, MW switch
+            latency), used by the spin physics; the sequences' channel delays compensate it.
     """
 
     def __init__(
@@ -237,8 +239,10 @@ class SimSpinAPI:
         n_boards: int = 1,
         memory_words: int = 4096,
         wiring: dict[str, int] | None = None,
+        latency_s: dict[str, float] | None = None,
     ) -> None:
         self.world = world
+        self.latency_s = dict(latency_s or {})
         self.board_clock_hz = float(clock_hz)
         self.n_boards = n_boards
         self.memory_words = memory_words
@@ -500,10 +504,11 @@ def execute(program: list[_Inst], clock_hz: float, memory_words: int = 4096) -> 
             open_out.append(outputs)
             now += length
         if op == Opcode.WAIT:
-            # Execution halts until a hardware trigger; the simulator has none.
+            # Execution halts until a hardware trigger (the simulator has none), outputs held.
             flush()
             timeline.end_cycles = now
             timeline.waiting = True
+            timeline.final_outputs = _instruction_outputs(inst, cycles)[-1][1]
             return timeline
         if op in (Opcode.CONTINUE, Opcode.LONG_DELAY, Opcode.LOOP):
             pc += 1

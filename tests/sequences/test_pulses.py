@@ -204,3 +204,20 @@ def test_bad_channel_maps(bits, delays, match):
 def test_empty_sequence_refused():
     with pytest.raises(PulseSequenceError, match="no blocks"):
         compile_sequence(PulseSequence(()))
+
+
+def test_touching_pulses_on_one_channel_merge_into_one_high():
+    s = seq(Block(100 * NS, (Pulse("laser", 10 * NS, 20 * NS), Pulse("laser", 30 * NS, 40 * NS))))
+    assert words(compile_sequence(s)) == [
+        (0, Opcode.CONTINUE, 0, 10), (1, Opcode.CONTINUE, 0, 60), (0, Opcode.CONTINUE, 0, 30),
+        (0, Opcode.STOP, 0, 10),
+    ]
+
+
+def test_long_comb_compiles_edge_exact():
+    pulses = tuple(Pulse("mw_switch", i * 40 * NS, 20 * NS) for i in range(1000))
+    p = compile_sequence(seq(Block(40_000 * NS, pulses)))
+    assert len(p.instructions) == 2001
+    edges = run(p).edges_ns(MW)
+    assert edges[:4] == [(0.0, True), (20.0, False), (40.0, True), (60.0, False)]
+    assert edges[-1] == (39_980.0, False) and len(edges) == 2000

@@ -187,3 +187,36 @@ def test_huge_loop_costs_nothing(lib):
     t = lib.timeline
     assert t.duration_s == pytest.approx(20e-3)
     assert len(t.runs) == 1 and t.runs[0].repeats == 1_000_000
+
+
+def test_wait_halts_until_a_trigger_the_sim_never_gives(lib, world):
+    from sim.spinapi import STATUS_WAITING
+
+    program(lib, [(ON | 1, Opcode.CONTINUE, 0, 50.0), (ON | 2, Opcode.WAIT, 0, 20.0),
+                  (0, Opcode.STOP, 0, 10.0)])
+    assert lib.pb_start() == 0
+    t = lib.timeline
+    assert t.waiting and t.edges_ns(1) == [(50.0, True)]
+    world.clock.advance(1e-3)
+    assert lib.pb_read_status() == STATUS_WAITING
+
+
+def test_jsr_nesting_limit(lib):
+    program(lib, [(ON, Opcode.JSR, 0, 10.0)])
+    assert lib.pb_start() < 0
+    assert b"nested deeper" in lib.pb_get_error()
+
+
+def test_nested_loops_expand_exactly(lib):
+    program(lib, [
+        (ON | 1, Opcode.LOOP, 3, 10.0),      # 0: outer x3: laser 10 ns
+        (ON | 2, Opcode.LOOP, 2, 10.0),      # 1:   inner x2: MW 10 ns
+        (ON | 0, Opcode.END_LOOP, 1, 10.0),  # 2:   gap 10 ns
+        (ON | 0, Opcode.END_LOOP, 0, 20.0),  # 3: gap 20 ns
+        (0, Opcode.STOP, 0, 10.0),
+    ])
+    assert lib.pb_start() == 0
+    t = lib.timeline
+    assert t.duration_s == pytest.approx(3 * (10 + 2 * 20 + 20) * 1e-9)
+    assert [c for c, lvl in t.edges_ns(1) if lvl] == [10.0, 30.0, 80.0, 100.0, 150.0, 170.0]
+    assert [c for c, lvl in t.edges_ns(0) if lvl] == [0.0, 70.0, 140.0]

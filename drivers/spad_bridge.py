@@ -1,0 +1,423 @@
+"""Driver for the seed-003 16x16 SPAD array behind its FPGA and Arduino bridge.
+
+The bytes come either from the Arduino's USB CDC port (pyserial, any baud rate) or straight from
+the FPGA on a Linux SPI host (spidev). Both sit behind :class:`SpadReader`, a thread that feeds a
+:class:`SpadFrameParser`, time-stamps the frames and hands them over through a bounded queue,
+reconnecting when the port vanishes. :class:`SpadArray` is the instrument the station builds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import serial
+from qcodes.instrument import Instrument
+
+from drivers.spad_frames import (
+    COLS,
+    ROWS,
+    ParserCounters,
+    SpadFrameParser,
+    encode_frame,
+    per_frame_counts,
+)
+from instrument.protocols import InstrumentDisconnected, InstrumentTimeout
+
+__all__ = [
+    "FrameBatch",
+    "ParserCounters",
+    "SerialTransport",
+    "SpadArray",
+    "SpadFrameParser",
+    "SpadReader",
+    "SpidevTransport",
+    "Transport",
+    "encode_frame",
+    "per_frame_counts",
+]
+
+log = logging.getLogger(__name__)
+
+PIXEL_PITCH_M = 55e-6  # SPAD pitch on the chip (seed 003, section VIII)
+SPIDEV_MAX_TRANSFER_BYTES = 4096  # the spidev kernel driver's default bufsiz
+
+
+class Transport(Protocol):
+    """A byte source: ``read`` blocks at most a short timeout and returns b"" when idle."""
+
+    description: str
+
+    def open(self) -> None: ...
+
+    def read(self) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class SerialTransport:
+    """The Arduino bridge's USB CDC port through pyserial.
+
+    Args:
+        port: device path (``/dev/ttyACM0``) or any pyserial URL.
+        baudrate: line rate; USB CDC ignores it, a real UART bridge does not.
+        timeout_s: longest a read blocks when no byte arrives.
+        chunk_bytes: most bytes taken per read.
+    """
+
+    def __init__(self, port: str, baudrate: int = 2_000_000, timeout_s: float = 0.05,
+                 chunk_bytes: int = 16384) -> None:
+        if baudrate <= 0:
+            raise ValueError(f"baudrate must be positive, got {baudrate}")
+        self.port = port
+        self.baudrate = baudrate
+        self.timeout_s = timeout_s
+        self.chunk_bytes = chunk_bytes
+        self.description = f"serial {port} at {baudrate} Bd"
+        self._serial: serial.Serial | None = None
+
+    def open(self) -> None:
+        try:
+            self._serial = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=self.timeout_s)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise InstrumentDisconnected(
+                "spad", "open", f"cannot open {self.port}: {exc}; check the cable and the port name",
+                self.port) from exc
+
+    def read(self) -> bytes:
+        if self._serial is None:
+            raise InstrumentDisconnected("spad", "read", "port is not open; call open() first", self.port)
+        try:
+            waiting = self._serial.in_waiting
+            return self._serial.read(min(max(1, waiting), self.chunk_bytes))
+        except (serial.SerialException, OSError, TypeError) as exc:
+            # pyserial raises TypeError from in_waiting when the device node vanished mid-call.
+            raise InstrumentDisconnected("spad", "read", f"{self.port} vanished: {exc}", self.port) from exc
+
+    def close(self) -> None:
+        if self._serial is not None:
+            with contextlib.suppress(serial.SerialException, OSError):
+                self._serial.close()
+            self._serial = None
+
+
+class SpidevTransport:
+    """The FPGA's SPI output read directly by a Linux SPI host through spidev.
+
+    spidev is imported when the port opens, so this module imports where spidev is missing.
+
+    Args:
+        bus: SPI bus number (``/dev/spidev<bus>.<device>``).
+        device: chip select.
+        max_speed_hz: SPI clock; the seed-003 FPGA runs its SPI near 50 kHz.
+        mode: SPI mode (clock polarity and phase).
+        transfer_bytes: bytes clocked per transfer, at most 4096 (spidev's buffer size).
+    """
+
+    def __init__(self, bus: int = 0, device: int = 0, max_speed_hz: int = 1_000_000, mode: int = 0,
+                 transfer_bytes: int = SPIDEV_MAX_TRANSFER_BYTES) -> None:
+        if not 1 <= transfer_bytes <= SPIDEV_MAX_TRANSFER_BYTES:
+            raise ValueError(
+                f"transfer_bytes must be 1..{SPIDEV_MAX_TRANSFER_BYTES} (spidev's bufsiz), "
+                f"got {transfer_bytes}")
+        if mode not in (0, 1, 2, 3):
+            raise ValueError(f"SPI mode must be 0..3, got {mode}")
+        self.bus, self.device = bus, device
+        self.max_speed_hz = max_speed_hz
+        self.mode = mode
+        self.transfer_bytes = transfer_bytes
+        self.description = f"spidev{bus}.{device} at {max_speed_hz} Hz"
+        self._spi: Any = None
+
+    def open(self) -> None:
+        try:
+            import spidev  # lazily: only Linux SPI hosts have it
+        except ImportError as exc:
+            raise InstrumentDisconnected(
+                "spad", "open", "spidev is not installed; pip install spidev (Linux only)", self.description
+            ) from exc
+        spi = spidev.SpiDev()
+        try:
+            spi.open(self.bus, self.device)
+            spi.max_speed_hz = self.max_speed_hz
+            spi.mode = self.mode
+        except OSError as exc:
+            spi.close()
+            raise InstrumentDisconnected(
+                "spad", "open", f"cannot open /dev/spidev{self.bus}.{self.device}: {exc}; "
+                "enable the SPI overlay and check permissions", self.description) from exc
+        self._spi = spi
+
+    def read(self) -> bytes:
+        if self._spi is None:
+            raise InstrumentDisconnected("spad", "read", "SPI device is not open", self.description)
+        try:
+            return bytes(self._spi.readbytes(self.transfer_bytes))
+        except OSError as exc:
+            raise InstrumentDisconnected("spad", "read", f"SPI read failed: {exc}", self.description) from exc
+
+    def close(self) -> None:
+        if self._spi is not None:
+            self._spi.close()
+            self._spi = None
+
+
+@dataclass(frozen=True)
+class FrameBatch:
+    """Cumulative frames with the host time at which each was completed."""
+
+    frames: np.ndarray  # (n, 16, 16) uint32, cumulative counters
+    timestamps_s: np.ndarray  # (n,) float64, time.time() of the read that completed each frame
+
+    def mean_period_s(self) -> float:
+        """Average time between frames; host read times jitter, so use many frames."""
+        if len(self.timestamps_s) < 2:
+            raise ValueError("a frame period needs at least two frames")
+        return float(self.timestamps_s[-1] - self.timestamps_s[0]) / (len(self.timestamps_s) - 1)
+
+
+class SpadReader:
+    """A thread that reads a transport, parses frames and queues them with timestamps.
+
+    Args:
+        transport: where the bytes come from.
+        parser: the frame parser (default: big-endian, cumulative counters).
+        queue_frames: capacity of the frame queue; when full the oldest frame is dropped and
+            counted in ``frames_dropped``, so a slow consumer never stalls the port.
+        reconnect_interval_s: wait between attempts to reopen a vanished port.
+    """
+
+    def __init__(self, transport: Transport, parser: SpadFrameParser | None = None,
+                 queue_frames: int = 4096, reconnect_interval_s: float = 0.2) -> None:
+        if queue_frames < 1:
+            raise ValueError(f"queue_frames must be at least 1, got {queue_frames}")
+        self.transport = transport
+        self.parser = parser or SpadFrameParser()
+        self.reconnect_interval_s = reconnect_interval_s
+        self.frames_dropped = 0
+        self.reconnects = 0
+        self.last_error: Exception | None = None
+        self._queue: queue.Queue[tuple[float, np.ndarray]] = queue.Queue(maxsize=queue_frames)
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # guards parser counters read from other threads
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def counters(self) -> ParserCounters:
+        with self._lock:
+            return ParserCounters(**vars(self.parser.counters))
+
+    def start(self, connect_timeout_s: float = 2.0) -> None:
+        """Start the thread; raises InstrumentDisconnected if the port does not open in time."""
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"spad-reader {self.transport.description}",
+                                        daemon=True)
+        self._thread.start()
+        if not self._connected.wait(connect_timeout_s):
+            self.stop()
+            detail = f"no connection within {connect_timeout_s} s"
+            if self.last_error is not None:
+                detail += f": {self.last_error}"
+            raise InstrumentDisconnected("spad", "start", detail, self.transport.description)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def clear(self) -> int:
+        """Drop queued frames (stale after a setting changed); returns how many."""
+        n = 0
+        while True:
+            try:
+                self._queue.get_nowait()
+                n += 1
+            except queue.Empty:
+                return n
+
+    def get(self, n: int, timeout_s: float) -> FrameBatch:
+        """The next ``n`` frames; InstrumentTimeout (or Disconnected) names what arrived."""
+        deadline = time.monotonic() + timeout_s
+        stamps, frames = [], []
+        while len(frames) < n:
+            remaining = deadline - time.monotonic()
+            try:
+                t, f = self._queue.get(timeout=max(remaining, 0.0) if remaining > 0 else 0.0)
+            except queue.Empty:
+                error = InstrumentDisconnected if not self.connected else InstrumentTimeout
+                cause = f"; last error: {self.last_error}" if self.last_error else ""
+                raise error("spad", "read frames",
+                            f"got {len(frames)} of {n} frames in {timeout_s} s{cause}",
+                            self.transport.description) from None
+            stamps.append(t)
+            frames.append(f)
+        return FrameBatch(np.stack(frames), np.asarray(stamps))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.connected:
+                try:
+                    self.transport.open()
+                except InstrumentDisconnected as exc:
+                    self.last_error = exc
+                    self._stop.wait(self.reconnect_interval_s)
+                    continue
+                self._connected.set()
+            try:
+                data = self.transport.read()
+            except InstrumentDisconnected as exc:
+                log.warning("SPAD bridge lost: %s; reconnecting", exc)
+                self.last_error = exc
+                self._connected.clear()
+                self.transport.close()
+                with self._lock:
+                    self.parser.reset()
+                self.reconnects += 1
+                self._stop.wait(self.reconnect_interval_s)
+                continue
+            if not data:
+                continue
+            stamp = time.time()
+            with self._lock:
+                frames = self.parser.feed(data)
+            for frame in frames:
+                self._put(stamp, frame)
+        self._connected.clear()
+        self.transport.close()
+
+    def _put(self, stamp: float, frame: np.ndarray) -> None:
+        while True:
+            try:
+                self._queue.put_nowait((stamp, frame))
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.frames_dropped += 1
+                except queue.Empty:
+                    pass
+
+
+_SPIDEV_PORT = re.compile(r"^(?:/dev/)?spidev(\d+)\.(\d+)$")
+
+
+def transport_for_port(port: str, baudrate: int = 2_000_000, **kwargs: Any) -> Transport:
+    """``spidev<bus>.<device>`` (or ``/dev/spidev0.0``) gives SPI, anything else a serial port."""
+    match = _SPIDEV_PORT.match(port)
+    if match:
+        return SpidevTransport(int(match[1]), int(match[2]), **kwargs)
+    return SerialTransport(port, baudrate, **kwargs)
+
+
+class SpadArray(Instrument):
+    """The 16x16 SPAD array as an instrument: live cumulative frames and per-frame counts.
+
+    Args:
+        name: instrument name.
+        port: serial port of the Arduino bridge, or ``spidev<bus>.<device>`` for direct SPI.
+        baudrate: serial line rate.
+        byteorder: counter byte order, "big" (FPGA MSB-first) or "little".
+        transport: a ready transport instead of one built from ``port`` (tests, other links).
+        queue_frames: capacity of the reader's frame queue.
+        timeout_s: default time allowed for a read of frames.
+        connect_timeout_s: time allowed for the port to open on ``start``.
+        frame_period_s: integration time of one frame, fixed by the FPGA firmware; turns counts
+            into count rates.
+    """
+
+    shape = (ROWS, COLS)
+    pixel_pitch_m = PIXEL_PITCH_M
+
+    def __init__(self, name: str, port: str, baudrate: int = 2_000_000, byteorder: str = "big", *,
+                 transport: Transport | None = None, queue_frames: int = 4096, timeout_s: float = 5.0,
+                 connect_timeout_s: float = 2.0, frame_period_s: float = 5e-3, **kwargs: Any) -> None:
+        parser = SpadFrameParser(byteorder=byteorder)  # validates before qcodes registers the name
+        if not frame_period_s > 0:
+            raise ValueError(f"{name}: frame_period_s must be positive, got {frame_period_s!r}")
+        super().__init__(name, **kwargs)
+        self.port = port
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.reader = SpadReader(transport or transport_for_port(port, baudrate),
+                                 parser, queue_frames=queue_frames)
+        self._previous: np.ndarray | None = None
+        for counter in vars(ParserCounters()):
+            self.add_parameter(counter, get_cmd=lambda c=counter: getattr(self.reader.counters(), c),
+                               docstring=f"frame parser counter: {counter.replace('_', ' ')}")
+        self.add_parameter("frames_dropped", get_cmd=lambda: self.reader.frames_dropped,
+                           docstring="frames dropped because nobody read the full queue")
+        self.add_parameter("reconnects", get_cmd=lambda: self.reader.reconnects,
+                           docstring="times the port vanished and was reopened")
+        self.add_parameter("byteorder", initial_cache_value=byteorder, set_cmd=False,
+                           docstring="byte order of the counters on the wire")
+        self.frame_period_s = self.add_parameter(
+            "frame_period_s", unit="s", initial_cache_value=float(frame_period_s), set_cmd=False,
+            docstring="integration time of one frame (FPGA firmware setting)")
+
+    def start(self) -> None:
+        """Open the port and start reading frames in the background."""
+        self.reader.start(self.connect_timeout_s)
+
+    def stop(self) -> None:
+        self.reader.stop()
+
+    def discard_pending(self) -> int:
+        """Drop frames already queued, e.g. after the MW frequency changed; returns how many."""
+        self._previous = None
+        return self.reader.clear()
+
+    def read_frames(self, n: int, timeout_s: float | None = None) -> FrameBatch:
+        """The next ``n`` cumulative frames, (n, 16, 16) uint32, with timestamps."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        if not self.reader.running:
+            self.start()
+        return self.reader.get(n, self.timeout_s if timeout_s is None else timeout_s)
+
+    def read_counts(self, n: int, timeout_s: float | None = None) -> np.ndarray:
+        """Photons per pixel in each of the next ``n`` frames, (n, 16, 16) int64.
+
+        The counters are cumulative; the first call (or the first after ``discard_pending``)
+        reads one extra frame to difference against.
+        """
+        extra = 1 if self._previous is None else 0
+        batch = self.read_frames(n + extra, timeout_s)
+        counts = per_frame_counts(batch.frames, self._previous)
+        self._previous = batch.frames[-1]
+        return counts
+
+    def safe_state(self) -> None:
+        """The array has no hazardous output; stop reading. Never raises."""
+        reader = self.__dict__.get("reader")  # absent once qcodes has closed the instrument
+        if reader is None:
+            return
+        try:
+            reader.stop()
+        except Exception:  # noqa: BLE001 - a safe-state path must not raise
+            log.exception("stopping the SPAD reader failed")
+
+    def close(self) -> None:
+        self.safe_state()
+        super().close()
+
+    def get_idn(self) -> dict[str, str | None]:
+        return {"vendor": "seed-003", "model": "16x16 SPAD array via FPGA/Arduino bridge",
+                "serial": None, "firmware": self.reader.transport.description}

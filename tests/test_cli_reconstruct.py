@@ -1,0 +1,23 @@
+"""``acquire --sim reconstruct`` prints the seed-000 table with our scores next to the paper's."""
+
+import re
+
+from instrument.cli import main
+
+
+def test_reconstruct_prints_every_case_with_good_scores(capsys):
+    assert main(["--sim", "--image-shape", "48x48", "reconstruct", "--frames", "260"]) == 0
+    out = capsys.readouterr().out
+    for case in ("static 2 coils", "static 4 coils", "static 7 coils", "temporal high sparsity",
+                 "temporal low sparsity", "paper static", "paper temporal"):
+        assert case in out
+    static = re.search(r"static 4 coils\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", out)
+    ssim, rrmse, r, f1 = (float(v) for v in static.groups())
+    assert ssim > 0.8 and rrmse < 0.2 and r > 0.95 and f1 == 1.0
+
+
+def test_reconstruct_needs_sim_and_enough_frames(capsys):
+    assert main(["reconstruct"]) == 2
+    assert "add --sim" in capsys.readouterr().err
+    assert main(["--sim", "--image-shape", "16x16", "reconstruct", "--frames", "20"]) == 2
+    assert "use more frames" in capsys.readouterr().err
