@@ -5,7 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from instrument.gui.cw_panel import CwOdmrPanel, format_duration
+from instrument.gui.cw_panel import CwOdmrPanel
+from instrument.gui.run_controls import format_duration
 
 
 @pytest.fixture
