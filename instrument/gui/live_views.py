@@ -15,7 +15,9 @@ from instrument.gui.live_data import Spectra
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
-GROUP_NAMES = {0: "I-off", 1: "I-on"}
+CW_GROUPS = {0: "I-off", 1: "I-on"}
+# Axis of a swept quantity by its SI unit: (display unit, scale).
+DISPLAY_UNITS = {"Hz": ("MHz", 1e-6), "s": ("us", 1e6)}
 GROUP_PENS = {0: "#1f77b4", 1: "#d62728"}
 
 
@@ -87,7 +89,7 @@ class ImagePanel(QWidget):
             rows, cols = self.data.shape
             self.image.setRect(QRectF(0, 0, cols * self._scale, rows * self._scale))
             self.set_pixel(rows // 2, cols // 2, emit=False)
-        self.title.setText(f"{title} ({unit})")
+        self.title.setText(f"{title} ({unit})" if unit else title)
         self.frames_shown += 1
 
     def set_pixel(self, row: int, col: int, emit: bool = True) -> None:
@@ -139,16 +141,30 @@ class SpectrumPanel(QWidget):
             plot.showGrid(x=True, y=True, alpha=0.3)
         self.mean_plot.setXLink(self.pixel_plot)
         self._curves: dict[tuple[str, int], pg.PlotDataItem] = {}
+        self.group_names: dict[int, str] = dict(CW_GROUPS)
+        self.x_scale = 1e-6
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
+
+    def set_axes(self, x_label: str, x_unit: str, y_label: str, group_names: dict[int, str]) -> None:
+        """Axis labels for a run: the swept quantity in display units (MHz, us), the signal's name."""
+        shown, self.x_scale = DISPLAY_UNITS.get(x_unit, (x_unit, 1.0))
+        self.group_names = dict(group_names)
+        for plot in (self.pixel_plot, self.mean_plot):
+            plot.setLabel("bottom", f"{x_label} ({shown})" if shown else x_label)
+            plot.setLabel("left", y_label)
+            if plot.legend is not None:
+                plot.legend.clear()
+            plot.clear()
+        self._curves.clear()
 
     def _curve(self, plot_name: str, group: int, fit: bool = False) -> pg.PlotDataItem:
         key = (plot_name + ("-fit" if fit else ""), group)
         if key not in self._curves:
             plot = self.pixel_plot if plot_name == "pixel" else self.mean_plot
             colour = GROUP_PENS.get(group, "k")
-            name = GROUP_NAMES.get(group, f"group {group}") + (" fit" if fit else "")
+            name = self.group_names.get(group, f"group {group}") + (" fit" if fit else "")
             if fit:
                 item = plot.plot(pen=pg.mkPen(colour, width=2), name=name)
             else:
@@ -165,11 +181,11 @@ class SpectrumPanel(QWidget):
         self.pixel_plot.setTitle(f"spectrum at pixel (row {row}, col {col})")
         for plot_name, spectra in (("pixel", pixel), ("mean", mean)):
             for group, x in spectra.x.items():
-                self._curve(plot_name, group).setData(x / 1e6, spectra.y[group], connect="finite")
+                self._curve(plot_name, group).setData(x * self.x_scale, spectra.y[group], connect="finite")
 
     def show_fit(self, frequencies_hz: np.ndarray, curves: dict[int, np.ndarray]) -> None:
         for group, y in curves.items():
-            self._curve("pixel", group, fit=True).setData(frequencies_hz / 1e6, y, connect="finite")
+            self._curve("pixel", group, fit=True).setData(frequencies_hz * self.x_scale, y, connect="finite")
 
     def points_shown(self, plot_name: str = "pixel") -> int:
         """Finite points currently plotted (for tests and the benchmark)."""

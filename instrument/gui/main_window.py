@@ -31,6 +31,7 @@ from instrument.analysis.cw_run import CwFieldMap, analyse_cw_run, fitted_curve,
 from instrument.gui.cw_panel import CwOdmrPanel
 from instrument.gui.live_data import SweepCube
 from instrument.gui.live_views import ImagePanel, SpectrumPanel
+from instrument.gui.pulsed_panel import COUNTER_ROLE, PulsedPanel
 from instrument.gui.run_browser import RunBrowser
 from instrument.gui.station_panel import StationPanel
 from instrument.gui.worker import BackgroundTask, EngineRunner
@@ -41,6 +42,9 @@ REFRESH_INTERVAL_MS = 33  # at most ~30 repaints/s: smooth for the eye
 MAX_GUI_SHARE = 0.25
 """Largest fraction of the time the live repaint may take: the rest is left to the acquisition."""
 IMAGE_NAME = "signal"
+# Step values that are measured, not swept: the rest of a run's scalars is its x axis.
+MEASURED_VALUES = {"config", "mean_signal", "signal", "reference", "ratio", "ratio_err"}
+IMAGE_LABELS = {"signal": ("lock-in signal", "counts"), "ratio": ("signal / reference", "")}
 LIVE_FRAME = "latest frame"
 FIT_VIEWS = {
     "fitted resonance, I-off": ("center_off_hz", "MHz", 1e-6, "viridis"),
@@ -49,10 +53,23 @@ FIT_VIEWS = {
 }
 
 
-def cube_from_run(run: StoredRun, image_name: str = IMAGE_NAME) -> tuple[SweepCube, np.ndarray]:
+def swept_name(scalar_names: Any) -> str:
+    """The swept quantity among a run's scalar names (``frequency_hz``, ``tau_s``, ...)."""
+    swept = [n for n in scalar_names if n not in MEASURED_VALUES]
+    return swept[0] if swept else "frequency_hz"
+
+
+def cube_from_run(run: StoredRun) -> tuple[SweepCube, np.ndarray]:
     """A stored run replayed into a ``SweepCube``; also returns the image stack."""
-    images = run.images(image_name)
-    cube = SweepCube(image_name)
+    for image_name in IMAGE_LABELS:
+        try:
+            images = run.images(image_name)
+            break
+        except KeyError:
+            continue
+    else:
+        raise KeyError(f"run {run.run_id} holds none of the images {', '.join(IMAGE_LABELS)}")
+    cube = SweepCube(image_name, swept_name(run.scalars))
     cube.open(run.metadata, {image_name: images.shape[1:]}, images.shape[0])
     names = list(run.scalars)
     n = min(len(v) for v in run.scalars.values()) if run.scalars else 0
@@ -82,6 +99,13 @@ class MainWindow(QMainWindow):
         self.cw_panel = CwOdmrPanel(station)
         controls = QTabWidget()
         controls.addTab(self.cw_panel, "CW ODMR")
+        self.pulsed_panel: PulsedPanel | None = None
+        if COUNTER_ROLE in station.instruments and "pulser" in station.instruments:
+            self.pulsed_panel = PulsedPanel(station)
+            controls.addTab(self.pulsed_panel, "Pulsed")
+        self.scan_panels = [p for p in (self.cw_panel, self.pulsed_panel) if p is not None]
+        self.active_panel: Any = self.cw_panel
+        self.sequence: Any = None
         controls.addTab(self.station_panel, "Station")
         controls.setMinimumWidth(360)
 
@@ -136,6 +160,7 @@ class MainWindow(QMainWindow):
         self._pending_progress: Progress | None = None
         self._tick_started = 0.0
         self.last_update_cost_ms = float("nan")
+        self.image_name = IMAGE_NAME
         self._latest_frame: np.ndarray | None = None
         self.steps_received = 0  # steps the engine produced, as counted by the live sink
         self.frames_displayed = 0  # of which were drawn; the rest were dropped as stale
@@ -144,10 +169,11 @@ class MainWindow(QMainWindow):
         self.timer.setInterval(REFRESH_INTERVAL_MS)
         self.timer.timeout.connect(self.refresh_live)
 
-        self.cw_panel.start_requested.connect(self.start_run)
-        self.cw_panel.pause_requested.connect(lambda: self.runner and self.runner.pause())
-        self.cw_panel.resume_requested.connect(lambda: self.runner and self.runner.resume())
-        self.cw_panel.abort_requested.connect(self.abort_run)
+        for panel in self.scan_panels:
+            panel.start_requested.connect(lambda seq, p=panel: self.start_run(seq, panel=p))
+            panel.pause_requested.connect(lambda: self.runner and self.runner.pause())
+            panel.resume_requested.connect(lambda: self.runner and self.runner.resume())
+            panel.abort_requested.connect(self.abort_run)
         self.image_panel.pixel_chosen.connect(lambda r, c: self.refresh_spectra())
         self.run_browser.open_requested.connect(self.open_run)
         self.run_browser.refit_requested.connect(self.refit_run)
@@ -161,12 +187,13 @@ class MainWindow(QMainWindow):
     def running(self) -> bool:
         return self.runner is not None and self.runner.is_running()
 
-    def start_run(self, sequence: Any, probes: Sequence[Sink] = ()) -> None:
+    def start_run(self, sequence: Any, probes: Sequence[Sink] = (), panel: Any = None) -> None:
         """Start ``sequence`` on the station in a worker thread, storing it and feeding the live views.
 
         Args:
             sequence: the measurement to run (already checked by its panel).
             probes: extra engine sinks, e.g. a benchmark's timing probe.
+            panel: the scan panel that started it (default: CW ODMR), which shows its progress.
         """
         if self.running:
             self.statusBar().showMessage("a run is already going; abort it first")
@@ -175,7 +202,11 @@ class MainWindow(QMainWindow):
         sample = station.world.sample.name if station.world is not None else station.name
         self.writer = RunWriter(self.out_dir, sequence.name, sample, sequence.scalars, sequence.setpoints)
         self.live_sink = LiveSink()
-        self.cube = SweepCube(IMAGE_NAME)
+        self.sequence = sequence
+        self.active_panel = panel or self.cw_panel
+        self.image_name = next(iter(sequence.image_shapes))
+        x_name = sequence.setpoints[-1]
+        self.cube = SweepCube(self.image_name, x_name)
         metadata = {"station_snapshot": station.snapshot(), "simulated": station.simulated,
                     "command": "acquire gui" if not station.simulated else "acquire --sim gui"}
         engine = Engine(station.instruments, station.limits,
@@ -186,10 +217,12 @@ class MainWindow(QMainWindow):
         self.runner.failed.connect(self._run_failed)
         self.fit = None
         self._reset_image_choices()
-        self.spectrum_panel.clear()
+        self._set_spectrum_axes(x_name, sequence.scalars[x_name], self.image_name,
+                                is_cw=sequence.name == "cw_odmr")
         self._seen_counter = 0
         self.steps_received = self.frames_displayed = 0
-        self.cw_panel.set_running(True)
+        for p in self.scan_panels:
+            p.set_running(True)
         self.station_panel.set_busy(True)
         self.source_label.setText(f"live: {sequence.name} on {station.name}")
         self.views.setCurrentIndex(0)
@@ -210,7 +243,7 @@ class MainWindow(QMainWindow):
         (large window, software rendering) cannot starve the acquisition of CPU.
         """
         if self._pending_progress is not None:
-            self.cw_panel.show_progress(self._pending_progress)
+            self.active_panel.show_progress(self._pending_progress)
             self._pending_progress = None
         if self.live_sink is None:
             return
@@ -220,9 +253,10 @@ class MainWindow(QMainWindow):
         self._tick_started = time.perf_counter()
         self.steps_received = counter
         self._seen_counter = counter
-        self._latest_frame = step.images.get(IMAGE_NAME)
+        self._latest_frame = step.images.get(self.image_name)
         if self.image_choice.currentText() == LIVE_FRAME and self._latest_frame is not None:
-            self.image_panel.set_image(self._latest_frame, f"lock-in signal, {step.label}", "counts")
+            label, unit = IMAGE_LABELS.get(self.image_name, (self.image_name, ""))
+            self.image_panel.set_image(self._latest_frame, f"{label}, {step.label}", unit)
         self.frames_displayed += 1
         self.refresh_spectra()
         self.timer.stop()
@@ -255,8 +289,9 @@ class MainWindow(QMainWindow):
         self.last_outcome = outcome
         self.timer.stop()
         self.refresh_live()
-        self.cw_panel.set_running(False)
-        self.cw_panel.show_outcome(outcome.status, outcome.reason)
+        for p in self.scan_panels:
+            p.set_running(False)
+        self.active_panel.show_outcome(outcome.status, outcome.reason)
         self.station_panel.set_busy(False)
         self.station_panel.refresh()
         run_id = self.writer.run_id if self.writer else None
@@ -266,12 +301,35 @@ class MainWindow(QMainWindow):
         self.run_browser.refresh()
         if run_id is not None:
             self.run_browser.select_run(run_id)
+            if outcome.status == "completed" and getattr(self.sequence, "kind", "") == "rabi":
+                self._calibrate_pi_pulse(run_id)
+
+    def _calibrate_pi_pulse(self, run_id: int) -> None:
+        """A completed Rabi run gives the pi pulse of the next Ramsey, echo or pulsed ODMR."""
+        from instrument.analysis.pulsed import PulsedFitError
+        from sequences.pulsed import pi_pulse_from_rabi
+
+        rabi = self.sequence
+        run = self.run_browser.runs.get(run_id)
+        if run is None or self.pulsed_panel is None:
+            return
+        order = np.argsort(run.scalars[rabi.sweep_name])
+        data = tuple(run.scalars[k][order] for k in (rabi.sweep_name, "ratio", "ratio_err"))
+        try:
+            pi = pi_pulse_from_rabi(rabi.fit(*data), rabi.frequency_hz, rabi.power_dbm, rabi.clock_hz)
+        except (PulsedFitError, ValueError) as exc:
+            self.statusBar().showMessage(f"Rabi run {run_id}: no pi pulse from the fit ({exc})")
+            return
+        self.pulsed_panel.set_pi_pulse(pi.pi_s)
+        self.statusBar().showMessage(f"Rabi run {run_id}: pi pulse {pi.pi_s * 1e9:.0f} ns "
+                                     f"(Rabi frequency {pi.rabi_hz / 1e6:.4g} MHz)")
 
     def _run_failed(self, exc: Exception) -> None:
         self.timer.stop()
-        self.cw_panel.set_running(False)
+        for p in self.scan_panels:
+            p.set_running(False)
         self.station_panel.set_busy(False)
-        self.cw_panel.show_outcome("failed", f"{type(exc).__name__}: {exc}")
+        self.active_panel.show_outcome("failed", f"{type(exc).__name__}: {exc}")
         self.statusBar().showMessage(f"run failed: {exc}")
 
     # ---- stored runs ---------------------------------------------------------------------------------
@@ -288,6 +346,10 @@ class MainWindow(QMainWindow):
             return
         self.live_sink = None
         self.fit = None
+        self.image_name = self.cube.image_name
+        is_cw = (run.metadata.get("sequence") or {}).get("name") == "cw_odmr"
+        x_unit = "Hz" if self.cube.x_name.endswith("_hz") else "s" if self.cube.x_name.endswith("_s") else ""
+        self._set_spectrum_axes(self.cube.x_name, x_unit, self.image_name, is_cw)
         self._reset_image_choices()
         size = pixel_size_of(run.metadata)
         if size:
@@ -301,8 +363,11 @@ class MainWindow(QMainWindow):
                                   f"from {self.out_dir}")
         self.views.setCurrentIndex(0)
 
-    def refit_run(self, run: StoredRun, then_export: Path | None = None) -> BackgroundTask:
+    def refit_run(self, run: StoredRun, then_export: Path | None = None) -> BackgroundTask | None:
         """Fit every pixel of ``run`` in the background; show the maps and the fitted curves."""
+        if (run.metadata.get("sequence") or {}).get("name") != "cw_odmr":
+            self.statusBar().showMessage(f"run {run.run_id}: re-fit and figure export are for CW-ODMR runs")
+            return None
         self.open_run(run)
         self.statusBar().showMessage(f"fitting run {run.run_id}...")
         self.task = BackgroundTask(lambda: analyse_cw_run(run), self)
@@ -345,6 +410,12 @@ class MainWindow(QMainWindow):
         plot_cw_result(self.fit, path, pixel=self.image_panel.pixel, title=f"run {run.run_id}: CW ODMR")
         self.statusBar().showMessage(f"figure written to {path}")
 
+    def _set_spectrum_axes(self, x_name: str, x_unit: str, image_name: str, is_cw: bool) -> None:
+        label = {"frequency_hz": "MW frequency", "tau_s": "pulse time"}.get(x_name, x_name)
+        y_label, y_unit = IMAGE_LABELS.get(image_name, (image_name, ""))
+        self.spectrum_panel.set_axes(label, x_unit, f"{y_label} ({y_unit})" if y_unit else y_label,
+                                     {0: "I-off", 1: "I-on"} if is_cw else {0: "data"})
+
     # ---- image choice --------------------------------------------------------------------------------
 
     def _reset_image_choices(self) -> None:
@@ -359,7 +430,8 @@ class MainWindow(QMainWindow):
             attr, unit, scale, cmap = FIT_VIEWS[choice]
             self.image_panel.set_image(getattr(self.fit, attr) * scale, choice, unit, cmap)
         elif self._latest_frame is not None:
-            self.image_panel.set_image(self._latest_frame, "lock-in signal, last measured step", "counts")
+            label, unit = IMAGE_LABELS.get(self.image_name, (self.image_name, ""))
+            self.image_panel.set_image(self._latest_frame, f"{label}, last measured step", unit)
 
     # ---- closing -----------------------------------------------------------------------------------
 
