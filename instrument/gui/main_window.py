@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from instrument.gui.cw_panel import CwOdmrPanel
 from instrument.gui.live_data import SweepCube
 from instrument.gui.live_views import ImagePanel, SpectrumPanel
 from instrument.gui.pulsed_panel import COUNTER_ROLE, PulsedPanel
+from instrument.gui.reconstruction_view import ReconstructionView
 from instrument.gui.run_browser import RunBrowser
 from instrument.gui.station_panel import StationPanel
 from instrument.gui.worker import BackgroundTask, EngineRunner
@@ -133,9 +134,11 @@ class MainWindow(QMainWindow):
         live_layout.addWidget(live_split, 1)
 
         self.run_browser = RunBrowser(self.out_dir)
+        self.reconstruction_view = ReconstructionView(pixel_size_of(snapshot))
         self.views = QTabWidget()
         self.views.addTab(live, "Live")
         self.views.addTab(self.run_browser, "Runs")
+        self.views.addTab(self.reconstruction_view, "Reconstruction")
 
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(controls)
@@ -154,6 +157,7 @@ class MainWindow(QMainWindow):
         self.runner: EngineRunner | None = None
         self.writer: RunWriter | None = None
         self.fit: CwFieldMap | None = None
+        self.fit_run_id: int | None = None
         self.task: BackgroundTask | None = None
         self.last_outcome: RunOutcome | None = None
         self._seen_counter = 0
@@ -178,6 +182,7 @@ class MainWindow(QMainWindow):
         self.run_browser.open_requested.connect(self.open_run)
         self.run_browser.refit_requested.connect(self.refit_run)
         self.run_browser.export_requested.connect(self.export_figure)
+        self.run_browser.reconstruct_requested.connect(self.reconstruct_run)
         self.statusBar().showMessage("simulated station" if station.simulated else "ready")
         self.resize(1400, 820)
 
@@ -363,7 +368,8 @@ class MainWindow(QMainWindow):
                                   f"from {self.out_dir}")
         self.views.setCurrentIndex(0)
 
-    def refit_run(self, run: StoredRun, then_export: Path | None = None) -> BackgroundTask | None:
+    def refit_run(self, run: StoredRun, then_export: Path | None = None,
+                  then: Callable[[], Any] | None = None) -> BackgroundTask | None:
         """Fit every pixel of ``run`` in the background; show the maps and the fitted curves."""
         if (run.metadata.get("sequence") or {}).get("name") != "cw_odmr":
             self.statusBar().showMessage(f"run {run.run_id}: re-fit and figure export are for CW-ODMR runs")
@@ -371,14 +377,16 @@ class MainWindow(QMainWindow):
         self.open_run(run)
         self.statusBar().showMessage(f"fitting run {run.run_id}...")
         self.task = BackgroundTask(lambda: analyse_cw_run(run), self)
-        self.task.done.connect(lambda result: self._fit_done(run, result, then_export))
+        self.task.done.connect(lambda result: self._fit_done(run, result, then_export, then))
         self.task.failed.connect(
             lambda exc: self.statusBar().showMessage(f"cannot fit run {run.run_id}: {exc}"))
         self.task.start()
         return self.task
 
-    def _fit_done(self, run: StoredRun, result: CwFieldMap, then_export: Path | None) -> None:
+    def _fit_done(self, run: StoredRun, result: CwFieldMap, then_export: Path | None,
+                  then: Callable[[], Any] | None = None) -> None:
         self.fit = result
+        self.fit_run_id = run.run_id
         for name in FIT_VIEWS:
             if self.image_choice.findText(name) < 0:
                 self.image_choice.addItem(name)
@@ -389,6 +397,8 @@ class MainWindow(QMainWindow):
                                      f"{result.converged_fraction:.1%} of pixels fitted")
         if then_export is not None:
             self._write_figure(run, then_export)
+        if then is not None:
+            then()
 
     def export_figure(self, run: StoredRun, path: Path | None = None) -> None:
         """Export the run's summary figure (spectrum at the chosen pixel, resonance and B_NV maps)."""
@@ -399,11 +409,36 @@ class MainWindow(QMainWindow):
             if not chosen:
                 return
             path = Path(chosen)
-        if self.fit is None or not np.array_equal(self.fit.frequencies_hz,
-                                                  np.asarray(run.metadata["sequence"]["frequencies_hz"])):
+        if self.fit is None or self.fit_run_id != run.run_id:
             self.refit_run(run, then_export=path)
         else:
             self._write_figure(run, path)
+
+    def reconstruct_run(self, run: StoredRun) -> None:
+        """Send the run's fitted B_NV map to the dictionary reconstruction (fits the run first if needed)."""
+        if (run.metadata.get("sequence") or {}).get("name") != "cw_odmr":
+            self.statusBar().showMessage(
+                f"run {run.run_id}: reconstruction takes the B_NV map of a CW-ODMR run")
+            return
+        if self.fit is None or self.fit_run_id != run.run_id:
+            self.refit_run(run, then=lambda: self.reconstruct_run(run))
+            return
+        from instrument.gui.reconstruction_view import reconstruct_run_map
+
+        b_nv = self.fit.b_nv_t
+        currents = np.asarray(run.metadata["sequence"].get("coil_currents_a", []), dtype=float)
+        self.statusBar().showMessage(f"reconstructing run {run.run_id}...")
+        station = self.station
+        self.task = BackgroundTask(lambda: reconstruct_run_map(station, run.run_id, b_nv, currents), self)
+        self.task.done.connect(self._reconstruction_done)
+        self.task.failed.connect(
+            lambda exc: self.statusBar().showMessage(f"cannot reconstruct run {run.run_id}: {exc}"))
+        self.task.start()
+
+    def _reconstruction_done(self, result: Any) -> None:
+        self.reconstruction_view.show_result(result)
+        self.views.setCurrentWidget(self.reconstruction_view)
+        self.statusBar().showMessage(self.reconstruction_view.summary.text())
 
     def _write_figure(self, run: StoredRun, path: Path) -> None:
         assert self.fit is not None

@@ -74,12 +74,14 @@ class RunBrowser(QWidget):
     """Lists stored runs; the main window acts on the signals.
 
     Signals:
-        open_requested(StoredRun), refit_requested(StoredRun), export_requested(StoredRun)
+        open_requested(StoredRun), refit_requested(StoredRun), export_requested(StoredRun),
+        reconstruct_requested(StoredRun)
     """
 
     open_requested = pyqtSignal(object)
     refit_requested = pyqtSignal(object)
     export_requested = pyqtSignal(object)
+    reconstruct_requested = pyqtSignal(object)
 
     def __init__(self, out_dir: Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -103,13 +105,16 @@ class RunBrowser(QWidget):
         self.open_button = QPushButton("Open")
         self.refit_button = QPushButton("Re-fit")
         self.export_button = QPushButton("Export figure...")
+        self.reconstruct_button = QPushButton("Reconstruct")
         buttons = QHBoxLayout()
-        for b in (self.refresh_button, self.open_button, self.refit_button, self.export_button):
+        for b in (self.refresh_button, self.open_button, self.refit_button, self.export_button,
+                  self.reconstruct_button):
             buttons.addWidget(b)
         self.refresh_button.clicked.connect(self.refresh)
         self.open_button.clicked.connect(lambda: self._emit(self.open_requested))
         self.refit_button.clicked.connect(lambda: self._emit(self.refit_requested))
         self.export_button.clicked.connect(lambda: self._emit(self.export_requested))
+        self.reconstruct_button.clicked.connect(lambda: self._emit(self.reconstruct_requested))
 
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.table)
@@ -155,7 +160,7 @@ class RunBrowser(QWidget):
 
     def _selection_changed(self) -> None:
         run = self.selected_run()
-        for b in (self.open_button, self.refit_button, self.export_button):
+        for b in (self.open_button, self.refit_button, self.export_button, self.reconstruct_button):
             b.setEnabled(run is not None)
         self.metadata.clear()
         if run is not None:

@@ -1,6 +1,7 @@
 """Drive the main window offscreen: a simulated CW-ODMR scan, live views, pause/abort, stored runs."""
 
 import numpy as np
+import pytest
 
 from instrument.storage.runs import load_run
 from tests.gui.conftest import SHAPE, configure, run_to_end
@@ -157,3 +158,32 @@ def test_closing_mid_run_aborts_and_leaves_the_run_stored(qtbot, window):
     assert not window.runner.is_running()
     run = load_run(window.out_dir, window.writer.run_id)
     assert run.metadata["status"] == "aborted"
+
+
+def test_send_a_run_to_reconstruction_finds_the_driven_coil(qtbot, window):
+    configure(window, points=31, frames=2)
+    window.cw_panel.current.setValue(900.0)
+    run_to_end(qtbot, window)
+    run = window.run_browser.selected_run()
+    window.run_browser.reconstruct_button.click()
+    view = window.reconstruction_view
+    qtbot.waitUntil(lambda: view.result is not None, timeout=30_000)
+    result = view.result
+    assert window.views.currentWidget() is view
+    assert result.run_id == run.run_id and len(result.coefficients) == len(result.coil_names)
+    driven = result.coil_names.index("L1C1")
+    assert result.expected[driven] == pytest.approx(1.5)
+    # the driven coil dominates the reconstruction
+    assert abs(result.coefficients[driven]) == max(abs(result.coefficients))
+    assert result.reconstructed_t.shape == SHAPE
+    assert "L1C1" in view.summary.text()
+
+
+def test_reconstruction_is_refused_for_a_pulsed_run(qtbot, window):
+    panel = window.pulsed_panel
+    panel.points.setValue(11)
+    panel.repetitions.setValue(100)
+    panel.controls.start_button.click()
+    qtbot.waitUntil(lambda: window.last_outcome is not None, timeout=20_000)
+    window.reconstruct_run(window.run_browser.selected_run())
+    assert "reconstruction takes the B_NV map of a CW-ODMR run" in window.statusBar().currentMessage()
