@@ -34,6 +34,7 @@ from instrument.gui.live_views import ImagePanel, SpectrumPanel
 from instrument.gui.pulsed_panel import COUNTER_ROLE, PulsedPanel
 from instrument.gui.reconstruction_view import ReconstructionView
 from instrument.gui.run_browser import RunBrowser
+from instrument.gui.spad_panel import SPAD_ROLE, SpadOdmrPanel
 from instrument.gui.station_panel import StationPanel
 from instrument.gui.worker import BackgroundTask, EngineRunner
 from instrument.storage.runs import RunWriter, Step, StoredRun
@@ -44,8 +45,11 @@ MAX_GUI_SHARE = 0.25
 """Largest fraction of the time the live repaint may take: the rest is left to the acquisition."""
 IMAGE_NAME = "signal"
 # Step values that are measured, not swept: the rest of a run's scalars is its x axis.
-MEASURED_VALUES = {"config", "mean_signal", "signal", "reference", "ratio", "ratio_err"}
-IMAGE_LABELS = {"signal": ("lock-in signal", "counts"), "ratio": ("signal / reference", "")}
+MEASURED_VALUES = {"config", "mean_signal", "signal", "reference", "ratio", "ratio_err", "mean_counts",
+                   "total_counts"}
+IMAGE_LABELS = {"signal": ("lock-in signal", "counts"), "ratio": ("signal / reference", ""),
+                "counts": ("SPAD counts", "counts")}
+CW_ROLES = ("mw", "pulser", "camera", "coils")
 LIVE_FRAME = "latest frame"
 FIT_VIEWS = {
     "fitted resonance, I-off": ("center_off_hz", "MHz", 1e-6, "viridis"),
@@ -97,15 +101,19 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"QDM acquire: {station.name}" + ("  [SIMULATED]" if station.simulated else ""))
 
         self.station_panel = StationPanel(station)
-        self.cw_panel = CwOdmrPanel(station)
+        # One scan panel per measurement the station has the instruments for.
         controls = QTabWidget()
-        controls.addTab(self.cw_panel, "CW ODMR")
-        self.pulsed_panel: PulsedPanel | None = None
-        if COUNTER_ROLE in station.instruments and "pulser" in station.instruments:
-            self.pulsed_panel = PulsedPanel(station)
-            controls.addTab(self.pulsed_panel, "Pulsed")
-        self.scan_panels = [p for p in (self.cw_panel, self.pulsed_panel) if p is not None]
-        self.active_panel: Any = self.cw_panel
+        has = set(station.instruments)
+        self.cw_panel: CwOdmrPanel | None = CwOdmrPanel(station) if has >= set(CW_ROLES) else None
+        self.pulsed_panel: PulsedPanel | None = (PulsedPanel(station) if {COUNTER_ROLE, "pulser", "mw"} <= has
+                                                else None)
+        self.spad_panel: SpadOdmrPanel | None = SpadOdmrPanel(station) if {SPAD_ROLE, "mw"} <= has else None
+        for panel, title in ((self.cw_panel, "CW ODMR"), (self.pulsed_panel, "Pulsed"),
+                             (self.spad_panel, "SPAD ODMR")):
+            if panel is not None:
+                controls.addTab(panel, title)
+        self.scan_panels = [p for p in (self.cw_panel, self.pulsed_panel, self.spad_panel) if p is not None]
+        self.active_panel: Any = self.scan_panels[0] if self.scan_panels else None
         self.sequence: Any = None
         controls.addTab(self.station_panel, "Station")
         controls.setMinimumWidth(360)
@@ -208,7 +216,7 @@ class MainWindow(QMainWindow):
         self.writer = RunWriter(self.out_dir, sequence.name, sample, sequence.scalars, sequence.setpoints)
         self.live_sink = LiveSink()
         self.sequence = sequence
-        self.active_panel = panel or self.cw_panel
+        self.active_panel = panel or self.active_panel
         self.image_name = next(iter(sequence.image_shapes))
         x_name = sequence.setpoints[-1]
         self.cube = SweepCube(self.image_name, x_name)
