@@ -384,7 +384,8 @@ class MainWindow(QMainWindow):
             return None
         self.open_run(run)
         self.statusBar().showMessage(f"fitting run {run.run_id}...")
-        self.task = BackgroundTask(lambda: analyse_cw_run(run), self)
+        options = self.run_browser.fit_options()
+        self.task = BackgroundTask(lambda: analyse_cw_run(run, **options), self)
         self.task.done.connect(lambda result: self._fit_done(run, result, then_export, then))
         self.task.failed.connect(
             lambda exc: self.statusBar().showMessage(f"cannot fit run {run.run_id}: {exc}"))
@@ -401,8 +402,9 @@ class MainWindow(QMainWindow):
         self.image_choice.setCurrentText("B_NV of the coils")
         self.refresh_spectra()
         lo, hi = result.field_range_t
-        self.statusBar().showMessage(f"run {run.run_id}: B_NV {lo * 1e6:+.2f} .. {hi * 1e6:+.2f} uT, "
-                                     f"{result.converged_fraction:.1%} of pixels fitted")
+        self.statusBar().showMessage(f"run {run.run_id} ({result.fit_off.model}, hyperfine "
+                                     f"{result.fit_off.hyperfine or 'none'}): B_NV {lo * 1e6:+.2f} .. "
+                                     f"{hi * 1e6:+.2f} uT, {result.converged_fraction:.1%} of pixels fitted")
         if then_export is not None:
             self._write_figure(run, then_export)
         if then is not None:

@@ -10,6 +10,7 @@ import numpy as np
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -106,6 +107,17 @@ class RunBrowser(QWidget):
         self.refit_button = QPushButton("Re-fit")
         self.export_button = QPushButton("Export figure...")
         self.reconstruct_button = QPushButton("Reconstruct")
+        # Fit options of "Re-fit" (the same choices as 'acquire analyse').
+        self.model = QComboBox()
+        self.model.addItems(["lorentzian", "gaussian"])
+        self.hyperfine = QComboBox()
+        self.hyperfine.addItems(["15N", "14N", "none"])
+        options = QHBoxLayout()
+        options.addWidget(QLabel("re-fit line shape"))
+        options.addWidget(self.model)
+        options.addWidget(QLabel("hyperfine"))
+        options.addWidget(self.hyperfine)
+        options.addStretch(1)
         buttons = QHBoxLayout()
         for b in (self.refresh_button, self.open_button, self.refit_button, self.export_button,
                   self.reconstruct_button):
@@ -122,8 +134,14 @@ class RunBrowser(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.message)
         layout.addWidget(split, 1)
+        layout.addLayout(options)
         layout.addLayout(buttons)
         self.refresh()
+
+    def fit_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``analyse_cw_run`` chosen in the browser."""
+        hyperfine = self.hyperfine.currentText()
+        return {"model": self.model.currentText(), "isotope": None if hyperfine == "none" else hyperfine}
 
     def refresh(self) -> None:
         """Re-read the run list; runs that cannot be read are listed with the reason."""

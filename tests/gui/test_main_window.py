@@ -95,6 +95,7 @@ def test_open_refit_and_export_a_stored_run(qtbot, window, tmp_path):
     assert window.image_choice.currentText() == "B_NV of the coils"
     assert window.image_panel.unit == "uT"
     assert "of pixels fitted" in window.statusBar().currentMessage()
+    assert "(lorentzian, hyperfine 15N)" in window.statusBar().currentMessage()
     window.image_choice.setCurrentText("fitted resonance, I-off")
     assert window.image_panel.unit == "MHz"
     finite = window.image_panel.data[np.isfinite(window.image_panel.data)]
@@ -102,6 +103,14 @@ def test_open_refit_and_export_a_stored_run(qtbot, window, tmp_path):
     figure = tmp_path / "export.png"
     window.export_figure(browser.selected_run(), figure)
     assert figure.stat().st_size > 10_000
+    # re-fit with other options: a Gaussian without the hyperfine multiplet
+    browser.model.setCurrentText("gaussian")
+    browser.hyperfine.setCurrentText("none")
+    first = window.fit
+    browser.refit_button.click()
+    qtbot.waitUntil(lambda: window.fit is not None and window.fit is not first, timeout=20_000)
+    assert window.fit.fit_off.model == "gaussian" and window.fit.fit_off.hyperfine is None
+    assert "(gaussian, hyperfine none)" in window.statusBar().currentMessage()
 
 
 def test_refit_of_an_aborted_run_says_it_is_incomplete(qtbot, window):
