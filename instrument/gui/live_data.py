@@ -1,4 +1,4 @@
-"""A sink that keeps every step's image of the running sweep, for spectra at any pixel.
+"""Sweep data for the live views: a sink that keeps every step's image, and stored runs replayed into it.
 
 The engine's ``LiveSink`` holds only the latest step, which is right for the image view (stale frames
 are dropped) but not for a spectrum: a pixel's spectrum needs every frequency point. ``SweepCube``
@@ -15,9 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from instrument.storage.runs import Step
+from instrument.storage.runs import Step, StoredRun
 
 GROUP_KEY = "config"
+IMAGE_NAME = "signal"
+# Step values that are measured, not swept: the rest of a run's scalars is its x axis.
+MEASURED_VALUES = {"config", "mean_signal", "signal", "reference", "ratio", "ratio_err", "mean_counts",
+                   "total_counts"}
+IMAGE_LABELS = {"signal": ("lock-in signal", "counts"), "ratio": ("signal / reference", ""),
+                "counts": ("SPAD counts", "counts")}
 
 
 @dataclass(frozen=True)
@@ -106,3 +112,36 @@ class SweepCube:
             xs[int(g)] = self._x[take][order]
             ys[int(g)] = y[take][order]
         return Spectra(self.x_name, xs, ys)
+
+
+def swept_name(scalar_names: Any) -> str:
+    """The swept quantity among a run's scalar names (``frequency_hz``, ``tau_s``, ...)."""
+    swept = [n for n in scalar_names if n not in MEASURED_VALUES]
+    return swept[0] if swept else "frequency_hz"
+
+
+def cube_from_run(run: StoredRun) -> tuple[SweepCube, np.ndarray]:
+    """A stored run replayed into a ``SweepCube``; also returns the image stack."""
+    for image_name in IMAGE_LABELS:
+        try:
+            images = run.images(image_name)
+            break
+        except KeyError:
+            continue
+    else:
+        raise KeyError(f"run {run.run_id} holds none of the images {', '.join(IMAGE_LABELS)}")
+    cube = SweepCube(image_name, swept_name(run.scalars))
+    cube.open(run.metadata, {image_name: images.shape[1:]}, images.shape[0])
+    names = list(run.scalars)
+    n = min(len(v) for v in run.scalars.values()) if run.scalars else 0
+    for i in range(n):
+        values = {k: float(run.scalars[k][i]) for k in names}
+        cube.write(Step(i, values, {image_name: images[i]}))
+    return cube, images
+
+
+def pixel_size_of(metadata_or_snapshot: dict[str, Any]) -> float | None:
+    """The camera's pixel size on the sample from a station snapshot, if it reports one."""
+    snap = metadata_or_snapshot.get("station_snapshot", metadata_or_snapshot)
+    value = (snap.get("instruments") or {}).get("camera", {}).get("pixel_size_m")
+    return float(value) if value else None

@@ -29,7 +29,7 @@ from PyQt6.QtWidgets import (
 
 from instrument.analysis.cw_run import CwFieldMap, analyse_cw_run, fitted_curve, plot_cw_result
 from instrument.gui.cw_panel import CwOdmrPanel
-from instrument.gui.live_data import SweepCube
+from instrument.gui.live_data import IMAGE_LABELS, IMAGE_NAME, SweepCube, cube_from_run, pixel_size_of
 from instrument.gui.live_views import ImagePanel, SpectrumPanel
 from instrument.gui.pulsed_panel import COUNTER_ROLE, PulsedPanel
 from instrument.gui.reconstruction_view import ReconstructionView
@@ -37,18 +37,12 @@ from instrument.gui.run_browser import RunBrowser
 from instrument.gui.spad_panel import SPAD_ROLE, SpadOdmrPanel
 from instrument.gui.station_panel import StationPanel
 from instrument.gui.worker import BackgroundTask, EngineRunner
-from instrument.storage.runs import RunWriter, Step, StoredRun
+from instrument.storage.runs import RunWriter, StoredRun
 from sequences.engine import Engine, LiveSink, Progress, RunOutcome, Sink
 
 REFRESH_INTERVAL_MS = 33  # at most ~30 repaints/s: smooth for the eye
 MAX_GUI_SHARE = 0.25
 """Largest fraction of the time the live repaint may take: the rest is left to the acquisition."""
-IMAGE_NAME = "signal"
-# Step values that are measured, not swept: the rest of a run's scalars is its x axis.
-MEASURED_VALUES = {"config", "mean_signal", "signal", "reference", "ratio", "ratio_err", "mean_counts",
-                   "total_counts"}
-IMAGE_LABELS = {"signal": ("lock-in signal", "counts"), "ratio": ("signal / reference", ""),
-                "counts": ("SPAD counts", "counts")}
 CW_ROLES = ("mw", "pulser", "camera", "coils")
 LIVE_FRAME = "latest frame"
 FIT_VIEWS = {
@@ -56,39 +50,6 @@ FIT_VIEWS = {
     "fitted resonance, I-on": ("center_on_hz", "MHz", 1e-6, "viridis"),
     "B_NV of the coils": ("b_nv_t", "uT", 1e6, "diverging"),
 }
-
-
-def swept_name(scalar_names: Any) -> str:
-    """The swept quantity among a run's scalar names (``frequency_hz``, ``tau_s``, ...)."""
-    swept = [n for n in scalar_names if n not in MEASURED_VALUES]
-    return swept[0] if swept else "frequency_hz"
-
-
-def cube_from_run(run: StoredRun) -> tuple[SweepCube, np.ndarray]:
-    """A stored run replayed into a ``SweepCube``; also returns the image stack."""
-    for image_name in IMAGE_LABELS:
-        try:
-            images = run.images(image_name)
-            break
-        except KeyError:
-            continue
-    else:
-        raise KeyError(f"run {run.run_id} holds none of the images {', '.join(IMAGE_LABELS)}")
-    cube = SweepCube(image_name, swept_name(run.scalars))
-    cube.open(run.metadata, {image_name: images.shape[1:]}, images.shape[0])
-    names = list(run.scalars)
-    n = min(len(v) for v in run.scalars.values()) if run.scalars else 0
-    for i in range(n):
-        values = {k: float(run.scalars[k][i]) for k in names}
-        cube.write(Step(i, values, {image_name: images[i]}))
-    return cube, images
-
-
-def pixel_size_of(metadata_or_snapshot: dict[str, Any]) -> float | None:
-    """The camera's pixel size on the sample from a station snapshot, if it reports one."""
-    snap = metadata_or_snapshot.get("station_snapshot", metadata_or_snapshot)
-    value = (snap.get("instruments") or {}).get("camera", {}).get("pixel_size_m")
-    return float(value) if value else None
 
 
 class MainWindow(QMainWindow):

@@ -52,3 +52,16 @@ def test_sequence_without_the_image_gives_empty_spectra_not_an_error():
     cube.write(Step(0, {"frequency_hz": 1e9}, {"other": np.zeros((2, 2))}))
     assert cube.image_shape is None
     assert cube.pixel_spectra(0, 0).y == {}
+
+
+def test_swept_quantity_and_pixel_size_come_from_the_stored_run():
+    from instrument.gui.live_data import pixel_size_of, swept_name
+
+    assert swept_name(["mean_signal", "config", "frequency_hz"]) == "frequency_hz"
+    assert swept_name(["tau_s", "signal", "reference", "ratio", "ratio_err"]) == "tau_s"
+    snapshot = {"instruments": {"camera": {"pixel_size_m": 9.375e-6}}}
+    assert pixel_size_of({"station_snapshot": snapshot}) == 9.375e-6
+    assert pixel_size_of(snapshot) == 9.375e-6
+    # a station without a camera (the SPAD station) has no pixel size: the axes stay in pixels
+    assert pixel_size_of({"station_snapshot": {"instruments": {"spad": {}}}}) is None
+    assert pixel_size_of({}) is None
