@@ -200,6 +200,7 @@ class MainWindow(QMainWindow):
         self.station_panel.set_busy(True)
         self.source_label.setText(f"live: {sequence.name} on {station.name}")
         self.views.setCurrentIndex(0)
+        self.active_panel.show_progress(Progress(0, sequence.n_steps, 0.0, "starting"))
         self.runner.start()
         self.timer.start()
 
@@ -342,6 +343,10 @@ class MainWindow(QMainWindow):
         """Fit every pixel of ``run`` in the background; show the maps and the fitted curves."""
         if (run.metadata.get("sequence") or {}).get("name") != "cw_odmr":
             self.statusBar().showMessage(f"run {run.run_id}: re-fit and figure export are for CW-ODMR runs")
+            return None
+        if self.running:
+            # The live views belong to the scan, and the CPU to its acquisition.
+            self.statusBar().showMessage("a run is going; re-fit stored runs when it has ended")
             return None
         self.open_run(run)
         self.statusBar().showMessage(f"fitting run {run.run_id}...")

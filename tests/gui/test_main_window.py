@@ -114,13 +114,22 @@ def test_open_refit_and_export_a_stored_run(qtbot, window, tmp_path):
 
 
 def test_refit_of_an_aborted_run_says_it_is_incomplete(qtbot, window):
+    configure(window, points=11)
+    run_to_end(qtbot, window)
+    done = window.run_browser.selected_run()
+    window.last_outcome = None
     configure(window, points=60)
     window.cw_panel.start_button.click()
     qtbot.waitUntil(lambda: window.cw_panel.progress_bar.value() >= 1, timeout=10_000)
+    # while a scan runs, stored runs are neither opened nor re-fitted: the views belong to the scan
+    assert window.refit_run(done) is None
+    assert "re-fit stored runs when it has ended" in window.statusBar().currentMessage()
+    assert window.source_label.text().startswith("live:")
     window.cw_panel.abort_button.click()
     qtbot.waitUntil(lambda: window.last_outcome is not None, timeout=10_000)
     run = window.run_browser.selected_run()
     task = window.refit_run(run)
+    assert task is not None, window.statusBar().currentMessage()
     qtbot.waitUntil(lambda: not task.is_running() and "cannot fit" in window.statusBar().currentMessage(),
                     timeout=10_000)
     assert "is incomplete" in window.statusBar().currentMessage()
@@ -157,6 +166,15 @@ def test_station_panel_shows_simulated_banner_instruments_and_limits(window):
               for i in range(tops["safety limits"].childCount())}
     assert limits["MW power ceiling"] == "10 dBm"
     assert limits["coil current ceiling"] == "1 mA"
+
+
+def test_abort_right_after_start_is_not_lost(qtbot, window):
+    configure(window, points=60)
+    window.cw_panel.start_button.click()
+    window.cw_panel.abort_button.click()  # before the worker thread has even entered the engine
+    qtbot.waitUntil(lambda: window.last_outcome is not None, timeout=10_000)
+    assert window.last_outcome.status == "aborted"
+    assert window.last_outcome.steps_done <= 1
 
 
 def test_closing_mid_run_aborts_and_leaves_the_run_stored(qtbot, window):
