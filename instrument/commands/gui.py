@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from instrument.commands.common import EXIT_FAILED, UsageError, open_station, prepare_out
@@ -15,6 +16,8 @@ def add_parser(sub: Any) -> None:
                        description="Open the operator application on the station: run scans and "
                        "watch them live, browse, re-fit and export stored runs. With --sim the "
                        "simulated microscope stands in for every instrument.")
+    g.add_argument("--queue", type=Path, metavar="DIR",
+                   help="scheduled-scan queue to show (default: the one 'acquire schedule' uses)")
     g.set_defaults(handler=run)
 
 
@@ -34,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"acquire: error: the GUI needs PyQt6 and pyqtgraph ({exc}); install them", file=sys.stderr)
         return EXIT_FAILED
+    from instrument.commands.schedule import default_queue_dir
+
     out = prepare_out(args)
     with open_station(args) as station:
-        return launch(station, out)
+        return launch(station, out, args.queue or default_queue_dir())

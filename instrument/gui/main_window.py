@@ -32,6 +32,7 @@ from instrument.gui.cw_panel import CwOdmrPanel
 from instrument.gui.live_data import IMAGE_LABELS, IMAGE_NAME, SweepCube, cube_from_run, pixel_size_of
 from instrument.gui.live_views import ImagePanel, SpectrumPanel
 from instrument.gui.pulsed_panel import COUNTER_ROLE, PulsedPanel
+from instrument.gui.queue_view import QueueView
 from instrument.gui.reconstruction_view import ReconstructionView
 from instrument.gui.run_browser import RunBrowser
 from instrument.gui.spad_panel import SPAD_ROLE, SpadOdmrPanel
@@ -55,7 +56,8 @@ FIT_VIEWS = {
 class MainWindow(QMainWindow):
     """The application window for one station and one output directory."""
 
-    def __init__(self, station: Any, out_dir: Path, parent: QWidget | None = None) -> None:
+    def __init__(self, station: Any, out_dir: Path, queue_dir: Path | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.station = station
         self.out_dir = Path(out_dir)
@@ -108,6 +110,10 @@ class MainWindow(QMainWindow):
         self.views.addTab(live, "Live")
         self.views.addTab(self.run_browser, "Runs")
         self.views.addTab(self.reconstruction_view, "Reconstruction")
+        self.queue_view: QueueView | None = None
+        if queue_dir is not None:
+            self.queue_view = QueueView(queue_dir)
+            self.views.addTab(self.queue_view, "Queue")
 
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(controls)

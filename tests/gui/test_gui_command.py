@@ -19,8 +19,10 @@ def test_acquire_sim_gui_opens_the_main_window_and_returns_when_it_closes(qapp, 
 
     titles: list[str] = []
     monkeypatch.setattr(QApplication, "exec", event_loop)
-    code = main(["--sim", "--image-shape", "16x16", "--out", str(tmp_path), "gui"])
+    code = main(["--sim", "--image-shape", "16x16", "--out", str(tmp_path), "gui",
+                 "--queue", str(tmp_path / "queue")])
     assert code == 0
+    assert (tmp_path / "queue" / "output").is_dir()  # the queue view opened the scheduler's queue
     assert any(t.startswith("QDM acquire: seed-000 lock-in QDM") and "[SIMULATED]" in t for t in titles)
 
 
