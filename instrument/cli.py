@@ -22,6 +22,7 @@ COMMANDS = (
     "instrument.commands.reconstruct",
     "instrument.commands.coil_scan",
     "instrument.commands.schedule",
+    "instrument.commands.gui",
 )
 DEFAULT_COMMAND = "odmr"
 
