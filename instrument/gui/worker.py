@@ -85,16 +85,11 @@ class EngineRunner(BackgroundTask):
 
     def __init__(self, engine: Engine, sequence: Any, parent: QObject | None = None) -> None:
         self.engine = engine
-        self._abort_requested = False
         super().__init__(lambda: engine.run(sequence), parent)
         # The callback runs in the engine's thread; emitting a signal is the thread-safe hand-over.
         engine.on_progress = self._emit_progress
 
     def _emit_progress(self, progress: Progress) -> None:
-        # Engine.run clears its abort flag when it starts, so an abort requested before the worker
-        # thread got there would be lost; repeating it after each step makes it stick.
-        if self._abort_requested:
-            self.engine.abort()
         self.progress.emit(progress)
 
     def pause(self) -> None:
@@ -104,7 +99,7 @@ class EngineRunner(BackgroundTask):
         self.engine.resume()
 
     def abort(self) -> None:
-        self._abort_requested = True
+        # Safe before the worker thread reaches the engine: the engine keeps the request.
         self.engine.abort()
 
     @property
