@@ -21,8 +21,10 @@ from instrument.commands.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     UsageError,
+    add_sweep_options,
     open_station,
     prepare_out,
+    sweep_frequencies,
 )
 
 LOG_NAME = "coil_scan.log"
@@ -44,11 +46,7 @@ def add_parser(sub: Any) -> None:
                    "(default: all 2^N in binary order)")
     c.add_argument("--current-a", type=float, default=None,
                    help="drive current of every coil that is on, in A (default: the sample's, 600 uA)")
-    c.add_argument("--center-hz", type=float, default=None,
-                   help="sweep centre in Hz (default in sim: the bias-field resonance of the sample)")
-    c.add_argument("--span-hz", type=float, default=12e6, help="sweep span in Hz (default: 12 MHz)")
-    c.add_argument("--points", type=int, default=31, help="frequency points per sweep (default: 31)")
-    c.add_argument("--power-dbm", type=float, default=0.0, help="MW power in dBm (default: 0)")
+    add_sweep_options(c, points=31)
     c.add_argument("--frames-per-point", type=int, default=4,
                    help="lock-in frames averaged per frequency (default: 4)")
     c.add_argument("--health-action", choices=("warn", "re-reference", "pause"), default="warn",
@@ -154,8 +152,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
-    import numpy as np
-
     from instrument.protocols import SafetyLimitError
     from instrument.storage.scan_ledger import LedgerMismatch
     from sequences.coil_scan import (
@@ -188,12 +184,7 @@ def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
             station.world.sample.drive_current_a if station.world is not None else None)
         if drive is None:
             raise UsageError("give the coil drive current with --current-a")
-        center = args.center_hz
-        if center is None:
-            if station.world is None:
-                raise UsageError("give the sweep centre with --center-hz (no simulated sample to ask)")
-            center = station.world.resonance_estimate_hz()
-        freqs = center + np.linspace(-args.span_hz / 2, args.span_hz / 2, args.points)
+        freqs = sweep_frequencies(args, station)
         sample = station.world.sample.name if station.world is not None else station.name
         measurement = cw_measurement(
             out, station.instruments, station.limits, freqs, args.power_dbm, station["camera"].shape,
