@@ -286,11 +286,12 @@ class SpadReader:
             except InstrumentDisconnected as exc:
                 log.warning("SPAD bridge lost: %s; reconnecting", exc)
                 self.last_error = exc
+                # Count before clearing `connected`: whoever sees the link down also sees the count.
+                self.reconnects += 1
                 self._connected.clear()
                 self.transport.close()
                 with self._lock:
                     self.parser.reset()
-                self.reconnects += 1
                 self._stop.wait(self.reconnect_interval_s)
                 continue
             if not data:

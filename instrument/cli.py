@@ -20,6 +20,9 @@ COMMANDS = (
     "instrument.commands.spad",
     "instrument.commands.pulsed",
     "instrument.commands.reconstruct",
+    "instrument.commands.coil_scan",
+    "instrument.commands.schedule",
+    "instrument.commands.gui",
 )
 DEFAULT_COMMAND = "odmr"
 

@@ -1,1 +1,395 @@
-"""Scheduled scans: a persistent queue run in time windows (APScheduler with an SQLite job store)."""
+"""Scheduled scans: a persistent queue of ``acquire`` commands run in order, at a start time or in
+a nightly window, by APScheduler 3.x with an SQLAlchemy SQLite job store.
+
+Each queue entry is one APScheduler job whose trigger only wakes the runner (every ``POLL_S``
+seconds from the entry's start). When woken, the runner takes the earliest-queued entry that may run
+now (start time passed, window open) and runs its command as a child process, so entries run one at
+a time in queue order. An entry whose window closes while it runs is interrupted like Ctrl-C (a coil
+scan pauses cleanly) and resumes at the next window; a finished entry leaves the queue. Because the
+jobs live in SQLite and a re-run ``acquire`` scan resumes from its own ledger, stopping or killing
+the scheduler loses nothing: start it again and it carries on. The child is told to stop (SIGTERM)
+if the scheduler dies, so no orphan keeps measuring.
+
+Everything that happens is appended to ``schedule.log`` in plain sentences, for the morning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import datetime as dt
+import fcntl
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+QUEUE_DB = "schedule.sqlite"
+LOG_NAME = "schedule.log"
+OUTPUT_DIR = "output"
+POLL_S = 60
+STOP_GRACE_S = 300.0
+EXIT_INTERRUPTED = 130  # how acquire reports a scan paused by Ctrl-C
+_CLOCK = re.compile(r"^\d{2}:\d{2}(:\d{2})?$")
+
+_active: dict[str, Any] = {}  # queue dir -> the running scheduler (the job function needs it)
+
+
+class ScheduleError(ValueError):
+    """Bad schedule input or state; the message says what to do."""
+
+
+# ---- time windows -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """A daily time window such as 22:00-08:00 (it may run past midnight)."""
+
+    start: dt.time
+    end: dt.time
+
+    @classmethod
+    def parse(cls, text: str) -> Window:
+        try:
+            a, b = (t.strip() for t in text.split("-"))
+            if not (_CLOCK.match(a) and _CLOCK.match(b)):
+                raise ValueError(text)
+            start, end = dt.time.fromisoformat(a), dt.time.fromisoformat(b)
+        except ValueError:
+            raise ScheduleError(f"window {text!r} is not HH:MM-HH:MM (for example 22:00-08:00)") from None
+        if start.tzinfo or end.tzinfo:
+            raise ScheduleError(f"window {text!r}: give local times without a time zone")
+        if start == end:
+            raise ScheduleError(f"window {text!r} is empty: start and end are the same time")
+        return cls(start, end)
+
+    def __str__(self) -> str:
+        spec = "minutes" if self.start.second == 0 == self.end.second else "seconds"
+        return f"{self.start.isoformat(spec)}-{self.end.isoformat(spec)}"
+
+    def contains(self, now: dt.datetime) -> bool:
+        t = now.time()
+        if self.start < self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end
+
+    def end_after(self, now: dt.datetime) -> dt.datetime:
+        """The end of the window that is open at ``now``."""
+        end = dt.datetime.combine(now.date(), self.end, now.tzinfo)
+        return end if end > now else end + dt.timedelta(days=1)
+
+    def next_start(self, now: dt.datetime) -> dt.datetime:
+        """``now`` if the window is open, else the next time it opens."""
+        if self.contains(now):
+            return now
+        start = dt.datetime.combine(now.date(), self.start, now.tzinfo)
+        return start if start > now else start + dt.timedelta(days=1)
+
+
+def parse_start(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """``YYYY-MM-DD HH:MM`` or ``HH:MM`` (the next such time) -> a local datetime."""
+    now = now or dt.datetime.now()
+    try:
+        if len(text.strip()) <= 5:
+            t = dt.time.fromisoformat(text.strip())
+            start = dt.datetime.combine(now.date(), t)
+            return start if start >= now else start + dt.timedelta(days=1)
+        return dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ScheduleError(f"start time {text!r} is not 'YYYY-MM-DD HH:MM' or 'HH:MM'") from None
+
+
+# ---- the queue --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One queued command."""
+
+    id: str
+    seq: int
+    name: str
+    command: list[str]
+    start: dt.datetime
+    window: Window | None
+    next_wake: dt.datetime | None
+
+    def runnable(self, now: dt.datetime) -> bool:
+        return now >= self.start and (self.window is None or self.window.contains(now))
+
+    @property
+    def display(self) -> str:
+        """The command as an operator would type it."""
+        if self.command[1:3] == ["-m", "instrument.cli"]:
+            return " ".join(["acquire", *self.command[3:]])
+        return " ".join(self.command)
+
+    def describe(self) -> str:
+        when = f"window {self.window}" if self.window else f"from {self.start:%Y-%m-%d %H:%M}"
+        return f"{self.id} '{self.name}' ({when})"
+
+
+def acquire_command(argv: list[str]) -> list[str]:
+    """The child process that runs ``acquire ARGV`` with this interpreter."""
+    return [sys.executable, "-m", "instrument.cli", *argv]
+
+
+def _die_with_parent() -> None:
+    """In the child: receive SIGTERM when the scheduler process dies (Linux), so nothing is orphaned."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class ScanQueue:
+    """The persistent queue in ``queue_dir`` (``schedule.sqlite``, ``schedule.log``, ``output/``)."""
+
+    def __init__(self, queue_dir: Path) -> None:
+        self.dir = Path(queue_dir).expanduser()
+        try:
+            (self.dir / OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ScheduleError(f"cannot use queue directory {self.dir}: {exc.strerror}; choose one with "
+                                "--queue DIR") from exc
+        self.url = f"sqlite:///{self.dir / QUEUE_DB}"
+
+    # ---- scheduler plumbing -----------------------------------------------------------------------
+
+    def _scheduler(self, blocking: bool) -> Any:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.jobstores.memory import MemoryJobStore
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.schedulers.blocking import BlockingScheduler
+
+        cls = BlockingScheduler if blocking else BackgroundScheduler
+        return cls(
+            jobstores={"default": SQLAlchemyJobStore(url=self.url), "runner": MemoryJobStore()},
+            # one worker: entries run one at a time, in the order the runner picks them
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+
+    @contextlib.contextmanager
+    def _store(self) -> Any:
+        """The job store, for reading and editing the queue without running anything.
+
+        Inside the running scheduler its own store is used; elsewhere the store is opened on its
+        own (a started-but-paused scheduler could still fire jobs while it shuts down).
+        """
+        active = _active.get(str(self.dir))
+        if active is not None:
+            yield active._lookup_jobstore("default")
+            return
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+        store = SQLAlchemyJobStore(url=self.url)
+        store.start(self._scheduler(blocking=False), "default")
+        try:
+            yield store
+        finally:
+            store.shutdown()
+
+    # ---- editing ----------------------------------------------------------------------------------
+
+    def add(self, command: list[str], name: str = "", start: dt.datetime | None = None,
+            window: Window | None = None) -> Entry:
+        """Queue ``command`` to run from ``start`` (default now), inside ``window`` if given."""
+        from apscheduler.job import Job
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        now = dt.datetime.now()
+        start = start or now
+        first = window.next_start(max(start, now)) if window else max(start, now)
+        with self._store() as store:
+            seq = 1 + max((j.kwargs["seq"] for j in store.get_all_jobs()), default=0)
+            entry_id = f"scan-{seq:04d}"
+            kwargs = {"queue_dir": str(self.dir), "entry_id": entry_id, "seq": seq, "name": name or entry_id,
+                      "command": list(command), "start": start.isoformat(),
+                      "window": str(window) if window else None}
+            trigger = IntervalTrigger(seconds=POLL_S, start_date=first)
+            store.add_job(Job(store._scheduler, id=entry_id, func=run_queue, trigger=trigger,
+                              executor="default", args=(), kwargs=kwargs, name=name or entry_id,
+                              misfire_grace_time=None, coalesce=True, max_instances=1,
+                              next_run_time=trigger.get_next_fire_time(None, first.astimezone())))
+        entry = self._entry_from(kwargs, first)
+        self.log(f"QUEUED   {entry.describe()}: {entry.display}")
+        return entry
+
+    def remove(self, entry_id: str, reason: str = "removed by the operator") -> None:
+        from apscheduler.jobstores.base import JobLookupError
+
+        with self._store() as store:
+            try:
+                store.remove_job(entry_id)
+            except JobLookupError:
+                raise ScheduleError(f"no queued entry {entry_id!r}; see 'acquire schedule list'") from None
+        self.log(f"REMOVED  {entry_id}: {reason}")
+
+    def entries(self) -> list[Entry]:
+        """Queued entries in queue order."""
+        with self._store() as store:
+            found = [self._entry_from(j.kwargs, j.next_run_time) for j in store.get_all_jobs()]
+        return sorted(found, key=lambda e: e.seq)
+
+    @staticmethod
+    def _entry_from(kwargs: dict[str, Any], next_wake: Any) -> Entry:
+        window = Window.parse(kwargs["window"]) if kwargs.get("window") else None
+        wake = next_wake.replace(tzinfo=None) if next_wake is not None and next_wake.tzinfo else next_wake
+        return Entry(kwargs["entry_id"], int(kwargs["seq"]), kwargs["name"], list(kwargs["command"]),
+                     dt.datetime.fromisoformat(kwargs["start"]), window, wake)
+
+    def _wake_runnable_now(self) -> None:
+        """After a restart, entries that may run now run at once instead of at their next poll."""
+        now = dt.datetime.now()
+        with self._store() as store:
+            for job in store.get_all_jobs():
+                if self._entry_from(job.kwargs, job.next_run_time).runnable(now):
+                    job._modify(next_run_time=now.astimezone())
+                    store.update_job(job)
+
+    # ---- log --------------------------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        line = f"{dt.datetime.now():%Y-%m-%d %H:%M:%S}  {message}\n"
+        with open(self.dir / LOG_NAME, "a", encoding="utf-8") as f:
+            f.write(line)
+
+    def read_log(self) -> str:
+        path = self.dir / LOG_NAME
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+
+    # ---- running ----------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None, exit_when_empty: bool = False) -> None:
+        """Run the queue until ``stop`` is set (or Ctrl-C), or until it is empty if asked."""
+        lock = open(self.dir / "runner.lock", "w")  # noqa: SIM115 - held for the whole run
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise ScheduleError(f"another scheduler is already running the queue in {self.dir}") from None
+        stop = stop or threading.Event()
+        self._wake_runnable_now()
+        scheduler = self._scheduler(blocking=False)
+        _active[str(self.dir)] = scheduler
+        # a heartbeat wakes the scheduler so entries queued by other processes are seen within seconds
+        scheduler.add_job(lambda: None, "interval", seconds=5, jobstore="runner", id="heartbeat")
+        scheduler.start()
+        self.log(f"STARTED  scheduler (pid {os.getpid()}), {len(self.entries())} entries queued")
+        try:
+            while not stop.wait(0.5):
+                if exit_when_empty and not self.entries() and not _running.get(str(self.dir)):
+                    break
+        except KeyboardInterrupt:
+            pass
+        finally:
+            _stopping[str(self.dir)] = True
+            scheduler.shutdown(wait=True)
+            _active.pop(str(self.dir), None)
+            _stopping.pop(str(self.dir), None)
+            self.log("STOPPED  scheduler; queued entries stay queued and run when it starts again")
+            lock.close()
+
+
+_running: dict[str, str] = {}  # queue dir -> id of the entry running now
+_stopping: dict[str, bool] = {}
+
+
+def run_queue(queue_dir: str, entry_id: str, **_: Any) -> None:
+    """APScheduler job: run the earliest-queued entry that may run now (called on a wake-up)."""
+    queue = ScanQueue(Path(queue_dir))
+    now = dt.datetime.now()
+    runnable = [e for e in queue.entries() if e.runnable(now)]
+    if runnable and not _stopping.get(queue_dir):
+        _execute(queue, runnable[0])
+
+
+def _execute(queue: ScanQueue, entry: Entry) -> None:
+    scheduler = _active.get(str(queue.dir))
+    output = queue.dir / OUTPUT_DIR / f"{entry.id}.log"
+    deadline = entry.window.end_after(dt.datetime.now()) if entry.window else None
+    queue.log(f"START    {entry.describe()}: {entry.display}"
+              + (f" (until {deadline:%H:%M})" if deadline else "") + f"; output in {output}")
+    t0 = time.monotonic()
+    _running[str(queue.dir)] = entry.id
+    try:
+        with open(output, "a", encoding="utf-8") as out:
+            out.write(f"\n==== {dt.datetime.now():%Y-%m-%d %H:%M:%S} {' '.join(entry.command)}\n")
+            out.flush()
+            # own session: a Ctrl-C at the scheduler's terminal stops the scheduler, which then
+            # pauses the child deliberately, instead of reaching the child behind its back
+            child = subprocess.Popen(entry.command, stdout=out, stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent, start_new_session=True)
+            why = _wait(child, deadline, queue)
+    except OSError as exc:
+        queue.log(f"FAILED   {entry.id}: could not start the command: {exc}; entry removed")
+        _remove(scheduler, entry.id)
+        return
+    finally:
+        _running.pop(str(queue.dir), None)
+    took = _duration(time.monotonic() - t0)
+    rc = child.returncode
+    if rc == 0:
+        queue.log(f"DONE     {entry.id} '{entry.name}' in {took} (exit 0)")
+        _remove(scheduler, entry.id)
+    elif why or rc in (EXIT_INTERRUPTED, -signal.SIGINT):
+        why = why or "interrupted"
+        later = dt.datetime.now() + dt.timedelta(minutes=1)
+        resume = entry.window.next_start(later) if entry.window else None
+        queue.log(f"PAUSED   {entry.id} '{entry.name}' after {took}: {why} (exit {rc}); it stays queued"
+                  + (f" and resumes at {resume:%Y-%m-%d %H:%M}" if resume else ""))
+    else:
+        queue.log(f"FAILED   {entry.id} '{entry.name}' after {took} (exit {rc}): {_last_line(output)}; "
+                  "entry removed, see its output; re-queue the same command to resume it")
+        _remove(scheduler, entry.id)
+
+
+def _wait(child: subprocess.Popen, deadline: dt.datetime | None, queue: ScanQueue) -> str:
+    """Wait for the child; interrupt it at the window's end or when the scheduler stops."""
+    why = ""
+    while child.poll() is None:
+        if not why and deadline is not None and dt.datetime.now() >= deadline:
+            why = f"window closed at {deadline:%H:%M}"
+        elif not why and _stopping.get(str(queue.dir)):
+            why = "scheduler stopped"
+        if why:
+            child.send_signal(signal.SIGINT)  # like Ctrl-C: a coil scan pauses cleanly
+            try:
+                child.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                child.terminate()
+                try:
+                    child.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+            break
+        time.sleep(0.2)
+    return why
+
+
+def _remove(scheduler: Any, entry_id: str) -> None:
+    if scheduler is not None:
+        with contextlib.suppress(Exception):
+            scheduler.remove_job(entry_id, jobstore="default")
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [s for s in path.read_text(encoding="utf-8", errors="replace").splitlines() if s.strip()]
+    except OSError:
+        return "no output"
+    return lines[-1].strip() if lines else "no output"
+
+
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(minutes, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"

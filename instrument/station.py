@@ -347,6 +347,43 @@ def _sim_stimulus(role: str, entry: dict[str, Any], station: Station) -> Instrum
     return SimCoilStimulus(station.world, library, station.limits, name=role)
 
 
+def _coil_board(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    from drivers.coil_board import CoilBoard, open_serial
+
+    options: dict[str, Any] = {"ramp_step_a": float(entry.get("ramp_step_a", 50e-6))}
+    if station.simulated:
+        from sim.coil_board import SimCoilBoard
+
+        board = SimCoilBoard(station.world)
+        port = board.start()
+        station._cleanup.append(board.stop)
+        options.update(sleep=station.world.clock.advance,
+                       channel_names=[c.name for c in station.world.sample.coils])
+    else:
+        port = _need(entry, "port", role)
+    if "channel_names" in entry:
+        options["channel_names"] = entry["channel_names"]
+    try:
+        return CoilBoard(role, open_serial(port), station.limits, ceilings_a=entry.get("ceilings_a"),
+                         **options)
+    except (TypeError, ValueError) as exc:
+        raise StationFileError(f"instrument {role!r} (coil_board): {exc}") from exc
+
+
+def _keithley2450_coil(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    from qcodes.instrument_drivers.Keithley import Keithley2450
+
+    from drivers.keithley_coil import KeithleyCoilChannel
+
+    if station.simulated:
+        raise StationFileError(
+            f"instrument {role!r}: 'keithley2450_coil' has no simulator; use driver 'coil_board' with --sim"
+        )
+    smu = Keithley2450(f"{role}_smu", _need(entry, "address", role))
+    return KeithleyCoilChannel(role, smu, station.limits, ceiling_a=entry.get("ceiling_a"),
+                               voltage_limit_v=float(entry.get("voltage_limit_v", 2.0)))
+
+
 BUILDERS: dict[str, Callable[[str, dict[str, Any], Station], Instrument]] = {
     "sg384": _sg384,
     "smb100a": _rohde_schwarz("SMB100A"),
@@ -358,4 +395,6 @@ BUILDERS: dict[str, Callable[[str, dict[str, Any], Station], Instrument]] = {
     "sim_counter": _sim_counter,
     "sim_coils": _sim_coils,
     "sim_stimulus": _sim_stimulus,
+    "coil_board": _coil_board,
+    "keithley2450_coil": _keithley2450_coil,
 }

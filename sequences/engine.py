@@ -194,7 +194,6 @@ class Engine:
         Ctrl-C is re-raised after the run is closed as aborted, so callers can exit with 130.
         """
         sequence.check(self.limits)
-        self._abort.clear()
         metadata = {**self.metadata, "sequence": {"name": sequence.name, **sequence.parameters()}}
         opened: list[Sink] = []
         start = time.monotonic()
@@ -234,6 +233,9 @@ class Engine:
                     sink.close(status, reason)
                 except Exception as exc:  # noqa: BLE001 - other sinks must still close
                     log.error("could not close sink %r: %s", sink, exc)
+        # An abort requested before this run started still stops it (checked after the first step);
+        # once the run is over the request is spent and the next run starts clean.
+        self._abort.clear()
         outcome = RunOutcome(status, reason, done, time.monotonic() - start, error)
         if interrupted is not None:
             raise interrupted

@@ -38,7 +38,8 @@ class SimCoilSource:
             )
         for channel, current in enumerate(target):
             self.limits.check_coil_current(channel, float(current))
-        start = self.read_currents()
+        with self.world.lock:
+            start = np.array(self.world.coil_currents_a, dtype=float)
         largest = float(np.max(np.abs(target - start)))
         if largest == 0:
             return
@@ -50,8 +51,10 @@ class SimCoilSource:
                 self.world.coil_currents_a = start + (target - start) * k / steps
 
     def read_currents(self) -> np.ndarray:
+        """Measured currents: an open (dead) coil draws none, whatever its setpoint."""
+        alive = np.array([not c.dead for c in self.world.sample.coils])
         with self.world.lock:
-            return np.array(self.world.coil_currents_a, dtype=float)
+            return np.array(self.world.coil_currents_a, dtype=float) * alive
 
     def snapshot(self) -> dict:
         return {"name": self.name, "kind": "simulated coil source", "currents_a": self.read_currents()}

@@ -18,12 +18,11 @@ each edge wired to the rear TRIG input) or ``[SOURce]:LIST:TRIGger:EXECute`` on 
 from __future__ import annotations
 
 import re
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 
 from sim.scpi_headers import ScpiValueError, canonical_header, parse_bool, parse_number
-from sim.scpi_server import ScpiServer
+from sim.scpi_server import ScpiDevice
 from sim.world import World
 
 
@@ -100,7 +99,7 @@ class _List:
     powers_dbm: list[float] = field(default_factory=list)
 
 
-class SimRohdeSchwarz:
+class SimRohdeSchwarz(ScpiDevice):
     """A simulated R&S SMB100A or SGS100A coupled to the World.
 
     Args:
@@ -125,32 +124,7 @@ class SimRohdeSchwarz:
         self.frequency_option = frequency_option
         self.frequency_max_hz = spec.options_max_hz[frequency_option]
         self.serial = serial
-        self._lock = threading.RLock()
-        self._server = ScpiServer(self.handle, name=f"sim-{model}")
-        self.commands: list[str] = []
-        self.trigger_count = 0
-        self._reset_state()
-
-    # ---- lifecycle -----------------------------------------------------------------------------
-
-    def start(self) -> str:
-        """Start serving; returns the VISA resource string (``TCPIP0::127.0.0.1::PORT::SOCKET``)."""
-        return self._server.start()
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    @property
-    def server(self) -> ScpiServer:
-        """The TCP server, for fault injection (``mute``, ``drop_connections()``)."""
-        return self._server
-
-    def __enter__(self) -> SimRohdeSchwarz:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(name=f"sim-{model}")
 
     # ---- state ---------------------------------------------------------------------------------
 

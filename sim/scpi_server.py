@@ -12,6 +12,7 @@ driver sees a VISA timeout) and ``drop_connections()`` (the instrument vanishes 
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import socket
@@ -148,6 +149,49 @@ class ScpiServer:
             self._clients.discard(sock)
 
     def __enter__(self) -> ScpiServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ScpiDevice(abc.ABC):
+    """Base of the simulated SCPI instruments: one ``ScpiServer`` answering through ``handle``.
+
+    Subclasses implement ``handle(command) -> reply or None`` and ``_reset_state``; this class owns
+    the server's lifecycle, the log of received commands and the count of trigger edges.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._lock = threading.RLock()
+        self._server = ScpiServer(self.handle, name=name)
+        self.commands: list[str] = []  # every command received, for tests and debugging
+        self.trigger_count = 0
+        self._reset_state()
+
+    @abc.abstractmethod
+    def handle(self, command: str) -> str | None:
+        """Answer one command line (None: no reply)."""
+
+    @abc.abstractmethod
+    def _reset_state(self) -> None:
+        """Power-on state (also what ``*RST`` restores)."""
+
+    def start(self) -> str:
+        """Start serving; returns the VISA resource string (``TCPIP0::127.0.0.1::PORT::SOCKET``)."""
+        return self._server.start()
+
+    def stop(self) -> None:
+        """Stop serving and drop every connection."""
+        self._server.stop()
+
+    @property
+    def server(self) -> ScpiServer:
+        """The TCP server, for fault injection (``mute``, ``drop_connections()``)."""
+        return self._server
+
+    def __enter__(self) -> ScpiDevice:
         self.start()
         return self
 

@@ -18,9 +18,8 @@ a call to :meth:`SimSG384.trigger` (the pulse-generator simulator calls it on ea
 from __future__ import annotations
 
 import re
-import threading
 
-from sim.scpi_server import ScpiServer
+from sim.scpi_server import ScpiDevice
 from sim.world import World
 
 # Upper frequency of the type-N output per model; the BNC output (DC-62.5 MHz) is not simulated.
@@ -80,7 +79,7 @@ def _frequency_hz(text: str) -> float:
     return _float(m.group(1)) * _FREQUENCY_UNITS[unit]
 
 
-class SimSG384:
+class SimSG384(ScpiDevice):
     """A simulated SG38x coupled to the World.
 
     Args:
@@ -97,33 +96,7 @@ class SimSG384:
         self.model = model
         self.serial = serial
         self.frequency_max_hz = MODEL_FREQUENCY_MAX_HZ[model]
-        self._lock = threading.RLock()
-        self._server = ScpiServer(self.handle, name=f"sim-{model}")
-        self.commands: list[str] = []  # every command received, for tests and debugging
-        self.trigger_count = 0
-        self._reset_state()
-
-    # ---- lifecycle -----------------------------------------------------------------------------
-
-    def start(self) -> str:
-        """Start serving; returns the VISA resource string (``TCPIP0::127.0.0.1::PORT::SOCKET``)."""
-        return self._server.start()
-
-    def stop(self) -> None:
-        """Stop serving and drop every connection."""
-        self._server.stop()
-
-    @property
-    def server(self) -> ScpiServer:
-        """The TCP server, for fault injection (``mute``, ``drop_connections()``)."""
-        return self._server
-
-    def __enter__(self) -> SimSG384:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(name=f"sim-{model}")
 
     # ---- state ---------------------------------------------------------------------------------
 

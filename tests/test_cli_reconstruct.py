@@ -6,7 +6,7 @@ from instrument.cli import main
 
 
 def test_reconstruct_prints_every_case_with_good_scores(capsys):
-    assert main(["--sim", "--image-shape", "48x48", "reconstruct", "--frames", "260"]) == 0
+    assert main(["--sim", "--image-shape", "48x48", "reconstruct", "seed000", "--frames", "260"]) == 0
     out = capsys.readouterr().out
     for case in ("static 2 coils", "static 4 coils", "static 7 coils", "temporal high sparsity",
                  "temporal low sparsity", "paper static", "paper temporal"):
@@ -16,8 +16,13 @@ def test_reconstruct_prints_every_case_with_good_scores(capsys):
     assert ssim > 0.8 and rrmse < 0.2 and r > 0.95 and f1 == 1.0
 
 
+def test_plain_reconstruct_runs_seed000(capsys):
+    assert main(["--sim", "--image-shape", "16x16", "reconstruct"]) == 0
+    assert "temporal low sparsity" in capsys.readouterr().out
+
+
 def test_reconstruct_needs_sim_and_enough_frames(capsys):
     assert main(["reconstruct"]) == 2
     assert "add --sim" in capsys.readouterr().err
-    assert main(["--sim", "--image-shape", "16x16", "reconstruct", "--frames", "20"]) == 2
+    assert main(["--sim", "--image-shape", "16x16", "reconstruct", "seed000", "--frames", "20"]) == 2
     assert "use more frames" in capsys.readouterr().err

@@ -44,6 +44,29 @@ def open_station(args: argparse.Namespace) -> Any:
         raise UsageError(str(exc)) from exc
 
 
+def add_sweep_options(parser: argparse.ArgumentParser, points: int) -> None:
+    """The MW sweep options shared by the CW-ODMR style commands."""
+    parser.add_argument("--center-hz", type=float, default=None,
+                        help="sweep centre in Hz (default in sim: the bias-field resonance of the sample)")
+    parser.add_argument("--span-hz", type=float, default=12e6, help="sweep span in Hz (default: 12 MHz)")
+    parser.add_argument("--points", type=int, default=points,
+                        help=f"frequency points per sweep (default: {points})")
+    parser.add_argument("--power-dbm", type=float, default=0.0, help="MW power in dBm (default: 0)")
+
+
+def sweep_frequencies(args: argparse.Namespace, station: Any) -> Any:
+    """The sweep's frequencies from ``--center-hz/--span-hz/--points``; in sim the centre defaults to
+    the sample's bias-field resonance."""
+    import numpy as np
+
+    center = args.center_hz
+    if center is None:
+        if station.world is None:
+            raise UsageError("give the sweep centre with --center-hz (no simulated sample to ask)")
+        center = station.world.resonance_estimate_hz()
+    return center + np.linspace(-args.span_hz / 2, args.span_hz / 2, args.points)
+
+
 def add_run_metadata(out: Path, run_id: int, summary: dict[str, Any]) -> None:
     """Attach analysis results to a stored (already closed) run's dataset."""
     import json

@@ -13,8 +13,10 @@ from instrument.commands.common import (
     ProgressBar,
     UsageError,
     add_run_metadata,
+    add_sweep_options,
     open_station,
     prepare_out,
+    sweep_frequencies,
 )
 
 
@@ -26,11 +28,7 @@ def add_parser(sub: Any) -> None:
                    help="comma-separated coils to drive, e.g. L1C1,L2C3 (default: L1C1)")
     o.add_argument("--current-a", type=float, default=None,
                    help="drive current per coil in A (default: the sample's, 600 uA)")
-    o.add_argument("--center-hz", type=float, default=None,
-                   help="sweep centre in Hz (default in sim: the bias-field resonance of the sample)")
-    o.add_argument("--span-hz", type=float, default=12e6, help="sweep span in Hz (default: 12 MHz)")
-    o.add_argument("--points", type=int, default=61, help="frequency points per sweep (default: 61)")
-    o.add_argument("--power-dbm", type=float, default=0.0, help="MW power in dBm (default: 0)")
+    add_sweep_options(o, points=61)
     o.add_argument("--frames-per-point", type=int, default=4,
                    help="lock-in frames averaged per frequency (default: 4)")
     o.add_argument("--no-figure", action="store_true", help="do not write the PNG figure")
@@ -70,7 +68,6 @@ def check_limits_early(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from instrument.protocols import SafetyLimitError
     from instrument.storage.runs import RunWriter, load_run
@@ -83,12 +80,7 @@ def run(args: argparse.Namespace) -> int:
     check_limits_early(args)
     out = prepare_out(args)
     with open_station(args) as station:
-        center = args.center_hz
-        if center is None:
-            if station.world is None:
-                raise UsageError("give the sweep centre with --center-hz (no simulated sample to ask)")
-            center = station.world.resonance_estimate_hz()
-        freqs = center + np.linspace(-args.span_hz / 2, args.span_hz / 2, args.points)
+        freqs = sweep_frequencies(args, station)
         sweep = CwOdmrSweep(freqs, args.power_dbm, coil_currents(station, args.coils, args.current_a),
                             image_shape=station["camera"].shape, frames_per_point=args.frames_per_point)
         try:

@@ -12,8 +12,10 @@ from instrument.commands.common import (
     EXIT_OK,
     ProgressBar,
     UsageError,
+    add_sweep_options,
     open_station,
     prepare_out,
+    sweep_frequencies,
 )
 
 
@@ -23,11 +25,7 @@ def add_parser(sub: Any) -> None:
                        "bundled SPAD station (instrument/stations/spad.yaml) is used.")
     kinds = s.add_subparsers(dest="spad_kind", metavar="KIND", required=True)
     o = kinds.add_parser("odmr", help="CW-ODMR sweep read as photon counts per SPAD pixel")
-    o.add_argument("--center-hz", type=float, default=None,
-                   help="sweep centre in Hz (default in sim: the bias-field resonance of the sample)")
-    o.add_argument("--span-hz", type=float, default=12e6, help="sweep span in Hz (default: 12 MHz)")
-    o.add_argument("--points", type=int, default=41, help="frequency points (default: 41)")
-    o.add_argument("--power-dbm", type=float, default=0.0, help="MW power in dBm (default: 0)")
+    add_sweep_options(o, points=41)
     o.add_argument("--frames-per-point", type=int, default=200,
                    help="SPAD frames summed per frequency; per-pixel fits need about 200 at 5 ms "
                    "frames (default: 200)")
@@ -51,13 +49,8 @@ def run_odmr(args: argparse.Namespace) -> int:
         args.station = bundled_station("spad.yaml")
     out = prepare_out(args)
     with open_station(args) as station:
-        center = args.center_hz
-        if center is None:
-            if station.world is None:
-                raise UsageError("give the sweep centre with --center-hz (no simulated sample to ask)")
-            center = station.world.resonance_estimate_hz()
         spad = station["spad"]
-        freqs = center + np.linspace(-args.span_hz / 2, args.span_hz / 2, args.points)
+        freqs = sweep_frequencies(args, station)
         sweep = SpadOdmrSweep(freqs, args.power_dbm, frames_per_point=args.frames_per_point,
                               image_shape=tuple(spad.shape))
         try:

@@ -15,6 +15,8 @@ readable up to the last flushed step even if the writer dies.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import time
@@ -127,7 +129,8 @@ class RunWriter:
                 meas.register_custom_parameter(name, unit=unit, setpoints=self.setpoints)
         meas.write_period = 0.001
         self._runner = meas.run()
-        self._saver = self._runner.__enter__()
+        with contextlib.redirect_stdout(io.StringIO()):  # QCoDeS prints the run id; we report it ourselves
+            self._saver = self._runner.__enter__()
         self.run_id = int(self._saver.run_id)
         self.run_dir = self.out_dir / f"run-{self.run_id:04d}"
         self.run_dir.mkdir(exist_ok=True)

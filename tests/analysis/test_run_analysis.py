@@ -85,7 +85,8 @@ def test_run_argument_errors():
 @pytest.mark.timeout(120)
 def test_distributed_local_cluster_with_two_workers():
     """Two worker processes over TCP: the fit setup and tasks must travel by pickle."""
-    distributed = pytest.importorskip("distributed")
+    import distributed
+
     maps, reference, truth, _ = coil_maps(n_maps=2, shape=(8, 6))
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None

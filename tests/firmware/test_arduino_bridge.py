@@ -6,6 +6,7 @@ simulated ATmega328P's SPI slave and parses what comes out of its UART with Spad
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,8 +22,9 @@ BANNER = b"Setup complete\r\n"
 _missing = [tool for tool in ("avr-gcc", "avr-objcopy", "cc", "make") if shutil.which(tool) is None]
 if not Path("/usr/include/simavr/sim_avr.h").exists():
     _missing.append("libsimavr-dev headers")
+# On CI (CI=true) the toolchain is installed by .ci/run: a missing tool there fails, never skips.
 pytestmark = pytest.mark.skipif(
-    bool(_missing),
+    bool(_missing) and not os.environ.get("CI"),
     reason=f"AVR toolchain absent ({', '.join(_missing)}): apt-get install gcc-avr avr-libc simavr libsimavr-dev",
 )
 

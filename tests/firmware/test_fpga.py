@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -18,8 +19,9 @@ except ImportError:  # cocotb 1.x has no cocotb_tools; cocotb absent has neither
 
 _missing = [name for name, ok in (("iverilog", shutil.which("iverilog")), ("vvp", shutil.which("vvp")),
                                   ("cocotb>=2", get_runner)) if not ok]
+# On CI (CI=true) the toolchain is installed by .ci/run: a missing tool there fails, never skips.
 pytestmark = pytest.mark.skipif(
-    bool(_missing),
+    bool(_missing) and not os.environ.get("CI"),
     reason=f"FPGA toolchain absent ({', '.join(_missing)}): apt-get install iverilog; pip install 'cocotb>=2'",
 )
 

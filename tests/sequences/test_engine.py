@@ -168,3 +168,12 @@ def test_abort_and_pause_from_another_thread():
 
 def test_run_aborted_is_an_exception_with_reason():
     assert str(RunAborted("why")) == "why"
+
+
+def test_abort_requested_before_the_run_starts_is_not_lost():
+    sink = RecordingSink()
+    engine, _ = make_engine([sink])
+    engine.abort()
+    outcome = engine.run(CountingSequence(5))
+    assert outcome.status == "aborted" and sink.steps == [0]
+    assert engine.run(CountingSequence(2)).status == "completed"  # the request was spent

@@ -1,0 +1,242 @@
+"""Multi-channel micro-coil current board over a serial line (a ``CoilDriver``).
+
+The board is the lab's custom current-control PCB of seed 000 (one DC current source per
+wire-bonded micro-coil). It speaks a small ASCII line protocol, documented here because it is the
+specification both the firmware and ``sim/coil_board.py`` follow.
+
+Line protocol (115200 baud, 8N1; every command and reply ends in ``\\n``; one reply per command):
+
+=====================  ==========================  ============================================
+command                reply                       meaning
+=====================  ==========================  ============================================
+``*IDN?``              ``QDM-COIL,<n>,<sn>,<fw>``  identity; ``<n>`` is the number of channels
+``MAX?``               ``<amps>``                  hardware ceiling of every channel, in A
+``CUR <ch>,<amps>``    ``OK``                      set channel ``<ch>`` (0-based) to ``<amps>``
+``CUR? <ch>``          ``<amps>``                  setpoint of channel ``<ch>``
+``MEAS? <ch>``         ``<amps>``                  measured current of channel ``<ch>`` (read-back)
+``EN <mask>``          ``OK``                      enable outputs, bit k = channel k (decimal)
+``EN?``                ``<mask>``                  enabled outputs
+``ZERO``               ``OK``                      all setpoints 0 and all outputs off at once
+=====================  ==========================  ============================================
+
+Errors are replied as ``ERR <code> <text>``: 1 unknown command, 2 malformed argument, 3 channel out
+of range, 4 current above the board ceiling, 5 hardware fault (over-temperature, interlock).
+Currents are plain decimal or exponent floats in A (``6.0e-04``).
+
+The board jumps to a new setpoint, so ramping is done here: a change is split into steps no larger
+than ``ramp_step_a`` and paced at the lab's ``coil_ramp_rate_a_per_s`` (a burnt micro-coil is not
+recoverable). A disabled or open (broken) coil measures ~0 A on ``MEAS?``: ``read_currents`` returns
+what flows, so callers compare it with ``setpoints`` to find open coils.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from instrument.protocols import (
+    InstrumentDisconnected,
+    InstrumentError,
+    InstrumentTimeout,
+    SafetyLimitError,
+    SafetyLimits,
+)
+
+BAUD_RATE = 115200
+ERROR_CODES = {
+    1: "unknown command",
+    2: "malformed argument",
+    3: "channel out of range",
+    4: "current above the board ceiling",
+    5: "hardware fault",
+}
+_ERROR = re.compile(r"^ERR (\d+)(?: (.*))?$")
+_IDN = re.compile(r"^QDM-COIL,(\d+),([^,]*),([^,]*)$")
+
+
+class LineTransport(Protocol):
+    """What the driver needs from a serial port (``serial.Serial`` satisfies it)."""
+
+    def write(self, data: bytes) -> Any: ...
+
+    def readline(self) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+def open_serial(port: str, timeout_s: float = 1.0) -> LineTransport:
+    """Open ``port`` (a device path or a pyserial URL) at the board's settings."""
+    import serial
+
+    try:
+        return serial.serial_for_url(port, baudrate=BAUD_RATE, timeout=timeout_s, write_timeout=timeout_s)
+    except (serial.SerialException, OSError) as exc:
+        raise InstrumentDisconnected(
+            "coil board", "open", f"cannot open serial port: {exc}; check the 'port' in the station file",
+            port,
+        ) from exc
+
+
+class CoilBoard:
+    """Driver of the multi-channel coil current board.
+
+    Args:
+        name: instrument name (its role in the station).
+        transport: an open line transport (``open_serial(port)``).
+        limits: lab safety limits (current ceiling, ramp rate).
+        ceilings_a: per-coil current ceilings from the station file, one number for all or one per
+            channel (a fragile coil can get less than the lab limit); ``None``: the lab limit.
+        channel_names: coil names by channel, used in messages.
+        ramp_step_a: largest current change per ramp step.
+        sleep: how to let time pass between ramp steps (the virtual clock in simulation).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        transport: LineTransport,
+        limits: SafetyLimits,
+        ceilings_a: float | Sequence[float] | None = None,
+        channel_names: Sequence[str] | None = None,
+        ramp_step_a: float = 50e-6,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self.limits = limits
+        self.ramp_step_a = float(ramp_step_a)
+        self._io = transport
+        self._sleep = sleep
+        ident = self.ask("*IDN?")
+        match = _IDN.match(ident)
+        if not match:
+            raise InstrumentError(name, "*IDN?", "not a QDM-COIL board (unexpected identity)", ident)
+        self._n = int(match.group(1))
+        if self._n < 1:
+            raise InstrumentError(name, "*IDN?", "board reports no channels", ident)
+        self.serial_number, self.firmware = match.group(2), match.group(3)
+        self.board_max_a = self._float(self.ask("MAX?"), "MAX?")
+        ceilings = np.asarray(limits.coil_current_max_a if ceilings_a is None else ceilings_a, dtype=float)
+        ceilings = np.broadcast_to(ceilings, (self._n,)) if ceilings.ndim == 0 else ceilings
+        if ceilings.shape != (self._n,) or not np.all(np.isfinite(ceilings)) or np.any(ceilings < 0):
+            self._io.close()
+            raise ValueError(
+                f"{name}: 'ceilings_a' must be one non-negative number or {self._n} of them "
+                f"(one per channel), got {ceilings_a!r}"
+            )
+        self.ceilings_a = np.minimum(ceilings, limits.coil_current_max_a)
+        self.channel_names = list(channel_names or [f"channel {k}" for k in range(self._n)])
+        self._setpoints = np.array([self._float(self.ask(f"CUR? {k}"), "CUR?") for k in range(self._n)])
+
+    # ---- protocol ------------------------------------------------------------------------------
+
+    def ask(self, command: str) -> str:
+        """Send one command and return its reply; ``ERR`` replies raise ``InstrumentError``."""
+        try:
+            self._io.write(command.encode("ascii") + b"\n")
+            raw = self._io.readline()
+        except OSError as exc:
+            raise InstrumentDisconnected(self.name, command, f"serial line failed: {exc}") from exc
+        if not raw:
+            raise InstrumentTimeout(self.name, command, "no reply; check the cable and that the board is on")
+        if not raw.endswith(b"\n"):
+            raise InstrumentTimeout(self.name, command, "reply cut short (no end of line)", raw)
+        try:
+            reply = raw.decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise InstrumentError(self.name, command, "garbled reply (not ASCII)", raw) from None
+        error = _ERROR.match(reply)
+        if error:
+            code = int(error.group(1))
+            text = error.group(2) or ERROR_CODES.get(code, "unknown error")
+            raise InstrumentError(self.name, command, f"board error {code}: {text}")
+        return reply
+
+    def _ok(self, command: str) -> None:
+        reply = self.ask(command)
+        if reply != "OK":
+            raise InstrumentError(self.name, command, "expected OK", reply)
+
+    def _float(self, reply: str, command: str) -> float:
+        try:
+            value = float(reply)
+        except ValueError:
+            raise InstrumentError(self.name, command, "reply is not a number", reply) from None
+        if not np.isfinite(value):
+            raise InstrumentError(self.name, command, "reply is not a finite number", reply)
+        return value
+
+    # ---- CoilDriver ----------------------------------------------------------------------------
+
+    @property
+    def n_channels(self) -> int:
+        return self._n
+
+    @property
+    def setpoints(self) -> np.ndarray:
+        """Currents last commanded, in A."""
+        return self._setpoints.copy()
+
+    def check(self, currents_a: Sequence[float]) -> np.ndarray:
+        """Validate a request against the shape, the lab limit and each coil's ceiling."""
+        target = np.asarray(currents_a, dtype=float)
+        if target.shape != (self._n,):
+            raise ValueError(f"{self.name}: expected {self._n} channel currents, got shape {target.shape}")
+        for k, current in enumerate(target):
+            self.limits.check_coil_current(k, float(current))
+            ceiling = min(self.ceilings_a[k], self.board_max_a)
+            if abs(current) > ceiling:
+                raise SafetyLimitError(
+                    f"{self.channel_names[k]} current", float(current), float(ceiling), "A",
+                    "lower the drive current or raise this coil's ceiling in the station file",
+                )
+        return target
+
+    def set_currents(self, currents_a: Sequence[float]) -> None:
+        """Ramp every channel to ``currents_a``; an unsafe value refuses the whole request."""
+        target = self.check(currents_a)
+        start = self._setpoints.copy()
+        largest = float(np.max(np.abs(target - start)))
+        if largest == 0:
+            return
+        if np.any(target != 0):
+            self._ok(f"EN {int(sum(1 << k for k in range(self._n) if target[k] != 0 or start[k] != 0))}")
+        steps = max(1, int(np.ceil(largest / self.ramp_step_a)))
+        dwell = largest / self.limits.coil_ramp_rate_a_per_s / steps
+        for i in range(1, steps + 1):
+            now = start + (target - start) * i / steps
+            for k in np.flatnonzero(now != self._setpoints):
+                self._ok(f"CUR {k},{now[k]:.6e}")
+                self._setpoints[k] = now[k]
+            self._sleep(dwell)
+        self._ok(f"EN {int(sum(1 << k for k in range(self._n) if target[k] != 0))}")
+
+    def read_currents(self) -> np.ndarray:
+        """Measured current of every channel (an open coil reads ~0 A whatever its setpoint)."""
+        return np.array([self._float(self.ask(f"MEAS? {k}"), "MEAS?") for k in range(self._n)])
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": "QDM-COIL current board", "serial_number": self.serial_number,
+                "firmware": self.firmware, "setpoints_a": self._setpoints.tolist(),
+                "ceilings_a": self.ceilings_a.tolist()}
+
+    def safe_state(self) -> None:
+        """Ramp to zero; if the ramp fails, command ``ZERO``. Never raises."""
+        try:
+            self.set_currents(np.zeros(self._n))
+            self._ok("EN 0")
+        except Exception:  # noqa: BLE001 - safe_state never raises; fall back to the board's ZERO
+            try:
+                self._ok("ZERO")
+                self._setpoints[:] = 0
+            except Exception:  # noqa: BLE001 - the board is unreachable; nothing more can be done
+                pass
+
+    def close(self) -> None:
+        self.safe_state()
+        with contextlib.suppress(Exception):  # closing a dead port must not hide the shutdown
+            self._io.close()

@@ -1,0 +1,140 @@
+"""One micro-coil driven by one channel of a Keithley 2450 SMU (a one-channel ``CoilDriver``).
+
+Uses QCoDeS's ``Keithley2450`` driver: the SMU sources current and measures the current that really
+flows, with a voltage compliance set low enough to protect the coil (a 1.6 kOhm micro-coil needs
+1 V at 600 uA). An open (broken) coil cannot carry the current: the SMU hits its voltage limit and
+the measured current stays near zero, so ``read_currents`` disagrees with ``setpoints``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from instrument.protocols import InstrumentError, InstrumentTimeout, SafetyLimitError, SafetyLimits
+
+
+class KeithleyCoilChannel:
+    """A Keithley 2450 sourcing the current of one coil.
+
+    Args:
+        name: instrument name (its role in the station).
+        smu: a connected ``qcodes...Keithley2450``.
+        limits: lab safety limits (current ceiling, ramp rate).
+        ceiling_a: this coil's current ceiling from the station file (capped by the lab limit).
+        voltage_limit_v: compliance voltage; keep it just above what the coil needs.
+        ramp_step_a: largest current change per ramp step.
+        sleep: how to let time pass between ramp steps.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        smu: Any,
+        limits: SafetyLimits,
+        ceiling_a: float | None = None,
+        voltage_limit_v: float = 2.0,
+        ramp_step_a: float = 50e-6,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self.smu = smu
+        self.limits = limits
+        self.ceiling_a = min(limits.coil_current_max_a, limits.coil_current_max_a if ceiling_a is None
+                             else float(ceiling_a))
+        self.ramp_step_a = float(ramp_step_a)
+        self._sleep = sleep
+        self._setpoint = 0.0
+        self._call("configure", self._configure, voltage_limit_v)
+
+    def _configure(self, voltage_limit_v: float) -> None:
+        self.smu.source_function("current")
+        self.smu.sense_function("current")
+        self.smu.source.limit(voltage_limit_v)
+        self.smu.source.current(0.0)
+        self._setpoint = 0.0
+
+    def _call(self, command: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a QCoDeS call, turning VISA and parse failures into typed instrument errors."""
+        import pyvisa
+
+        try:
+            return fn(*args)
+        except pyvisa.errors.VisaIOError as exc:
+            if exc.error_code == pyvisa.constants.StatusCode.error_timeout:
+                raise InstrumentTimeout(self.name, command, "no answer; check the cable") from exc
+            raise InstrumentError(self.name, command, f"VISA error: {exc}") from exc
+        except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+            raise InstrumentError(self.name, command, f"unexpected answer from the SMU: {exc}") from exc
+
+    @property
+    def n_channels(self) -> int:
+        return 1
+
+    @property
+    def setpoints(self) -> np.ndarray:
+        return np.array([self._setpoint])
+
+    def check(self, currents_a: Sequence[float]) -> float:
+        target = np.asarray(currents_a, dtype=float)
+        if target.shape != (1,):
+            raise ValueError(f"{self.name}: a Keithley coil channel takes 1 current, got {target.shape}")
+        current = float(target[0])
+        self.limits.check_coil_current(0, current)
+        if abs(current) > self.ceiling_a:
+            raise SafetyLimitError(f"{self.name} current", current, self.ceiling_a, "A",
+                                   "lower the drive current or raise this coil's ceiling in the station file")
+        return current
+
+    def set_currents(self, currents_a: Sequence[float]) -> None:
+        """Ramp to the requested current, output on while any current flows."""
+        target = self.check(currents_a)
+        start = self._setpoint
+        change = abs(target - start)
+        if change == 0:
+            return
+        if target != 0:
+            self._call("output on", self.smu.output_enabled, True)
+        steps = max(1, int(np.ceil(change / self.ramp_step_a)))
+        dwell = change / self.limits.coil_ramp_rate_a_per_s / steps
+        for i in range(1, steps + 1):
+            value = start + (target - start) * i / steps
+            self._call("source current", self.smu.source.current, value)
+            self._setpoint = value
+            self._sleep(dwell)
+        if target == 0:
+            self._call("output off", self.smu.output_enabled, False)
+
+    def read_currents(self) -> np.ndarray:
+        """Measured current; ~0 A for an open coil even with a non-zero setpoint."""
+        if not self._call("output state", self.smu.output_enabled):
+            return np.array([0.0])  # output off: nothing flows, and the 2450 refuses to measure
+        value = self._call("measure current", self.smu.sense.current)
+        try:
+            measured = float(value)
+        except (TypeError, ValueError):
+            raise InstrumentError(self.name, "measure current", "reading is not a number", value) from None
+        if not np.isfinite(measured):
+            raise InstrumentError(self.name, "measure current", "reading is not finite", value)
+        return np.array([measured])
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": "Keithley 2450 coil channel", "setpoint_a": self._setpoint,
+                "ceiling_a": self.ceiling_a, "smu": self.smu.snapshot(update=False)}
+
+    def safe_state(self) -> None:
+        """Ramp to zero and switch the output off. Never raises."""
+        try:
+            self.set_currents([0.0])
+        except Exception:  # noqa: BLE001 - safe_state never raises; at least switch the output off
+            with contextlib.suppress(Exception):  # the SMU is unreachable: nothing more to do
+                self.smu.output_enabled(False)
+
+    def close(self) -> None:
+        self.safe_state()
+        with contextlib.suppress(Exception):
+            self.smu.close()

@@ -1,0 +1,242 @@
+"""``acquire coil-scan``: all 2^N on/off configurations of N coils, crash-safe and resumable.
+
+Run the same command again after a crash, a kill or Ctrl-C and the scan resumes at the first
+unfinished configuration. Progress lines (with ETA) go to the terminal and to ``OUT/coil_scan.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from instrument.commands.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    UsageError,
+    add_sweep_options,
+    open_station,
+    prepare_out,
+    sweep_frequencies,
+)
+
+LOG_NAME = "coil_scan.log"
+
+
+def add_parser(sub: Any) -> None:
+    c = sub.add_parser(
+        "coil-scan", help="all on/off configurations of N coils, each a CW-ODMR I-off/I-on field map",
+        description="Combinatorial coil scan: every on/off configuration of the chosen coils (or a given "
+        "subset and order), each with its own I-off reference, fitted into a B_NV map. Crash-safe: run "
+        "the same command again to resume at the first unfinished configuration.")
+    # --out is also accepted after the command (acquire --sim coil-scan --coils 8 --out DIR)
+    c.add_argument("--out", type=Path, metavar="DIR", default=argparse.SUPPRESS,
+                   help="where the scan is stored; the same DIR resumes it (same as the global --out)")
+    c.add_argument("--coils", required=True, metavar="N|NAMES",
+                   help="the first N coils of the station, or comma-separated names such as L1C1,L1C2")
+    c.add_argument("--configs", metavar="LIST",
+                   help="only these configurations, in this order: L1C1+L1C2,L1C3,off or masks 3,4,0 "
+                   "(default: all 2^N in binary order)")
+    c.add_argument("--current-a", type=float, default=None,
+                   help="drive current of every coil that is on, in A (default: the sample's, 600 uA)")
+    add_sweep_options(c, points=31)
+    c.add_argument("--frames-per-point", type=int, default=4,
+                   help="lock-in frames averaged per frequency (default: 4)")
+    c.add_argument("--health-action", choices=("warn", "re-reference", "pause"), default="warn",
+                   help="what a health-check failure between configurations does (default: warn)")
+    c.add_argument("--max-contrast-drift", type=float, default=0.2,
+                   help="allowed relative ODMR-contrast drift from the start (default: 0.2)")
+    c.add_argument("--max-rate-drift", type=float, default=0.2,
+                   help="allowed relative count-rate drift from the start (default: 0.2)")
+    c.add_argument("--max-bias-drift-ut", type=float, default=2.0,
+                   help="allowed bias-field drift of the I-off reference in uT (default: 2)")
+    c.set_defaults(handler=run)
+
+
+def coil_names(station: Any) -> list[str]:
+    """Names of the coil driver's channels (the sample's coils in simulation)."""
+    coils = station["coils"]
+    if station.world is not None and len(station.world.sample.coils) == coils.n_channels:
+        return [c.name for c in station.world.sample.coils]
+    names = getattr(coils, "channel_names", None)
+    return list(names) if names else [f"C{k + 1}" for k in range(coils.n_channels)]
+
+
+def select_channels(text: str, names: list[str]) -> list[int]:
+    """``N`` (the first N channels) or comma-separated coil names -> driver channels."""
+    text = text.strip()
+    if text.isdigit():
+        n = int(text)
+        if not 1 <= n <= min(16, len(names)):
+            raise UsageError(f"--coils {n}: the station has {len(names)} coils and a scan takes 1 to "
+                             f"{min(16, len(names))}")
+        return list(range(n))
+    chosen = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in names]
+    if unknown or not chosen:
+        raise UsageError(f"--coils: unknown coil(s) {', '.join(unknown) or repr(text)}; "
+                         f"the station's coils are {', '.join(names)}")
+    if len(set(chosen)) != len(chosen):
+        raise UsageError("--coils lists a coil twice")
+    return [names.index(s) for s in chosen]
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command line that resumes this scan (the same options, spelled out)."""
+    words = ["acquire"]
+    if args.sim:
+        words.append("--sim")
+    for flag, value in (("--station", args.station), ("--out", args.out), ("--seed", args.seed)):
+        if value is not None:
+            words += [flag, str(value)]
+    if args.image_shape:
+        words += ["--image-shape", "x".join(map(str, args.image_shape))]
+    words += ["coil-scan", "--coils", args.coils]
+    for flag in ("configs", "current_a", "center_hz", "span_hz", "points", "power_dbm", "frames_per_point",
+                 "health_action", "max_contrast_drift", "max_rate_drift", "max_bias_drift_ut"):
+        value = getattr(args, flag)
+        if value is not None:
+            words += ["--" + flag.replace("_", "-"), str(value)]
+    return shlex.join(words)
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds:  # NaN: no configuration timed yet
+        return "--"
+    minutes, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(minutes, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+@contextlib.contextmanager
+def _logging_to(out: Path) -> Iterator[logging.Logger]:
+    """The scan's log file (and open-coil and health warnings on stderr) for the length of a run."""
+    logger = logging.getLogger("acquire.coil_scan")
+    logger.setLevel(logging.INFO)
+    scan_log = logging.getLogger("sequences.coil_scan")  # open coils and health warnings
+    to_file = logging.FileHandler(out / LOG_NAME)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("acquire: warning: %(message)s"))
+    added = [(logger, to_file), (scan_log, to_file), (scan_log, console)]
+    for target, handler in added:
+        target.addHandler(handler)
+    try:
+        yield logger
+    finally:
+        for target, handler in added:
+            target.removeHandler(handler)
+        to_file.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from sequences.scan_health import HealthLimits
+
+    if args.points < 5:
+        raise UsageError(f"--points must be at least 5, got {args.points}")
+    try:
+        HealthLimits(args.max_contrast_drift, args.max_rate_drift, args.max_bias_drift_ut * 1e-6,
+                     args.health_action)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    out = prepare_out(args)
+    with _logging_to(out) as log:
+        return _scan(args, out, log)
+
+
+def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
+    from instrument.protocols import SafetyLimitError
+    from instrument.storage.scan_ledger import LedgerMismatch
+    from sequences.coil_scan import (
+        CoilScan,
+        ScanInterrupted,
+        all_masks,
+        cw_measurement,
+        export_results,
+        parse_configs,
+    )
+    from sequences.scan_health import HealthLimits
+
+    resume = resume_command(args)
+    health = HealthLimits(args.max_contrast_drift, args.max_rate_drift, args.max_bias_drift_ut * 1e-6,
+                          args.health_action)
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        log.info(line)
+
+    with open_station(args) as station:
+        names = coil_names(station)
+        channels = select_channels(args.coils, names)
+        scanned = [names[c] for c in channels]
+        try:
+            masks = parse_configs(args.configs, scanned) if args.configs else all_masks(len(channels))
+        except ValueError as exc:
+            raise UsageError(f"--configs: {exc}") from exc
+        drive = args.current_a if args.current_a is not None else (
+            station.world.sample.drive_current_a if station.world is not None else None)
+        if drive is None:
+            raise UsageError("give the coil drive current with --current-a")
+        freqs = sweep_frequencies(args, station)
+        sample = station.world.sample.name if station.world is not None else station.name
+        measurement = cw_measurement(
+            out, station.instruments, station.limits, freqs, args.power_dbm, station["camera"].shape,
+            args.frames_per_point, sample,
+            {"station_snapshot": station.snapshot(), "simulated": station.simulated, "command": resume})
+        plan_extra = {"frequencies_hz": freqs.tolist(), "power_dbm": args.power_dbm,
+                      "frames_per_point": args.frames_per_point, "image_shape": list(station["camera"].shape)}
+
+        def progress(p: Any) -> None:
+            detail = p.status
+            if p.status == "done":
+                lo, hi = p.summary.get("b_nv_range_t", [float("nan")] * 2)
+                detail = (f"B_NV {lo * 1e6:+.2f}..{hi * 1e6:+.2f} uT, "
+                          f"fit {p.summary.get('converged_fraction', float('nan')):.1%}")
+            say(f"[{p.finished:>{len(str(p.total))}}/{p.total}] #{p.position} {p.label}: {detail}  "
+                f"ETA {_duration(p.eta_s)}")
+            for message in p.messages:
+                say(f"    ! {message}")
+
+        scan = CoilScan(station["coils"], channels, names, masks, drive, measurement, health, plan_extra,
+                        on_config=progress)
+        try:
+            scan.check()
+            ledger = scan.open_ledger()
+        except (SafetyLimitError, ValueError, LedgerMismatch) as exc:
+            raise UsageError(str(exc)) from exc
+        for channel in ledger.get_meta("open_coils", []):
+            say(f"coil {names[channel]} is flagged open: its configurations are marked, not measured")
+        counts = ledger.counts()
+        finished = counts["done"] + counts["open_coil"]
+        verb = "resuming" if finished or counts["running"] or counts["failed"] else "starting"
+        say(f"coil scan in {out}: {verb}, {len(masks)} configurations of {', '.join(scanned)} "
+            f"({finished} already finished)")
+        t0 = time.monotonic()
+        try:
+            outcome = scan.run(ledger)
+        except ScanInterrupted as exc:
+            say(f"paused at configuration #{exc.position} ({exc.label}) by Ctrl-C; the microscope is safe "
+                "and every finished configuration is stored")
+            say(f"  results so far  {export_results(out, scanned)}")
+            say(f"resume with: {resume}")
+            return EXIT_INTERRUPTED
+        finally:
+            ledger.close()
+    results = export_results(out, scanned)
+    c = outcome.counts
+    say(f"coil scan {outcome.status}: {c['done']} measured, {c['open_coil']} marked open-coil, "
+        f"{c['pending'] + c['failed'] + c['running']} left, in {_duration(time.monotonic() - t0)}")
+    say(f"  results  {results}")
+    say(f"  log      {out / LOG_NAME} (ledger {out / 'coil_scan.sqlite'})")
+    if outcome.status != "completed":
+        say(f"  paused: {outcome.reason}")
+        say(f"  resume with: {resume}")
+        return EXIT_FAILED
+    return EXIT_OK

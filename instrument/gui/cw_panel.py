@@ -1,0 +1,150 @@
+"""CW-ODMR scan panel: sweep parameters checked against the lab limits before start, run controls,
+progress with ETA."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PyQt6.QtCore import pyqtSignal
+from PyQt6.QtWidgets import QDoubleSpinBox, QFormLayout, QLabel, QLineEdit, QSpinBox, QVBoxLayout, QWidget
+
+from instrument.commands.common import UsageError
+from instrument.commands.odmr import coil_currents
+from instrument.gui.run_controls import RunControls, format_duration
+from instrument.protocols import SafetyLimitError
+from sequences.cw_odmr import CwOdmrSweep
+
+
+def spin(lo: float, hi: float, value: float, decimals: int, suffix: str) -> QDoubleSpinBox:
+    """A spin box in operator units; the range is the widget's, the lab limits are checked apart."""
+    box = QDoubleSpinBox()
+    box.setRange(lo, hi)
+    box.setDecimals(decimals)
+    box.setValue(value)
+    box.setSuffix(f" {suffix}")
+    return box
+
+
+class CwOdmrPanel(QWidget):
+    """Parameters and controls of a CW-ODMR I-off/I-on sweep.
+
+    The panel builds and checks the sweep (``build_sweep``); the main window runs it. The widgets
+    take operator units (MHz, dBm, uA); the sweep gets SI units.
+
+    Signals:
+        start_requested(CwOdmrSweep): the operator pressed Start with a valid sweep.
+        pause_requested(), resume_requested(), abort_requested()
+    """
+
+    start_requested = pyqtSignal(object)
+    pause_requested = pyqtSignal()
+    resume_requested = pyqtSignal()
+    abort_requested = pyqtSignal()
+
+    def __init__(self, station: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.station = station
+        world = station.world
+        center_mhz = world.resonance_estimate_hz() / 1e6 if world is not None else 2870.0
+        drive_ua = world.sample.drive_current_a * 1e6 if world is not None else 0.0
+        mw_ceiling = station.limits.mw_power_max_dbm
+        self.image_shape = tuple(station["camera"].shape)  # read once, while no run owns the camera
+        self.center = spin(1.0, 6000.0, center_mhz, 4, "MHz")
+        self.span = spin(0.01, 1000.0, 12.0, 3, "MHz")
+        self.points = QSpinBox()
+        self.points.setRange(2, 100_000)
+        self.points.setValue(61)
+        # The spin box allows more than the ceiling on purpose: the limit check explains the refusal.
+        self.power = spin(-120.0, 30.0, min(0.0, mw_ceiling), 1, "dBm")
+        self.frames = QSpinBox()
+        self.frames.setRange(0, 10_000)
+        self.frames.setValue(4)
+        self.coils = QLineEdit("L1C1")
+        self.current = spin(0.0, 1e5, drive_ua, 1, "uA")
+
+        form = QFormLayout()
+        form.addRow("sweep centre", self.center)
+        form.addRow("sweep span", self.span)
+        form.addRow("frequency points", self.points)
+        form.addRow("MW power", self.power)
+        form.addRow("frames per point", self.frames)
+        form.addRow("coils (I-on)", self.coils)
+        form.addRow("coil current", self.current)
+        form.addRow("MW power ceiling", QLabel(f"{mw_ceiling:g} dBm (station limit)"))
+
+        self.controls = RunControls()
+        c = self.controls
+        self.message, self.start_button, self.pause_button = c.message, c.start_button, c.pause_button
+        self.abort_button, self.progress_bar, self.progress_label = c.abort_button, c.progress_bar, \
+            c.progress_label
+        self.show_progress, self.show_outcome = c.show_progress, c.show_outcome
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("<b>CW ODMR</b>: I-off then I-on sweep with the lock-in camera"))
+        layout.addLayout(form)
+        layout.addWidget(self.controls)
+        layout.addStretch(1)
+
+        for box in (self.center, self.span, self.power, self.current):
+            box.valueChanged.connect(self.validate)
+        for box in (self.points, self.frames):
+            box.valueChanged.connect(self.validate)
+        self.coils.textChanged.connect(self.validate)
+        c.start_clicked.connect(self._start)
+        c.pause_requested.connect(self.pause_requested)
+        c.resume_requested.connect(self.resume_requested)
+        c.abort_requested.connect(self.abort_requested)
+        self.set_running(False)
+
+    # ---- parameters ------------------------------------------------------------------------------
+
+    def build_sweep(self) -> CwOdmrSweep:
+        """The sweep the widgets describe, checked against the station's safety limits.
+
+        Raises:
+            ValueError: the sweep cannot run (too few points, unknown coil, ...); the message says why.
+            SafetyLimitError: a setting exceeds a lab limit.
+        """
+        center_hz = self.center.value() * 1e6
+        span_hz = self.span.value() * 1e6
+        freqs = center_hz + np.linspace(-span_hz / 2, span_hz / 2, self.points.value())
+        try:
+            currents = coil_currents(self.station, self.coils.text(), self.current.value() * 1e-6)
+        except UsageError as exc:
+            raise ValueError(str(exc).replace("--current-a", "the coil current")) from exc
+        sweep = CwOdmrSweep(freqs, self.power.value(), currents,
+                            image_shape=self.image_shape,
+                            frames_per_point=self.frames.value())
+        sweep.check(self.station.limits)
+        return sweep
+
+    def validate(self) -> CwOdmrSweep | None:
+        """Check the parameters now; show the problem and disable Start if there is one.
+
+        Not while a run owns the instruments: the parameters are locked then anyway.
+        """
+        if self._running:
+            return None
+        try:
+            sweep = self.build_sweep()
+        except (ValueError, SafetyLimitError) as exc:
+            self.controls.show_problem(str(exc))
+            return None
+        self.controls.show_problem(None, f"{sweep.n_steps} steps, at least "
+                                   f"{format_duration(sweep.estimated_duration_s)} of camera time")
+        return sweep
+
+    # ---- run state -------------------------------------------------------------------------------
+
+    def set_running(self, running: bool) -> None:
+        self._running = running
+        for w in (self.center, self.span, self.points, self.power, self.frames, self.coils, self.current):
+            w.setEnabled(not running)
+        self.controls.set_running(running)
+        self.validate()
+
+    def _start(self) -> None:
+        sweep = self.validate()
+        if sweep is not None:
+            self.start_requested.emit(sweep)

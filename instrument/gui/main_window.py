@@ -1,0 +1,464 @@
+"""The operator's main window: station and scan panels, live image and spectra, run browser.
+
+While a run is going the engine runs in a worker thread and owns the instruments. The window reads
+the engine's ``LiveSink`` on a QTimer: if several steps arrived since the last repaint only the newest
+is drawn (stale frames are dropped, never queued), so a slow repaint can never hold up acquisition.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from instrument.analysis.cw_run import CwFieldMap, analyse_cw_run, fitted_curve, plot_cw_result
+from instrument.gui.cw_panel import CwOdmrPanel
+from instrument.gui.live_data import IMAGE_LABELS, IMAGE_NAME, SweepCube, cube_from_run, pixel_size_of
+from instrument.gui.live_views import ImagePanel, SpectrumPanel
+from instrument.gui.pulsed_panel import COUNTER_ROLE, PulsedPanel
+from instrument.gui.queue_view import QueueView
+from instrument.gui.reconstruction_view import ReconstructionView
+from instrument.gui.run_browser import RunBrowser
+from instrument.gui.spad_panel import SPAD_ROLE, SpadOdmrPanel
+from instrument.gui.station_panel import StationPanel
+from instrument.gui.worker import BackgroundTask, EngineRunner
+from instrument.storage.runs import RunWriter, StoredRun
+from sequences.engine import Engine, LiveSink, Progress, RunOutcome, Sink
+
+REFRESH_INTERVAL_MS = 33  # at most ~30 repaints/s: smooth for the eye
+MAX_GUI_SHARE = 0.25
+"""Largest fraction of the time the live repaint may take: the rest is left to the acquisition."""
+CW_ROLES = ("mw", "pulser", "camera", "coils")
+LIVE_FRAME = "latest frame"
+FIT_VIEWS = {
+    "fitted resonance, I-off": ("center_off_hz", "MHz", 1e-6, "viridis"),
+    "fitted resonance, I-on": ("center_on_hz", "MHz", 1e-6, "viridis"),
+    "B_NV of the coils": ("b_nv_t", "uT", 1e6, "diverging"),
+}
+
+
+class MainWindow(QMainWindow):
+    """The application window for one station and one output directory."""
+
+    def __init__(self, station: Any, out_dir: Path, queue_dir: Path | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.station = station
+        self.out_dir = Path(out_dir)
+        self.setWindowTitle(f"QDM acquire: {station.name}" + ("  [SIMULATED]" if station.simulated else ""))
+
+        self.station_panel = StationPanel(station)
+        # One scan panel per measurement the station has the instruments for.
+        controls = QTabWidget()
+        has = set(station.instruments)
+        self.cw_panel: CwOdmrPanel | None = CwOdmrPanel(station) if has >= set(CW_ROLES) else None
+        self.pulsed_panel: PulsedPanel | None = (PulsedPanel(station) if {COUNTER_ROLE, "pulser", "mw"} <= has
+                                                else None)
+        self.spad_panel: SpadOdmrPanel | None = SpadOdmrPanel(station) if {SPAD_ROLE, "mw"} <= has else None
+        for panel, title in ((self.cw_panel, "CW ODMR"), (self.pulsed_panel, "Pulsed"),
+                             (self.spad_panel, "SPAD ODMR")):
+            if panel is not None:
+                controls.addTab(panel, title)
+        self.scan_panels = [p for p in (self.cw_panel, self.pulsed_panel, self.spad_panel) if p is not None]
+        self.active_panel: Any = self.scan_panels[0] if self.scan_panels else None
+        self.sequence: Any = None
+        controls.addTab(self.station_panel, "Station")
+        controls.setMinimumWidth(360)
+
+        snapshot = station.snapshot()
+        self.image_panel = ImagePanel(pixel_size_of(snapshot))
+        self.image_choice = QComboBox()
+        self.image_choice.addItem(LIVE_FRAME)
+        self.image_choice.currentTextChanged.connect(lambda _: self._show_current_image())
+        self.spectrum_panel = SpectrumPanel()
+        self.source_label = QLabel("no data yet: start a scan or open a stored run")
+        image_box = QWidget()
+        image_layout = QVBoxLayout(image_box)
+        image_layout.setContentsMargins(0, 0, 0, 0)
+        choice_row = QHBoxLayout()
+        choice_row.addWidget(QLabel("show"))
+        choice_row.addWidget(self.image_choice, 1)
+        image_layout.addLayout(choice_row)
+        image_layout.addWidget(self.image_panel, 1)
+        live_split = QSplitter(Qt.Orientation.Horizontal)
+        live_split.addWidget(image_box)
+        live_split.addWidget(self.spectrum_panel)
+        live = QWidget()
+        live_layout = QVBoxLayout(live)
+        live_layout.addWidget(self.source_label)
+        live_layout.addWidget(live_split, 1)
+
+        self.run_browser = RunBrowser(self.out_dir)
+        self.reconstruction_view = ReconstructionView(pixel_size_of(snapshot))
+        self.views = QTabWidget()
+        self.views.addTab(live, "Live")
+        self.views.addTab(self.run_browser, "Runs")
+        self.views.addTab(self.reconstruction_view, "Reconstruction")
+        self.queue_view: QueueView | None = None
+        if queue_dir is not None:
+            self.queue_view = QueueView(queue_dir)
+            self.views.addTab(self.queue_view, "Queue")
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(controls)
+        split.addWidget(self.views)
+        split.setStretchFactor(1, 1)
+        central = QWidget()
+        central_layout = QVBoxLayout(central)
+        central_layout.setContentsMargins(4, 4, 4, 4)
+        # The simulated/live banner sits above everything, so it is seen whichever tab is open.
+        central_layout.addWidget(self.station_panel.banner)
+        central_layout.addWidget(split, 1)
+        self.setCentralWidget(central)
+
+        self.live_sink: LiveSink | None = None
+        self.cube: SweepCube | None = None
+        self.runner: EngineRunner | None = None
+        self.writer: RunWriter | None = None
+        self.fit: CwFieldMap | None = None
+        self.fit_run_id: int | None = None
+        self.task: BackgroundTask | None = None
+        self.last_outcome: RunOutcome | None = None
+        self._seen_counter = 0
+        self._pending_progress: Progress | None = None
+        self._tick_started = 0.0
+        self.last_update_cost_ms = float("nan")
+        self.image_name = IMAGE_NAME
+        self._latest_frame: np.ndarray | None = None
+        self.steps_received = 0  # steps the engine produced, as counted by the live sink
+        self.frames_displayed = 0  # of which were drawn; the rest were dropped as stale
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(REFRESH_INTERVAL_MS)
+        self.timer.timeout.connect(self.refresh_live)
+
+        for panel in self.scan_panels:
+            panel.start_requested.connect(lambda seq, p=panel: self.start_run(seq, panel=p))
+            panel.pause_requested.connect(lambda: self.runner and self.runner.pause())
+            panel.resume_requested.connect(lambda: self.runner and self.runner.resume())
+            panel.abort_requested.connect(self.abort_run)
+        self.image_panel.pixel_chosen.connect(lambda r, c: self.refresh_spectra())
+        self.run_browser.open_requested.connect(self.open_run)
+        self.run_browser.refit_requested.connect(self.refit_run)
+        self.run_browser.export_requested.connect(self.export_figure)
+        self.run_browser.reconstruct_requested.connect(self.reconstruct_run)
+        self.statusBar().showMessage("simulated station" if station.simulated else "ready")
+        self.resize(1400, 820)
+
+    # ---- running a scan ----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.runner is not None and self.runner.is_running()
+
+    def start_run(self, sequence: Any, probes: Sequence[Sink] = (), panel: Any = None) -> None:
+        """Start ``sequence`` on the station in a worker thread, storing it and feeding the live views.
+
+        Args:
+            sequence: the measurement to run (already checked by its panel).
+            probes: extra engine sinks, e.g. a benchmark's timing probe.
+            panel: the scan panel that started it (default: CW ODMR), which shows its progress.
+        """
+        if self.running:
+            self.statusBar().showMessage("a run is already going; abort it first")
+            return
+        station = self.station
+        sample = station.world.sample.name if station.world is not None else station.name
+        self.writer = RunWriter(self.out_dir, sequence.name, sample, sequence.scalars, sequence.setpoints)
+        self.live_sink = LiveSink()
+        self.sequence = sequence
+        self.active_panel = panel or self.active_panel
+        self.image_name = next(iter(sequence.image_shapes))
+        x_name = sequence.setpoints[-1]
+        self.cube = SweepCube(self.image_name, x_name)
+        metadata = {"station_snapshot": station.snapshot(), "simulated": station.simulated,
+                    "command": "acquire gui" if not station.simulated else "acquire --sim gui"}
+        engine = Engine(station.instruments, station.limits,
+                        [self.writer, self.live_sink, self.cube, *probes], metadata)
+        self.runner = EngineRunner(engine, sequence, self)
+        self.runner.progress.connect(self._progress)
+        self.runner.done.connect(self._run_done)
+        self.runner.failed.connect(self._run_failed)
+        self.fit = None
+        self._reset_image_choices()
+        self._set_spectrum_axes(x_name, sequence.scalars[x_name], self.image_name,
+                                is_cw=sequence.name == "cw_odmr")
+        self._seen_counter = 0
+        self.steps_received = self.frames_displayed = 0
+        for p in self.scan_panels:
+            p.set_running(True)
+        self.station_panel.set_busy(True)
+        self.source_label.setText(f"live: {sequence.name} on {station.name}")
+        self.views.setCurrentIndex(0)
+        self.active_panel.show_progress(Progress(0, sequence.n_steps, 0.0, "starting"))
+        self.runner.start()
+        self.timer.start()
+
+    def abort_run(self) -> None:
+        if self.runner is not None:
+            self.runner.abort()
+            self.statusBar().showMessage("aborting: the engine stops after the step in flight")
+
+    def refresh_live(self) -> None:
+        """Timer tick: draw the newest step if there is one; older ones are dropped.
+
+        The repaint itself happens when the event loop processes the paint events; a zero-delay
+        timer fires after them, and the time until then is the cost of the update. The next tick is
+        put off until the GUI has used at most ``MAX_GUI_SHARE`` of the time, so a slow display
+        (large window, software rendering) cannot starve the acquisition of CPU.
+        """
+        if self._pending_progress is not None:
+            self.active_panel.show_progress(self._pending_progress)
+            self._pending_progress = None
+        if self.live_sink is None:
+            return
+        counter, step = self.live_sink.latest()
+        if step is None or counter == self._seen_counter:
+            return
+        self._tick_started = time.perf_counter()
+        self.steps_received = counter
+        self._seen_counter = counter
+        self._latest_frame = step.images.get(self.image_name)
+        if self.image_choice.currentText() == LIVE_FRAME and self._latest_frame is not None:
+            label, unit = IMAGE_LABELS.get(self.image_name, (self.image_name, ""))
+            self.image_panel.set_image(self._latest_frame, f"{label}, {step.label}", unit)
+        self.frames_displayed += 1
+        self.refresh_spectra()
+        self.timer.stop()
+        QTimer.singleShot(0, self._repainted)
+
+    def _repainted(self) -> None:
+        if self.live_sink is None or not self.running:
+            return
+        cost_ms = (time.perf_counter() - self._tick_started) * 1e3
+        self.last_update_cost_ms = cost_ms
+        self.timer.start(max(REFRESH_INTERVAL_MS, int(cost_ms * (1 / MAX_GUI_SHARE - 1))))
+
+    def refresh_spectra(self) -> None:
+        if self.cube is None or self.cube.image_shape is None:
+            return
+        row, col = self.image_panel.pixel
+        pixel, mean = self.cube.pixel_spectra(row, col), self.cube.mean_spectra()
+        self.spectrum_panel.show_spectra(pixel, mean, row, col)
+        if self.fit is not None:
+            curves = {g: fitted_curve(f, self.fit.frequencies_hz, (row, col))
+                      for g, f in enumerate((self.fit.fit_off, self.fit.fit_on))}
+            self.spectrum_panel.show_fit(self.fit.frequencies_hz, curves)
+
+    def _progress(self, progress: Progress) -> None:
+        # Shown on the next timer tick, not now: a label change per step would relayout and repaint
+        # the panel at the step rate.
+        self._pending_progress = progress
+
+    def _run_done(self, outcome: RunOutcome) -> None:
+        self.last_outcome = outcome
+        self.timer.stop()
+        self.refresh_live()
+        for p in self.scan_panels:
+            p.set_running(False)
+        self.active_panel.show_outcome(outcome.status, outcome.reason)
+        self.station_panel.set_busy(False)
+        self.station_panel.refresh()
+        run_id = self.writer.run_id if self.writer else None
+        self.statusBar().showMessage(
+            f"run {run_id} {outcome.status} after {outcome.steps_done} steps; "
+            f"{self.frames_displayed} of {self.steps_received} steps drawn live")
+        self.run_browser.refresh()
+        if run_id is not None:
+            self.run_browser.select_run(run_id)
+            if outcome.status == "completed" and getattr(self.sequence, "kind", "") == "rabi":
+                self._calibrate_pi_pulse(run_id)
+
+    def _calibrate_pi_pulse(self, run_id: int) -> None:
+        """A completed Rabi run gives the pi pulse of the next Ramsey, echo or pulsed ODMR."""
+        from instrument.analysis.pulsed import PulsedFitError
+        from sequences.pulsed import pi_pulse_from_rabi
+
+        rabi = self.sequence
+        run = self.run_browser.runs.get(run_id)
+        if run is None or self.pulsed_panel is None:
+            return
+        order = np.argsort(run.scalars[rabi.sweep_name])
+        data = tuple(run.scalars[k][order] for k in (rabi.sweep_name, "ratio", "ratio_err"))
+        try:
+            pi = pi_pulse_from_rabi(rabi.fit(*data), rabi.frequency_hz, rabi.power_dbm, rabi.clock_hz)
+        except (PulsedFitError, ValueError) as exc:
+            self.statusBar().showMessage(f"Rabi run {run_id}: no pi pulse from the fit ({exc})")
+            return
+        self.pulsed_panel.set_pi_pulse(pi.pi_s)
+        self.statusBar().showMessage(f"Rabi run {run_id}: pi pulse {pi.pi_s * 1e9:.0f} ns "
+                                     f"(Rabi frequency {pi.rabi_hz / 1e6:.4g} MHz)")
+
+    def _run_failed(self, exc: Exception) -> None:
+        self.timer.stop()
+        for p in self.scan_panels:
+            p.set_running(False)
+        self.station_panel.set_busy(False)
+        self.active_panel.show_outcome("failed", f"{type(exc).__name__}: {exc}")
+        self.statusBar().showMessage(f"run failed: {exc}")
+
+    # ---- stored runs ---------------------------------------------------------------------------------
+
+    def open_run(self, run: StoredRun) -> None:
+        """Show a stored run in the live views (last measured frame, spectra at any pixel)."""
+        if self.running:
+            self.statusBar().showMessage("a run is going; open stored runs when it has ended")
+            return
+        try:
+            self.cube, images = cube_from_run(run)
+        except (KeyError, OSError) as exc:
+            self.statusBar().showMessage(f"cannot open run {run.run_id}: {exc}")
+            return
+        self.live_sink = None
+        self.fit = None
+        self.image_name = self.cube.image_name
+        is_cw = (run.metadata.get("sequence") or {}).get("name") == "cw_odmr"
+        x_unit = "Hz" if self.cube.x_name.endswith("_hz") else "s" if self.cube.x_name.endswith("_s") else ""
+        self._set_spectrum_axes(self.cube.x_name, x_unit, self.image_name, is_cw)
+        self._reset_image_choices()
+        size = pixel_size_of(run.metadata)
+        if size:
+            self.image_panel.pixel_size_m = size
+        measured = [i for i in range(images.shape[0]) if np.isfinite(images[i]).any()]
+        self._latest_frame = images[measured[-1]] if measured else None
+        self.spectrum_panel.clear()
+        self._show_current_image()
+        self.refresh_spectra()
+        self.source_label.setText(f"stored run {run.run_id} ({run.metadata.get('status', '?')}) "
+                                  f"from {self.out_dir}")
+        self.views.setCurrentIndex(0)
+
+    def refit_run(self, run: StoredRun, then_export: Path | None = None,
+                  then: Callable[[], Any] | None = None) -> BackgroundTask | None:
+        """Fit every pixel of ``run`` in the background; show the maps and the fitted curves."""
+        if (run.metadata.get("sequence") or {}).get("name") != "cw_odmr":
+            self.statusBar().showMessage(f"run {run.run_id}: re-fit and figure export are for CW-ODMR runs")
+            return None
+        if self.running:
+            # The live views belong to the scan, and the CPU to its acquisition.
+            self.statusBar().showMessage("a run is going; re-fit stored runs when it has ended")
+            return None
+        self.open_run(run)
+        self.statusBar().showMessage(f"fitting run {run.run_id}...")
+        options = self.run_browser.fit_options()
+        self.task = BackgroundTask(lambda: analyse_cw_run(run, **options), self)
+        self.task.done.connect(lambda result: self._fit_done(run, result, then_export, then))
+        self.task.failed.connect(
+            lambda exc: self.statusBar().showMessage(f"cannot fit run {run.run_id}: {exc}"))
+        self.task.start()
+        return self.task
+
+    def _fit_done(self, run: StoredRun, result: CwFieldMap, then_export: Path | None,
+                  then: Callable[[], Any] | None = None) -> None:
+        self.fit = result
+        self.fit_run_id = run.run_id
+        for name in FIT_VIEWS:
+            if self.image_choice.findText(name) < 0:
+                self.image_choice.addItem(name)
+        self.image_choice.setCurrentText("B_NV of the coils")
+        self.refresh_spectra()
+        lo, hi = result.field_range_t
+        self.statusBar().showMessage(f"run {run.run_id} ({result.fit_off.model}, hyperfine "
+                                     f"{result.fit_off.hyperfine or 'none'}): B_NV {lo * 1e6:+.2f} .. "
+                                     f"{hi * 1e6:+.2f} uT, {result.converged_fraction:.1%} of pixels fitted")
+        if then_export is not None:
+            self._write_figure(run, then_export)
+        if then is not None:
+            then()
+
+    def export_figure(self, run: StoredRun, path: Path | None = None) -> None:
+        """Export the run's summary figure (spectrum at the chosen pixel, resonance and B_NV maps)."""
+        if path is None:
+            chosen, _ = QFileDialog.getSaveFileName(self, "Export figure",
+                                                    str(run.run_dir / f"run-{run.run_id:04d}.png"),
+                                                    "PNG image (*.png);;PDF (*.pdf);;SVG (*.svg)")
+            if not chosen:
+                return
+            path = Path(chosen)
+        if self.fit is None or self.fit_run_id != run.run_id:
+            self.refit_run(run, then_export=path)
+        else:
+            self._write_figure(run, path)
+
+    def reconstruct_run(self, run: StoredRun) -> None:
+        """Send the run's fitted B_NV map to the dictionary reconstruction (fits the run first if needed)."""
+        if (run.metadata.get("sequence") or {}).get("name") != "cw_odmr":
+            self.statusBar().showMessage(
+                f"run {run.run_id}: reconstruction takes the B_NV map of a CW-ODMR run")
+            return
+        if self.fit is None or self.fit_run_id != run.run_id:
+            self.refit_run(run, then=lambda: self.reconstruct_run(run))
+            return
+        from instrument.gui.reconstruction_view import reconstruct_run_map
+
+        b_nv = self.fit.b_nv_t
+        currents = np.asarray(run.metadata["sequence"].get("coil_currents_a", []), dtype=float)
+        self.statusBar().showMessage(f"reconstructing run {run.run_id}...")
+        station = self.station
+        self.task = BackgroundTask(lambda: reconstruct_run_map(station, run.run_id, b_nv, currents), self)
+        self.task.done.connect(self._reconstruction_done)
+        self.task.failed.connect(
+            lambda exc: self.statusBar().showMessage(f"cannot reconstruct run {run.run_id}: {exc}"))
+        self.task.start()
+
+    def _reconstruction_done(self, result: Any) -> None:
+        self.reconstruction_view.show_result(result)
+        self.views.setCurrentWidget(self.reconstruction_view)
+        self.statusBar().showMessage(self.reconstruction_view.summary.text())
+
+    def _write_figure(self, run: StoredRun, path: Path) -> None:
+        assert self.fit is not None
+        plot_cw_result(self.fit, path, pixel=self.image_panel.pixel, title=f"run {run.run_id}: CW ODMR")
+        self.statusBar().showMessage(f"figure written to {path}")
+
+    def _set_spectrum_axes(self, x_name: str, x_unit: str, image_name: str, is_cw: bool) -> None:
+        label = {"frequency_hz": "MW frequency", "tau_s": "pulse time"}.get(x_name, x_name)
+        y_label, y_unit = IMAGE_LABELS.get(image_name, (image_name, ""))
+        self.spectrum_panel.set_axes(label, x_unit, f"{y_label} ({y_unit})" if y_unit else y_label,
+                                     {0: "I-off", 1: "I-on"} if is_cw else {0: "data"})
+
+    # ---- image choice --------------------------------------------------------------------------------
+
+    def _reset_image_choices(self) -> None:
+        self.image_choice.blockSignals(True)
+        self.image_choice.clear()
+        self.image_choice.addItem(LIVE_FRAME)
+        self.image_choice.blockSignals(False)
+
+    def _show_current_image(self) -> None:
+        choice = self.image_choice.currentText()
+        if choice in FIT_VIEWS and self.fit is not None:
+            attr, unit, scale, cmap = FIT_VIEWS[choice]
+            self.image_panel.set_image(getattr(self.fit, attr) * scale, choice, unit, cmap)
+        elif self._latest_frame is not None:
+            label, unit = IMAGE_LABELS.get(self.image_name, (self.image_name, ""))
+            self.image_panel.set_image(self._latest_frame, f"{label}, last measured step", unit)
+
+    # ---- closing -----------------------------------------------------------------------------------
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        """Closing mid-run aborts the run and waits until the engine has made the hardware safe."""
+        if self.running and self.runner is not None:
+            self.runner.abort()
+            if not self.runner.wait(60_000):
+                print("acquire gui: the engine did not stop within 60 s", file=sys.stderr)
+        if self.task is not None and self.task.is_running():
+            self.task.wait(60_000)
+        self.timer.stop()
+        super().closeEvent(event)

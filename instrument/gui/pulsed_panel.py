@@ -1,0 +1,186 @@
+"""Pulsed scan panel: Rabi, Ramsey, Hahn echo, T1 and pulsed ODMR on the gated photon counter.
+
+The sweep values and the measurement are built by the same helpers as ``acquire pulsed``, so the GUI
+and the command agree on defaults, clock-grid rounding and refusals. Ramsey, echo and pulsed ODMR
+need the pi pulse: the panel takes it in ns (a completed Rabi run in the GUI fills it in).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+from PyQt6.QtCore import pyqtSignal
+from PyQt6.QtWidgets import QComboBox, QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
+
+from instrument.commands.common import UsageError
+from instrument.commands.pulsed import DEFAULT_REPETITIONS, DEFAULT_SWEEPS, KINDS, _measurement, _sweep
+from instrument.gui.cw_panel import spin
+from instrument.gui.run_controls import RunControls, format_duration
+from instrument.protocols import SafetyLimitError
+from sequences.pulsed import PiPulse
+
+NEEDS_PI = ("ramsey", "echo", "odmr")
+COUNTER_ROLE = "counter"
+# Sweep widgets in operator units: (unit, scale from SI) per kind; pulsed ODMR sweeps a frequency offset.
+SWEEP_UNITS = {"odmr": ("MHz", 1e-6), "t1": ("us", 1e6)}
+DEFAULT_SWEEP_UNIT = ("ns", 1e9)
+
+
+class PulsedPanel(QWidget):
+    """Parameters and run controls of one pulsed measurement; emits ``start_requested(measurement)``."""
+
+    start_requested = pyqtSignal(object)
+    pause_requested = pyqtSignal()
+    resume_requested = pyqtSignal()
+    abort_requested = pyqtSignal()
+
+    def __init__(self, station: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.station = station
+        # Read once, while no run owns the instruments.
+        self.clock_hz = float(station["pulser"].clock_hz)
+        self.shape = tuple(station[COUNTER_ROLE].shape)
+        line_mhz = 2870.0
+        if station.world is not None:
+            from instrument.physics.nv import HYPERFINE_OFFSETS_HZ
+
+            offsets = HYPERFINE_OFFSETS_HZ[station.world.sample.isotope]
+            line_mhz = (station.world.resonance_estimate_hz() + float(min(offsets))) / 1e6
+        self.kind = QComboBox()
+        self.kind.addItems(KINDS)
+        self.frequency = spin(1.0, 6000.0, line_mhz, 4, "MHz")
+        self.power = spin(-120.0, 30.0, min(10.0, station.limits.mw_power_max_dbm), 1, "dBm")
+        self.start = spin(-1e6, 1e6, 0.0, 3, "ns")
+        self.stop = spin(-1e6, 1e6, 0.0, 3, "ns")
+        self.points = QSpinBox()
+        self.points.setRange(2, 100_000)
+        self.repetitions = QSpinBox()
+        self.repetitions.setRange(0, 2_000_000)
+        self.pi_ns = spin(0.0, 1e6, 0.0, 1, "ns")
+        self.detuning = spin(-100.0, 100.0, 5.0, 3, "MHz")
+        form = QFormLayout()
+        for label, widget in (("measurement", self.kind), ("MW frequency", self.frequency),
+                              ("MW power", self.power), ("sweep start", self.start),
+                              ("sweep stop", self.stop),
+                              ("points", self.points), ("shots per point", self.repetitions),
+                              ("pi pulse", self.pi_ns), ("Ramsey detuning", self.detuning)):
+            form.addRow(label, widget)
+        self.controls = RunControls()
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel(f"<b>Pulsed</b>: gated photon counter ({self.shape[0]}x{self.shape[1]} px), "
+                                f"pulse clock {self.clock_hz / 1e6:g} MHz"))
+        layout.addLayout(form)
+        layout.addWidget(self.controls)
+        layout.addStretch(1)
+
+        self.kind.currentTextChanged.connect(self._kind_changed)
+        for w in (self.frequency, self.power, self.start, self.stop, self.pi_ns, self.detuning):
+            w.valueChanged.connect(self.validate)
+        for w in (self.points, self.repetitions):
+            w.valueChanged.connect(self.validate)
+        self.controls.start_clicked.connect(self._start)
+        self.controls.pause_requested.connect(self.pause_requested)
+        self.controls.resume_requested.connect(self.resume_requested)
+        self.controls.abort_requested.connect(self.abort_requested)
+        self._running = False
+        self._kind_changed(self.kind.currentText())
+
+    @property
+    def sweep_unit(self) -> tuple[str, float]:
+        return SWEEP_UNITS.get(self.kind.currentText(), DEFAULT_SWEEP_UNIT)
+
+    def _kind_changed(self, kind: str) -> None:
+        """Load the kind's defaults (the same as ``acquire pulsed``) into the widgets."""
+        start, stop, points = DEFAULT_SWEEPS[kind]
+        unit, scale = self.sweep_unit
+        for box, value in ((self.start, start), (self.stop, stop)):
+            box.blockSignals(True)
+            box.setSuffix(f" {unit}")
+            box.setValue(value * scale)
+            box.blockSignals(False)
+        self.points.blockSignals(True)
+        self.points.setValue(points)
+        self.points.blockSignals(False)
+        self.repetitions.blockSignals(True)
+        self.repetitions.setValue(DEFAULT_REPETITIONS[kind])
+        self.repetitions.blockSignals(False)
+        self.pi_ns.setEnabled(kind in NEEDS_PI and not self._running)
+        self.detuning.setEnabled(kind == "ramsey" and not self._running)
+        self.power.setValue(0.0 if kind == "odmr" else min(10.0, self.station.limits.mw_power_max_dbm))
+        self.validate()
+
+    def set_pi_pulse(self, pi_s: float) -> None:
+        """Use a calibrated pi pulse (from a Rabi fit) for the next Ramsey, echo or pulsed ODMR."""
+        self.pi_ns.setValue(pi_s * 1e9)
+
+    def build_measurement(self) -> Any:
+        """The measurement the widgets describe, checked against the station's limits.
+
+        Raises:
+            ValueError: the measurement cannot run; the message says why.
+            SafetyLimitError: a setting exceeds a lab limit.
+        """
+        kind = self.kind.currentText()
+        unit, scale = self.sweep_unit
+        power = self.power.value()
+        self.station.limits.check_mw_power(power)
+        if kind in NEEDS_PI and self.pi_ns.value() <= 0:
+            raise ValueError(f"{kind} needs the pi pulse: run a Rabi measurement first, or enter it in ns")
+        if self.repetitions.value() < 1:
+            raise ValueError("shots per point must be at least 1")
+        args = argparse.Namespace(start=self.start.value() / scale, stop=self.stop.value() / scale,
+                                  points=self.points.value(), repetitions=self.repetitions.value(),
+                                  detuning_hz=self.detuning.value() * 1e6, counter=COUNTER_ROLE)
+        frequency = self.frequency.value() * 1e6
+        try:
+            values = _sweep(args, kind, self.clock_hz)
+        except UsageError as exc:
+            raise ValueError(str(exc).replace("--start/--stop", "sweep start/stop")
+                             .replace("--points", "points")) from exc
+        pi = None
+        if kind in NEEDS_PI:
+            pi = PiPulse(round(self.pi_ns.value() * 1e-9 * self.clock_hz) / self.clock_hz, frequency, power)
+        measurement = _measurement(kind, values, frequency, power, args, self.shape, pi, self.clock_hz)
+        measurement.check(self.station.limits)
+        return measurement
+
+    def validate(self) -> Any:
+        """Check the parameters now (not while a run owns the instruments); show any problem."""
+        if self._running:
+            return None
+        try:
+            measurement = self.build_measurement()
+        except (ValueError, SafetyLimitError) as exc:
+            self.controls.show_problem(str(exc))
+            return None
+        sweep = np.asarray(measurement.sweep)
+        self.controls.show_problem(None, f"{measurement.n_steps} points x {measurement.timing.repetitions} "
+                                   f"shots, {format_duration(measurement.estimated_duration_s)} of pulse "
+                                   f"programs; sweep {sweep.min():.4g} .. {sweep.max():.4g} "
+                                   f"{measurement.sweep_unit}")
+        return measurement
+
+    def set_running(self, running: bool) -> None:
+        self._running = running
+        for w in (self.kind, self.frequency, self.power, self.start, self.stop, self.points,
+                  self.repetitions, self.pi_ns, self.detuning):
+            w.setEnabled(not running)
+        self.controls.set_running(running)
+        if not running:
+            kind = self.kind.currentText()
+            self.pi_ns.setEnabled(kind in NEEDS_PI)
+            self.detuning.setEnabled(kind == "ramsey")
+            self.validate()
+
+    def show_progress(self, progress: Any) -> None:
+        self.controls.show_progress(progress)
+
+    def show_outcome(self, status: str, reason: str) -> None:
+        self.controls.show_outcome(status, reason)
+
+    def _start(self) -> None:
+        measurement = self.validate()
+        if measurement is not None:
+            self.start_requested.emit(measurement)

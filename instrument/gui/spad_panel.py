@@ -1,0 +1,99 @@
+"""SPAD scan panel: CW ODMR read by the 16x16 SPAD array (seed 003), parameters checked before start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PyQt6.QtCore import pyqtSignal
+from PyQt6.QtWidgets import QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
+
+from instrument.gui.cw_panel import spin
+from instrument.gui.run_controls import RunControls
+from instrument.protocols import SafetyLimitError
+from sequences.spad_odmr import SpadOdmrSweep
+
+SPAD_ROLE = "spad"
+
+
+class SpadOdmrPanel(QWidget):
+    """CW-ODMR sweep of the SPAD array; emits ``start_requested(SpadOdmrSweep)``."""
+
+    start_requested = pyqtSignal(object)
+    pause_requested = pyqtSignal()
+    resume_requested = pyqtSignal()
+    abort_requested = pyqtSignal()
+
+    def __init__(self, station: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.station = station
+        self.shape = tuple(station[SPAD_ROLE].shape)  # read once, while no run owns the array
+        center_mhz = station.world.resonance_estimate_hz() / 1e6 if station.world is not None else 2870.0
+        self.center = spin(1.0, 6000.0, center_mhz, 4, "MHz")
+        self.span = spin(0.01, 1000.0, 12.0, 3, "MHz")
+        self.points = QSpinBox()
+        self.points.setRange(2, 100_000)
+        self.points.setValue(41)
+        self.power = spin(-120.0, 30.0, 0.0, 1, "dBm")
+        self.frames = QSpinBox()
+        self.frames.setRange(0, 1_000_000)
+        self.frames.setValue(200)
+        form = QFormLayout()
+        for label, widget in (("sweep centre", self.center), ("sweep span", self.span),
+                              ("frequency points", self.points), ("MW power", self.power),
+                              ("SPAD frames per point", self.frames)):
+            form.addRow(label, widget)
+        self.controls = RunControls()
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel(f"<b>SPAD ODMR</b>: CW sweep counted by the {self.shape[0]}x{self.shape[1]} "
+                                "SPAD array"))
+        layout.addLayout(form)
+        layout.addWidget(self.controls)
+        layout.addStretch(1)
+        for w in (self.center, self.span, self.power, self.points, self.frames):
+            w.valueChanged.connect(self.validate)
+        self.controls.start_clicked.connect(self._start)
+        self.controls.pause_requested.connect(self.pause_requested)
+        self.controls.resume_requested.connect(self.resume_requested)
+        self.controls.abort_requested.connect(self.abort_requested)
+        self._running = False
+        self.validate()
+
+    def build_sweep(self) -> SpadOdmrSweep:
+        """The sweep the widgets describe, checked against the station's limits (raises if not)."""
+        span_hz = self.span.value() * 1e6
+        freqs = self.center.value() * 1e6 + np.linspace(-span_hz / 2, span_hz / 2, self.points.value())
+        sweep = SpadOdmrSweep(freqs, self.power.value(), frames_per_point=self.frames.value(),
+                              image_shape=self.shape)
+        sweep.check(self.station.limits)
+        return sweep
+
+    def validate(self) -> SpadOdmrSweep | None:
+        if self._running:
+            return None
+        try:
+            sweep = self.build_sweep()
+        except (ValueError, SafetyLimitError) as exc:
+            self.controls.show_problem(str(exc).replace("raise --points", "raise the points")
+                                       .replace("--center-hz/--span-hz", "the sweep centre and span"))
+            return None
+        self.controls.show_problem(None, f"{sweep.n_steps} steps of {sweep.frames_per_point} SPAD frames")
+        return sweep
+
+    def set_running(self, running: bool) -> None:
+        self._running = running
+        for w in (self.center, self.span, self.points, self.power, self.frames):
+            w.setEnabled(not running)
+        self.controls.set_running(running)
+        self.validate()
+
+    def show_progress(self, progress: Any) -> None:
+        self.controls.show_progress(progress)
+
+    def show_outcome(self, status: str, reason: str) -> None:
+        self.controls.show_outcome(status, reason)
+
+    def _start(self) -> None:
+        sweep = self.validate()
+        if sweep is not None:
+            self.start_requested.emit(sweep)

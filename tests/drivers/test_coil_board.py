@@ -1,0 +1,162 @@
+"""Coil board driver: the exchanged lines are the specification (scripted transport), plus the
+real driver against the simulated board on a pseudo-terminal."""
+
+import numpy as np
+import pytest
+
+from drivers.coil_board import CoilBoard, open_serial
+from instrument.protocols import (
+    InstrumentDisconnected,
+    InstrumentError,
+    InstrumentTimeout,
+    SafetyLimitError,
+    SafetyLimits,
+)
+from sim.coil_board import SimCoilBoard
+from sim.world import World
+
+LIMITS = SafetyLimits(coil_current_max_a=1e-3, coil_ramp_rate_a_per_s=1e-2)
+HELLO = [("*IDN?", "QDM-COIL,2,SN7,1.0"), ("MAX?", "5.0e-03"), ("CUR? 0", "0.0"), ("CUR? 1", "0.0")]
+
+
+class Scripted:
+    """A transport that checks every command against a script and plays back the replies."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.sent = []
+        self.closed = False
+
+    def write(self, data):
+        assert data.endswith(b"\n")
+        self.sent.append(data.decode().strip())
+
+    def readline(self):
+        command, reply = self.script.pop(0)
+        assert self.sent[-1] == command, f"sent {self.sent[-1]!r}, script expected {command!r}"
+        return reply if isinstance(reply, bytes) else reply.encode() + b"\n"
+
+    def close(self):
+        self.closed = True
+
+
+def board(script, **kw):
+    return CoilBoard("coils", Scripted(HELLO + script), LIMITS, sleep=lambda s: None, **kw)
+
+
+def test_ramp_goes_in_steps_enables_and_then_disables_idle_channels():
+    b = board([("EN 1", "OK"), ("CUR 0,2.000000e-04", "OK"), ("CUR 0,4.000000e-04", "OK"), ("EN 1", "OK")],
+              ramp_step_a=2e-4)
+    b.set_currents([4e-4, 0.0])
+    assert b.setpoints.tolist() == [4e-4, 0.0]
+    assert b._io.script == []
+
+
+def test_sleeps_pace_the_ramp_at_the_lab_rate():
+    waited = []
+    steps = [(f"CUR 0,{v:.6e}", "OK") for v in (1e-4, 2e-4, 3e-4, 4e-4)]
+    script = Scripted(HELLO + [("EN 1", "OK"), *steps, ("EN 1", "OK")])
+    b = CoilBoard("coils", script, LIMITS, ramp_step_a=1e-4, sleep=waited.append)
+    b.set_currents([4e-4, 0])
+    assert sum(waited) == pytest.approx(4e-4 / LIMITS.coil_ramp_rate_a_per_s)
+    assert len(waited) == 4
+
+
+def test_error_reply_raises_with_code_and_text():
+    b = board([("EN 1", "OK"), ("CUR 0,5.000000e-05", "ERR 5 over-temperature")])
+    with pytest.raises(InstrumentError, match="board error 5: over-temperature"):
+        b.set_currents([5e-5, 0])
+
+
+@pytest.mark.parametrize("reply, error, text", [
+    (b"", InstrumentTimeout, "no reply"),
+    (b"0.00", InstrumentTimeout, "cut short"),
+    (b"\xff\xfe\n", InstrumentError, "not ASCII"),
+    (b"banana\n", InstrumentError, "not a number"),
+    (b"nan\n", InstrumentError, "not a finite number"),
+])
+def test_bad_replies_become_typed_errors(reply, error, text):
+    b = board([("MEAS? 0", reply)])
+    with pytest.raises(error, match=text):
+        b.read_currents()
+
+
+def test_wrong_identity_is_refused():
+    with pytest.raises(InstrumentError, match="not a QDM-COIL board"):
+        CoilBoard("coils", Scripted([("*IDN?", "KEITHLEY,2450")]), LIMITS)
+
+
+def test_unsafe_requests_are_refused_before_anything_is_sent():
+    b = board([], ceilings_a=[1e-3, 2e-4])
+    with pytest.raises(SafetyLimitError, match="coil 0 current = 0.002 A exceeds"):
+        b.set_currents([2e-3, 0])
+    with pytest.raises(SafetyLimitError, match="channel 1 current = 0.0003 A exceeds .* 0.0002 A"):
+        b.set_currents([0, 3e-4])
+    with pytest.raises(SafetyLimitError):
+        b.set_currents([float("nan"), 0])
+    with pytest.raises(ValueError, match="expected 2 channel currents"):
+        b.set_currents([0, 0, 0])
+    assert b._io.sent[-1] == "CUR? 1"
+
+
+def test_bad_ceilings_name_the_station_entry():
+    with pytest.raises(ValueError, match="'ceilings_a' must be one non-negative number or 2"):
+        board([], ceilings_a=[1e-3])
+
+
+def test_safe_state_falls_back_to_zero_when_the_ramp_fails_and_never_raises():
+    b = board([("EN 1", "OK"), ("CUR 0,5.000000e-05", "OK"), ("EN 1", "OK"),
+               ("CUR 0,0.000000e+00", "ERR 5 interlock"), ("ZERO", "OK")])
+    b.set_currents([5e-5, 0])
+    b.safe_state()
+    assert b.setpoints.tolist() == [0, 0]
+    b.safe_state()  # the script is exhausted: the board is gone, yet safe_state does not raise
+
+
+def test_missing_port_is_a_clear_error():
+    with pytest.raises(InstrumentDisconnected, match="cannot open serial port"):
+        open_serial("/dev/does-not-exist-coil")
+
+
+@pytest.fixture
+def sim_board():
+    world = World(shape=(16, 16))
+    sim = SimCoilBoard(world)
+    port = sim.start()
+    names = [c.name for c in world.sample.coils]
+    driver = CoilBoard("coils", open_serial(port), LIMITS, channel_names=names, sleep=world.clock.advance)
+    yield world, sim, driver
+    driver.close()
+    sim.stop()
+
+
+def test_sim_board_drives_the_world_and_open_coils_read_back_zero(sim_board):
+    world, sim, driver = sim_board
+    dead = [k for k, c in enumerate(world.sample.coils) if c.dead]
+    currents = np.full(driver.n_channels, 6e-4)
+    t0 = world.clock.now()
+    driver.set_currents(currents)
+    assert world.clock.now() - t0 >= 6e-4 / LIMITS.coil_ramp_rate_a_per_s
+    measured = driver.read_currents()
+    alive = np.ones(driver.n_channels, bool)
+    alive[dead] = False
+    assert np.allclose(measured[alive], 6e-4, atol=2e-6)
+    assert np.all(np.abs(measured[dead]) < 2e-6)
+    assert np.allclose(world.coil_currents_a[alive], 6e-4) and np.all(world.coil_currents_a[dead] == 0)
+    driver.safe_state()
+    assert np.all(world.coil_currents_a == 0) and sim.enabled == 0
+
+
+def test_sim_board_answers_garbage_with_error_codes(sim_board):
+    _, sim, driver = sim_board
+    for command, code in [("FROB", "ERR 1"), ("CUR 0", "ERR 2"), ("CUR x,1", "ERR 2"), ("CUR 99,0", "ERR 3"),
+                          ("CUR 0,1.0", "ERR 4"), ("CUR 0,inf", "ERR 2"), ("EN 99999", "ERR 3"),
+                          ("MEAS? -1", "ERR 3")]:
+        with pytest.raises(InstrumentError, match=f"board error {code[-1]}"):
+            driver.ask(command)
+    sim.fault = "over-temperature"
+    with pytest.raises(InstrumentError, match="over-temperature"):
+        driver.set_currents(np.full(driver.n_channels, 1e-4))
+    sim.fault = None
+    driver.safe_state()
+    assert np.all(sim.setpoints == 0)
