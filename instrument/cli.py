@@ -20,6 +20,7 @@ COMMANDS = (
     "instrument.commands.spad",
     "instrument.commands.pulsed",
     "instrument.commands.reconstruct",
+    "instrument.commands.lockin",
     "instrument.commands.coil_scan",
     "instrument.commands.schedule",
     "instrument.commands.gui",
