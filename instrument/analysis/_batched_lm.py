@@ -112,7 +112,7 @@ def levenberg_marquardt(
     upper: np.ndarray,
     *,
     max_iter: int = 50,
-    chi2_tol: float = 1e-4,
+    chi2_tol: float = 1e-5,
 ) -> LmResult:
     """Minimise sum((y - model(theta))**2) for every row of y, with box bounds.
 
