@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import QDoubleSpinBox, QFormLayout, QLabel, QLineEdit, QSpinBox, QVBoxLayout, QWidget
 
 from instrument.commands.common import UsageError
 from instrument.commands.odmr import coil_currents
 from instrument.gui.run_controls import RunControls, format_duration
+from instrument.gui.scan_panel import ScanPanel
 from instrument.protocols import SafetyLimitError
 from sequences.cw_odmr import CwOdmrSweep
 
@@ -26,7 +26,7 @@ def spin(lo: float, hi: float, value: float, decimals: int, suffix: str) -> QDou
     return box
 
 
-class CwOdmrPanel(QWidget):
+class CwOdmrPanel(ScanPanel):
     """Parameters and controls of a CW-ODMR I-off/I-on sweep.
 
     The panel builds and checks the sweep (``build_sweep``); the main window runs it. The widgets
@@ -37,10 +37,6 @@ class CwOdmrPanel(QWidget):
         pause_requested(), resume_requested(), abort_requested()
     """
 
-    start_requested = pyqtSignal(object)
-    pause_requested = pyqtSignal()
-    resume_requested = pyqtSignal()
-    abort_requested = pyqtSignal()
 
     def __init__(self, station: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -78,7 +74,6 @@ class CwOdmrPanel(QWidget):
         self.message, self.start_button, self.pause_button = c.message, c.start_button, c.pause_button
         self.abort_button, self.progress_bar, self.progress_label = c.abort_button, c.progress_bar, \
             c.progress_label
-        self.show_progress, self.show_outcome = c.show_progress, c.show_outcome
 
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("<b>CW ODMR</b>: I-off then I-on sweep with the lock-in camera"))
@@ -144,7 +139,3 @@ class CwOdmrPanel(QWidget):
         self.controls.set_running(running)
         self.validate()
 
-    def _start(self) -> None:
-        sweep = self.validate()
-        if sweep is not None:
-            self.start_requested.emit(sweep)

@@ -11,13 +11,13 @@ import argparse
 from typing import Any
 
 import numpy as np
-from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import QComboBox, QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from instrument.commands.common import UsageError
 from instrument.commands.pulsed import DEFAULT_REPETITIONS, DEFAULT_SWEEPS, KINDS, _measurement, _sweep
 from instrument.gui.cw_panel import spin
 from instrument.gui.run_controls import RunControls, format_duration
+from instrument.gui.scan_panel import ScanPanel
 from instrument.protocols import SafetyLimitError
 from sequences.pulsed import PiPulse
 
@@ -28,13 +28,9 @@ SWEEP_UNITS = {"odmr": ("MHz", 1e-6), "t1": ("us", 1e6)}
 DEFAULT_SWEEP_UNIT = ("ns", 1e9)
 
 
-class PulsedPanel(QWidget):
+class PulsedPanel(ScanPanel):
     """Parameters and run controls of one pulsed measurement; emits ``start_requested(measurement)``."""
 
-    start_requested = pyqtSignal(object)
-    pause_requested = pyqtSignal()
-    resume_requested = pyqtSignal()
-    abort_requested = pyqtSignal()
 
     def __init__(self, station: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -174,13 +170,3 @@ class PulsedPanel(QWidget):
             self.detuning.setEnabled(kind == "ramsey")
             self.validate()
 
-    def show_progress(self, progress: Any) -> None:
-        self.controls.show_progress(progress)
-
-    def show_outcome(self, status: str, reason: str) -> None:
-        self.controls.show_outcome(status, reason)
-
-    def _start(self) -> None:
-        measurement = self.validate()
-        if measurement is not None:
-            self.start_requested.emit(measurement)

@@ -5,24 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from instrument.gui.cw_panel import spin
 from instrument.gui.run_controls import RunControls
+from instrument.gui.scan_panel import ScanPanel
 from instrument.protocols import SafetyLimitError
 from sequences.spad_odmr import SpadOdmrSweep
 
 SPAD_ROLE = "spad"
 
 
-class SpadOdmrPanel(QWidget):
+class SpadOdmrPanel(ScanPanel):
     """CW-ODMR sweep of the SPAD array; emits ``start_requested(SpadOdmrSweep)``."""
 
-    start_requested = pyqtSignal(object)
-    pause_requested = pyqtSignal()
-    resume_requested = pyqtSignal()
-    abort_requested = pyqtSignal()
 
     def __init__(self, station: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -87,13 +83,3 @@ class SpadOdmrPanel(QWidget):
         self.controls.set_running(running)
         self.validate()
 
-    def show_progress(self, progress: Any) -> None:
-        self.controls.show_progress(progress)
-
-    def show_outcome(self, status: str, reason: str) -> None:
-        self.controls.show_outcome(status, reason)
-
-    def _start(self) -> None:
-        sweep = self.validate()
-        if sweep is not None:
-            self.start_requested.emit(sweep)
