@@ -25,33 +25,11 @@ from sequences.pulsed import (
 from sim.spin import SimPhotonCounter
 from sim.spinapi import SimSpinAPI
 from sim.world import World
+from tests.fakes import WorldMicrowave
 
 NS = 1e-9
 LIMITS = SafetyLimits()
 
-
-class SimMW:
-    """Minimal MW source writing the World (the SG384 simulator belongs to another module)."""
-
-    name = "mw"
-
-    def __init__(self, world):
-        self.world = world
-
-    def set_frequency(self, f):
-        self.world.mw_frequency_hz = f
-
-    def set_power(self, p):
-        self.world.mw_power_dbm = p
-
-    def set_output(self, on):
-        self.world.mw_output = on
-
-    def safe_state(self):
-        self.world.mw_output = False
-
-    def close(self):
-        pass
 
 
 @dataclass
@@ -74,7 +52,7 @@ def rig():
     world = World(shape=(16, 16), seed=11)
     lib = SimSpinAPI(world)
     instruments = {
-        "mw": SimMW(world),
+        "mw": WorldMicrowave(world),
         "pulser": PulseBlaster("pulser", library=lib),
         "counter": SimPhotonCounter("counter", world, lib, shape=(8, 8), photon_rate_hz=2e7),
     }
@@ -261,7 +239,7 @@ def test_channel_delay_compensates_the_aom_latency():
     def rabi_ratios(latency, delays):
         world = World(shape=(16, 16), seed=2)
         lib = SimSpinAPI(world, latency_s=latency)
-        instruments = {"mw": SimMW(world), "pulser": PulseBlaster("pulser", library=lib),
+        instruments = {"mw": WorldMicrowave(world), "pulser": PulseBlaster("pulser", library=lib),
                        "counter": SimPhotonCounter("counter", world, lib, shape=(8, 8), photon_rate_hz=1e9)}
         line = world.resonance_estimate_hz() - 0.5 * 3.03e6
         rabi = Rabi(np.array([0, 52, 104, 156, 208]) * NS, line, 10.0, (8, 8),

@@ -11,30 +11,7 @@ from sequences.engine import Engine, LiveSink
 from sequences.spad_odmr import SpadOdmrSweep
 from sim.spad_bridge import SimSpadBridge
 from sim.world import World
-
-
-class WorldMicrowave:
-    """A MW source that writes its settings straight into the World (the SPAD path is under test)."""
-
-    name = "mw"
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-
-    def set_power(self, power_dbm: float) -> None:
-        self.world.mw_power_dbm = power_dbm
-
-    def set_frequency(self, frequency_hz: float) -> None:
-        self.world.mw_frequency_hz = frequency_hz
-
-    def set_output(self, on: bool) -> None:
-        self.world.mw_output = on
-
-    def safe_state(self) -> None:
-        self.world.mw_output = False
-
-    def close(self) -> None:
-        self.safe_state()
+from tests.fakes import WorldMicrowave
 
 
 class Collect(LiveSink):

@@ -12,29 +12,6 @@ NS = 1e-9
 ON = 0x7 << 21
 
 
-class SimMW:
-    """Minimal MW source writing the World (the real SG384 simulator is another module's)."""
-
-    name = "mw"
-
-    def __init__(self, world):
-        self.world = world
-
-    def set_frequency(self, f):
-        self.world.mw_frequency_hz = f
-
-    def set_power(self, p):
-        self.world.mw_power_dbm = p
-
-    def set_output(self, on):
-        self.world.mw_output = on
-
-    def safe_state(self):
-        self.world.mw_output = False
-
-    def close(self):
-        pass
-
 
 @pytest.fixture
 def rig():

@@ -1,0 +1,25 @@
+"""Test doubles shared across test modules."""
+
+
+class WorldMicrowave:
+    """A minimal MicrowaveSource writing the World directly, for tests whose subject is elsewhere."""
+
+    name = "mw"
+
+    def __init__(self, world) -> None:
+        self.world = world
+
+    def set_frequency(self, frequency_hz: float) -> None:
+        self.world.mw_frequency_hz = frequency_hz
+
+    def set_power(self, power_dbm: float) -> None:
+        self.world.mw_power_dbm = power_dbm
+
+    def set_output(self, on: bool) -> None:
+        self.world.mw_output = on
+
+    def safe_state(self) -> None:
+        self.world.mw_output = False
+
+    def close(self) -> None:
+        self.safe_state()
