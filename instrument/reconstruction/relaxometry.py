@@ -315,6 +315,21 @@ def _baseline_larmor(geometry: RelaxometryGeometry) -> np.ndarray:
     return np.full(geometry.shape, 0.5 * sum(geometry.larmor_band_hz))
 
 
+def _baseline_problem(spectrum: np.ndarray, geometry: RelaxometryGeometry, operator: str, seed: int,
+                      device: str | None):
+    """What the Tikhonov and ADMM baselines share: the checked spectrum, the torch operator, the
+    fixed mid-band Larmor field (numpy and tensor), the observed log map and a free density at 0.5."""
+    import torch
+
+    spectrum = _validate_spectrum(spectrum, geometry)
+    torch.manual_seed(seed)
+    op = TorchOperator(geometry, operator, device)
+    larmor = _baseline_larmor(geometry)
+    obs_log = normalized_log_map(op.tensor(spectrum.sum(0)))
+    rho = torch.full(geometry.shape, 0.5, dtype=op.dtype, device=op.device, requires_grad=True)
+    return spectrum, op, larmor, op.tensor(larmor), obs_log, rho
+
+
 def reconstruct_tikhonov(
     spectrum: np.ndarray,
     geometry: RelaxometryGeometry,
@@ -331,13 +346,8 @@ def reconstruct_tikhonov(
     """Tikhonov baseline (App. E.2): free density, Adam (wd 1e-5, clip 1), D + l2 + TV, rho >= 0."""
     import torch
 
-    spectrum = _validate_spectrum(spectrum, geometry)
-    torch.manual_seed(seed)
-    op = TorchOperator(geometry, operator, device)
-    larmor = _baseline_larmor(geometry)
-    obs_log = normalized_log_map(op.tensor(spectrum.sum(0)))
-    larmor_t = op.tensor(larmor)
-    rho = torch.full(geometry.shape, 0.5, dtype=op.dtype, device=op.device, requires_grad=True)
+    spectrum, op, larmor, larmor_t, obs_log, rho = _baseline_problem(spectrum, geometry, operator, seed,
+                                                                     device)
     opt = torch.optim.Adam([rho], lr=learning_rate, weight_decay=1e-5)
     history = []
     with flush_denormals():
@@ -390,13 +400,8 @@ def reconstruct_admm(
     """
     import torch
 
-    spectrum = _validate_spectrum(spectrum, geometry)
-    torch.manual_seed(seed)
-    op = TorchOperator(geometry, operator, device)
-    larmor = _baseline_larmor(geometry)
-    obs_log = normalized_log_map(op.tensor(spectrum.sum(0)))
-    larmor_t = op.tensor(larmor)
-    rho = torch.full(geometry.shape, 0.5, dtype=op.dtype, device=op.device, requires_grad=True)
+    spectrum, op, larmor, larmor_t, obs_log, rho = _baseline_problem(spectrum, geometry, operator, seed,
+                                                                     device)
     z = rho.detach().clone()
     u = torch.zeros_like(z)
     opt = torch.optim.Adam([rho], lr=learning_rate)
