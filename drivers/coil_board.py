@@ -32,6 +32,7 @@ what flows, so callers compare it with ``setpoints`` to find open coils.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -46,6 +47,8 @@ from instrument.protocols import (
     SafetyLimitError,
     SafetyLimits,
 )
+
+log = logging.getLogger(__name__)
 
 BAUD_RATE = 115200
 ERROR_CODES = {
@@ -225,18 +228,23 @@ class CoilBoard:
                 "ceilings_a": self.ceilings_a.tolist()}
 
     def safe_state(self) -> None:
-        """Ramp to zero; if the ramp fails, command ``ZERO``. Never raises."""
+        """Ramp to zero; if the ramp fails, command ``ZERO``; if that fails too, raise ``InstrumentError``."""
         try:
             self.set_currents(np.zeros(self._n))
             self._ok("EN 0")
-        except Exception:  # noqa: BLE001 - safe_state never raises; fall back to the board's ZERO
+        except Exception as ramp_error:  # noqa: BLE001 - fall back to the board's immediate ZERO
+            log.warning("%s: ramp to zero failed (%s); sending ZERO", self.name, ramp_error)
             try:
                 self._ok("ZERO")
                 self._setpoints[:] = 0
-            except Exception:  # noqa: BLE001 - the board is unreachable; nothing more can be done
-                pass
+            except Exception as exc:
+                raise InstrumentError(
+                    self.name, "ZERO", f"could not zero the coils ({exc}); current may still flow: "
+                    "switch the coil board's supply off") from exc
 
     def close(self) -> None:
-        self.safe_state()
-        with contextlib.suppress(Exception):  # closing a dead port must not hide the shutdown
-            self._io.close()
+        try:
+            self.safe_state()
+        finally:
+            with contextlib.suppress(Exception):  # closing a dead port must not hide the shutdown
+                self._io.close()

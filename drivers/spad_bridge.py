@@ -406,7 +406,7 @@ class SpadArray(Instrument):
         return counts
 
     def safe_state(self) -> None:
-        """The array has no hazardous output; stop reading. Never raises."""
+        """The array has no hazardous output; stop reading (a failure to stop is only logged)."""
         reader = self.__dict__.get("reader")  # absent once qcodes has closed the instrument
         if reader is None:
             return
@@ -416,8 +416,10 @@ class SpadArray(Instrument):
             log.exception("stopping the SPAD reader failed")
 
     def close(self) -> None:
-        self.safe_state()
-        super().close()
+        try:
+            self.safe_state()
+        finally:
+            super().close()
 
     def get_idn(self) -> dict[str, str | None]:
         return {"vendor": "seed-003", "model": "16x16 SPAD array via FPGA/Arduino bridge",

@@ -337,6 +337,8 @@ class LockInCapture:
         finally:
             try:
                 self.camera.safe_state()
+            except Exception as exc:  # noqa: BLE001 - recorded as the end reason, never lost in a thread
+                self._end(f"camera not stopped: {exc}", error=True)
             finally:
                 self._cpu["acquire"] = time.thread_time()
                 self.ring.close()

@@ -104,13 +104,15 @@ def test_bad_ceilings_name_the_station_entry():
         board([], ceilings_a=[1e-3])
 
 
-def test_safe_state_falls_back_to_zero_when_the_ramp_fails_and_never_raises():
+def test_safe_state_falls_back_to_zero_when_the_ramp_fails_and_reports_a_dead_board():
     b = board([("EN 1", "OK"), ("CUR 0,5.000000e-05", "OK"), ("EN 1", "OK"),
                ("CUR 0,0.000000e+00", "ERR 5 interlock"), ("ZERO", "OK")])
     b.set_currents([5e-5, 0])
-    b.safe_state()
+    b.safe_state()  # the ramp failed, ZERO worked: safe, nothing to report
     assert b.setpoints.tolist() == [0, 0]
-    b.safe_state()  # the script is exhausted: the board is gone, yet safe_state does not raise
+    # the script is exhausted: the board is gone, and the caller must hear that current may still flow
+    with pytest.raises(InstrumentError, match="ZERO: could not zero the coils.*supply off"):
+        b.safe_state()
 
 
 def test_missing_port_is_a_clear_error():
