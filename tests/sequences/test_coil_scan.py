@@ -239,5 +239,6 @@ def test_a_failing_analysis_keeps_the_run_and_the_scan_goes_on(tmp_path):
     assert [r.status for r in rows] == ["done"] * 4
     bad = next(r for r in rows if r.run_id == 2)
     assert bad.summary["analysis_error"] == "RuntimeError: fit diverged"
-    assert any(kind == "analysis_failed" and "acquire analyse 2" in msg for _, _, kind, msg in ledger.events())
+    events = ledger.events()
+    assert any(kind == "analysis_failed" and "acquire analyse 2" in msg for _, _, kind, msg in events)
     assert np.all(world.coil_currents_a == 0)
