@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from drivers.port_errors import PORT_ERRORS
 from instrument.protocols import (
     InstrumentDisconnected,
     InstrumentError,
@@ -70,6 +71,8 @@ class LineTransport(Protocol):
     def readline(self) -> bytes: ...
 
     def close(self) -> None: ...
+
+    # optional, as in pyserial: ``reset_input_buffer()`` drops bytes not read yet
 
 
 def open_serial(port: str, timeout_s: float = 1.0) -> LineTransport:
@@ -138,11 +141,18 @@ class CoilBoard:
     # ---- protocol ------------------------------------------------------------------------------
 
     def ask(self, command: str) -> str:
-        """Send one command and return its reply; ``ERR`` replies raise ``InstrumentError``."""
+        """Send one command and return its reply; ``ERR`` replies raise ``InstrumentError``.
+
+        Unread input is dropped first: a reply that arrived after an earlier timeout, or after an
+        exchange cut by Ctrl-C, would otherwise be taken as the answer to this command.
+        """
+        drain = getattr(self._io, "reset_input_buffer", None)
         try:
+            if drain is not None:
+                drain()
             self._io.write(command.encode("ascii") + b"\n")
             raw = self._io.readline()
-        except OSError as exc:
+        except PORT_ERRORS as exc:
             raise InstrumentDisconnected(self.name, command, f"serial line failed: {exc}") from exc
         if not raw:
             raise InstrumentTimeout(self.name, command, "no reply; check the cable and that the board is on")

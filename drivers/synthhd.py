@@ -24,6 +24,7 @@ import serial
 from qcodes import validators as vals
 from qcodes.instrument import Instrument
 
+from drivers.port_errors import PORT_ERRORS
 from instrument.protocols import (
     InstrumentDisconnected,
     InstrumentError,
@@ -271,9 +272,12 @@ class SynthHDSource(Instrument):
         if self.__dict__.get("_closed", True):
             raise InstrumentDisconnected(self.name, cmd, "the serial port is closed")
         try:
+            # A reply that came after an earlier timeout (or an interrupted exchange) must not be
+            # read as the answer to this command.
+            self._serial.reset_input_buffer()
             self._serial.write((cmd + "\n").encode("ascii"))
             self._serial.flush()
-        except (serial.SerialException, OSError) as exc:
+        except PORT_ERRORS as exc:
             raise InstrumentDisconnected(self.name, cmd, f"serial port vanished ({exc}); reconnect the "
                                          "SynthHD and restart the run") from exc
 

@@ -162,3 +162,42 @@ def test_sim_board_answers_garbage_with_error_codes(sim_board):
     sim.fault = None
     driver.safe_state()
     assert np.all(sim.setpoints == 0)
+
+
+class LateBoard:
+    """A port whose board answers ``MEAS? 0`` only after the driver gave up waiting."""
+
+    def __init__(self):
+        self.buffer: list[bytes] = []
+        self.late: bytes | None = None
+
+    def write(self, data):
+        command = data.decode().strip()
+        replies = {"*IDN?": "QDM-COIL,2,SN7,1.0", "MAX?": "0.001", "CUR? 0": "0", "CUR? 1": "0",
+                   "MEAS? 0": "1.000000e-04", "MEAS? 1": "0.000000e+00"}
+        if command == "MEAS? 0" and self.late is None:
+            self.late = replies[command].encode() + b"\n"  # arrives after the timeout
+            return
+        self.buffer.append(replies[command].encode() + b"\n")
+
+    def readline(self):
+        if not self.buffer:
+            reply, self.late = self.late, b""  # timeout; the late reply then lands in the buffer
+            if reply:
+                self.buffer.append(reply)
+            return b""
+        return self.buffer.pop(0)
+
+    def reset_input_buffer(self):
+        self.buffer.clear()
+
+    def close(self):
+        pass
+
+
+def test_a_late_reply_is_never_taken_as_the_answer_to_the_next_command():
+    b = CoilBoard("coils", LateBoard(), LIMITS, sleep=lambda s: None)
+    with pytest.raises(InstrumentTimeout, match="MEAS\\? 0"):
+        b.ask("MEAS? 0")
+    # channel 0's late 1e-4 A is dropped; channel 1 reads its own 0 A
+    assert b.ask("MEAS? 1") == "0.000000e+00"
