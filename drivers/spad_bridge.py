@@ -21,6 +21,7 @@ import numpy as np
 import serial
 from qcodes.instrument import Instrument
 
+from drivers.port_errors import PORT_ERRORS
 from drivers.spad_frames import (
     COLS,
     ROWS,
@@ -29,7 +30,7 @@ from drivers.spad_frames import (
     encode_frame,
     per_frame_counts,
 )
-from instrument.protocols import InstrumentDisconnected, InstrumentTimeout
+from instrument.protocols import InstrumentDisconnected, InstrumentError, InstrumentTimeout
 
 __all__ = [
     "FrameBatch",
@@ -239,7 +240,10 @@ class SpadReader:
         self._thread = threading.Thread(target=self._run, name=f"spad-reader {self.transport.description}",
                                         daemon=True)
         self._thread.start()
-        if not self._connected.wait(connect_timeout_s):
+        deadline = time.monotonic() + connect_timeout_s
+        while not self._connected.wait(0.01) and self._thread.is_alive() and time.monotonic() < deadline:
+            pass
+        if not self._connected.is_set():
             self.stop()
             detail = f"no connection within {connect_timeout_s} s"
             if self.last_error is not None:
@@ -247,9 +251,13 @@ class SpadReader:
             raise InstrumentDisconnected("spad", "start", detail, self.transport.description)
 
     def stop(self) -> None:
+        """Stop the thread; raises ``InstrumentError`` if it does not end (a read that never returns)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+            if self._thread.is_alive():  # keep the handle: a second reader on the same port would interleave
+                raise InstrumentError("spad", "stop reader", "the reader thread did not stop within 5 s; "
+                                      "unplug the bridge to end the blocked read", self.transport.description)
             self._thread = None
 
     def clear(self) -> int:
@@ -284,6 +292,17 @@ class SpadReader:
                           np.asarray(continuous, bool))
 
     def _run(self) -> None:
+        try:
+            self._read_until_stopped()
+        except Exception as exc:  # noqa: BLE001 - a dead reader must say why, not just stop delivering
+            log.exception("SPAD reader stopped by an unexpected error")
+            self.last_error = exc
+        finally:
+            self._connected.clear()
+            with contextlib.suppress(*PORT_ERRORS):
+                self.transport.close()
+
+    def _read_until_stopped(self) -> None:
         while not self._stop.is_set():
             if not self.connected:
                 try:
@@ -314,8 +333,6 @@ class SpadReader:
                 follows = self.parser.last_continuous
             for frame, follows_last in zip(frames, follows, strict=True):
                 self._put(stamp, frame, bool(follows_last))
-        self._connected.clear()
-        self.transport.close()
 
     def _put(self, stamp: float, frame: np.ndarray, follows: bool) -> None:
         self._serial += 1

@@ -286,3 +286,17 @@ def test_counts_never_span_frames_dropped_from_a_full_queue():
         assert np.all(counts == 500) and spad.frames_dropped() > 0 and spad.frames_skipped() == 1
     finally:
         spad.close()
+
+
+def test_an_unexpected_error_in_the_reader_is_reported_not_swallowed():
+    class Exploding(ScriptedTransport):
+        def read(self):
+            raise ValueError("driver bug")
+
+    transport = Exploding([])
+    reader = SpadReader(transport)
+    with pytest.raises(InstrumentDisconnected, match="driver bug"):
+        reader.start()  # raises if the thread already died, else the read does
+        reader._thread.join(2)
+        reader.get(1, timeout_s=0.1)
+    assert not reader.running and not reader.connected and transport.closes >= 1
