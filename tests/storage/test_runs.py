@@ -112,10 +112,8 @@ def test_storage_never_switches_the_process_wide_qcodes_database(tmp_path):
 
     before = qcodes.config.core.db_location
     writer = RunWriter(tmp_path / "scan", "exp", "sample", {"x": "Hz"}, ("x",))
-    (tmp_path / "scan").mkdir()
     writer.open({}, {}, 1)
     other = RunWriter(tmp_path / "browser", "exp", "sample", {"x": "Hz"}, ("x",))
-    (tmp_path / "browser").mkdir()
     other.open({}, {}, 1)
     other.close("completed")
     load_run(tmp_path / "browser", 1)  # a run browser reading elsewhere while the scan writes
