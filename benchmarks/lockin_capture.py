@@ -198,7 +198,8 @@ def ingest(args: argparse.Namespace) -> None:
           f"({args.baseline_frames} frames a run)")
     print(f"target: {TARGET_FPS:.0f} frames/s (10x real time); x target and x baseline use the medians")
     print("cpu/frame: median cpu time of this process (acquisition, writer and compression threads) and "
-          "the writer process,\nper frame (the realtime soak, --realtime, measures the cpu at 208 frames/s)")
+          "the writer process\n(with its start-up, about 0.2 s), per frame; the realtime soak (--realtime) "
+          "measures the cpu at 208 frames/s")
     print(f"load average (1 min) {load0[0]:.2f} before, {load1[0]:.2f} after, on {os.cpu_count()} cores "
           "(other processes share this machine); the files go to the page cache: a run this short does not "
           "test\nthe disk's sustained write rate")
