@@ -14,6 +14,7 @@ in the frame file. The camera is stopped on every exit.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from instrument.protocols import LockInCamera, LockInSettings
+
+log = logging.getLogger(__name__)
 
 
 class FrameSink(Protocol):
@@ -198,6 +201,9 @@ class LockInCapture:
             raise ValueError(f"n_frames must be positive, got {n_frames}")
         if duration_s is not None and not duration_s > 0:
             raise ValueError(f"duration_s must be positive, got {duration_s}")
+        if ring_frames < frames_per_volume:
+            raise ValueError(f"the ring buffer ({ring_frames} frames) must hold at least one camera volume "
+                             f"({frames_per_volume} frames); raise ring_frames or lower frames_per_volume")
         self.camera = camera
         self.sink = sink
         self.request = (modulation_frequency_hz, frame_rate_hz, frames_per_volume)
@@ -249,7 +255,8 @@ class LockInCapture:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if any(t.is_alive() for t in self._threads):
             raise TimeoutError("capture still running; call stop() first or wait longer")
-        assert self._result is not None
+        if self._result is None:  # the writer thread died before it could record the end
+            raise RuntimeError("the capture's writer thread ended without a result; see the log above")
         return self._result
 
     def run(self) -> CaptureResult:
@@ -385,7 +392,13 @@ class LockInCapture:
                 wall_time_s=time.monotonic() - self._wall0, cpu_s=dict(self._cpu),
                 ring_high_water=ring.high_water,
             )
-            self.sink.close(reason, self._result.summary())
+            try:
+                self.sink.close(reason, self._result.summary())
+            except Exception as exc:  # noqa: BLE001 - the last frames may not be on disk: say so
+                log.error("closing the frame file failed: %s", exc)
+                self._result.completed = False
+                failure = f"closing the frame file failed: {type(exc).__name__}: {exc}"
+                self._result.end_reason = f"{reason}; {failure}"
             child_cpu = getattr(self.sink, "child_cpu_s", None)
             if child_cpu is not None:
                 self._result.cpu_s["writer_process"] = child_cpu

@@ -289,3 +289,23 @@ def test_gaps_between_volumes_are_reported(tmp_path):
                           writer="thread", max_volume_gap_s=0.05)
     assert [i for i, _ in res.camera_gaps] == [20, 40]
     assert all(g == pytest.approx(0.2) for _, g in res.camera_gaps)
+
+
+class CloseFailsSink(FrameFileWriter):
+    def close(self, *a, **kw):
+        super().close(*a, **kw)
+        raise OSError(28, "No space left on device")
+
+
+def test_a_frame_file_that_fails_to_close_is_not_reported_complete(rig, tmp_path):
+    world, lib, cam = rig
+    sink = CloseFailsSink(tmp_path / "cap.h5", (10, 12, 2))
+    res = LockInCapture(cam, sink, 6250, 208, 10, n_frames=20).run()
+    assert not res.completed
+    assert "closing the frame file failed: OSError" in res.end_reason and "No space left" in res.end_reason
+
+
+def test_a_ring_smaller_than_a_volume_is_refused(rig, tmp_path):
+    world, lib, cam = rig
+    with pytest.raises(ValueError, match=r"ring buffer \(8 frames\) must hold at least one camera volume"):
+        LockInCapture(cam, FrameFileWriter(tmp_path / "cap.h5", (10, 12, 2)), 6250, 208, 10, ring_frames=8)
