@@ -28,7 +28,7 @@ import numpy as np
 
 from instrument.physics.constants import GAMMA_E_HZ_PER_T
 from instrument.protocols import Instrument, LockInCamera, MicrowaveSource, PulseGenerator, SafetyLimits
-from sequences.capture import CaptureResult, capture_to_file
+from sequences.capture import CaptureResult, LockInCapture, capture_to_file
 from sequences.pulses import lockin_modulation_frequency_hz, lockin_modulation_program
 
 AP_DURATION_S = 0.3
@@ -260,6 +260,7 @@ def run_temporal_imaging(
     on_overflow: str = "drop",
     metadata: Mapping[str, Any] | None = None,
     seed: int = 0,
+    on_capture: Callable[[LockInCapture, SlopeCalibration], None] | None = None,
 ) -> TemporalResult:
     """Park the MW on the steepest slope, play AP-like coil waveforms, capture, convert to field.
 
@@ -272,6 +273,8 @@ def run_temporal_imaging(
         waveforms: the coil drive; default: random AP trains (``firing_pattern``) on ``channels``
             (default all) at ``rate_hz`` per coil, starting after ``baseline_s``.
         on_overflow: ring-buffer policy of the capture (``"wait"`` only with a virtual-clock sim).
+        on_capture: called once the capture runs, with the capture (a viewer polls its ``latest()``,
+            an operator's stop calls its ``stop()``) and the slope calibration (to show frames as field).
 
     Every instrument is left safe on any exit: stimulus stopped (currents zero), MW off, pulse
     generator stopped, camera stopped.
@@ -311,7 +314,8 @@ def run_temporal_imaging(
             camera, frames_path, modulation_frequency_hz=f_mod, frame_rate_hz=frame_rate_hz,
             frames_per_volume=frames_per_volume, duration_s=seconds, on_overflow=on_overflow,
             metadata={"experiment": "temporal imaging", "parked_hz": calibration.parked_hz, **params,
-                      **dict(metadata or {})})
+                      **dict(metadata or {})},
+            on_live=None if on_capture is None else lambda capture: on_capture(capture, calibration))
     finally:
         for step in (stimulus.stop, lambda: mw.set_output(False), pulser.stop, camera.safe_state):
             with contextlib.suppress(Exception):  # keep making the rest safe; the first error propagates
