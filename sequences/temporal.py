@@ -101,8 +101,14 @@ class CoilWaveforms:
         return float(max((np.abs(self(x)).max() for x in t), default=0.0))
 
     def matrix(self, times_s: np.ndarray) -> np.ndarray:
-        """Currents (len(times), n_channels) at the given times."""
-        return np.array([self(float(t)) for t in times_s]).reshape(len(times_s), self.n_channels)
+        """Currents (len(times), n_channels) at the given times (the same values as ``__call__``)."""
+        t = np.asarray(times_s, float).reshape(-1)
+        out = np.zeros((len(t), self.n_channels))
+        for ch, onsets in enumerate(self.onsets_s):
+            for t0 in onsets:
+                inside = (t >= t0) & (t <= t0 + self.duration_s)
+                out[inside, ch] += ap_waveform(t[inside] - t0, self.peak_a, self.duration_s, self.undershoot)
+        return out
 
 
 def firing_pattern(channels: Sequence[int], n_channels: int, duration_s: float, rate_hz: float,

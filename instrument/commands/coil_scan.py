@@ -90,11 +90,12 @@ def select_channels(text: str, names: list[str]) -> list[int]:
 
 def build_coil_scan(station: Any, out: Path, coils: str, configs: str | None, current_a: float | None,
                     frequencies_hz: Any, power_dbm: float, frames_per_point: int, health: Any,
-                    command: str, on_config: Any = None) -> Any:
+                    metadata: dict[str, Any], on_config: Any = None) -> Any:
     """The ``CoilScan`` the options describe (not yet checked against the limits: ``scan.check()``).
 
     Shared by ``acquire coil-scan`` and the GUI's coil-scan panel, so both pick coils,
-    configurations and the drive current the same way.
+    configurations and the drive current the same way. ``metadata`` goes into every configuration's
+    run (station snapshot, simulated flag, command).
 
     Raises:
         UsageError: an unknown coil or configuration, or no drive current to use.
@@ -116,7 +117,7 @@ def build_coil_scan(station: Any, out: Path, coils: str, configs: str | None, cu
     shape = tuple(station["camera"].shape)
     measurement = cw_measurement(
         out, station.instruments, station.limits, frequencies_hz, power_dbm, shape, frames_per_point, sample,
-        {"station_snapshot": station.snapshot(), "simulated": station.simulated, "command": command})
+        metadata)
     plan_extra = {"frequencies_hz": [float(f) for f in frequencies_hz], "power_dbm": power_dbm,
                   "frames_per_point": frames_per_point, "image_shape": list(shape)}
     return CoilScan(station["coils"], channels, names, masks, drive, measurement, health, plan_extra,
@@ -213,9 +214,10 @@ def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
             for message in p.messages:
                 say(f"    ! {message}")
 
+        metadata = {"station_snapshot": station.snapshot(), "simulated": station.simulated, "command": resume}
         scan = build_coil_scan(station, out, args.coils, args.configs, args.current_a,
                                sweep_frequencies(args, station), args.power_dbm, args.frames_per_point,
-                               health, resume, on_config=progress)
+                               health, metadata, on_config=progress)
         names, scanned = scan.names, scan.scanned_names
         try:
             scan.check()

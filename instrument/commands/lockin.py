@@ -12,6 +12,7 @@ The GUI's lock-in panel runs the same ``record_lockin`` with the same checks (``
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -66,8 +67,8 @@ class LockInPlan:
 
     @property
     def n_frames(self) -> int:
-        """Frames the capture is expected to hold."""
-        return int(self.request.seconds * self.request.frame_rate_hz)
+        """Frames the capture is expected to hold (every frame that starts within the capture length)."""
+        return math.ceil(self.request.seconds * self.request.frame_rate_hz - 1e-9)
 
 
 @dataclass
@@ -93,8 +94,6 @@ def plan_lockin(station: Any, request: LockInRequest, channel_names: list[str] |
         ValueError: the request cannot run (too short, unknown coil, bad frequency); says why.
         SafetyLimitError: the MW power or a coil's waveform peak exceeds a lab limit.
     """
-    import math
-
     from sequences.pulses import lockin_modulation_frequency_hz
     from sequences.temporal import AP_DURATION_S, check_temporal, firing_pattern
 

@@ -101,7 +101,7 @@ class LockInPanel(ScanPanel):
         rows, cols = self.image_shape
         mb = plan.n_frames * rows * cols * 2 * RAW_BYTES_PER_PIXEL / 1e6
         spikes = sum(len(o) for o in plan.waveforms.onsets_s)
-        self.controls.show_problem(None, f"{plan.n_frames} frames ({mb:.0f} MB raw before compression); "
+        self.controls.show_problem(None, f"{plan.n_frames} frames ({mb:.1f} MB raw before compression); "
                                    f"{spikes} spikes on {len(plan.request.coils) or len(self.channel_names)} "
                                    "coil(s)")
         return plan
