@@ -208,12 +208,19 @@ class CoilScanPanel(ScanPanel):
         self.frames.setValue(4)
         self.health_action = QComboBox()
         self.health_action.addItems(HEALTH_ACTIONS)
+        defaults = HealthLimits()
+        self.contrast_drift = spin(0.1, 1000.0, defaults.contrast_drift * 100, 1, "%")
+        self.rate_drift = spin(0.1, 1000.0, defaults.count_rate_drift * 100, 1, "%")
+        self.bias_drift = spin(0.01, 1000.0, defaults.bias_drift_t * 1e6, 2, "uT")
         form = QFormLayout()
         for label, widget in (("scan folder", self.folder), ("coils", self.coils),
                               ("configurations", self.configs), ("coil current", self.current),
                               ("sweep centre", self.center), ("sweep span", self.span),
                               ("frequency points", self.points), ("MW power", self.power),
-                              ("frames per point", self.frames), ("on health drift", self.health_action)):
+                              ("frames per point", self.frames), ("on health drift", self.health_action),
+                              ("allowed contrast drift", self.contrast_drift),
+                              ("allowed count-rate drift", self.rate_drift),
+                              ("allowed bias drift", self.bias_drift)):
             form.addRow(label, widget)
 
         self.controls = RunControls()
@@ -236,7 +243,8 @@ class CoilScanPanel(ScanPanel):
         layout.addWidget(self.warnings)
         layout.addStretch(1)
 
-        for w in (self.current, self.center, self.span, self.power):
+        for w in (self.current, self.center, self.span, self.power, self.contrast_drift, self.rate_drift,
+                  self.bias_drift):
             w.valueChanged.connect(self.validate)
         for w in (self.points, self.frames):
             w.valueChanged.connect(self.validate)
@@ -271,7 +279,8 @@ class CoilScanPanel(ScanPanel):
             raise ValueError("give the scan folder (the same folder resumes a scan)")
         span_hz = self.span.value() * 1e6
         freqs = self.center.value() * 1e6 + np.linspace(-span_hz / 2, span_hz / 2, self.points.value())
-        health = HealthLimits(action=self.health_action.currentText())
+        health = HealthLimits(self.contrast_drift.value() / 100, self.rate_drift.value() / 100,
+                              self.bias_drift.value() * 1e-6, self.health_action.currentText())
         try:
             scan = build_coil_scan(self.station, Path(self.folder.text().strip()), self.coils.text(),
                                    self.configs.text().strip() or None, self.current.value() * 1e-6, freqs,
@@ -315,7 +324,8 @@ class CoilScanPanel(ScanPanel):
     def set_running(self, running: bool) -> None:
         self._running = running
         for w in (self.folder, self.coils, self.configs, self.current, self.center, self.span, self.points,
-                  self.power, self.frames, self.health_action):
+                  self.power, self.frames, self.health_action, self.contrast_drift, self.rate_drift,
+                  self.bias_drift):
             w.setEnabled(not running)
         self.controls.set_running(running)
         if running:
