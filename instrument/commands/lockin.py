@@ -40,6 +40,8 @@ class LockInRequest:
             (None: the simulated sample's resonance).
         modulation_hz: MW / camera lock-in modulation frequency.
         frame_rate_hz: camera frame rate.
+        frames_per_volume: frames the camera buffers and hands over at once; a live view sees one
+            new frame per volume.
     """
 
     seconds: float
@@ -49,11 +51,13 @@ class LockInRequest:
     center_hz: float | None = None
     modulation_hz: float = 6250.0
     frame_rate_hz: float = 208.0
+    frames_per_volume: int = 208
 
     def parameters(self) -> dict[str, Any]:
         return {"name": "lockin_capture", "seconds": self.seconds, "power_dbm": self.power_dbm,
                 "rate_hz": self.rate_hz, "coils": list(self.coils), "center_hz": self.center_hz,
-                "modulation_hz": self.modulation_hz, "frame_rate_hz": self.frame_rate_hz}
+                "modulation_hz": self.modulation_hz, "frame_rate_hz": self.frame_rate_hz,
+                "frames_per_volume": self.frames_per_volume}
 
 
 @dataclass
@@ -114,6 +118,9 @@ def plan_lockin(station: Any, request: LockInRequest, channel_names: list[str] |
         lockin_modulation_frequency_hz(r.modulation_hz)
     except ValueError as exc:
         raise ValueError(f"modulation frequency {r.modulation_hz:g} Hz: {exc}") from exc
+    if not 1 <= r.frames_per_volume <= 512:
+        raise ValueError(f"frames per volume must lie in 1-512 (the heliCam's SensNFrames), "
+                         f"got {r.frames_per_volume}")
     if not (math.isfinite(r.rate_hz) and 0 < r.rate_hz < 1e3):
         raise ValueError(f"firing rate must lie in (0, 1000) per second, got {r.rate_hz:g}")
     unknown = [c for c in r.coils if c not in names]
@@ -181,6 +188,7 @@ def record_lockin(station: Any, out: Path, plan: LockInPlan, command: str,
             station.instruments, writer.run_dir, seconds=r.seconds, center_hz=plan.center_hz,
             limits=station.limits, waveforms=plan.waveforms, power_dbm=r.power_dbm,
             modulation_hz=r.modulation_hz, frame_rate_hz=r.frame_rate_hz,
+            frames_per_volume=r.frames_per_volume,
             on_overflow=overflow_policy(station), metadata={"simulated": station.simulated},
             on_capture=on_capture)
     except BaseException as exc:
@@ -221,6 +229,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--modulation-hz", type=float, default=6250.0,
                    help="lock-in modulation frequency (default: 6250 Hz)")
     p.add_argument("--frame-rate-hz", type=float, default=208.0, help="camera frame rate (default: 208)")
+    p.add_argument("--frames-per-volume", type=int, default=208,
+                   help="frames the camera hands over at once (default: 208, one second)")
     p.set_defaults(handler=run)
 
 
@@ -230,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     request = LockInRequest(args.seconds, args.power_dbm, args.rate_hz,
                             tuple(c.strip() for c in args.coils.split(",") if c.strip()),
-                            args.center_hz, args.modulation_hz, args.frame_rate_hz)
+                            args.center_hz, args.modulation_hz, args.frame_rate_hz, args.frames_per_volume)
     out = prepare_out(args)
     with open_station(args) as station:
         for role in ROLES:
