@@ -64,7 +64,7 @@ class LockInPanel(ScanPanel):
                               ("MW power", self.power), ("coils with waveforms", self.coils),
                               ("firing rate", self.rate)):
             form.addRow(label, widget)
-        form.addRow("MW park", QLabel("steepest slope of the resonance, found by a calibration sweep"))
+        form.addRow("MW park", QLabel("steepest slope near it (calibration sweep)"))
 
         self.controls = RunControls(pausable=False)
         c = self.controls
@@ -73,8 +73,10 @@ class LockInPanel(ScanPanel):
             c.progress_label
         self.frames_label = QLabel("frames: --")
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("<b>Lock-in capture</b>: action-potential-like coil waveforms filmed at "
-                                "the camera's frame rate (seed 000)"))
+        title = QLabel("<b>Lock-in capture</b>: action-potential-like coil waveforms filmed at the "
+                       "camera's frame rate (seed 000)")
+        title.setWordWrap(True)
+        layout.addWidget(title)
         layout.addLayout(form)
         layout.addWidget(self.controls)
         layout.addWidget(self.frames_label)

@@ -384,7 +384,7 @@ class MainWindow(QMainWindow):
         self._set_running(True)
         self.movie_view.watch(tap)
         self.views.setCurrentWidget(self.movie_view)
-        self.statusBar().showMessage(f"lock-in capture of {plan.n_frames} frames: calibrating the slope")
+        self.statusBar().showMessage(f"lock-in capture of {plan.n_frames} frames started")
         self.capture_task.start()
 
     def _capture_done(self, outcome: Any) -> None:

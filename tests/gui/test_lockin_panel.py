@@ -76,6 +76,16 @@ def test_short_capture_is_shown_live_from_the_capture_tap_and_stored(qtbot, wind
     assert run.metadata["capture"]["frames_dropped"] == 0
     with h5py.File(run.metadata["field_file"]) as f:
         assert f["field_t"].shape == (n, *SHAPE)
+        stored = f["field_t"][n - 1] * 1e6
+    # the live field frame is the stored movie's frame up to the baseline (calibration spectrum
+    # live, baseline frames in the movie): the same pixels, the same scale
+    view.quantity.setCurrentText("field B_NV")
+    live = view.image_panel.data
+    ok = np.isfinite(live) & np.isfinite(stored)
+    assert ok.mean() > 0.5
+    assert np.corrcoef(live[ok], stored[ok])[0, 1] > 0.9
+    slope = np.polyfit(stored[ok], live[ok], 1)[0]
+    assert 0.9 < slope < 1.1
 
 
 def test_frame_quantities_are_offset_free_i_q_magnitude_and_field():
