@@ -298,10 +298,11 @@ class CoilScanPanel(ScanPanel):
             return None
         try:
             scan = self.build_scan()
+            summary = self._summary(scan)
         except (ValueError, SafetyLimitError) as exc:
             self.controls.show_problem(str(exc))
             return None
-        self.controls.show_problem(None, self._summary(scan))
+        self.controls.show_problem(None, summary)
         return scan
 
     def _summary(self, scan: Any) -> str:
@@ -312,11 +313,11 @@ class CoilScanPanel(ScanPanel):
         folder = scan.measurement.out_dir
         if (folder / LEDGER_NAME).exists():
             rows = read_ledger(folder)
-            if [r.mask for r in rows] == list(scan.masks):
-                done = sum(r.status in ("done", "open_coil") for r in rows)
-                text += f"; the folder holds this scan with {done} of {n} finished: Start resumes it"
-            else:
-                text += "; the folder holds another scan: Start will refuse, choose another folder"
+            if [r.mask for r in rows] != list(scan.masks):
+                raise ValueError(f"the scan folder {folder} holds another scan ({len(rows)} configurations); "
+                                 "choose another folder, or that scan's settings to resume it")
+            done = sum(r.status in ("done", "open_coil") for r in rows)
+            text += f"; the folder holds this scan with {done} of {n} finished: Start resumes it"
         return text
 
     # ---- run state -------------------------------------------------------------------------------

@@ -133,6 +133,7 @@ class LockInMovieView(QWidget):
         self.quantity.setCurrentText("field B_NV")
         self.quantity.currentTextChanged.connect(lambda _: self._draw_last())
         self.image_panel = ImagePanel(pixel_size_m)
+        self.image_panel.readout.setText("move the cursor over the movie to read position and value")
         self.status = QLabel("no capture yet: start one in the 'Lock-in' panel")
         row = QHBoxLayout()
         row.addWidget(QLabel("show"))

@@ -122,4 +122,4 @@ def test_pause_holds_the_scan_and_abort_leaves_it_resumable(qtbot, window):
     # the same settings resume the scan in the same folder
     assert "0 of 4 finished: Start resumes it" in panel.message.text() and panel.start_button.isEnabled()
     panel.coils.setText("1")
-    assert "holds another scan" in panel.message.text()
+    assert "holds another scan" in panel.message.text() and not panel.start_button.isEnabled()
