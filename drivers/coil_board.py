@@ -32,6 +32,7 @@ what flows, so callers compare it with ``setpoints`` to find open coils.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from drivers.port_errors import PORT_ERRORS
 from instrument.protocols import (
     InstrumentDisconnected,
     InstrumentError,
@@ -46,6 +48,8 @@ from instrument.protocols import (
     SafetyLimitError,
     SafetyLimits,
 )
+
+log = logging.getLogger(__name__)
 
 BAUD_RATE = 115200
 ERROR_CODES = {
@@ -67,6 +71,8 @@ class LineTransport(Protocol):
     def readline(self) -> bytes: ...
 
     def close(self) -> None: ...
+
+    # optional, as in pyserial: ``reset_input_buffer()`` drops bytes not read yet
 
 
 def open_serial(port: str, timeout_s: float = 1.0) -> LineTransport:
@@ -111,6 +117,17 @@ class CoilBoard:
         self.ramp_step_a = float(ramp_step_a)
         self._io = transport
         self._sleep = sleep
+        try:
+            self._handshake(ceilings_a, channel_names)
+        except BaseException:
+            with contextlib.suppress(Exception):  # a board that failed the handshake keeps no port
+                self._io.close()
+            raise
+
+    def _handshake(self, ceilings_a: float | Sequence[float] | None, channel_names: Sequence[str] | None
+                   ) -> None:
+        """Identify the board, read its ceiling and setpoints, and settle the per-coil ceilings."""
+        name, limits = self.name, self.limits
         ident = self.ask("*IDN?")
         match = _IDN.match(ident)
         if not match:
@@ -123,7 +140,6 @@ class CoilBoard:
         ceilings = np.asarray(limits.coil_current_max_a if ceilings_a is None else ceilings_a, dtype=float)
         ceilings = np.broadcast_to(ceilings, (self._n,)) if ceilings.ndim == 0 else ceilings
         if ceilings.shape != (self._n,) or not np.all(np.isfinite(ceilings)) or np.any(ceilings < 0):
-            self._io.close()
             raise ValueError(
                 f"{name}: 'ceilings_a' must be one non-negative number or {self._n} of them "
                 f"(one per channel), got {ceilings_a!r}"
@@ -135,11 +151,18 @@ class CoilBoard:
     # ---- protocol ------------------------------------------------------------------------------
 
     def ask(self, command: str) -> str:
-        """Send one command and return its reply; ``ERR`` replies raise ``InstrumentError``."""
+        """Send one command and return its reply; ``ERR`` replies raise ``InstrumentError``.
+
+        Unread input is dropped first: a reply that arrived after an earlier timeout, or after an
+        exchange cut by Ctrl-C, would otherwise be taken as the answer to this command.
+        """
+        drain = getattr(self._io, "reset_input_buffer", None)
         try:
+            if drain is not None:
+                drain()
             self._io.write(command.encode("ascii") + b"\n")
             raw = self._io.readline()
-        except OSError as exc:
+        except PORT_ERRORS as exc:
             raise InstrumentDisconnected(self.name, command, f"serial line failed: {exc}") from exc
         if not raw:
             raise InstrumentTimeout(self.name, command, "no reply; check the cable and that the board is on")
@@ -225,18 +248,23 @@ class CoilBoard:
                 "ceilings_a": self.ceilings_a.tolist()}
 
     def safe_state(self) -> None:
-        """Ramp to zero; if the ramp fails, command ``ZERO``. Never raises."""
+        """Ramp to zero; if the ramp fails, command ``ZERO``; if that fails too, raise ``InstrumentError``."""
         try:
             self.set_currents(np.zeros(self._n))
             self._ok("EN 0")
-        except Exception:  # noqa: BLE001 - safe_state never raises; fall back to the board's ZERO
+        except Exception as ramp_error:  # noqa: BLE001 - fall back to the board's immediate ZERO
+            log.warning("%s: ramp to zero failed (%s); sending ZERO", self.name, ramp_error)
             try:
                 self._ok("ZERO")
                 self._setpoints[:] = 0
-            except Exception:  # noqa: BLE001 - the board is unreachable; nothing more can be done
-                pass
+            except Exception as exc:
+                raise InstrumentError(
+                    self.name, "ZERO", f"could not zero the coils ({exc}); current may still flow: "
+                    "switch the coil board's supply off") from exc
 
     def close(self) -> None:
-        self.safe_state()
-        with contextlib.suppress(Exception):  # closing a dead port must not hide the shutdown
-            self._io.close()
+        try:
+            self.safe_state()
+        finally:
+            with contextlib.suppress(Exception):  # closing a dead port must not hide the shutdown
+                self._io.close()

@@ -432,13 +432,19 @@ class HeliCamC3:
                 name, "HE_Open", f"no camera opened for sys={system}; check the USB cable, power and "
                 "that the system id matches the camera in the SDK's SysDesc.xml")
         self._open = True
-        self._maps = self._read_maps()
-        sensor = self._lib.HE_GetSysDesc(self._handle).contents.sensor
-        if not sensor:
-            raise HeliCamError(name, "HE_GetSysDesc", "library reports no sensor description")
-        cols, rows = (int(v) for v in sensor.contents.size)
-        self._shape = (rows, cols)
-        self._lib.HE_SetTimeout(self._handle, int(self.timeout_s * 1000))
+        try:
+            self._maps = self._read_maps()
+            sensor = self._lib.HE_GetSysDesc(self._handle).contents.sensor
+            if not sensor:
+                raise HeliCamError(name, "HE_GetSysDesc", "library reports no sensor description")
+            cols, rows = (int(v) for v in sensor.contents.size)
+            self._shape = (rows, cols)
+            self._lib.HE_SetTimeout(self._handle, int(self.timeout_s * 1000))
+        except BaseException:
+            self._open = False
+            with contextlib.suppress(Exception):  # a camera that failed to set up keeps no handle
+                self._lib.HE_Close(self._handle)
+            raise
         self._registers: LockInRegisters | None = None
         self._settings: LockInSettings | None = None
         self._volumes = 0
@@ -610,20 +616,25 @@ class HeliCamC3:
                 self._set("AcqStop", 1)
 
     def safe_state(self) -> None:
-        """Stop acquisition. Never raises."""
-        with contextlib.suppress(Exception):  # safe_state must not raise, whatever the library does
+        """Stop acquisition; raises ``InstrumentError`` if the library refused (it may keep acquiring)."""
+        try:
             self.stop()
+        except Exception as exc:
+            raise InstrumentError(self.name, "AcqStop = 1", f"could not stop the acquisition ({exc}); "
+                                  "close the camera or unplug its USB cable") from exc
 
     def close(self) -> None:
         """Stop acquisition and release the camera. Safe to call twice."""
         with self._lock:
             if not self._open:
                 return
-            self.safe_state()
             try:
-                self._lib.HE_Close(self._handle)
+                self.safe_state()
             finally:
-                self._open = False
+                try:
+                    self._lib.HE_Close(self._handle)
+                finally:
+                    self._open = False
 
     def __enter__(self) -> HeliCamC3:
         return self

@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from instrument.commands.common import EXIT_FAILED, EXIT_OK, UsageError, open_station, prepare_out
+from instrument.commands.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    UsageError,
+    open_station,
+    prepare_out,
+)
 
 ROLES = ("mw", "pulser", "camera", "stimulus")
 STOPPED = "stopped by the operator"
@@ -170,11 +177,16 @@ def record_lockin(station: Any, out: Path, plan: LockInPlan, command: str,
         on_capture: passed to ``run_temporal_imaging`` (a live viewer, the operator's stop).
         aborted: whether the operator aborted; an abort that leaves too few frames for the field
             movie (e.g. during the slope calibration) then ends the run as aborted, not failed.
+
+    Raises:
+        RunAborted: SIGTERM; the instruments were made safe and the run is closed as aborted.
+        ValueError: the experiment refused (e.g. no baseline frames); the run is closed as failed.
     """
     import h5py
     import numpy as np
 
     from instrument.storage.runs import RunWriter, Step
+    from sequences.engine import RunAborted
     from sequences.temporal import run_temporal_imaging
 
     r = plan.request
@@ -191,25 +203,37 @@ def record_lockin(station: Any, out: Path, plan: LockInPlan, command: str,
             frames_per_volume=r.frames_per_volume,
             on_overflow=overflow_policy(station), metadata={"simulated": station.simulated},
             on_capture=on_capture)
-    except BaseException as exc:
-        detail = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, Exception) and aborted is not None and aborted():
-            writer.close("aborted", f"{ABORTED} ({detail})")
-            return LockInOutcome(writer.run_id, "aborted", f"{ABORTED} ({detail})")
-        writer.close("failed" if isinstance(exc, Exception) else "aborted", detail)
+    except RunAborted as exc:  # SIGTERM: the instruments were made safe on the way out
+        writer.close("aborted", str(exc))
         raise
-    with h5py.File(result.field_path, "r") as f:
-        t = f["time_s"][...]
-        for second in range(seconds):
-            frames = np.flatnonzero((t >= second) & (t < second + 1))
-            if frames.size:
-                mean = float(np.nanmean(np.abs(f["field_t"][frames[0]:frames[-1] + 1])))
-                writer.write(Step(second, {"second": float(second), "mean_abs_field": mean}, {}))
-    writer.add_metadata("capture", result.capture.summary())
-    writer.add_metadata("parked_hz", result.calibration.parked_hz)
-    writer.add_metadata("frames_file", str(result.frames_path))
-    writer.add_metadata("field_file", str(result.field_path))
+    except BaseException as exc:
+        if isinstance(exc, Exception) and aborted is not None and aborted():
+            reason = f"{ABORTED} ({type(exc).__name__}: {exc})"
+            writer.close("aborted", reason)
+            return LockInOutcome(writer.run_id, "aborted", reason)
+        if isinstance(exc, ValueError):
+            writer.close("failed", str(exc))
+        else:
+            writer.close("failed" if isinstance(exc, Exception) else "aborted", repr(exc))
+        raise
+    try:
+        with h5py.File(result.field_path, "r") as f:
+            t = f["time_s"][...]
+            for second in range(seconds):
+                frames = np.flatnonzero((t >= second) & (t < second + 1))
+                if frames.size:
+                    mean = float(np.nanmean(np.abs(f["field_t"][frames[0]:frames[-1] + 1])))
+                    writer.write(Step(second, {"second": float(second), "mean_abs_field": mean}, {}))
+        writer.add_metadata("capture", result.capture.summary())
+        writer.add_metadata("parked_hz", result.calibration.parked_hz)
+        writer.add_metadata("frames_file", str(result.frames_path))
+        writer.add_metadata("field_file", str(result.field_path))
+    except BaseException as exc:
+        writer.close("failed", f"after the capture: {exc!r}")
+        raise
     status, reason = _status(result)
+    if result.not_made_safe:
+        status, reason = "failed", reason + "; not made safe: " + "; ".join(result.not_made_safe)
     writer.close(status, reason)
     return LockInOutcome(writer.run_id, status, reason, result)
 
@@ -236,6 +260,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from instrument.protocols import SafetyLimitError
+    from sequences.engine import RunAborted
 
     t0 = time.monotonic()
     request = LockInRequest(args.seconds, args.power_dbm, args.rate_hz,
@@ -255,10 +280,14 @@ def run(args: argparse.Namespace) -> int:
             outcome = record_lockin(station, out, plan, "acquire " + " ".join(sys.argv[1:]))
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
+        except RunAborted as exc:
+            print(f"acquire: lock-in run aborted: {exc}", file=sys.stderr)
+            return EXIT_INTERRUPTED
     capture = outcome.result.capture
     completed = outcome.status == "completed"
     print(f"run {outcome.run_id} {'completed' if completed else 'ended early'}"
-          f"{' (simulated)' if station.simulated else ''}: {capture.end_reason}")
+          f"{' (simulated)' if station.simulated else ''}: {outcome.reason}",
+          file=sys.stdout if completed else sys.stderr)
     print(f"  frames   {capture.frames_written} written, {capture.frames_dropped} dropped, "
           f"{capture.settings.frame_rate_hz:.1f} frames/s")
     parked_mhz = outcome.result.calibration.parked_hz / 1e6

@@ -108,6 +108,7 @@ class RunWriter:
         self._runner: Any = None
         self._saver: Any = None
         self._h5: h5py.File | None = None
+        self._conn: Any = None
         self._steps = 0
 
     @property
@@ -117,10 +118,10 @@ class RunWriter:
     def open(self, metadata: Mapping[str, Any], image_shapes: Mapping[str, tuple[int, ...]],
              n_steps: int) -> int:
         """Start the run: write all metadata now, create the image datasets; returns the run id."""
-        from qcodes.dataset import Measurement, initialise_or_create_database_at, load_or_create_experiment
+        from qcodes.dataset import Measurement, load_or_create_experiment
 
-        initialise_or_create_database_at(str(self.db_path))
-        exp = load_or_create_experiment(self.experiment, sample_name=self.sample_name)
+        self._conn = connect_runs_db(self.out_dir, create=True)
+        exp = load_or_create_experiment(self.experiment, sample_name=self.sample_name, conn=self._conn)
         meas = Measurement(exp=exp, name=self.experiment)
         for name in self.setpoints:
             meas.register_custom_parameter(name, unit=self.scalars[name])
@@ -131,6 +132,17 @@ class RunWriter:
         self._runner = meas.run()
         with contextlib.redirect_stdout(io.StringIO()):  # QCoDeS prints the run id; we report it ourselves
             self._saver = self._runner.__enter__()
+        try:
+            return self._open_files(metadata, image_shapes, n_steps)
+        except BaseException as exc:
+            # The engine only closes sinks that opened: close this half-open run here, as failed.
+            with contextlib.suppress(Exception):
+                self.close("failed", f"could not open the run's files: {exc}")
+            raise
+
+    def _open_files(self, metadata: Mapping[str, Any], image_shapes: Mapping[str, tuple[int, ...]],
+                    n_steps: int) -> int:
+        assert self._saver is not None
         self.run_id = int(self._saver.run_id)
         self.run_dir = self.out_dir / f"run-{self.run_id:04d}"
         self.run_dir.mkdir(exist_ok=True)
@@ -172,17 +184,29 @@ class RunWriter:
             self._saver.dataset.add_metadata(tag, value if isinstance(value, str) else _json(value))
 
     def close(self, status: str, reason: str = "") -> None:
-        """End the run, recording how it ended (``completed``, ``aborted`` or ``failed``)."""
-        if self._saver is not None:
-            self.add_metadata("status", status)
-            self.add_metadata("end_reason", reason)
-            self.add_metadata("ended_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-            self.add_metadata("steps_done", self._steps)
-            self._runner.__exit__(None, None, None)
-            self._saver = None
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
+        """End the run, recording how it ended (``completed``, ``aborted`` or ``failed``).
+
+        The image file is closed and the QCoDeS run ended even if recording the end fails (a locked
+        database, a full disk); that failure is then raised.
+        """
+        try:
+            if self._saver is not None:
+                self.add_metadata("status", status)
+                self.add_metadata("end_reason", reason)
+                self.add_metadata("ended_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                self.add_metadata("steps_done", self._steps)
+        finally:
+            try:
+                if self._runner is not None and self._saver is not None:
+                    self._saver = None
+                    self._runner.__exit__(None, None, None)
+            finally:
+                if self._h5 is not None:
+                    h5, self._h5 = self._h5, None
+                    h5.close()
+                if self._conn is not None:
+                    conn, self._conn = self._conn, None
+                    conn.close()
 
 
 @dataclass
@@ -205,25 +229,50 @@ class StoredRun:
             return int(f["steps_done"][0])
 
 
+def connect_runs_db(out_dir: Path, create: bool = False) -> Any:
+    """A connection of its own to ``OUT/runs.db``.
+
+    QCoDeS's default database is one global setting per process; a run browser reading one folder
+    while a scan writes another would switch it under the writer, so every call here connects
+    explicitly instead.
+    """
+    from qcodes.dataset import connect
+
+    path = Path(out_dir) / DB_NAME
+    if not create and not path.exists():
+        raise StorageError(f"no runs database in {out_dir} (expected {DB_NAME}); check --out")
+    return connect(str(path))
+
+
+def _dataset(conn: Any, out_dir: Path, run_id: int) -> Any:
+    from qcodes.dataset import load_by_id
+
+    try:
+        return load_by_id(run_id, conn=conn)
+    except ValueError as exc:
+        raise StorageError(f"run {run_id} is not in {Path(out_dir) / DB_NAME}") from exc
+
+
+def add_run_metadata(out_dir: Path, run_id: int, tags: Mapping[str, Any]) -> None:
+    """Attach metadata to a stored run (analysis results, ``status='abandoned'``, ...), as JSON."""
+    with contextlib.closing(connect_runs_db(out_dir)) as conn:
+        ds = _dataset(conn, out_dir, run_id)
+        for tag, value in tags.items():
+            ds.add_metadata(tag, value if isinstance(value, str) else _json(value))
+
+
 def load_run(out_dir: Path, run_id: int) -> StoredRun:
     """Read a stored run's metadata and scalar data."""
-    from qcodes.dataset import initialise_or_create_database_at, load_by_id
-
     out_dir = Path(out_dir)
-    if not (out_dir / DB_NAME).exists():
-        raise StorageError(f"no runs database in {out_dir} (expected {DB_NAME}); check --out")
-    initialise_or_create_database_at(str(out_dir / DB_NAME))
-    try:
-        ds = load_by_id(run_id)
-    except ValueError as exc:
-        raise StorageError(f"run {run_id} is not in {out_dir / DB_NAME}") from exc
-    metadata: dict[str, Any] = {}
-    for tag, value in ds.metadata.items():
-        try:
-            metadata[tag] = json.loads(value)
-        except (TypeError, ValueError):
-            metadata[tag] = value
-    data = ds.get_parameter_data()
+    with contextlib.closing(connect_runs_db(out_dir)) as conn:
+        ds = _dataset(conn, out_dir, run_id)
+        metadata: dict[str, Any] = {}
+        for tag, value in ds.metadata.items():
+            try:
+                metadata[tag] = json.loads(value)
+            except (TypeError, ValueError):
+                metadata[tag] = value
+        data = ds.get_parameter_data()
     scalars: dict[str, np.ndarray] = {}
     for dependent in data.values():
         scalars.update({k: np.asarray(v) for k, v in dependent.items()})

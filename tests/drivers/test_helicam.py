@@ -12,7 +12,7 @@ from drivers.helicam import (
     frame_period_s,
     solve_registers,
 )
-from instrument.protocols import InstrumentDisconnected, InstrumentTimeout, LockInCamera
+from instrument.protocols import InstrumentDisconnected, InstrumentError, InstrumentTimeout, LockInCamera
 from sim.helicam import SimLibHeLIC
 from sim.world import World
 
@@ -202,14 +202,16 @@ def test_object_without_entry_points_is_refused():
         HeliCamC3("cam", object())
 
 
-def test_unplugged_camera_raises_and_safe_state_does_not(cam, lib):
+def test_unplugged_camera_raises_and_safe_state_reports_it(cam, lib):
     cam.configure(6250, 208, 10)
     lib.connected = False
     with pytest.raises(HeliCamError):
         cam.acquire(10)
-    cam.safe_state()  # must not raise
-    cam.close()
-    cam.close()
+    with pytest.raises(InstrumentError, match="AcqStop = 1: could not stop the acquisition"):
+        cam.safe_state()
+    with pytest.raises(InstrumentError, match="could not stop"):
+        cam.close()  # reports, and still releases the handle
+    cam.close()  # closing twice is harmless
     with pytest.raises(InstrumentDisconnected, match="closed"):
         cam.acquire(10)
 
@@ -241,3 +243,11 @@ def test_handle_passed_through_ctypes_pointer(world):
     handle = ct.c_void_p()
     assert lib.HE_Open(ct.pointer(handle), 0, b"sys=c3cam_sl70") > 0
     assert handle.value
+
+
+def test_a_camera_that_fails_to_set_up_releases_its_handle(world, lib):
+    lib.inject_fault("HE_SetTimeout", -7)
+    with pytest.raises(HeliCamError, match="HE_SetTimeout"):
+        HeliCamC3("cam", lib, clock=world.clock.now)
+    assert lib._handle == 0  # HE_Close was called: the SDK allows one open handle per camera
+    HeliCamC3("cam", lib, clock=world.clock.now).close()  # so the camera can be opened again
