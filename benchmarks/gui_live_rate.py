@@ -145,7 +145,7 @@ def run_with_gui(station: Any, plan: Any, out: Path, probe: CameraProbe) -> Resu
     panel.frame_rate.setValue(r.frame_rate_hz)
     app.processEvents()
     costs: list[float] = []
-    view.stats_changed.connect(lambda _: costs.append(view.last_update_cost_ms))
+    view.timer.timeout.connect(lambda: costs.append(view.last_update_cost_ms))  # the previous tick's
     let_clock_reanchor(station)
     probe.reset()
     panel.start_button.click()

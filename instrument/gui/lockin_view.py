@@ -26,6 +26,8 @@ REFRESH_INTERVAL_MS = 33
 MAX_GUI_SHARE = 0.25
 """Largest fraction of the time the movie repaint may take (as the main window's live view)."""
 RATE_WINDOW_S = 1.0
+STATS_INTERVAL_S = 0.25
+"""Text (frame counts, rates, progress) is updated at most this often: a label change relayouts."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,9 @@ class LockInMovieView(QWidget):
         self.frames_displayed = 0
         self.last_index = -1
         self.last_update_cost_ms = float("nan")
+        self._watching = False
+        self._tick_started = 0.0
+        self._stats_shown_s = 0.0
         self._last_raw: np.ndarray | None = None
         self._seen: deque[tuple[float, int]] = deque()
         self._drawn: deque[float] = deque()
@@ -163,11 +168,14 @@ class LockInMovieView(QWidget):
         self._last_raw = None
         self._seen.clear()
         self._drawn.clear()
+        self._stats_shown_s = 0.0
         self.status.setText("calibrating the slope: sweeping the MW over the resonance")
+        self._watching = True
         self.timer.start()
 
     def finish(self) -> None:
         """The capture has ended: one last update, then the timer stops."""
+        self._watching = False
         self.refresh()
         self.timer.stop()
 
@@ -208,14 +216,25 @@ class LockInMovieView(QWidget):
             self._draw(live.raw, parts)
             self.frames_displayed += 1
             self._drawn.append(time.monotonic())
-        stats = self.stats()
-        if stats is not None:
-            self._show_stats(stats)
-            self.stats_changed.emit(stats)
-        cost_ms = (time.perf_counter() - started) * 1e3
+        now = time.monotonic()
+        if now - self._stats_shown_s >= STATS_INTERVAL_S or not self._watching:
+            self._stats_shown_s = now
+            stats = self.stats()
+            if stats is not None:
+                self._show_stats(stats)
+                self.stats_changed.emit(stats)
+        if self._watching:
+            # The repaint happens when the event loop handles the paint events; a zero-delay timer
+            # fires after them, so the time until then is the whole cost of the update.
+            self.timer.stop()
+            self._tick_started = started
+            QTimer.singleShot(0, self._repainted)
+
+    def _repainted(self) -> None:
+        cost_ms = (time.perf_counter() - self._tick_started) * 1e3
         self.last_update_cost_ms = cost_ms
-        if self.timer.isActive():
-            self.timer.setInterval(max(REFRESH_INTERVAL_MS, int(cost_ms * (1 / MAX_GUI_SHARE - 1))))
+        if self._watching:
+            self.timer.start(max(REFRESH_INTERVAL_MS, int(cost_ms * (1 / MAX_GUI_SHARE - 1))))
 
     def _draw(self, raw: np.ndarray, parts: TapParts) -> None:
         quantity = self.quantity.currentText()

@@ -53,6 +53,8 @@ def test_short_capture_is_shown_live_from_the_capture_tap_and_stored(qtbot, wind
     assert 120 <= n <= 125 and capture.frames_dropped == 0 and capture.frames_acquired == n
     # the movie view drew the capture's newest frame, converted in the GUI from the raw I/Q copy
     assert view.frames_displayed >= 1 and view.last_index == n - 1
+    # the cost of an update, repaint included, was measured (it spaces the timer's ticks)
+    assert view.last_update_cost_ms > 0 and not view.timer.isActive()
     parts = window.capture_tap.parts
     latest = parts.capture.latest()
     expected, unit = frame_quantity(latest.raw, "field B_NV", parts)
