@@ -48,8 +48,9 @@ class LiveTap:
     before the capture exists (during the slope calibration): it is applied the moment it does.
     """
 
-    def __init__(self, n_frames: int, frame_rate_hz: float) -> None:
+    def __init__(self, n_frames: int, frame_rate_hz: float, shape: tuple[int, int]) -> None:
         self.n_frames = n_frames
+        self.shape = shape
         self.frame_rate_hz = frame_rate_hz
         self.parts: TapParts | None = None
         self.stop_reason: str | None = None
@@ -169,6 +170,9 @@ class LockInMovieView(QWidget):
         self._seen.clear()
         self._drawn.clear()
         self._stats_shown_s = 0.0
+        # Lay the image out now, during the slope calibration: the first draw of a new shape costs
+        # most (axes, colour bar), and the camera is not streaming yet.
+        self.image_panel.set_image(np.zeros(tap.shape), "lock-in movie: waiting for the first frame", "")
         self.status.setText("calibrating the slope: sweeping the MW over the resonance")
         self._watching = True
         self.timer.start()

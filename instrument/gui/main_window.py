@@ -371,7 +371,7 @@ class MainWindow(QMainWindow):
         if self.running or self.movie_view is None:
             self.statusBar().showMessage("a run is already going; abort it first")
             return
-        tap = LiveTap(plan.n_frames, plan.request.frame_rate_hz)
+        tap = LiveTap(plan.n_frames, plan.request.frame_rate_hz, self.lockin_panel.image_shape)
         station, out, command = self.station, self.out_dir, self._command()
         self.capture_tap = tap
         self.last_capture = None
