@@ -325,7 +325,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(
             f"run {run_id} {outcome.status} after {outcome.steps_done} steps; "
             f"{self.frames_displayed} of {self.steps_received} steps drawn live")
-        self.run_browser.refresh()
+        self.run_browser.show_folder(self.out_dir)  # the browser may be showing a coil scan
         if run_id is not None:
             self.run_browser.select_run(run_id)
             if outcome.status == "completed" and getattr(self.sequence, "kind", "") == "rabi":
@@ -493,7 +493,7 @@ class MainWindow(QMainWindow):
         self._show_current_image()
         self.refresh_spectra()
         self.source_label.setText(f"stored run {run.run_id} ({run.metadata.get('status', '?')}) "
-                                  f"from {self.out_dir}")
+                                  f"from {run.run_dir.parent}")
         self.views.setCurrentIndex(0)
 
     def refit_run(self, run: StoredRun, then_export: Path | None = None,

@@ -97,6 +97,14 @@ def test_tiny_scan_shows_field_maps_and_warnings_and_its_runs_reconstruct(qtbot,
     one = reconstruct("L1C2")
     assert one.expected.tolist() == [0.0, 1.0]
     assert abs(one.coefficients[0]) < 0.2 and one.coefficients[1] > 0.6, one.coefficients
+    # a CW-ODMR run afterwards is stored in the output directory, and the browser goes back to it
+    window.cw_panel.points.setValue(11)
+    window.cw_panel.frames.setValue(1)
+    window.last_outcome = None
+    window.cw_panel.start_button.click()
+    qtbot.waitUntil(lambda: window.last_outcome is not None, timeout=20_000)
+    assert window.run_browser.out_dir == window.out_dir
+    assert window.run_browser.selected_run().run_id == window.writer.run_id
 
 
 def test_pause_holds_the_scan_and_abort_leaves_it_resumable(qtbot, window):
