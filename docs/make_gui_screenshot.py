@@ -42,7 +42,7 @@ def lockin_screenshot(app: QApplication, window: MainWindow) -> None:
     window.movie_view.image_panel.set_pixel(40, 40)
     settle(app, 0.3)
     window.grab().save(str(OUT_LOCKIN))
-    while window.running:
+    while window.last_capture is None:
         settle(app, 0.05)
 
 
@@ -66,7 +66,7 @@ def main() -> int:
         window.image_panel.set_pixel(40, 40)
         settle(app, 0.3)
         window.grab().save(str(OUT))
-        while window.running:
+        while window.last_outcome is None:  # the CW run has ended and its end has been shown
             settle(app, 0.05)
         lockin_screenshot(app, window)
         window.close()
