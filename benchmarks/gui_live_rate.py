@@ -1,21 +1,28 @@
-"""GUI frame-display rate while the simulated camera streams at 208 frames/s, and what the GUI costs it.
+"""GUI frame-display rate while a 208 frame/s simulated lock-in capture runs in real time, and whether
+the GUI makes the capture drop frames.
 
-The lock-in capture pipeline (issue 5) is not on main yet, so the 208 frame/s source here is the
-CW-ODMR sweep on the simulated station in real time (``--realtime``): the simulated heliCam
-synthesises every frame and the virtual clock paces it to the wall clock at the camera's frame rate.
-The same sweep runs twice in this process, on the same station, with the same sinks (run writer,
-live sink, sweep cube):
+The capture is the GUI's own: ``record_lockin`` (what the 'Lock-in' panel and ``acquire lockin``
+run), on the simulated station paced to the wall clock (``--realtime``), so the simulated heliCam
+delivers 208 frames/s in volumes of ``--frames-per-volume`` frames and the capture drops (and
+counts) whatever its ring buffer cannot hold. The same capture runs alternately in this process:
 
-* baseline: the engine alone, no GUI;
-* GUI: the main window, the engine in its worker thread, the live views repainting on their timer.
+* baseline: ``record_lockin`` alone, no GUI;
+* GUI: the main window's Start button, the capture in its worker thread, the lock-in movie view
+  polling the capture's ``latest()`` on its timer and repainting.
 
-A camera streaming at 208 frames/s loses frames when its reader falls behind the frame clock by more
-than the frames it buffers (one volume of ``frames_per_point`` frames), so the number that matters is
-the largest lag of the steps' wall times behind the camera time they acquired (``frames behind`` =
-lag x 208), with and without the GUI. The simulated station alone already lags by more than a volume
-now and then, so the GUI is charged only for lag beyond the baseline's by more than one volume.
+Per run it prints the frames captured and dropped (ring overflow), how far the camera reads fell
+behind the camera's frame clock (a real camera buffers a few volumes on board, so a read later than
+that would lose frames: the lag is measured on every volume), and with the GUI the display rate
+(movie frames drawn per second of capture) and the cost of one update. The verdict compares drops
+and lag with and without the GUI. ``os.getloadavg()`` (what ``uptime`` shows) is printed before and
+after: the machine may be shared.
 
-Run: ``python benchmarks/gui_live_rate.py [--image-shape 64x64] [--points 100] [--frames-per-point 8]``
+Frames missing from the frame periods are the camera's read-out dead time between volumes (1 ms in
+the simulator), not drops. The simulator synthesises every frame in Python; ``--image-shape`` is
+kept small (64x64) so that the simulator itself keeps up with 208 frames/s on two cores: the
+question here is the GUI's cost.
+
+Run: ``python benchmarks/gui_live_rate.py [--seconds 10] [--repeats 2] [--image-shape 64x64]``
 (offscreen unless QT_QPA_PLATFORM says otherwise).
 """
 
@@ -26,115 +33,103 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from instrument.commands.lockin import LockInRequest, plan_lockin, record_lockin  # noqa: E402
 from instrument.station import build_station  # noqa: E402
 
 
-class TimingProbe:
-    """Engine sink that notes wall time and camera (simulated) time at every step."""
+class CameraProbe:
+    """Stands in for the station's camera and notes, per volume read, the wall time and the camera's
+    (simulated) time; everything else goes to the camera."""
 
-    def __init__(self, clock) -> None:
-        self.clock = clock
+    def __init__(self, camera: Any, clock: Any) -> None:
+        self._camera = camera
+        self._clock = clock
         self.wall: list[float] = []
-        self.camera: list[float] = []
+        self.camera_s: list[float] = []
 
-    def open(self, metadata, image_shapes, n_steps) -> None:
-        self.wall.clear()
-        self.camera.clear()
-
-    def write(self, step) -> None:
+    def acquire_volume(self) -> np.ndarray:
+        raw = self._camera.acquire_volume()
         self.wall.append(time.monotonic())
-        self.camera.append(self.clock.now())
+        self.camera_s.append(self._clock.now())
+        return raw
 
-    def close(self, status, reason="") -> None:
-        pass
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._camera, name)
+
+    def reset(self) -> None:
+        self.wall.clear()
+        self.camera_s.clear()
+
+    def frames_behind(self, frame_rate_hz: float) -> float:
+        """Most frames a volume read was ever behind the camera's frame clock.
+
+        The schedule of each read is the earliest one seen so far against camera time: a simulated
+        camera that starts late (the slope calibration before the capture ran slow) races to catch
+        up, which is not a stall; a read that comes later than the best schedule so far is.
+        """
+        if len(self.wall) < 2:
+            return 0.0
+        delay = np.asarray(self.wall) - np.asarray(self.camera_s)
+        late = delay - np.minimum.accumulate(delay)
+        return float(late.max() * frame_rate_hz)
 
 
 @dataclass
 class Result:
     label: str
-    steps: int
-    probe: TimingProbe
-    frames_per_step: int
-    frame_rate_hz: float
-    steps_displayed: int = 0
-    displayed_s: float = 0.0
+    status: str
+    captured: int
+    dropped: int
+    expected: int
+    wall_s: float
+    camera_s: float
+    frames_behind: float
+    displayed: int = 0
+    update_ms: list[float] = field(default_factory=list)
 
     @property
-    def wall_s(self) -> float:
-        """Wall time from the first step to the last (run set-up left out: the camera is not running)."""
-        return self.probe.wall[-1] - self.probe.wall[0]
-
-    @property
-    def camera_s(self) -> float:
-        return self.probe.camera[-1] - self.probe.camera[0]
-
-    @property
-    def frames(self) -> int:
-        return (self.steps - 1) * self.frames_per_step
-
-    @property
-    def frames_behind(self) -> float:
-        """Most camera frames a step was ever behind the camera's frame clock.
-
-        The clock's schedule is taken from the step that was earliest against camera time, so the
-        number does not depend on when the clock was anchored.
-        """
-        delay = np.asarray(self.probe.wall) - np.asarray(self.probe.camera)
-        return float((delay.max() - delay.min()) * self.frame_rate_hz)
+    def display_fps(self) -> float:
+        return self.displayed / self.wall_s if self.wall_s > 0 else 0.0
 
     def line(self) -> str:
-        text = (f"{self.label:9s} {self.steps} steps, {self.wall_s:6.2f} s wall for {self.camera_s:6.2f} s "
-                f"of camera time: {self.frames / self.wall_s:6.1f} camera frames/s, "
-                f"{self.steps / self.wall_s:5.1f} steps/s, at most {self.frames_behind:5.1f} frames behind")
-        if self.steps_displayed:
-            text += (f"\n          GUI drew {self.steps_displayed} of {self.steps} steps: "
-                     f"{self.steps_displayed / self.displayed_s:5.1f} images/s")
+        text = (f"{self.label:9s} {self.status}: {self.captured} frames captured in {self.expected} frame "
+                f"periods, {self.dropped} dropped; {self.camera_s:5.2f} s camera in {self.wall_s:5.2f} s "
+                "wall; "
+                f"reads at most {self.frames_behind:5.1f} frames behind the frame clock")
+        if self.displayed:
+            text += (f"\n          GUI drew {self.displayed} movie frames: {self.display_fps:5.1f} frames/s; "
+                     f"update median {np.median(self.update_ms):.1f} ms, max {np.max(self.update_ms):.1f} ms")
         return text
 
 
-def make_sweep(station, points: int, frames_per_point: int):
-    from sequences.cw_odmr import CwOdmrSweep
-
-    world = station.world
-    freqs = world.resonance_estimate_hz() + np.linspace(-6e6, 6e6, points)
-    currents = np.zeros(station["coils"].n_channels)
-    currents[0] = world.sample.drive_current_a
-    return CwOdmrSweep(freqs, 0.0, currents, image_shape=station["camera"].shape,
-                       frames_per_point=frames_per_point)
-
-
-def let_clock_reanchor(station) -> None:
-    """Idle past the clock's catch-up window, so each run starts on a fresh real-time schedule.
-
-    Otherwise the clock would count the pause between the runs as lag and let the next run's first
-    steps race to catch up, which would blur the lag measurement.
-    """
+def let_clock_reanchor(station: Any) -> None:
+    """Idle past the clock's catch-up window, so each run starts on a fresh real-time schedule."""
     time.sleep(station.world.clock.max_lag_s + 0.2)
 
 
-def run_headless(station, sweep, out: Path) -> Result:
-    from instrument.gui.live_data import SweepCube
-    from instrument.storage.runs import RunWriter
-    from sequences.engine import Engine, LiveSink
+def summarise(label: str, outcome: Any, plan: Any, probe: CameraProbe) -> Result:
+    c = outcome.result.capture
+    return Result(label, outcome.status, c.frames_written, c.frames_dropped, plan.n_frames, c.wall_time_s,
+                  c.camera_time_s, probe.frames_behind(plan.request.frame_rate_hz))
 
-    writer = RunWriter(out, sweep.name, "bench", sweep.scalars, sweep.setpoints)
-    probe = TimingProbe(station.world.clock)
+
+def run_headless(station: Any, plan: Any, out: Path, probe: CameraProbe) -> Result:
     let_clock_reanchor(station)
-    engine = Engine(station.instruments, station.limits, [writer, LiveSink(), SweepCube(), probe], {})
-    outcome = engine.run(sweep)
-    assert outcome.status == "completed", outcome
-    return Result("baseline", outcome.steps_done, probe, sweep.frames_per_point, sweep.frame_rate_hz)
+    probe.reset()
+    outcome = record_lockin(station, out, plan, "benchmark baseline")
+    return summarise("baseline", outcome, plan, probe)
 
 
-def run_with_gui(station, sweep, out: Path) -> Result:
+def run_with_gui(station: Any, plan: Any, out: Path, probe: CameraProbe) -> Result:
     from PyQt6.QtWidgets import QApplication
 
     from instrument.gui.main_window import MainWindow
@@ -143,30 +138,23 @@ def run_with_gui(station, sweep, out: Path) -> Result:
     window = MainWindow(station, out)
     window.resize(1400, 820)
     window.show()
+    panel, view = window.lockin_panel, window.movie_view
+    r = plan.request
+    panel.seconds.setValue(r.seconds)
+    panel.volume.setValue(r.frames_per_volume)
+    panel.frame_rate.setValue(r.frame_rate_hz)
     app.processEvents()
-    first_draw: list[float] = []
-    last_draw: list[float] = []
-
-    def note_draw() -> None:
-        if window.frames_displayed and not first_draw:
-            first_draw.append(time.monotonic())
-        last_draw[:] = [time.monotonic()]
-
-    window.timer.timeout.connect(note_draw)
-    probe = TimingProbe(station.world.clock)
+    costs: list[float] = []
+    view.timer.timeout.connect(lambda: costs.append(view.last_update_cost_ms))  # the previous tick's
     let_clock_reanchor(station)
-    window.start_run(sweep, probes=[probe])
-    while window.last_outcome is None:
+    probe.reset()
+    panel.start_button.click()
+    while window.last_capture is None:
         app.processEvents()
         time.sleep(0.002)
-    outcome = window.last_outcome
-    assert outcome.status == "completed", outcome
-    span = last_draw[0] - first_draw[0]
-    result = Result("with GUI", outcome.steps_done, probe, sweep.frames_per_point, sweep.frame_rate_hz,
-                    window.frames_displayed, max(span, 1e-9))
-    mean = window.cube.mean_spectra().y
-    held = sum(int(np.isfinite(y).sum()) for y in mean.values())
-    assert held == sweep.n_steps, f"the GUI's sweep cube holds {held} of {sweep.n_steps} steps"
+    result = summarise("with GUI", window.last_capture, plan, probe)
+    result.displayed = view.frames_displayed
+    result.update_ms = [c for c in costs if np.isfinite(c)] or [float("nan")]
     window.close()
     return result
 
@@ -174,42 +162,45 @@ def run_with_gui(station, sweep, out: Path) -> Result:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--image-shape", default="64x64", help="simulated image ROWSxCOLS (default 64x64)")
-    p.add_argument("--points", type=int, default=100, help="frequency points per sweep (default 100)")
-    p.add_argument("--frames-per-point", type=int, default=8, help="camera frames per step (default 8)")
-    p.add_argument("--repeats", type=int, default=3,
-                   help="baseline/GUI pairs, run alternately; medians are compared (default 3)")
+    p.add_argument("--seconds", type=float, default=10.0, help="capture length per run (default 10)")
+    p.add_argument("--frames-per-volume", type=int, default=8,
+                   help="frames per camera volume; the movie shows one per volume (default 8, the GUI's)")
+    p.add_argument("--repeats", type=int, default=2, help="baseline/GUI pairs, run alternately (default 2)")
     args = p.parse_args()
     shape = tuple(int(v) for v in args.image_shape.lower().split("x"))
+    print(f"load average before (uptime): {' '.join(f'{x:.2f}' for x in os.getloadavg())} on "
+          f"{os.cpu_count()} cores")
+    cpu0, wall0 = time.process_time(), time.monotonic()
     with build_station(None, simulated=True, realtime=True, image_shape=shape) as station, \
             tempfile.TemporaryDirectory() as tmp:
         station.world.coil_unit_fields_t()  # the one-off Biot-Savart cost must not land in either run
-        sweep = make_sweep(station, args.points, args.frames_per_point)
-        fps = sweep.frame_rate_hz
-        print(f"CW-ODMR sweep, real-time sim, {shape[0]}x{shape[1]} px, camera at {fps:g} frames/s, "
-              f"{sweep.frames_per_point} frames per step, {sweep.n_steps} steps")
-        print("(the lock-in capture pipeline of issue 5 is not on main: this uses the CW sweep)")
+        probe = CameraProbe(station.instruments["camera"], station.world.clock)
+        station.instruments["camera"] = probe
+        plan = plan_lockin(station, LockInRequest(args.seconds, frames_per_volume=args.frames_per_volume))
+        rate = plan.request.frame_rate_hz
+        print(f"lock-in capture, real-time sim, {shape[0]}x{shape[1]} px, {rate:g} frames/s in volumes of "
+              f"{args.frames_per_volume} frames, {args.seconds:g} s per run")
         bases, guis = [], []
         for k in range(args.repeats):
-            bases.append(run_headless(station, sweep, Path(tmp) / f"baseline-{k}"))
-            guis.append(run_with_gui(station, sweep, Path(tmp) / f"gui-{k}"))
-            print(bases[-1].line())
-            print(guis[-1].line())
-        median = np.median
-        base_lag = float(median([b.frames_behind for b in bases]))
-        gui_lag = float(median([g.frames_behind for g in guis]))
-        print(f"median   engine rate with GUI / baseline: "
-              f"{median([b.wall_s for b in bases]) / median([g.wall_s for g in guis]):.3f}")
-        print(f"median   GUI display rate: {median([g.steps_displayed / g.displayed_s for g in guis]):.1f} "
-              f"images/s; images drawn / steps produced: "
-              f"{median([g.steps_displayed / g.steps for g in guis]):.3f}")
-        # The camera holds one volume (frames_per_point frames) in its memory. The simulated station
-        # alone already lags by more than that now and then (baseline); the GUI costs frames when it
-        # makes the reader later than that by more than one more volume.
-        volume = sweep.frames_per_point
-        extra = gui_lag - base_lag
-        print(f"median   worst lag: GUI {gui_lag:.1f} frames, baseline {base_lag:.1f} frames, "
-              f"extra {extra:+.1f} (camera volume {volume} frames)")
-        print(f"frames dropped because of the GUI: {'YES' if extra > volume else 'none'}")
+            bases.append(run_headless(station, plan, Path(tmp) / f"baseline-{k}", probe))
+            print(bases[-1].line(), flush=True)
+            guis.append(run_with_gui(station, plan, Path(tmp) / f"gui-{k}", probe))
+            print(guis[-1].line(), flush=True)
+    median = np.median
+    base_drop, gui_drop = (int(sum(r.dropped for r in rs)) for rs in (bases, guis))
+    base_lag, gui_lag = (float(median([r.frames_behind for r in rs])) for rs in (bases, guis))
+    print(f"dropped frames, all runs: baseline {base_drop}, with GUI {gui_drop}")
+    print(f"median worst read lag: baseline {base_lag:.1f} frames, with GUI {gui_lag:.1f} frames "
+          f"(one volume = {args.frames_per_volume} frames)")
+    print(f"median GUI display rate: {median([g.display_fps for g in guis]):.1f} movie frames/s "
+          f"(at most {rate / args.frames_per_volume:.1f}: one new frame per volume); "
+          f"median update {median([median(g.update_ms) for g in guis]):.1f} ms")
+    extra_lag = gui_lag - base_lag
+    lost = gui_drop > base_drop or extra_lag > args.frames_per_volume
+    print(f"frames dropped because of the GUI: {'YES' if lost else 'none'} "
+          f"(extra drops {gui_drop - base_drop:+d}, extra lag {extra_lag:+.1f} frames)")
+    print(f"process CPU {time.process_time() - cpu0:.1f} s in {time.monotonic() - wall0:.1f} s wall")
+    print(f"load average after (uptime): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
 

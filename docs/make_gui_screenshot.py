@@ -1,4 +1,5 @@
-"""Screenshot of the GUI's main window during a simulated CW-ODMR scan, for the README.
+"""Screenshots of the GUI's main window for the README: during a simulated CW-ODMR scan (gui.png) and
+during a simulated 208 frame/s lock-in capture (gui_lockin.png).
 
 Run under a virtual X server: ``xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_gui_screenshot.py``
 (Debian packages: xvfb, libxcb-cursor0, libxcb-icccm4, libxcb-keysyms1 for Qt's xcb plugin).
@@ -19,6 +20,30 @@ from instrument.gui.main_window import MainWindow  # noqa: E402
 from instrument.station import build_station  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "images" / "gui.png"
+OUT_LOCKIN = OUT.with_name("gui_lockin.png")
+
+
+def settle(app: QApplication, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def lockin_screenshot(app: QApplication, window: MainWindow) -> None:
+    """The lock-in movie (field) mid-capture, while coils fire."""
+    controls = window.lockin_panel.parentWidget().parentWidget()
+    controls.setCurrentWidget(window.lockin_panel)
+    window.lockin_panel.seconds.setValue(6.0)
+    window.lockin_panel.start_button.click()
+    while window.capture_tap.parts is None or window.capture_tap.parts.capture.frames_acquired < 4 * 208:
+        app.processEvents()
+        time.sleep(0.01)
+    window.movie_view.image_panel.set_pixel(40, 40)
+    settle(app, 0.3)
+    window.grab().save(str(OUT_LOCKIN))
+    while window.last_capture is None:
+        settle(app, 0.05)
 
 
 def main() -> int:
@@ -39,12 +64,13 @@ def main() -> int:
             app.processEvents()
             time.sleep(0.01)
         window.image_panel.set_pixel(40, 40)
-        for _ in range(30):
-            app.processEvents()
-            time.sleep(0.01)
+        settle(app, 0.3)
         window.grab().save(str(OUT))
+        while window.last_outcome is None:  # the CW run has ended and its end has been shown
+            settle(app, 0.05)
+        lockin_screenshot(app, window)
         window.close()
-    print(f"wrote {OUT}")
+    print(f"wrote {OUT} and {OUT_LOCKIN}")
     return 0
 
 

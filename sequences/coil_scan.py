@@ -215,6 +215,8 @@ class EngineMeasurement:
         sample_name: recorded with each run.
         metadata: added to each run's metadata (station snapshot, command, simulated flag).
         on_step: engine progress of the configuration in flight.
+        on_engine: receives each configuration's engine before it runs (a GUI adds its live sinks
+            and forwards pause and abort to it).
     """
 
     make_sequence: Callable[[np.ndarray], MeasurementSequence]
@@ -225,6 +227,7 @@ class EngineMeasurement:
     sample_name: str
     metadata: Mapping[str, Any] = field(default_factory=dict)
     on_step: Callable[[Progress], None] | None = None
+    on_engine: Callable[[Engine], None] | None = None
 
     def check(self, currents: np.ndarray) -> None:
         self.make_sequence(currents).check(self.limits)
@@ -235,6 +238,8 @@ class EngineMeasurement:
         writer = RunWriter(self.out_dir, EXPERIMENT, self.sample_name, sequence.scalars, sequence.setpoints)
         engine = Engine(self.instruments, self.limits, [writer, _RunOpened(writer, on_run_open)],
                         {**self.metadata, "coil_scan": dict(info)}, on_progress=self.on_step)
+        if self.on_engine is not None:
+            self.on_engine(engine)
         outcome = engine.run(sequence)
         if outcome.status != "completed":
             return Measured(writer.run_id, outcome.status, outcome.reason, error=outcome.error)
@@ -550,6 +555,36 @@ class CoilScan:
 RESULTS_NAME = "coil_scan_results.h5"
 
 
+def _done_maps(out_dir: Path) -> tuple[list[Any], dict[int, np.ndarray]]:
+    """The ledger's rows and the B_NV map of every configuration measured and analysed, by position."""
+    import h5py
+
+    rows = read_ledger(out_dir)
+    maps: dict[int, np.ndarray] = {}
+    for row in rows:
+        path = out_dir / f"run-{row.run_id:04d}" / ANALYSIS_NAME if row.run_id is not None else None
+        if row.status == "done" and path is not None and path.exists():
+            with h5py.File(path, "r") as f:
+                maps[row.position] = f["b_nv_t"][...]
+    return rows, maps
+
+
+def measured_dictionary(out_dir: Path, coil_names: Sequence[str]) -> dict[str, tuple[int, np.ndarray]]:
+    """The dictionary a scan has measured so far: coil name -> (run id, its single-coil B_NV map in T).
+
+    Read from the ledger and the runs' analyses, so it is there during a scan as well as after it.
+    ``coil_names`` are the scanned coils (bit k of a mask is ``coil_names[k]``).
+    """
+    out_dir = Path(out_dir)
+    rows, maps = _done_maps(out_dir)
+    found: dict[str, tuple[int, np.ndarray]] = {}
+    for row in rows:
+        bits = [k for k in range(len(coil_names)) if row.mask >> k & 1]
+        if len(bits) == 1 and row.position in maps:
+            found[coil_names[bits[0]]] = (int(row.run_id), maps[row.position])
+    return found
+
+
 def export_results(out_dir: Path, coil_names: Sequence[str]) -> Path:
     """Write ``OUT/coil_scan_results.h5``: one entry per configuration, in scan order.
 
@@ -561,13 +596,7 @@ def export_results(out_dir: Path, coil_names: Sequence[str]) -> Path:
     import h5py
 
     out_dir = Path(out_dir)
-    rows = read_ledger(out_dir)
-    maps: dict[int, np.ndarray] = {}
-    for row in rows:
-        path = out_dir / f"run-{row.run_id:04d}" / ANALYSIS_NAME if row.run_id is not None else None
-        if row.status == "done" and path is not None and path.exists():
-            with h5py.File(path, "r") as f:
-                maps[row.position] = f["b_nv_t"][...]
+    rows, maps = _done_maps(out_dir)
     shape = next(iter(maps.values())).shape if maps else (0, 0)
     stack = np.full((len(rows), *shape), np.nan, dtype=np.float32)
     for position, image in maps.items():
@@ -585,9 +614,7 @@ def export_results(out_dir: Path, coil_names: Sequence[str]) -> Path:
         f["converged_fraction"] = np.array(fractions, dtype=float)
         f.attrs["coils"] = list(coil_names)
         group = f.create_group("dictionary")
-        for row in rows:
-            bits = [k for k in range(len(coil_names)) if row.mask >> k & 1]
-            if len(bits) == 1 and row.position in maps:
-                group[coil_names[bits[0]]] = maps[row.position]
+        for name, (_, image) in measured_dictionary(out_dir, coil_names).items():
+            group[name] = image
     tmp.replace(out_dir / RESULTS_NAME)
     return out_dir / RESULTS_NAME

@@ -27,7 +27,7 @@ import numpy as np
 
 from instrument.physics.constants import GAMMA_E_HZ_PER_T
 from instrument.protocols import Instrument, LockInCamera, MicrowaveSource, PulseGenerator, SafetyLimits
-from sequences.capture import CaptureResult, capture_to_file
+from sequences.capture import CaptureResult, LockInCapture, capture_to_file
 from sequences.engine import TerminationGuard, make_safe
 from sequences.pulses import lockin_modulation_frequency_hz, lockin_modulation_program
 
@@ -101,8 +101,14 @@ class CoilWaveforms:
         return float(max((np.abs(self(x)).max() for x in t), default=0.0))
 
     def matrix(self, times_s: np.ndarray) -> np.ndarray:
-        """Currents (len(times), n_channels) at the given times."""
-        return np.array([self(float(t)) for t in times_s]).reshape(len(times_s), self.n_channels)
+        """Currents (len(times), n_channels) at the given times (the same values as ``__call__``)."""
+        t = np.asarray(times_s, float).reshape(-1)
+        out = np.zeros((len(t), self.n_channels))
+        for ch, onsets in enumerate(self.onsets_s):
+            for t0 in onsets:
+                inside = (t >= t0) & (t <= t0 + self.duration_s)
+                out[inside, ch] += ap_waveform(t[inside] - t0, self.peak_a, self.duration_s, self.undershoot)
+        return out
 
 
 def firing_pattern(channels: Sequence[int], n_channels: int, duration_s: float, rate_hz: float,
@@ -261,6 +267,7 @@ def run_temporal_imaging(
     on_overflow: str = "drop",
     metadata: Mapping[str, Any] | None = None,
     seed: int = 0,
+    on_capture: Callable[[LockInCapture, SlopeCalibration], None] | None = None,
 ) -> TemporalResult:
     """Park the MW on the steepest slope, play AP-like coil waveforms, capture, convert to field.
 
@@ -273,6 +280,8 @@ def run_temporal_imaging(
         waveforms: the coil drive; default: random AP trains (``firing_pattern``) on ``channels``
             (default all) at ``rate_hz`` per coil, starting after ``baseline_s``.
         on_overflow: ring-buffer policy of the capture (``"wait"`` only with a virtual-clock sim).
+        on_capture: called once the capture runs, with the capture (a viewer polls its ``latest()``,
+            an operator's stop calls its ``stop()``) and the slope calibration (to show frames as field).
 
     Every instrument is left safe on any exit, SIGTERM included (``safe_state`` of the stimulus, MW,
     pulse generator and camera); what could not be made safe is logged and listed in ``not_made_safe``.
@@ -313,7 +322,8 @@ def run_temporal_imaging(
                 camera, frames_path, modulation_frequency_hz=f_mod, frame_rate_hz=frame_rate_hz,
                 frames_per_volume=frames_per_volume, duration_s=seconds, on_overflow=on_overflow,
                 metadata={"experiment": "temporal imaging", "parked_hz": calibration.parked_hz, **params,
-                          **dict(metadata or {})})
+                          **dict(metadata or {})},
+                on_live=None if on_capture is None else lambda capture: on_capture(capture, calibration))
         finally:
             # Coils first: the micro-coils are what a stuck output would damage.
             with guard.shielding():

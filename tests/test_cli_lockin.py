@@ -39,4 +39,5 @@ def test_too_short_capture_is_refused(tmp_path, capsys):
     args = ["--sim", "--image-shape", "16x16", "--out", str(tmp_path), "lockin", "--seconds", "0.3"]
     assert main(args) == 2
     assert "--seconds above" in capsys.readouterr().err
-    assert load_run(tmp_path, 1).metadata["status"] == "failed"
+    # refused before anything moved or was stored
+    assert not (tmp_path / "runs.db").exists()

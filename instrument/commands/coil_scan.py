@@ -88,6 +88,42 @@ def select_channels(text: str, names: list[str]) -> list[int]:
     return [names.index(s) for s in chosen]
 
 
+def build_coil_scan(station: Any, out: Path, coils: str, configs: str | None, current_a: float | None,
+                    frequencies_hz: Any, power_dbm: float, frames_per_point: int, health: Any,
+                    metadata: dict[str, Any], on_config: Any = None) -> Any:
+    """The ``CoilScan`` the options describe (not yet checked against the limits: ``scan.check()``).
+
+    Shared by ``acquire coil-scan`` and the GUI's coil-scan panel, so both pick coils,
+    configurations and the drive current the same way. ``metadata`` goes into every configuration's
+    run (station snapshot, simulated flag, command).
+
+    Raises:
+        UsageError: an unknown coil or configuration, or no drive current to use.
+    """
+    from sequences.coil_scan import CoilScan, all_masks, cw_measurement, parse_configs
+
+    names = coil_names(station)
+    channels = select_channels(coils, names)
+    scanned = [names[c] for c in channels]
+    try:
+        masks = parse_configs(configs, scanned) if configs else all_masks(len(channels))
+    except ValueError as exc:
+        raise UsageError(f"--configs: {exc}") from exc
+    drive = current_a if current_a is not None else (
+        station.world.sample.drive_current_a if station.world is not None else None)
+    if drive is None:
+        raise UsageError("give the coil drive current with --current-a")
+    sample = station.world.sample.name if station.world is not None else station.name
+    shape = tuple(station["camera"].shape)
+    measurement = cw_measurement(
+        out, station.instruments, station.limits, frequencies_hz, power_dbm, shape, frames_per_point, sample,
+        metadata)
+    plan_extra = {"frequencies_hz": [float(f) for f in frequencies_hz], "power_dbm": power_dbm,
+                  "frames_per_point": frames_per_point, "image_shape": list(shape)}
+    return CoilScan(station["coils"], channels, names, masks, drive, measurement, health, plan_extra,
+                    on_config=on_config)
+
+
 def resume_command(args: argparse.Namespace) -> str:
     """The command line that resumes this scan (the same options, spelled out)."""
     words = ["acquire"]
@@ -154,14 +190,7 @@ def run(args: argparse.Namespace) -> int:
 def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
     from instrument.protocols import SafetyLimitError
     from instrument.storage.scan_ledger import LedgerMismatch
-    from sequences.coil_scan import (
-        CoilScan,
-        ScanInterrupted,
-        all_masks,
-        cw_measurement,
-        export_results,
-        parse_configs,
-    )
+    from sequences.coil_scan import ScanInterrupted, export_results
     from sequences.scan_health import HealthLimits
 
     resume = resume_command(args)
@@ -173,25 +202,6 @@ def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
         log.info(line)
 
     with open_station(args) as station:
-        names = coil_names(station)
-        channels = select_channels(args.coils, names)
-        scanned = [names[c] for c in channels]
-        try:
-            masks = parse_configs(args.configs, scanned) if args.configs else all_masks(len(channels))
-        except ValueError as exc:
-            raise UsageError(f"--configs: {exc}") from exc
-        drive = args.current_a if args.current_a is not None else (
-            station.world.sample.drive_current_a if station.world is not None else None)
-        if drive is None:
-            raise UsageError("give the coil drive current with --current-a")
-        freqs = sweep_frequencies(args, station)
-        sample = station.world.sample.name if station.world is not None else station.name
-        measurement = cw_measurement(
-            out, station.instruments, station.limits, freqs, args.power_dbm, station["camera"].shape,
-            args.frames_per_point, sample,
-            {"station_snapshot": station.snapshot(), "simulated": station.simulated, "command": resume})
-        plan_extra = {"frequencies_hz": freqs.tolist(), "power_dbm": args.power_dbm,
-                      "frames_per_point": args.frames_per_point, "image_shape": list(station["camera"].shape)}
 
         def progress(p: Any) -> None:
             detail = p.status
@@ -204,8 +214,11 @@ def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
             for message in p.messages:
                 say(f"    ! {message}")
 
-        scan = CoilScan(station["coils"], channels, names, masks, drive, measurement, health, plan_extra,
-                        on_config=progress)
+        metadata = {"station_snapshot": station.snapshot(), "simulated": station.simulated, "command": resume}
+        scan = build_coil_scan(station, out, args.coils, args.configs, args.current_a,
+                               sweep_frequencies(args, station), args.power_dbm, args.frames_per_point,
+                               health, metadata, on_config=progress)
+        names, scanned = scan.names, scan.scanned_names
         try:
             scan.check()
             ledger = scan.open_ledger()
@@ -216,7 +229,7 @@ def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
         counts = ledger.counts()
         finished = counts["done"] + counts["open_coil"]
         verb = "resuming" if finished or counts["running"] or counts["failed"] else "starting"
-        say(f"coil scan in {out}: {verb}, {len(masks)} configurations of {', '.join(scanned)} "
+        say(f"coil scan in {out}: {verb}, {len(scan.masks)} configurations of {', '.join(scanned)} "
             f"({finished} already finished)")
         t0 = time.monotonic()
         try:

@@ -28,9 +28,19 @@ from PyQt6.QtWidgets import (
 )
 
 from instrument.analysis.cw_run import CwFieldMap, analyse_cw_run, fitted_curve, plot_cw_result
+from instrument.gui.coil_scan_panel import (
+    COIL_SCAN_ROLES,
+    CoilScanPanel,
+    CoilScanResult,
+    CoilScanRunner,
+    ConfigDone,
+    ScanControl,
+)
 from instrument.gui.cw_panel import CwOdmrPanel
 from instrument.gui.live_data import IMAGE_LABELS, IMAGE_NAME, SweepCube, cube_from_run, pixel_size_of
 from instrument.gui.live_views import ImagePanel, SpectrumPanel
+from instrument.gui.lockin_panel import LOCKIN_ROLES, LockInPanel
+from instrument.gui.lockin_view import LiveTap, LockInMovieView
 from instrument.gui.pulsed_panel import COUNTER_ROLE, PulsedPanel
 from instrument.gui.queue_view import QueueView
 from instrument.gui.reconstruction_view import ReconstructionView
@@ -46,6 +56,7 @@ MAX_GUI_SHARE = 0.25
 """Largest fraction of the time the live repaint may take: the rest is left to the acquisition."""
 CW_ROLES = ("mw", "pulser", "camera", "coils")
 LIVE_FRAME = "latest frame"
+SCAN_MAP = "latest field map of the coil scan"
 FIT_VIEWS = {
     "fitted resonance, I-off": ("center_off_hz", "MHz", 1e-6, "viridis"),
     "fitted resonance, I-on": ("center_on_hz", "MHz", 1e-6, "viridis"),
@@ -71,11 +82,18 @@ class MainWindow(QMainWindow):
         self.pulsed_panel: PulsedPanel | None = (PulsedPanel(station) if {COUNTER_ROLE, "pulser", "mw"} <= has
                                                 else None)
         self.spad_panel: SpadOdmrPanel | None = SpadOdmrPanel(station) if {SPAD_ROLE, "mw"} <= has else None
+        self.lockin_panel: LockInPanel | None = LockInPanel(station) if set(LOCKIN_ROLES) <= has else None
+        self.coil_scan_panel: CoilScanPanel | None = (CoilScanPanel(station, self.out_dir)
+                                                      if set(COIL_SCAN_ROLES) <= has else None)
         for panel, title in ((self.cw_panel, "CW ODMR"), (self.pulsed_panel, "Pulsed"),
-                             (self.spad_panel, "SPAD ODMR")):
+                             (self.spad_panel, "SPAD ODMR"), (self.lockin_panel, "Lock-in"),
+                             (self.coil_scan_panel, "Coil scan")):
             if panel is not None:
                 controls.addTab(panel, title)
-        self.scan_panels = [p for p in (self.cw_panel, self.pulsed_panel, self.spad_panel) if p is not None]
+        # Panels whose measurement is one engine run; the lock-in capture and the coil scan run their own way.
+        self.engine_panels = [p for p in (self.cw_panel, self.pulsed_panel, self.spad_panel) if p is not None]
+        self.scan_panels = [*self.engine_panels,
+                            *(p for p in (self.lockin_panel, self.coil_scan_panel) if p is not None)]
         self.active_panel: Any = self.scan_panels[0] if self.scan_panels else None
         self.sequence: Any = None
         controls.addTab(self.station_panel, "Station")
@@ -110,6 +128,10 @@ class MainWindow(QMainWindow):
         self.views.addTab(live, "Live")
         self.views.addTab(self.run_browser, "Runs")
         self.views.addTab(self.reconstruction_view, "Reconstruction")
+        self.movie_view: LockInMovieView | None = None
+        if self.lockin_panel is not None:
+            self.movie_view = LockInMovieView(pixel_size_of(snapshot))
+            self.views.insertTab(1, self.movie_view, "Lock-in movie")
         self.queue_view: QueueView | None = None
         if queue_dir is not None:
             self.queue_view = QueueView(queue_dir)
@@ -135,6 +157,12 @@ class MainWindow(QMainWindow):
         self.fit_run_id: int | None = None
         self.task: BackgroundTask | None = None
         self.last_outcome: RunOutcome | None = None
+        self.capture_task: BackgroundTask | None = None
+        self.capture_tap: LiveTap | None = None
+        self.last_capture: Any = None  # instrument.commands.lockin.LockInOutcome
+        self.scan_runner: CoilScanRunner | None = None
+        self.last_scan: CoilScanResult | None = None
+        self.scan_map: ConfigDone | None = None
         self._seen_counter = 0
         self._pending_progress: Progress | None = None
         self._tick_started = 0.0
@@ -148,11 +176,25 @@ class MainWindow(QMainWindow):
         self.timer.setInterval(REFRESH_INTERVAL_MS)
         self.timer.timeout.connect(self.refresh_live)
 
-        for panel in self.scan_panels:
+        for panel in self.engine_panels:
             panel.start_requested.connect(lambda seq, p=panel: self.start_run(seq, panel=p))
             panel.pause_requested.connect(lambda: self.runner and self.runner.pause())
             panel.resume_requested.connect(lambda: self.runner and self.runner.resume())
             panel.abort_requested.connect(self.abort_run)
+        if self.lockin_panel is not None and self.movie_view is not None:
+            from instrument.commands.lockin import ABORTED, STOPPED
+
+            lockin = self.lockin_panel
+            lockin.start_requested.connect(self.start_capture)
+            lockin.stop_requested.connect(lambda: self.capture_tap and self.capture_tap.stop(STOPPED))
+            lockin.abort_requested.connect(lambda: self.capture_tap and self.capture_tap.stop(ABORTED))
+            self.movie_view.stats_changed.connect(lockin.show_capture)
+        if self.coil_scan_panel is not None:
+            scan = self.coil_scan_panel
+            scan.start_requested.connect(self.start_coil_scan)
+            scan.pause_requested.connect(lambda: self.scan_runner and self.scan_runner.pause())
+            scan.resume_requested.connect(lambda: self.scan_runner and self.scan_runner.resume())
+            scan.abort_requested.connect(lambda: self.scan_runner and self.scan_runner.abort())
         self.image_panel.pixel_chosen.connect(lambda r, c: self.refresh_spectra())
         self.run_browser.open_requested.connect(self.open_run)
         self.run_browser.refit_requested.connect(self.refit_run)
@@ -165,7 +207,16 @@ class MainWindow(QMainWindow):
 
     @property
     def running(self) -> bool:
-        return self.runner is not None and self.runner.is_running()
+        """A measurement (engine run, lock-in capture or coil scan) owns the instruments."""
+        return any(job is not None and job.is_running()
+                   for job in (self.runner, self.capture_task, self.scan_runner))
+
+    def _set_running(self, running: bool) -> None:
+        for p in self.scan_panels:
+            p.set_running(running)
+        self.station_panel.set_busy(running)
+        if not running:
+            self.station_panel.refresh()
 
     def start_run(self, sequence: Any, probes: Sequence[Sink] = (), panel: Any = None) -> None:
         """Start ``sequence`` on the station in a worker thread, storing it and feeding the live views.
@@ -201,9 +252,7 @@ class MainWindow(QMainWindow):
                                 is_cw=sequence.name == "cw_odmr")
         self._seen_counter = 0
         self.steps_received = self.frames_displayed = 0
-        for p in self.scan_panels:
-            p.set_running(True)
-        self.station_panel.set_busy(True)
+        self._set_running(True)
         self.source_label.setText(f"live: {sequence.name} on {station.name}")
         self.views.setCurrentIndex(0)
         self.active_panel.show_progress(Progress(0, sequence.n_steps, 0.0, "starting"))
@@ -270,16 +319,13 @@ class MainWindow(QMainWindow):
         self.last_outcome = outcome
         self.timer.stop()
         self.refresh_live()
-        for p in self.scan_panels:
-            p.set_running(False)
+        self._set_running(False)
         self.active_panel.show_outcome(outcome.status, outcome.reason)
-        self.station_panel.set_busy(False)
-        self.station_panel.refresh()
         run_id = self.writer.run_id if self.writer else None
         self.statusBar().showMessage(
             f"run {run_id} {outcome.status} after {outcome.steps_done} steps; "
             f"{self.frames_displayed} of {self.steps_received} steps drawn live")
-        self.run_browser.refresh()
+        self.run_browser.show_folder(self.out_dir)  # the browser may be showing a coil scan
         if run_id is not None:
             self.run_browser.select_run(run_id)
             if outcome.status == "completed" and getattr(self.sequence, "kind", "") == "rabi":
@@ -307,11 +353,117 @@ class MainWindow(QMainWindow):
 
     def _run_failed(self, exc: Exception) -> None:
         self.timer.stop()
-        for p in self.scan_panels:
-            p.set_running(False)
-        self.station_panel.set_busy(False)
+        if self.movie_view is not None:
+            self.movie_view.timer.stop()
+        self._set_running(False)
         self.active_panel.show_outcome("failed", f"{type(exc).__name__}: {exc}")
         self.statusBar().showMessage(f"run failed: {exc}")
+
+    # ---- lock-in capture ----------------------------------------------------------------------------
+
+    def _command(self) -> str:
+        return "acquire --sim gui" if self.station.simulated else "acquire gui"
+
+    def start_capture(self, plan: Any) -> None:
+        """Run a checked lock-in capture (``LockInPlan``) in a worker thread; the movie view follows it."""
+        from instrument.commands.lockin import ABORTED, record_lockin
+
+        if self.running or self.movie_view is None:
+            self.statusBar().showMessage("a run is already going; abort it first")
+            return
+        tap = LiveTap(plan.n_frames, plan.request.frame_rate_hz, self.lockin_panel.image_shape)
+        station, out, command = self.station, self.out_dir, self._command()
+        self.capture_tap = tap
+        self.last_capture = None
+        self.active_panel = self.lockin_panel
+        self.capture_task = BackgroundTask(
+            lambda: record_lockin(station, out, plan, command, on_capture=tap.attach,
+                                  aborted=lambda: tap.aborted(ABORTED)), self)
+        self.capture_task.done.connect(self._capture_done)
+        self.capture_task.failed.connect(self._run_failed)
+        self._set_running(True)
+        self.movie_view.watch(tap)
+        self.views.setCurrentWidget(self.movie_view)
+        self.statusBar().showMessage(f"lock-in capture of {plan.n_frames} frames started")
+        self.capture_task.start()
+
+    def _capture_done(self, outcome: Any) -> None:
+        assert self.movie_view is not None and self.lockin_panel is not None
+        self.last_capture = outcome
+        self.movie_view.finish()
+        self._set_running(False)
+        capture = outcome.result.capture if outcome.result is not None else None
+        frames = (f"; {capture.frames_written} frames written, {capture.frames_dropped} dropped"
+                  if capture is not None else "")
+        self.lockin_panel.show_outcome(outcome.status, outcome.reason + frames)
+        self.statusBar().showMessage(f"lock-in run {outcome.run_id} {outcome.status}{frames}; "
+                                     f"{self.movie_view.frames_displayed} frames shown live")
+        self.run_browser.show_folder(self.out_dir)
+        if outcome.run_id is not None:
+            self.run_browser.select_run(outcome.run_id)
+
+    # ---- coil scan ----------------------------------------------------------------------------------
+
+    def start_coil_scan(self, scan: Any) -> None:
+        """Run a checked coil scan in a worker thread; the live views follow the configuration in flight."""
+        if self.running or self.coil_scan_panel is None:
+            self.statusBar().showMessage("a run is already going; abort it first")
+            return
+        scan.measurement.metadata = {"station_snapshot": self.station.snapshot(),
+                                     "simulated": self.station.simulated, "command": self._command()}
+        self.live_sink = LiveSink()
+        self.cube = SweepCube(IMAGE_NAME, "frequency_hz")
+        self.sequence = None
+        self.scan_map = None
+        self.last_scan = None
+        self.active_panel = self.coil_scan_panel
+        self.scan_runner = CoilScanRunner(scan, ScanControl([self.live_sink, self.cube]), self)
+        self.scan_runner.step.connect(self._progress)
+        self.scan_runner.config_done.connect(self._config_done)
+        self.scan_runner.done.connect(self._coil_scan_done)
+        self.scan_runner.failed.connect(self._run_failed)
+        self.fit = None
+        self.image_name = IMAGE_NAME
+        self._reset_image_choices()
+        self._set_spectrum_axes("frequency_hz", "Hz", IMAGE_NAME, is_cw=True)
+        self.spectrum_panel.clear()
+        self._seen_counter = 0
+        self.steps_received = self.frames_displayed = 0
+        self._set_running(True)
+        self.source_label.setText(f"live: coil scan of {', '.join(scan.scanned_names)} in "
+                                  f"{scan.measurement.out_dir}")
+        self.views.setCurrentIndex(0)
+        self.scan_runner.start()
+        self.timer.start()
+
+    def _config_done(self, done: ConfigDone) -> None:
+        assert self.coil_scan_panel is not None
+        self.coil_scan_panel.show_config(done)
+        if done.b_nv_t is None:
+            return
+        self.scan_map = done
+        if self.image_choice.findText(SCAN_MAP) < 0:
+            self.image_choice.addItem(SCAN_MAP)
+            self.image_choice.setCurrentText(SCAN_MAP)  # the field map is what a coil scan is for
+        elif self.image_choice.currentText() == SCAN_MAP:
+            self._show_current_image()
+
+    def _coil_scan_done(self, result: CoilScanResult) -> None:
+        assert self.coil_scan_panel is not None
+        self.last_scan = result
+        self.timer.stop()
+        self.refresh_live()
+        self._set_running(False)
+        c = result.outcome.counts
+        summary = (f"{c['done']} measured, {c['open_coil']} open-coil, "
+                   f"{c['pending'] + c['failed'] + c['running']} left")
+        reason = f"{result.outcome.reason}; {summary}" if result.outcome.reason else summary
+        self.coil_scan_panel.show_outcome(result.outcome.status, reason)
+        self.statusBar().showMessage(f"coil scan {result.outcome.status}: {summary}; results in "
+                                     f"{result.results_path}")
+        self.run_browser.show_folder(result.out_dir)
+        if result.last_run_id is not None:
+            self.run_browser.select_run(result.last_run_id)
 
     # ---- stored runs ---------------------------------------------------------------------------------
 
@@ -341,7 +493,7 @@ class MainWindow(QMainWindow):
         self._show_current_image()
         self.refresh_spectra()
         self.source_label.setText(f"stored run {run.run_id} ({run.metadata.get('status', '?')}) "
-                                  f"from {self.out_dir}")
+                                  f"from {run.run_dir.parent}")
         self.views.setCurrentIndex(0)
 
     def refit_run(self, run: StoredRun, then_export: Path | None = None,
@@ -397,7 +549,20 @@ class MainWindow(QMainWindow):
             self._write_figure(run, path)
 
     def reconstruct_run(self, run: StoredRun) -> None:
-        """Send the run's fitted B_NV map to the dictionary reconstruction (fits the run first if needed)."""
+        """Send the run's fitted B_NV map to the dictionary reconstruction (fits the run first if needed).
+
+        A coil-scan run is reconstructed with the dictionary its own scan measured.
+        """
+        if run.metadata.get("coil_scan"):
+            from instrument.gui.reconstruction_view import reconstruct_coil_scan_run
+
+            self.statusBar().showMessage(f"reconstructing run {run.run_id} with its scan's dictionary...")
+            self.task = BackgroundTask(lambda: reconstruct_coil_scan_run(run), self)
+            self.task.done.connect(self._reconstruction_done)
+            self.task.failed.connect(
+                lambda exc: self.statusBar().showMessage(f"cannot reconstruct run {run.run_id}: {exc}"))
+            self.task.start()
+            return
         if (run.metadata.get("sequence") or {}).get("name") != "cw_odmr":
             self.statusBar().showMessage(
                 f"run {run.run_id}: reconstruction takes the B_NV map of a CW-ODMR run")
@@ -443,7 +608,11 @@ class MainWindow(QMainWindow):
 
     def _show_current_image(self) -> None:
         choice = self.image_choice.currentText()
-        if choice in FIT_VIEWS and self.fit is not None:
+        if choice == SCAN_MAP and self.scan_map is not None and self.scan_map.b_nv_t is not None:
+            p = self.scan_map.progress
+            self.image_panel.set_image(self.scan_map.b_nv_t * 1e6, f"B_NV of configuration #{p.position} "
+                                       f"{p.label} (run {self.scan_map.run_id})", "uT", "diverging")
+        elif choice in FIT_VIEWS and self.fit is not None:
             attr, unit, scale, cmap = FIT_VIEWS[choice]
             self.image_panel.set_image(getattr(self.fit, attr) * scale, choice, unit, cmap)
         elif self._latest_frame is not None:
@@ -454,10 +623,18 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         """Closing mid-run aborts the run and waits until the engine has made the hardware safe."""
-        if self.running and self.runner is not None:
-            self.runner.abort()
-            if not self.runner.wait(60_000):
-                print("acquire gui: the engine did not stop within 60 s", file=sys.stderr)
+        if self.capture_tap is not None:
+            from instrument.commands.lockin import ABORTED
+
+            self.capture_tap.stop(ABORTED)
+        for job in (self.runner, self.scan_runner, self.capture_task):
+            if job is not None and job.is_running():
+                if job is not self.capture_task:
+                    job.abort()  # type: ignore[attr-defined]
+                if not job.wait(60_000):
+                    print("acquire gui: the measurement did not stop within 60 s", file=sys.stderr)
+        if self.movie_view is not None:
+            self.movie_view.timer.stop()
         if self.task is not None and self.task.is_running():
             self.task.wait(60_000)
         self.timer.stop()

@@ -1,8 +1,9 @@
 """Send a fitted CW-ODMR field map to the dictionary reconstruction; show coefficients and maps.
 
-The dictionary is one B_NV map per coil at the reference drive. Until coil-scan runs can provide
-measured dictionaries, it is measured on the simulated sample (as ``acquire --sim reconstruct``
-does), so this works on simulated stations only.
+The dictionary is one B_NV map per coil at the reference drive. For a run of a coil scan it is the
+single-coil configurations that scan measured (``sequences.coil_scan.measured_dictionary``), so
+the result holds on a real station as well. For any other CW-ODMR run it is measured on the
+simulated sample (as ``acquire --sim reconstruct`` does), which needs a simulated station.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Reconstruction:
     expected: np.ndarray  # from the run's coil currents, NaN where unknown
     measured_t: np.ndarray
     reconstructed_t: np.ndarray
+    source: str = "dictionary measured on the simulated sample"
 
 
 def reconstruct_run_map(station: Any, run_id: int, b_nv_t: np.ndarray, currents_a: np.ndarray,
@@ -42,7 +44,7 @@ def reconstruct_run_map(station: Any, run_id: int, b_nv_t: np.ndarray, currents_
 
     if station.world is None:
         raise ValueError("reconstruction needs a dictionary of single-coil maps; on a real station "
-                         "those come from coil scans, which this GUI cannot run yet")
+                         "those come from a coil scan: run one and reconstruct its runs")
     maps = simulated_field_maps(station, seed=seed)
     basis = measure_basis(maps.measure, maps.n_sources, averages=2)
     if basis.shape[1:] != b_nv_t.shape:
@@ -60,6 +62,55 @@ def reconstruct_run_map(station: Any, run_id: int, b_nv_t: np.ndarray, currents_
                          for i in maps.live])
     return Reconstruction(run_id, names, np.asarray(coefficients), expected, measured,
                           rec.reconstruct(coefficients))
+
+
+def reconstruct_coil_scan_run(run: Any) -> Reconstruction:
+    """LASSO coefficients of a coil-scan run's B_NV map, with the dictionary its own scan measured.
+
+    The run's map is its stored analysis (the one the scan made); the dictionary is every
+    single-coil configuration of the same scan measured so far. Pixels a dictionary map could not
+    fit are left out of the fit. "Driven" is 1 for the coils the configuration switched on.
+
+    Raises:
+        ValueError: the run is not part of a coil scan, or its scan has no single-coil map yet.
+    """
+    import h5py
+
+    from instrument.analysis.cw_run import ANALYSIS_NAME, analyse_cw_run
+    from instrument.reconstruction.dictionary import DictionaryReconstructor
+    from sequences.coil_scan import measured_dictionary
+
+    info = run.metadata.get("coil_scan")
+    if not info:
+        raise ValueError(f"run {run.run_id} is not part of a coil scan")
+    folder = run.run_dir.parent
+    names = list(info["coils"])
+    dictionary = measured_dictionary(folder, names)
+    if not dictionary:
+        raise ValueError(f"the coil scan in {folder} has no single-coil configuration measured yet, so "
+                         f"no dictionary; measure {', '.join(names)} alone first")
+    analysis = run.run_dir / ANALYSIS_NAME
+    if analysis.exists():
+        with h5py.File(analysis, "r") as f:
+            measured = f["b_nv_t"][...].astype(float)
+    else:
+        measured = analyse_cw_run(run).b_nv_t.astype(float)
+    coils = [n for n in names if n in dictionary]
+    basis = np.stack([dictionary[n][1] for n in coils]).astype(float)
+    if basis.shape[1:] != measured.shape:
+        raise ValueError(f"run {run.run_id}'s map is {measured.shape} but its scan's dictionary maps are "
+                         f"{basis.shape[1:]}")
+    unfit = ~np.isfinite(basis).all(axis=0)
+    rec = DictionaryReconstructor(np.where(unfit, 0.0, basis))
+    coefficients = np.asarray(rec.fit(np.where(unfit, np.nan, measured)))
+    mask = int(info["mask"])
+    driven = np.array([float(mask >> names.index(n) & 1) for n in coils])
+    runs = ", ".join(f"{n} run {dictionary[n][0]}" for n in coils)
+    missing = [n for n in names if n not in dictionary]
+    source = (f"dictionary measured by the coil scan in {folder} ({runs})"
+              + (f"; not yet measured alone: {', '.join(missing)}" if missing else ""))
+    return Reconstruction(run.run_id, coils, coefficients, driven, measured, rec.reconstruct(coefficients),
+                          source)
 
 
 class ReconstructionView(QWidget):
@@ -100,4 +151,4 @@ class ReconstructionView(QWidget):
         pairs = zip(result.coil_names, result.coefficients, strict=True)
         active = [name for name, c in pairs if abs(c) > 0.1]
         self.summary.setText(f"run {result.run_id}: active coils {', '.join(active) or 'none'} "
-                             f"(|coefficient| > 0.1); map range +-{lim:.1f} uT")
+                             f"(|coefficient| > 0.1); map range +-{lim:.1f} uT; {result.source}")

@@ -1,4 +1,8 @@
-"""Run browser: the runs stored in the output directory, their metadata, and open / re-fit / export."""
+"""Run browser: the runs stored in a folder, their metadata, and open / re-fit / export / reconstruct.
+
+The folder is the GUI's output directory or a coil scan's folder (each scan keeps its runs and its
+ledger together); the folder list offers every one this session has used.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -101,6 +106,15 @@ class RunBrowser(QWidget):
         self.metadata.setColumnWidth(0, 220)
         self.message = QLabel(f"runs in {self.out_dir}")
         self.message.setWordWrap(True)
+        self.folder = QComboBox()
+        self.folder.addItem(str(self.out_dir))
+        self.folder.currentTextChanged.connect(self._folder_chosen)
+        self.folder_button = QPushButton("Folder...")
+        self.folder_button.clicked.connect(self._choose_folder)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(QLabel("folder"))
+        folder_row.addWidget(self.folder, 1)
+        folder_row.addWidget(self.folder_button)
 
         self.refresh_button = QPushButton("Refresh")
         self.open_button = QPushButton("Open")
@@ -132,6 +146,7 @@ class RunBrowser(QWidget):
         split.addWidget(self.table)
         split.addWidget(self.metadata)
         layout = QVBoxLayout(self)
+        layout.addLayout(folder_row)
         layout.addWidget(self.message)
         layout.addWidget(split, 1)
         layout.addLayout(options)
@@ -142,6 +157,26 @@ class RunBrowser(QWidget):
         """Keyword arguments of ``analyse_cw_run`` chosen in the browser."""
         hyperfine = self.hyperfine.currentText()
         return {"model": self.model.currentText(), "isotope": None if hyperfine == "none" else hyperfine}
+
+    def show_folder(self, folder: Path) -> None:
+        """List the runs of ``folder`` (added to the folder list); re-reads it if already shown."""
+        text = str(Path(folder))
+        if self.folder.findText(text) < 0:
+            self.folder.addItem(text)
+        if self.folder.currentText() == text:
+            self.refresh()
+        else:
+            self.folder.setCurrentText(text)  # refreshes through _folder_chosen
+
+    def _folder_chosen(self, text: str) -> None:
+        if text:
+            self.out_dir = Path(text)
+            self.refresh()
+
+    def _choose_folder(self) -> None:
+        chosen = QFileDialog.getExistingDirectory(self, "Runs folder", str(self.out_dir))
+        if chosen:
+            self.show_folder(Path(chosen))
 
     def refresh(self) -> None:
         """Re-read the run list; runs that cannot be read are listed with the reason."""

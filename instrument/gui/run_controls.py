@@ -22,23 +22,29 @@ def format_duration(seconds: float) -> str:
 class RunControls(QWidget):
     """Run buttons and progress of one scan panel.
 
+    Args:
+        pausable: the middle button pauses and resumes; otherwise it is "Stop" (a capture cannot
+            pause: the camera runs free), which ends the run early and keeps what was measured.
+
     Signals:
-        start_clicked(), pause_requested(), resume_requested(), abort_requested()
+        start_clicked(), pause_requested(), resume_requested(), stop_requested(), abort_requested()
     """
 
     start_clicked = pyqtSignal()
     pause_requested = pyqtSignal()
     resume_requested = pyqtSignal()
+    stop_requested = pyqtSignal()
     abort_requested = pyqtSignal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, pausable: bool = True) -> None:
         super().__init__(parent)
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.start_button = QPushButton("Start")
-        self.pause_button = QPushButton("Pause")
+        self.pause_button = QPushButton("Pause" if pausable else "Stop")
         self.abort_button = QPushButton("Abort")
-        self.pause_button.setCheckable(True)
+        self.pausable = pausable
+        self.pause_button.setCheckable(pausable)
         buttons = QHBoxLayout()
         for b in (self.start_button, self.pause_button, self.abort_button):
             buttons.addWidget(b)
@@ -52,7 +58,10 @@ class RunControls(QWidget):
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.progress_label)
         self.start_button.clicked.connect(self.start_clicked)
-        self.pause_button.toggled.connect(self._pause_toggled)
+        if pausable:
+            self.pause_button.toggled.connect(self._pause_toggled)
+        else:
+            self.pause_button.clicked.connect(self.stop_requested)
         self.abort_button.clicked.connect(self.abort_requested)
 
     def show_problem(self, problem: str | None, summary: str = "") -> None:
@@ -69,7 +78,7 @@ class RunControls(QWidget):
         self.pause_button.setEnabled(running)
         self.abort_button.setEnabled(running)
         self.start_button.setEnabled(False)
-        if not running:
+        if not running and self.pausable:
             self.pause_button.blockSignals(True)
             self.pause_button.setChecked(False)
             self.pause_button.setText("Pause")
