@@ -39,3 +39,25 @@ def test_image_shape_without_sim_is_refused_before_any_window(tmp_path, capsys):
     code = main(["--image-shape", "16x16", "--out", str(tmp_path), "gui"])
     assert code == EXIT_USAGE
     assert "--image-shape applies to the simulated camera only" in capsys.readouterr().err
+
+
+def test_sigterm_closes_the_application_cleanly(tmp_path):
+    """A supervisor's SIGTERM closes the window as the operator would (abort, make safe), not a kill."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.Popen([sys.executable, "-m", "instrument.cli", "--sim", "--image-shape", "16x16",
+                             "--out", str(tmp_path), "gui", "--queue", str(tmp_path / "queue")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        # printed once the window is up and the handlers are in place (EOF if the process died)
+        lines = iter(proc.stdout.readline, "")
+        assert any("acquire gui: open on station" in line for line in lines)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.communicate()
