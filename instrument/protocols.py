@@ -256,6 +256,19 @@ class LockInCamera(Instrument, Protocol):
 
 
 @runtime_checkable
+class TriggerableCamera(LockInCamera, Protocol):
+    """A ``LockInCamera`` whose volumes can start on an external trigger edge (optional capability).
+
+    ``trigger`` is ``"internal"`` (free running) or ``"external"`` (one volume per trigger pulse);
+    ``set_trigger`` takes effect at the next ``configure``.
+    """
+
+    trigger: str
+
+    def set_trigger(self, trigger: str) -> None: ...
+
+
+@runtime_checkable
 class CoilDriver(Instrument, Protocol):
     """A multi-channel coil current source. Currents ramp, never jump; zero on any exit."""
 
