@@ -340,7 +340,8 @@ class SimLibHeLIC:
         """
         diff, mean = self._pl_rates()
         assert self._pl_cache is not None
-        key = (self._pl_cache[0], fd, t_int, self._values["DdsGain"], self.world.mw_gate_modulation_hz, self.phase_rad)
+        key = (self._pl_cache[0], fd, t_int, self._values["DdsGain"], self.world.mw_gate_modulation_hz,
+               self.phase_rad)
         if self._model_cache is None or self._model_cache[0] != key:
             self._model_cache = (key, self._compute_frame_model(fd, t_int, diff, mean))
         return self._model_cache[1]
