@@ -30,6 +30,7 @@ from instrument.protocols import (
     LockInCamera,
     MicrowaveSource,
     PulseGenerator,
+    PulseProgram,
     SafetyLimits,
     TriggerableCamera,
 )
@@ -199,13 +200,19 @@ class CwOdmrSweep:
             mw.set_power(self.power_dbm)
             mw.set_output(True)
             n = len(self.frequencies_hz)
+            programs: dict[int, PulseProgram] = {}  # by segment length; loaded only when it changes
+            loaded = None
             for config in self._configs(coils):
                 for first in range(0, n, plan.segment_points):
                     segment = self.frequencies_hz[first:first + plan.segment_points]
                     mw.arm_list(segment, self.power_dbm)
-                    pulser.load(stepped_lockin_program(len(segment), timing, self.modulation_hz,
-                                                       self.channels, pulser.clock_hz, memory))
-                    pulser.start()
+                    if len(segment) not in programs:
+                        programs[len(segment)] = stepped_lockin_program(
+                            len(segment), timing, self.modulation_hz, self.channels, pulser.clock_hz, memory)
+                    if loaded is not programs[len(segment)]:
+                        loaded = programs[len(segment)]
+                        pulser.load(loaded)
+                    pulser.start()  # from the program's first instruction: point 0 of this list
                     for j in range(len(segment)):
                         image = camera.demodulate(camera.acquire(self.frames_per_point)).mean(axis=0)
                         check_list_index(mw, mw.list_index(), j, len(segment), self.channels)

@@ -14,6 +14,7 @@ Channel delays (AOM rise, MW switch latency) are given per channel: a channel wi
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -510,7 +511,17 @@ def stepped_points_capacity(timing: SteppedPointTiming, modulation_hz: float = 6
                             channels: ChannelMap | Mapping[str, int] = DEFAULT_CHANNELS,
                             clock_hz: float = 500e6, memory_words: int = MEMORY_WORDS) -> int:
     """How many points one stepped program can hold in ``memory_words`` instructions."""
-    one = len(stepped_lockin_program(1, timing, modulation_hz, channels, clock_hz).instructions)
-    two = len(stepped_lockin_program(2, timing, modulation_hz, channels, clock_hz).instructions)
+    cmap = ChannelMap.of(channels)
+    return _stepped_capacity(timing, modulation_hz, tuple(sorted(cmap.bits.items())),
+                             tuple(sorted(cmap.delays_s.items())), clock_hz, memory_words)
+
+
+@functools.lru_cache(maxsize=32)
+def _stepped_capacity(timing: SteppedPointTiming, modulation_hz: float, bits: tuple, delays: tuple,
+                      clock_hz: float, memory_words: int) -> int:
+    # Every point after the first compiles to the same words: two small programs give the slope.
+    cmap = ChannelMap(dict(bits), dict(delays))
+    one = len(stepped_lockin_program(1, timing, modulation_hz, cmap, clock_hz).instructions)
+    two = len(stepped_lockin_program(2, timing, modulation_hz, cmap, clock_hz).instructions)
     per_point = max(1, two - one)
     return max(0, (memory_words - one) // per_point + 1)

@@ -259,7 +259,7 @@ class SimSpinAPI:
         self._staging: list[_Inst] = []
         self._stopped_by_user = True
         self._error = ""
-        self._edge_cache: tuple[int, int, np.ndarray, np.ndarray] | None = None
+        self._edge_cache: tuple[Timeline | None, dict[int, tuple[np.ndarray, np.ndarray]]] = (None, {})
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -468,9 +468,11 @@ class SimSpinAPI:
         """(rising edges of the first pass, rising edges of each later period relative to its start)."""
         assert self.timeline is not None
         tl = self.timeline
-        key = (id(tl), bit)
-        if self._edge_cache is not None and self._edge_cache[:2] == key:
-            return self._edge_cache[2], self._edge_cache[3]
+        if self._edge_cache[0] is not tl:
+            self._edge_cache = (tl, {})
+        cached = self._edge_cache[1].get(bit)
+        if cached is not None:
+            return cached
         starts, outs = tl.segments()
         level = (outs >> bit) & 1
         before = np.concatenate([[0], level[:-1]])
@@ -486,7 +488,7 @@ class SimSpinAPI:
             lv = np.concatenate([[at_start], level[inside]])
             prev = np.concatenate([[level[starts < tl.end_cycles][-1]], lv[:-1]])  # the end wraps round
             repeating = rel[(lv == 1) & (prev == 0)].astype(float)
-        self._edge_cache = (key[0], key[1], first, repeating)
+        self._edge_cache[1][bit] = (first, repeating)
         return first, repeating
 
     def _drive_world(self, timeline: Timeline) -> None:
