@@ -252,6 +252,8 @@ class SimSpinAPI:
         self.declared_clock_mhz = clock_hz / 1e6
         self.timeline: Timeline | None = None
         self.started_at_s: float | None = None
+        self.start_count = 0
+        """Programs started so far; tells a new run from an old one."""
         self._selected = 0
         self._initialised = False
         self._programming = False
@@ -404,6 +406,7 @@ class SimSpinAPI:
             return self._fail(str(exc))
         self.timeline = timeline
         self.started_at_s = self.world.clock.now()
+        self.start_count += 1
         self._stopped_by_user = False
         self._drive_world(timeline)
         return self._ok()

@@ -36,7 +36,7 @@ class PulseTriggerLink:
         self.camera_start_line = camera_start_line
         self._inputs: list[tuple[str, Callable[[], None]]] = []
         self._delivered_until: dict[str, float] = {}
-        self._run: tuple[float | None, int] | None = None
+        self._run = -1
         self._previous_hook = camera.frame_hook
         camera.frame_hook = self._on_frame
         camera.volume_trigger = self.next_volume_start
@@ -50,7 +50,7 @@ class PulseTriggerLink:
 
     def deliver_until(self, t_s: float) -> int:
         """Deliver every edge up to and including ``t_s`` on the connected lines; returns how many."""
-        run = (self.board.started_at_s, id(self.board.timeline))
+        run = self.board.start_count
         if run != self._run:  # a new program run: its edges start from its own start
             self._run = run
             self._delivered_until.clear()
