@@ -195,3 +195,24 @@ def test_bad_stepping_options_are_refused_by_check(bad):
 
     with pytest.raises(ValueError):
         sweep.check(SafetyLimits())
+
+
+@pytest.mark.parametrize("stepping", ["auto", "software"])
+def test_acquire_odmr_reports_the_stepping_mode_it_ran(tmp_path, capsys, stepping):
+    from instrument.cli import main
+
+    code = main(["--sim", "--image-shape", "8x8", "--out", str(tmp_path / "o"), "odmr", "--points", "15",
+                 "--frames-per-point", "1", "--no-figure", "--mw-stepping", stepping])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    expected = "list (mw steps its list" if stepping == "auto" else "software (software stepping requested)"
+    assert f"MW steps   {expected}" in out
+
+
+def test_acquire_odmr_refuses_an_unknown_stepping_mode(tmp_path, capsys):
+    from instrument.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--sim", "--out", str(tmp_path / "o"), "odmr", "--mw-stepping", "hardware"])
+    assert info.value.code == 2
+    assert "invalid choice: 'hardware'" in capsys.readouterr().err
