@@ -176,9 +176,12 @@ def engine_table(n_points: int, repeats: int) -> None:
             print(f"{label:8s} {sw['overhead'] * 1e3:9.3f} ms {hw['overhead'] * 1e3:9.3f} ms {ratio:6.2f}x   "
                   f"{sw['sim'] * 1e3:18.2f} ms {hw['sim'] * 1e3:6.2f} ms")
     print(
-        "software / list: wall time per point less the simulated camera's frame synthesis (the "
-        "engine, sequence and bus traffic: set_frequency per point vs one list-index read-back per "
-        "point plus arming). ratio: software / list. sim time/pt: simulated instrument time per point."
+        "software / list: wall time per point less the simulated camera's frame synthesis (engine, "
+        "sequence, bus traffic and the other simulators: set_frequency per point vs one list-index "
+        "read-back per point plus arming and the PulseBlaster program, spread over the points). ratio: "
+        "software / list. sim time/pt: simulated instrument time per point; list mode's includes its "
+        "settle and read-back windows, while software stepping's bus round trip and source settling, "
+        "which a real station spends between the frames, are not simulated time."
     )
 
 
