@@ -8,7 +8,7 @@ It makes the bus safe and the failures readable:
 * after each write the device's error queue is read; an error raises ``InstrumentError`` naming the
   instrument, the command and its value;
 * VISA timeouts and lost connections become ``InstrumentTimeout`` / ``InstrumentDisconnected``;
-* ``safe_state()`` switches RF off and never raises, ``close()`` does it before disconnecting.
+* ``safe_state()`` switches RF off (raising if it could not), ``close()`` does it before disconnecting.
 
 A driver supplies ``_rf_off_command``, ``_device_power_max_dbm`` and two methods:
 ``_read_errors() -> list[str]`` drains its error queue (one readable entry per error) and
@@ -75,18 +75,23 @@ class CheckedVisaSource:
         return dict(self._idn)
 
     def safe_state(self) -> None:
-        """RF off. Never raises: a failure is logged, because this runs while handling other errors."""
+        """RF off; raises ``InstrumentError`` if the source did not take the command."""
         if self.__dict__.get("_closed", True):
             return
         try:
             self.write(self._rf_off_command)
-        except Exception as exc:  # noqa: BLE001 - must not mask the error being handled
+        except Exception as exc:
             log.error("%s: could not switch RF off: %s", self.name, exc)
+            fix = "switch the source off at its front panel"
+            raise InstrumentError(self.name, self._rf_off_command,
+                                  f"could not switch RF off ({exc}); {fix}") from exc
 
     def close(self) -> None:
-        """Switch RF off, then release the connection. Closing twice is harmless."""
-        self.safe_state()
-        self.close_without_rf_off()
+        """Switch RF off, then release the connection (even if RF off failed). Closing twice is harmless."""
+        try:
+            self.safe_state()
+        finally:
+            self.close_without_rf_off()
 
     def close_without_rf_off(self) -> None:
         """Release the connection without touching the output (used when the device is not ours)."""

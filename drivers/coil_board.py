@@ -32,6 +32,7 @@ what flows, so callers compare it with ``setpoints`` to find open coils.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from drivers.port_errors import PORT_ERRORS
 from instrument.protocols import (
     InstrumentDisconnected,
     InstrumentError,
@@ -46,6 +48,8 @@ from instrument.protocols import (
     SafetyLimitError,
     SafetyLimits,
 )
+
+log = logging.getLogger(__name__)
 
 BAUD_RATE = 115200
 ERROR_CODES = {
@@ -67,6 +71,8 @@ class LineTransport(Protocol):
     def readline(self) -> bytes: ...
 
     def close(self) -> None: ...
+
+    # optional, as in pyserial: ``reset_input_buffer()`` drops bytes not read yet
 
 
 def open_serial(port: str, timeout_s: float = 1.0) -> LineTransport:
@@ -135,11 +141,18 @@ class CoilBoard:
     # ---- protocol ------------------------------------------------------------------------------
 
     def ask(self, command: str) -> str:
-        """Send one command and return its reply; ``ERR`` replies raise ``InstrumentError``."""
+        """Send one command and return its reply; ``ERR`` replies raise ``InstrumentError``.
+
+        Unread input is dropped first: a reply that arrived after an earlier timeout, or after an
+        exchange cut by Ctrl-C, would otherwise be taken as the answer to this command.
+        """
+        drain = getattr(self._io, "reset_input_buffer", None)
         try:
+            if drain is not None:
+                drain()
             self._io.write(command.encode("ascii") + b"\n")
             raw = self._io.readline()
-        except OSError as exc:
+        except PORT_ERRORS as exc:
             raise InstrumentDisconnected(self.name, command, f"serial line failed: {exc}") from exc
         if not raw:
             raise InstrumentTimeout(self.name, command, "no reply; check the cable and that the board is on")
@@ -225,18 +238,23 @@ class CoilBoard:
                 "ceilings_a": self.ceilings_a.tolist()}
 
     def safe_state(self) -> None:
-        """Ramp to zero; if the ramp fails, command ``ZERO``. Never raises."""
+        """Ramp to zero; if the ramp fails, command ``ZERO``; if that fails too, raise ``InstrumentError``."""
         try:
             self.set_currents(np.zeros(self._n))
             self._ok("EN 0")
-        except Exception:  # noqa: BLE001 - safe_state never raises; fall back to the board's ZERO
+        except Exception as ramp_error:  # noqa: BLE001 - fall back to the board's immediate ZERO
+            log.warning("%s: ramp to zero failed (%s); sending ZERO", self.name, ramp_error)
             try:
                 self._ok("ZERO")
                 self._setpoints[:] = 0
-            except Exception:  # noqa: BLE001 - the board is unreachable; nothing more can be done
-                pass
+            except Exception as exc:
+                raise InstrumentError(
+                    self.name, "ZERO", f"could not zero the coils ({exc}); current may still flow: "
+                    "switch the coil board's supply off") from exc
 
     def close(self) -> None:
-        self.safe_state()
-        with contextlib.suppress(Exception):  # closing a dead port must not hide the shutdown
-            self._io.close()
+        try:
+            self.safe_state()
+        finally:
+            with contextlib.suppress(Exception):  # closing a dead port must not hide the shutdown
+                self._io.close()

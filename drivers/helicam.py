@@ -20,7 +20,6 @@ offers the same entry points with the same ctypes arguments, so this driver runs
 
 from __future__ import annotations
 
-import contextlib
 import ctypes as ct
 import ctypes.util
 import math
@@ -620,20 +619,25 @@ class HeliCamC3:
                 self._set("AcqStop", 1)
 
     def safe_state(self) -> None:
-        """Stop acquisition. Never raises."""
-        with contextlib.suppress(Exception):  # safe_state must not raise, whatever the library does
+        """Stop acquisition; raises ``InstrumentError`` if the library refused (it may keep acquiring)."""
+        try:
             self.stop()
+        except Exception as exc:
+            raise InstrumentError(self.name, "AcqStop = 1", f"could not stop the acquisition ({exc}); "
+                                  "close the camera or unplug its USB cable") from exc
 
     def close(self) -> None:
         """Stop acquisition and release the camera. Safe to call twice."""
         with self._lock:
             if not self._open:
                 return
-            self.safe_state()
             try:
-                self._lib.HE_Close(self._handle)
+                self.safe_state()
             finally:
-                self._open = False
+                try:
+                    self._lib.HE_Close(self._handle)
+                finally:
+                    self._open = False
 
     def __enter__(self) -> HeliCamC3:
         return self

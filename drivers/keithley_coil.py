@@ -9,6 +9,7 @@ the measured current stays near zero, so ``read_currents`` disagrees with ``setp
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from instrument.protocols import InstrumentError, InstrumentTimeout, SafetyLimitError, SafetyLimits
+
+log = logging.getLogger(__name__)
 
 
 class KeithleyCoilChannel:
@@ -127,14 +130,21 @@ class KeithleyCoilChannel:
                 "ceiling_a": self.ceiling_a, "smu": self.smu.snapshot(update=False)}
 
     def safe_state(self) -> None:
-        """Ramp to zero and switch the output off. Never raises."""
+        """Ramp to zero; if that fails, switch the output off; else raise ``InstrumentError``."""
         try:
             self.set_currents([0.0])
-        except Exception:  # noqa: BLE001 - safe_state never raises; at least switch the output off
-            with contextlib.suppress(Exception):  # the SMU is unreachable: nothing more to do
+        except Exception as ramp_error:  # noqa: BLE001 - fall back to switching the output off
+            log.warning("%s: ramp to zero failed (%s); switching the output off", self.name, ramp_error)
+            try:
                 self.smu.output_enabled(False)
+            except Exception as exc:
+                raise InstrumentError(
+                    self.name, "output off", f"could not stop the coil current ({exc}); current may still "
+                    "flow: press OUTPUT on the Keithley's front panel") from exc
 
     def close(self) -> None:
-        self.safe_state()
-        with contextlib.suppress(Exception):
-            self.smu.close()
+        try:
+            self.safe_state()
+        finally:
+            with contextlib.suppress(Exception):  # a vanished SMU must not hide the shutdown
+                self.smu.close()

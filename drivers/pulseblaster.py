@@ -289,7 +289,10 @@ class PulseBlaster:
         return self._api["pb_read_status"]()
 
     def safe_state(self) -> None:
-        """Stop the board and drive every output low (laser and MW switch off). Never raises."""
+        """Stop the board and drive every output low (laser and MW switch off).
+
+        Raises ``InstrumentError`` if the library refused: the laser or MW switch may still be on.
+        """
         if not self._open:
             return
         try:
@@ -303,19 +306,23 @@ class PulseBlaster:
             self._api["pb_start"]()
             self._api["pb_stop"]()
             self.program = None
-        except Exception:  # noqa: BLE001 - safe_state must never raise
+        except Exception as exc:
             log.exception("%s: could not put the PulseBlaster in its safe state", self.name)
+            raise InstrumentError(self.name, "pb_stop / all-low program",
+                                  f"outputs may still be high ({exc}); power-cycle the PulseBlaster") from exc
 
     def close(self) -> None:
         """Make the board safe and release it. Safe to call twice."""
         if not self._open:
             return
-        self.safe_state()
         try:
-            self._api["pb_close"]()
-        except Exception:  # noqa: BLE001 - closing must finish even if the library complains
-            log.exception("%s: pb_close failed", self.name)
-        self._open = False
+            self.safe_state()
+        finally:
+            try:
+                self._api["pb_close"]()
+            except Exception:  # noqa: BLE001 - closing must finish even if the library complains
+                log.exception("%s: pb_close failed", self.name)
+            self._open = False
 
     def snapshot(self) -> dict[str, object]:
         """Settings for the run metadata."""

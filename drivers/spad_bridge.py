@@ -21,6 +21,7 @@ import numpy as np
 import serial
 from qcodes.instrument import Instrument
 
+from drivers.port_errors import PORT_ERRORS
 from drivers.spad_frames import (
     COLS,
     ROWS,
@@ -29,7 +30,7 @@ from drivers.spad_frames import (
     encode_frame,
     per_frame_counts,
 )
-from instrument.protocols import InstrumentDisconnected, InstrumentTimeout
+from instrument.protocols import InstrumentDisconnected, InstrumentError, InstrumentTimeout
 
 __all__ = [
     "FrameBatch",
@@ -171,10 +172,18 @@ class SpidevTransport:
 
 @dataclass(frozen=True)
 class FrameBatch:
-    """Cumulative frames with the host time at which each was completed."""
+    """Cumulative frames with the host time at which each was completed.
+
+    ``serials`` number the frames as the reader emitted them (a gap means frames were dropped from a
+    full queue); ``continuous`` is False for a frame that may not directly follow the frame emitted
+    before it (after a reconnect, or where the parser discarded bytes or rejected a frame), so the
+    difference of the two counters is not one frame's photons.
+    """
 
     frames: np.ndarray  # (n, 16, 16) uint32, cumulative counters
     timestamps_s: np.ndarray  # (n,) float64, time.time() of the read that completed each frame
+    serials: np.ndarray | None = None  # (n,) int64
+    continuous: np.ndarray | None = None  # (n,) bool
 
     def mean_period_s(self) -> float:
         """Average time between frames; host read times jitter, so use many frames."""
@@ -204,7 +213,8 @@ class SpadReader:
         self.frames_dropped = 0
         self.reconnects = 0
         self.last_error: Exception | None = None
-        self._queue: queue.Queue[tuple[float, np.ndarray]] = queue.Queue(maxsize=queue_frames)
+        self._queue: queue.Queue[tuple[float, np.ndarray, int, bool]] = queue.Queue(maxsize=queue_frames)
+        self._serial = 0
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._thread: threading.Thread | None = None
@@ -230,7 +240,10 @@ class SpadReader:
         self._thread = threading.Thread(target=self._run, name=f"spad-reader {self.transport.description}",
                                         daemon=True)
         self._thread.start()
-        if not self._connected.wait(connect_timeout_s):
+        deadline = time.monotonic() + connect_timeout_s
+        while not self._connected.wait(0.01) and self._thread.is_alive() and time.monotonic() < deadline:
+            pass
+        if not self._connected.is_set():
             self.stop()
             detail = f"no connection within {connect_timeout_s} s"
             if self.last_error is not None:
@@ -238,9 +251,13 @@ class SpadReader:
             raise InstrumentDisconnected("spad", "start", detail, self.transport.description)
 
     def stop(self) -> None:
+        """Stop the thread; raises ``InstrumentError`` if it does not end (a read that never returns)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+            if self._thread.is_alive():  # keep the handle: a second reader on the same port would interleave
+                raise InstrumentError("spad", "stop reader", "the reader thread did not stop within 5 s; "
+                                      "unplug the bridge to end the blocked read", self.transport.description)
             self._thread = None
 
     def clear(self) -> int:
@@ -256,11 +273,11 @@ class SpadReader:
     def get(self, n: int, timeout_s: float) -> FrameBatch:
         """The next ``n`` frames; InstrumentTimeout (or Disconnected) names what arrived."""
         deadline = time.monotonic() + timeout_s
-        stamps, frames = [], []
+        stamps, frames, serials, continuous = [], [], [], []
         while len(frames) < n:
             remaining = deadline - time.monotonic()
             try:
-                t, f = self._queue.get(timeout=max(remaining, 0.0) if remaining > 0 else 0.0)
+                t, f, serial, follows = self._queue.get(timeout=max(remaining, 0.0) if remaining > 0 else 0.0)
             except queue.Empty:
                 error = InstrumentDisconnected if not self.connected else InstrumentTimeout
                 cause = f"; last error: {self.last_error}" if self.last_error else ""
@@ -269,9 +286,23 @@ class SpadReader:
                             self.transport.description) from None
             stamps.append(t)
             frames.append(f)
-        return FrameBatch(np.stack(frames), np.asarray(stamps))
+            serials.append(serial)
+            continuous.append(follows)
+        return FrameBatch(np.stack(frames), np.asarray(stamps), np.asarray(serials, np.int64),
+                          np.asarray(continuous, bool))
 
     def _run(self) -> None:
+        try:
+            self._read_until_stopped()
+        except Exception as exc:  # noqa: BLE001 - a dead reader must say why, not just stop delivering
+            log.exception("SPAD reader stopped by an unexpected error")
+            self.last_error = exc
+        finally:
+            self._connected.clear()
+            with contextlib.suppress(*PORT_ERRORS):
+                self.transport.close()
+
+    def _read_until_stopped(self) -> None:
         while not self._stop.is_set():
             if not self.connected:
                 try:
@@ -291,7 +322,7 @@ class SpadReader:
                 self._connected.clear()
                 self.transport.close()
                 with self._lock:
-                    self.parser.reset()
+                    self.parser.reset()  # the next frame is marked as not following the last
                 self._stop.wait(self.reconnect_interval_s)
                 continue
             if not data:
@@ -299,15 +330,15 @@ class SpadReader:
             stamp = time.time()
             with self._lock:
                 frames = self.parser.feed(data)
-            for frame in frames:
-                self._put(stamp, frame)
-        self._connected.clear()
-        self.transport.close()
+                follows = self.parser.last_continuous
+            for frame, follows_last in zip(frames, follows, strict=True):
+                self._put(stamp, frame, bool(follows_last))
 
-    def _put(self, stamp: float, frame: np.ndarray) -> None:
+    def _put(self, stamp: float, frame: np.ndarray, follows: bool) -> None:
+        self._serial += 1
         while True:
             try:
-                self._queue.put_nowait((stamp, frame))
+                self._queue.put_nowait((stamp, frame, self._serial, follows))
                 return
             except queue.Full:
                 try:
@@ -360,11 +391,15 @@ class SpadArray(Instrument):
         self.reader = SpadReader(transport or transport_for_port(port, baudrate),
                                  parser, queue_frames=queue_frames)
         self._previous: np.ndarray | None = None
+        self._previous_serial = 0
+        self._frames_skipped = 0
         for counter in vars(ParserCounters()):
             self.add_parameter(counter, get_cmd=lambda c=counter: getattr(self.reader.counters(), c),
                                docstring=f"frame parser counter: {counter.replace('_', ' ')}")
         self.add_parameter("frames_dropped", get_cmd=lambda: self.reader.frames_dropped,
                            docstring="frames dropped because nobody read the full queue")
+        self.add_parameter("frames_skipped", get_cmd=lambda: self._frames_skipped,
+                           docstring="frames whose counts were not used because the frame before was lost")
         self.add_parameter("reconnects", get_cmd=lambda: self.reader.reconnects,
                            docstring="times the port vanished and was reopened")
         self.add_parameter("byteorder", initial_cache_value=byteorder, set_cmd=False,
@@ -396,17 +431,39 @@ class SpadArray(Instrument):
     def read_counts(self, n: int, timeout_s: float | None = None) -> np.ndarray:
         """Photons per pixel in each of the next ``n`` frames, (n, 16, 16) int64.
 
-        The counters are cumulative; the first call (or the first after ``discard_pending``)
-        reads one extra frame to difference against.
+        The counters are cumulative, so each frame is differenced against the frame before it.
+        Where that frame was lost (queue overflow, reconnect, damaged bytes, FPGA counter reset) the
+        difference would hold several frames' photons, or garbage: such a frame only starts a new
+        reference, is counted in ``frames_skipped``, and another frame is read in its place.
         """
-        extra = 1 if self._previous is None else 0
-        batch = self.read_frames(n + extra, timeout_s)
-        counts = per_frame_counts(batch.frames, self._previous)
-        self._previous = batch.frames[-1]
-        return counts
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s
+        counts: list[np.ndarray] = []
+        have = 0
+        while have < n:
+            batch = self.read_frames(n - have + (self._previous is None),
+                                     max(deadline - time.monotonic(), 0.0))
+            assert batch.serials is not None and batch.continuous is not None
+            follows = batch.continuous & (np.diff(batch.serials, prepend=self._previous_serial) == 1)
+            if self._previous is not None:
+                good = per_frame_counts(batch.frames, self._previous)[follows]
+            else:
+                good = per_frame_counts(batch.frames)[follows[1:]]
+                follows = follows[1:]
+            skipped = int(follows.size - follows.sum())
+            if skipped:
+                self._frames_skipped += skipped
+                log.warning("%s: %d SPAD frame(s) did not follow the frame before; counts not used",
+                            self.name, skipped)
+            counts.append(good)
+            have += len(good)
+            self._previous, self._previous_serial = batch.frames[-1], int(batch.serials[-1])
+        return np.concatenate(counts)[:n]
 
     def safe_state(self) -> None:
-        """The array has no hazardous output; stop reading. Never raises."""
+        """The array has no hazardous output; stop reading (a failure to stop is only logged)."""
         reader = self.__dict__.get("reader")  # absent once qcodes has closed the instrument
         if reader is None:
             return
@@ -416,8 +473,10 @@ class SpadArray(Instrument):
             log.exception("stopping the SPAD reader failed")
 
     def close(self) -> None:
-        self.safe_state()
-        super().close()
+        try:
+            self.safe_state()
+        finally:
+            super().close()
 
     def get_idn(self) -> dict[str, str | None]:
         return {"vendor": "seed-003", "model": "16x16 SPAD array via FPGA/Arduino bridge",

@@ -133,6 +133,11 @@ class SpadFrameParser:
         self._ever_locked = False
         self._implausible_streak = 0
         self._discard_tail = bytearray()
+        # Whether bytes were lost since the last emitted frame (start, discard, reset, v2 gap): the
+        # next frame then may not directly follow the last one.
+        self._broken = True
+        self._follows: list[bool] = []
+        self.last_continuous = np.zeros(0, dtype=bool)
 
     # Counters as attributes, the names other tools use.
     @property
@@ -157,7 +162,12 @@ class SpadFrameParser:
         return len(self._buf)
 
     def feed(self, data: bytes) -> np.ndarray:
-        """Add bytes from the stream; return the frames confirmed so far, shape (n, 16, 16) uint32."""
+        """Add bytes from the stream; return the frames confirmed so far, shape (n, 16, 16) uint32.
+
+        ``last_continuous`` then says, per returned frame, whether it directly follows the frame
+        emitted before it (False after discarded bytes, a rejected frame, a v2 sequence gap or
+        ``reset``): only then is the difference of their counters one frame's photons.
+        """
         self._buf += data
         return self._parse(final=False)
 
@@ -177,6 +187,7 @@ class SpadFrameParser:
         self._locked = False
         self._reference = None
         self._last_sequence = None
+        self._broken = True
 
     # ---- internals ------------------------------------------------------------------------------
 
@@ -188,6 +199,7 @@ class SpadFrameParser:
         self.counters.banners += window.count(BANNER) - self._discard_tail.count(BANNER)
         self._discard_tail = window[-(len(BANNER) + 2):]
         self.counters.bytes_discarded += n
+        self._broken = True
         del self._buf[:n]
 
     def _is_header(self, pos: int) -> bool:
@@ -209,6 +221,7 @@ class SpadFrameParser:
         sequence = int.from_bytes(body[4:8], self.byteorder)
         if self._last_sequence is not None and sequence != (self._last_sequence + 1) % (1 << 32):
             self.counters.v2_sequence_gaps += 1
+            self._broken = True
         self._last_sequence = sequence
         return True, np.frombuffer(body, dtype=self._dtype, offset=8)
 
@@ -313,6 +326,8 @@ class SpadFrameParser:
         if k == 0:
             return False
         out.append(frames[:k])
+        self._follows += [not self._broken] + [True] * (k - 1)
+        self._broken = False
         self._reference = frames[k - 1]
         self._implausible_streak = 0
         self._discard_tail.clear()
@@ -338,6 +353,7 @@ class SpadFrameParser:
 
     def _parse(self, final: bool) -> np.ndarray:
         out: list[np.ndarray] = []
+        self._follows = []
         L = LEGACY_FRAME_BYTES
         while True:
             buf = self._buf
@@ -393,6 +409,7 @@ class SpadFrameParser:
             # byte only: inserted 0xFF bytes can make a false header overlap the real one.
             self._reject(1)
             self._locked = False
+        self.last_continuous = np.asarray(self._follows, dtype=bool)
         if not out:
             return np.empty((0, ROWS, COLS), dtype=np.uint32)
         return np.concatenate(out).astype(np.uint32).reshape(-1, ROWS, COLS)
@@ -408,6 +425,8 @@ class SpadFrameParser:
         self._reference = frame
         self._implausible_streak = 0
         out.append(frame[None])
+        self._follows.append(not self._broken)
+        self._broken = False
         self._discard_tail.clear()
         self.counters.frames_emitted += 1
         del self._buf[:n_bytes]

@@ -24,6 +24,7 @@ import serial
 from qcodes import validators as vals
 from qcodes.instrument import Instrument
 
+from drivers.port_errors import PORT_ERRORS
 from instrument.protocols import (
     InstrumentDisconnected,
     InstrumentError,
@@ -156,21 +157,27 @@ class SynthHDSource(Instrument):
             raise InstrumentError(self.name, f"E{state}", "the SynthHD did not switch its output", bool(on))
 
     def safe_state(self) -> None:
-        """RF off (amplifier, then PLL), read back. Never raises: a failure is logged."""
+        """RF off (amplifier, then PLL), read back; raises ``InstrumentError`` if RF may still be on."""
         if self.__dict__.get("_closed", True):
             return
+        fix = "switch the SynthHD off (unplug its USB power)"
         try:
             self.write("r0")
             self.write("E0")
-            if self.ask("E?") != "0":
-                self.log.error("RF may still be on: the SynthHD reports its PLL powered after E0")
-        except Exception as exc:  # noqa: BLE001 - must not mask the error being handled
+            state = self.ask("E?")
+        except Exception as exc:
             self.log.error("could not switch RF off: %s", exc)
+            raise InstrumentError(self.name, "E0", f"could not switch RF off ({exc}); {fix}") from exc
+        if state != "0":
+            self.log.error("RF may still be on: the SynthHD reports its PLL powered after E0")
+            raise InstrumentError(self.name, "E0", f"the PLL still reads powered after E0; {fix}", state)
 
     def close(self) -> None:
-        """Switch RF off, then release the serial port. Closing twice is harmless."""
-        self.safe_state()
-        self.close_without_rf_off()
+        """Switch RF off, then release the serial port (even if RF off failed). Closing twice is harmless."""
+        try:
+            self.safe_state()
+        finally:
+            self.close_without_rf_off()
 
     def close_without_rf_off(self) -> None:
         if not self.__dict__.get("_closed", True):
@@ -265,9 +272,12 @@ class SynthHDSource(Instrument):
         if self.__dict__.get("_closed", True):
             raise InstrumentDisconnected(self.name, cmd, "the serial port is closed")
         try:
+            # A reply that came after an earlier timeout (or an interrupted exchange) must not be
+            # read as the answer to this command.
+            self._serial.reset_input_buffer()
             self._serial.write((cmd + "\n").encode("ascii"))
             self._serial.flush()
-        except (serial.SerialException, OSError) as exc:
+        except PORT_ERRORS as exc:
             raise InstrumentDisconnected(self.name, cmd, f"serial port vanished ({exc}); reconnect the "
                                          "SynthHD and restart the run") from exc
 

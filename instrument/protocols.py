@@ -138,7 +138,12 @@ class Instrument(Protocol):
     name: str
 
     def safe_state(self) -> None:
-        """Put the hardware in its safe state (RF off, currents zero, stopped). Never raises."""
+        """Put the hardware in its safe state (RF off, currents zero, stopped).
+
+        Tries every output even when one step fails, then raises ``InstrumentError`` naming what may
+        still be unsafe: a failure must reach the run record, never vanish. Callers that make several
+        instruments safe (the engine's ``make_safe``) catch it and carry on with the others.
+        """
 
     def close(self) -> None:
         """Release the connection after making the hardware safe."""

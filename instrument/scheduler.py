@@ -36,6 +36,9 @@ OUTPUT_DIR = "output"
 POLL_S = 60
 STOP_GRACE_S = 300.0
 EXIT_INTERRUPTED = 130  # how acquire reports a scan paused by Ctrl-C
+EXIT_PAUSED = 75  # how acquire reports a scan that paused itself (health check, instrument error)
+RETRY_AFTER = dt.timedelta(minutes=30)  # a self-paused entry without a window is retried this much later
+MAX_PAUSES = 3  # self-pauses in a row after which an entry is removed: the rig needs a person
 _CLOCK = re.compile(r"^\d{2}:\d{2}(:\d{2})?$")
 
 _active: dict[str, Any] = {}  # queue dir -> the running scheduler (the job function needs it)
@@ -120,6 +123,8 @@ class Entry:
     start: dt.datetime
     window: Window | None
     next_wake: dt.datetime | None
+    cwd: str | None = None  # where the command was queued from: relative paths in it mean that place
+    pauses: int = 0  # self-pauses in a row
 
     def runnable(self, now: dt.datetime) -> bool:
         return now >= self.start and (self.window is None or self.window.contains(now))
@@ -212,7 +217,7 @@ class ScanQueue:
             entry_id = f"scan-{seq:04d}"
             kwargs = {"queue_dir": str(self.dir), "entry_id": entry_id, "seq": seq, "name": name or entry_id,
                       "command": list(command), "start": start.isoformat(),
-                      "window": str(window) if window else None}
+                      "window": str(window) if window else None, "cwd": os.getcwd(), "pauses": 0}
             trigger = IntervalTrigger(seconds=POLL_S, start_date=first)
             store.add_job(Job(store._scheduler, id=entry_id, func=run_queue, trigger=trigger,
                               executor="default", args=(), kwargs=kwargs, name=name or entry_id,
@@ -243,7 +248,22 @@ class ScanQueue:
         window = Window.parse(kwargs["window"]) if kwargs.get("window") else None
         wake = next_wake.replace(tzinfo=None) if next_wake is not None and next_wake.tzinfo else next_wake
         return Entry(kwargs["entry_id"], int(kwargs["seq"]), kwargs["name"], list(kwargs["command"]),
-                     dt.datetime.fromisoformat(kwargs["start"]), window, wake)
+                     dt.datetime.fromisoformat(kwargs["start"]), window, wake, kwargs.get("cwd"),
+                     int(kwargs.get("pauses", 0)))
+
+    def postpone(self, entry_id: str, until: dt.datetime | None, pauses: int) -> None:
+        """Keep an entry queued but not runnable before ``until``; ``pauses`` counts self-pauses in a row."""
+        with self._store() as store:
+            job = store.lookup_job(entry_id)
+            if job is None:
+                return
+            kwargs = {**job.kwargs, "pauses": pauses}
+            changes: dict[str, Any] = {"kwargs": kwargs}
+            if until is not None:
+                kwargs["start"] = until.isoformat()
+                changes["next_run_time"] = until.astimezone()
+            job._modify(**changes)
+            store.update_job(job)
 
     def _wake_runnable_now(self) -> None:
         """After a restart, entries that may run now run at once instead of at their next poll."""
@@ -325,7 +345,7 @@ def _execute(queue: ScanQueue, entry: Entry) -> None:
             out.flush()
             # own session: a Ctrl-C at the scheduler's terminal stops the scheduler, which then
             # pauses the child deliberately, instead of reaching the child behind its back
-            child = subprocess.Popen(entry.command, stdout=out, stderr=subprocess.STDOUT,
+            child = subprocess.Popen(entry.command, stdout=out, stderr=subprocess.STDOUT, cwd=entry.cwd,
                                      preexec_fn=_die_with_parent, start_new_session=True)
             why = _wait(child, deadline, queue)
     except OSError as exc:
@@ -339,6 +359,8 @@ def _execute(queue: ScanQueue, entry: Entry) -> None:
     if rc == 0:
         queue.log(f"DONE     {entry.id} '{entry.name}' in {took} (exit 0)")
         _remove(scheduler, entry.id)
+    elif rc == EXIT_PAUSED and not why:
+        _paused_itself(queue, scheduler, entry, took, _last_line(output))
     elif why or rc in (EXIT_INTERRUPTED, -signal.SIGINT):
         why = why or "interrupted"
         later = dt.datetime.now() + dt.timedelta(minutes=1)
@@ -349,6 +371,25 @@ def _execute(queue: ScanQueue, entry: Entry) -> None:
         queue.log(f"FAILED   {entry.id} '{entry.name}' after {took} (exit {rc}): {_last_line(output)}; "
                   "entry removed, see its output; re-queue the same command to resume it")
         _remove(scheduler, entry.id)
+
+
+def _paused_itself(queue: ScanQueue, scheduler: Any, entry: Entry, took: str, last_line: str) -> None:
+    """The scan paused on its own (health check, instrument error): retry later, a few times at most."""
+    pauses = entry.pauses + 1
+    if pauses >= MAX_PAUSES:
+        queue.log(f"FAILED   {entry.id} '{entry.name}' paused itself {pauses} times in a row, last after "
+                  f"{took}: {last_line}; entry removed: check the microscope, then re-queue the same command "
+                  "to resume it")
+        _remove(scheduler, entry.id)
+        return
+    now = dt.datetime.now()
+    if entry.window:  # not again in this window: the next time it opens
+        retry = entry.window.next_start(entry.window.end_after(now) + dt.timedelta(minutes=1))
+    else:
+        retry = now + RETRY_AFTER
+    queue.postpone(entry.id, retry, pauses)
+    queue.log(f"PAUSED   {entry.id} '{entry.name}' paused itself after {took}: {last_line}; it stays queued "
+              f"and retries at {retry:%Y-%m-%d %H:%M} (pause {pauses} of {MAX_PAUSES})")
 
 
 def _wait(child: subprocess.Popen, deadline: dt.datetime | None, queue: ScanQueue) -> str:

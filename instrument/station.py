@@ -8,6 +8,7 @@ loopback socket, the vendor library's call surface) that is coupled to one share
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,6 +18,8 @@ from typing import Any
 import yaml
 
 from instrument.protocols import Instrument, SafetyLimits
+
+log = logging.getLogger(__name__)
 
 DEFAULT_STATION = "sim.yaml"
 
@@ -63,12 +66,12 @@ class Station:
         return snap
 
     def close(self) -> None:
-        """Make everything safe, close the drivers, then stop the simulators."""
-        for inst in self.instruments.values():
-            with contextlib.suppress(Exception):
-                inst.safe_state()
-            with contextlib.suppress(Exception):
-                inst.close()
+        """Make everything safe, close the drivers, then stop the simulators; failures are logged."""
+        for role, inst in self.instruments.items():
+            try:
+                inst.close()  # every driver's close() makes its hardware safe first
+            except Exception as exc:  # noqa: BLE001 - the other instruments must still be closed
+                log.error("closing %s (%s) failed; it may not be safe: %s", role, inst.name, exc)
         self.instruments.clear()
         for stop in reversed(self._cleanup):
             with contextlib.suppress(Exception):

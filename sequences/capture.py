@@ -337,6 +337,8 @@ class LockInCapture:
         finally:
             try:
                 self.camera.safe_state()
+            except Exception as exc:  # noqa: BLE001 - recorded as the end reason, never lost in a thread
+                self._end(f"camera not stopped: {exc}", error=True)
             finally:
                 self._cpu["acquire"] = time.thread_time()
                 self.ring.close()
@@ -432,10 +434,14 @@ def capture_to_file(
     except BaseException as exc:
         sink.close(f"failed to start: {exc}")
         raise
-    if on_live is not None:
-        on_live(capture)
     try:
+        if on_live is not None:
+            on_live(capture)
         return capture.wait()
     except KeyboardInterrupt:
         capture.stop("interrupted (Ctrl-C)")
         return capture.wait()
+    except BaseException as exc:  # a viewer failing or SIGTERM: close the file cleanly, then report
+        capture.stop(f"stopped: {exc}")
+        capture.wait()
+        raise

@@ -241,8 +241,16 @@ class EngineMeasurement:
         return self.adopt(writer.run_id)
 
     def adopt(self, run_id: int) -> Measured:
-        """Analyse a completed run (also one found completed after a crash)."""
-        summary, health = self.analyse(self.out_dir, run_id)
+        """Analyse a completed run (also one found completed after a crash).
+
+        An analysis that fails does not lose the measurement nor stop an overnight scan: the run is
+        kept, its summary carries ``analysis_error``, and ``acquire analyse RUN`` can redo it later.
+        """
+        try:
+            summary, health = self.analyse(self.out_dir, run_id)
+        except Exception as exc:  # noqa: BLE001 - one bad fit must not end a 256-configuration scan
+            log.exception("analysis of run %d failed", run_id)
+            return Measured(run_id, "completed", summary={"analysis_error": f"{type(exc).__name__}: {exc}"})
         return Measured(run_id, "completed", summary=summary, health=health)
 
     def run_status(self, run_id: int) -> str:
@@ -504,6 +512,10 @@ class CoilScan:
                 messages = self.health.problems(HealthSample.from_dict(ref), result.health)
         summary = {**result.summary, "health_problems": messages}
         ledger.finish(position, "done", run_id=result.run_id, summary=summary)
+        if "analysis_error" in summary:
+            ledger.event("analysis_failed", f"{label}: run {result.run_id} kept, analysis failed: "
+                         f"{summary['analysis_error']}; redo it with `acquire analyse {result.run_id}`",
+                         position)
         for message in messages:
             ledger.event(f"health_{self.health.action}", f"{label}: {message}", position)
             log.warning("configuration %d (%s): %s", position, label, message)

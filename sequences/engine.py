@@ -114,21 +114,54 @@ class LiveSink:
             return self.counter, self._latest
 
 
-@contextlib.contextmanager
-def _sigterm_as_abort() -> Iterator[None]:
-    """Turn SIGTERM into RunAborted in the main thread, so ``finally`` blocks make hardware safe."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class TerminationGuard:
+    """Turns SIGTERM into ``RunAborted`` while a run works, and holds off SIGTERM/SIGINT while it makes safe.
 
-    def handler(signum: int, frame: Any) -> None:
+    A supervisor that escalates (a second SIGTERM) or an operator pressing Ctrl-C twice must not kill
+    the process half-way through ramping the coils down, so during ``shielding()`` the signals are
+    only recorded. Signal handlers can only be installed from the main thread; elsewhere (the GUI's
+    worker thread) the guard does nothing and the app aborts the engine instead.
+    """
+
+    def __init__(self) -> None:
+        self.held_off: list[str] = []
+        self._shielding = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> TerminationGuard:
+        if threading.current_thread() is threading.main_thread():
+            self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    @contextlib.contextmanager
+    def shielding(self) -> Iterator[None]:
+        """Record, do not act on, SIGTERM and SIGINT inside the block (hardware is being made safe)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        self._shielding = True
+        previous_int = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous_int)
+            self._shielding = False
+        if self.held_off:
+            log.warning("held off %s while making the microscope safe", ", ".join(self.held_off))
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        if self._shielding:
+            self.held_off.append("SIGTERM")
+            return
         raise RunAborted("terminated by SIGTERM")
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.held_off.append("SIGINT")
 
 
 def make_safe(instruments: Mapping[str, Instrument]) -> list[str]:
@@ -202,15 +235,23 @@ class Engine:
         done = 0
         status, reason, error = "failed", "", None
         interrupted: BaseException | None = None
-        try:
-            with _sigterm_as_abort():
+        with TerminationGuard() as guard:
+            steps = sequence.run(self.instruments)
+            try:
                 plan = getattr(sequence, "plan", None)
                 if callable(plan):
                     metadata["sequence"]["plan"] = plan(self.instruments)
                 for sink in self.sinks:
                     sink.open(metadata, sequence.image_shapes, sequence.n_steps)
                     opened.append(sink)
-                for step in sequence.run(self.instruments):
+                while True:
+                    # Checked before each step, so an abort requested before the run started
+                    # stops it before any hardware moves.
+                    if self._abort.is_set():
+                        raise RunAborted("aborted by operator")
+                    step = next(steps, None)
+                    if step is None:
+                        break
                     for sink in opened:
                         sink.write(step)
                     done += 1
@@ -219,32 +260,41 @@ class Engine:
                             Progress(done, sequence.n_steps, time.monotonic() - start, step.label)
                         )
                     self._wait_if_paused()
-                    if self._abort.is_set():
-                        raise RunAborted("aborted by operator")
-            status, reason = "completed", ""
-        except KeyboardInterrupt as exc:
-            status, reason, interrupted = "aborted", "interrupted by Ctrl-C", exc
-        except RunAborted as exc:
-            status, reason = "aborted", str(exc)
-        except Exception as exc:  # noqa: BLE001 - recorded in the run and returned to the caller
-            status, reason, error = "failed", f"{type(exc).__name__}: {exc}", exc
-            log.exception("run failed")
-        finally:
-            problems = make_safe(self.instruments)
-            if problems:
-                reason = (reason + "; " if reason else "") + "not made safe: " + "; ".join(problems)
-            for sink in opened:
-                try:
-                    sink.close(status, reason)
-                except Exception as exc:  # noqa: BLE001 - other sinks must still close
-                    log.error("could not close sink %r: %s", sink, exc)
-        # An abort requested before this run started still stops it (checked after the first step);
-        # once the run is over the request is spent and the next run starts clean.
+                status, reason = "completed", ""
+            except KeyboardInterrupt as exc:
+                status, reason, interrupted = "aborted", "interrupted by Ctrl-C", exc
+            except RunAborted as exc:
+                status, reason = "aborted", str(exc)
+            except Exception as exc:  # noqa: BLE001 - recorded in the run and returned to the caller
+                status, reason, error = "failed", f"{type(exc).__name__}: {exc}", exc
+                log.exception("run failed")
+            finally:
+                with guard.shielding():
+                    reason = self._finish(steps, opened, status, reason)
+        # Once the run is over an abort request is spent and the next run starts clean.
         self._abort.clear()
         outcome = RunOutcome(status, reason, done, time.monotonic() - start, error)
         if interrupted is not None:
             raise interrupted
         return outcome
+
+    def _finish(self, steps: Iterator[Step], opened: list[Sink], status: str, reason: str) -> str:
+        """Close the sequence, make every instrument safe and close the sinks; return the final reason."""
+        try:
+            close = getattr(steps, "close", None)  # a generator: run its finally blocks before making safe
+            if close is not None:
+                close()
+        except Exception as exc:  # noqa: BLE001 - making safe comes first
+            log.error("sequence cleanup failed: %s", exc)
+        problems = make_safe(self.instruments)
+        if problems:
+            reason = (reason + "; " if reason else "") + "not made safe: " + "; ".join(problems)
+        for sink in opened:
+            try:
+                sink.close(status, reason)
+            except Exception as exc:  # noqa: BLE001 - other sinks must still close
+                log.error("could not close sink %r: %s", sink, exc)
+        return reason
 
     def _wait_if_paused(self) -> None:
         while not self._resume.wait(timeout=0.1):

@@ -47,6 +47,7 @@ from instrument.protocols import (
     SafetyLimits,
 )
 from instrument.storage.runs import Step
+from sequences.engine import make_safe
 from sequences.pulses import (
     Block,
     ChannelMap,
@@ -436,6 +437,5 @@ def run_points(measurement: PulsedMeasurement, instruments: Mapping[str, Instrum
             ys.append(step.values["ratio"])
             es.append(step.values["ratio_err"])
     finally:
-        for inst in instruments.values():
-            inst.safe_state()
+        make_safe(instruments)
     return np.asarray(xs), np.asarray(ys), np.asarray(es)

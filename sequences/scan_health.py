@@ -5,6 +5,7 @@ Checked between configurations of a coil scan; each configuration's I-off sweep 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -48,8 +49,11 @@ class HealthLimits:
     def __post_init__(self) -> None:
         if self.action not in HEALTH_ACTIONS:
             raise ValueError(f"health action must be one of {', '.join(HEALTH_ACTIONS)}, got {self.action!r}")
-        if min(self.contrast_drift, self.count_rate_drift, self.bias_drift_t) <= 0:
-            raise ValueError("health drift limits must be positive")
+        for option, value in (("--max-contrast-drift", self.contrast_drift),
+                              ("--max-rate-drift", self.count_rate_drift),
+                              ("--max-bias-drift-ut", self.bias_drift_t * 1e6)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{option} must be a positive number, got {value:g}")
 
     def problems(self, reference: HealthSample, sample: HealthSample) -> list[str]:
         """What drifted beyond its limit, one readable line each."""

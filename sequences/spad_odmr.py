@@ -26,7 +26,7 @@ class SpadOdmrSweep:
         power_dbm: MW output power (checked against the lab ceiling before anything moves).
         frames_per_point: SPAD frames summed at each frequency.
         settle_frames: frames dropped after each frequency step: they were counting, at least in
-            part, at the previous frequency.
+            part, at the previous frequency, or were still in flight in the reader (at least 1).
         image_shape: SPAD array shape (rows, cols).
         timeout_s: longest wait for the frames of one point.
     """
@@ -70,8 +70,9 @@ class SpadOdmrSweep:
             raise ValueError("sweep frequencies must be finite and positive; check --center-hz/--span-hz")
         if self.frames_per_point < 1:
             raise ValueError(f"frames per point must be at least 1, got {self.frames_per_point}")
-        if self.settle_frames < 0:
-            raise ValueError(f"settle frames cannot be negative, got {self.settle_frames}")
+        if self.settle_frames < 1:
+            # A frame parsed from bytes already on the wire can arrive after discard_pending().
+            raise ValueError(f"settle frames must be at least 1, got {self.settle_frames}")
         limits.check_mw_power(self.power_dbm)
 
     def run(self, instruments: Mapping[str, Instrument]) -> Iterator[Step]:

@@ -17,7 +17,6 @@ linear: fields that shift the resonance by more than about a quarter line width 
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import numpy as np
 from instrument.physics.constants import GAMMA_E_HZ_PER_T
 from instrument.protocols import Instrument, LockInCamera, MicrowaveSource, PulseGenerator, SafetyLimits
 from sequences.capture import CaptureResult, capture_to_file
+from sequences.engine import TerminationGuard, make_safe
 from sequences.pulses import lockin_modulation_frequency_hz, lockin_modulation_program
 
 AP_DURATION_S = 0.3
@@ -225,6 +225,7 @@ class TemporalResult:
     waveforms: CoilWaveforms
     baseline_frames: int
     parameters: dict[str, Any] = field(default_factory=dict)
+    not_made_safe: list[str] = field(default_factory=list)
 
 
 def check_temporal(limits: SafetyLimits, power_dbm: float, waveforms: CoilWaveforms, seconds: float) -> None:
@@ -273,8 +274,8 @@ def run_temporal_imaging(
             (default all) at ``rate_hz`` per coil, starting after ``baseline_s``.
         on_overflow: ring-buffer policy of the capture (``"wait"`` only with a virtual-clock sim).
 
-    Every instrument is left safe on any exit: stimulus stopped (currents zero), MW off, pulse
-    generator stopped, camera stopped.
+    Every instrument is left safe on any exit, SIGTERM included (``safe_state`` of the stimulus, MW,
+    pulse generator and camera); what could not be made safe is logged and listed in ``not_made_safe``.
     """
     mw: MicrowaveSource = instruments["mw"]  # type: ignore[assignment]
     pulser: PulseGenerator = instruments["pulser"]  # type: ignore[assignment]
@@ -292,32 +293,35 @@ def run_temporal_imaging(
         waveforms = firing_pattern(chans, stimulus.n_channels, seconds - baseline_s, rate_hz,
                                    start_s=baseline_s, seed=seed)
     check_temporal(limits or SafetyLimits(), power_dbm, waveforms, seconds)
-    f_mod = lockin_modulation_frequency_hz(modulation_hz)
+    f_mod = lockin_modulation_frequency_hz(modulation_hz, pulser.clock_hz)
     sweep = center_hz + np.linspace(-span_hz / 2, span_hz / 2, sweep_points)
     params = {"seconds": seconds, "center_hz": center_hz, "power_dbm": power_dbm, "span_hz": span_hz,
               "sweep_points": sweep_points, "frames_per_point": frames_per_point, "branch": branch,
               "modulation_hz": f_mod, "frame_rate_hz": frame_rate_hz, "baseline_s": baseline_s,
               "onsets_s": [list(o) for o in waveforms.onsets_s], "peak_a": waveforms.peak_a}
-    try:
-        pulser.load(lockin_modulation_program(modulation_hz))
-        pulser.start()
-        camera.configure(f_mod, frame_rate_hz, frames_per_point)
-        mw.set_power(power_dbm)
-        mw.set_frequency(float(sweep[0]))
-        mw.set_output(True)
-        calibration = calibrate_slope(camera, mw, sweep, frames_per_point, branch)
-        stimulus.start(waveforms)
-        capture = capture_to_file(
-            camera, frames_path, modulation_frequency_hz=f_mod, frame_rate_hz=frame_rate_hz,
-            frames_per_volume=frames_per_volume, duration_s=seconds, on_overflow=on_overflow,
-            metadata={"experiment": "temporal imaging", "parked_hz": calibration.parked_hz, **params,
-                      **dict(metadata or {})})
-    finally:
-        for step in (stimulus.stop, lambda: mw.set_output(False), pulser.stop, camera.safe_state):
-            with contextlib.suppress(Exception):  # keep making the rest safe; the first error propagates
-                step()
+    with TerminationGuard() as guard:
+        try:
+            pulser.load(lockin_modulation_program(modulation_hz, clock_hz=pulser.clock_hz))
+            pulser.start()
+            camera.configure(f_mod, frame_rate_hz, frames_per_point)
+            mw.set_power(power_dbm)
+            mw.set_frequency(float(sweep[0]))
+            mw.set_output(True)
+            calibration = calibrate_slope(camera, mw, sweep, frames_per_point, branch)
+            stimulus.start(waveforms)
+            capture = capture_to_file(
+                camera, frames_path, modulation_frequency_hz=f_mod, frame_rate_hz=frame_rate_hz,
+                frames_per_volume=frames_per_volume, duration_s=seconds, on_overflow=on_overflow,
+                metadata={"experiment": "temporal imaging", "parked_hz": calibration.parked_hz, **params,
+                          **dict(metadata or {})})
+        finally:
+            # Coils first: the micro-coils are what a stuck output would damage.
+            with guard.shielding():
+                roles = {"stimulus": stimulus, "mw": mw, "pulser": pulser, "camera": camera}
+                not_made_safe = make_safe(roles)
     baseline_frames = write_field_movie(frames_path, field_path, calibration, waveforms, baseline_s, camera)
-    return TemporalResult(frames_path, field_path, capture, calibration, waveforms, baseline_frames, params)
+    return TemporalResult(frames_path, field_path, capture, calibration, waveforms, baseline_frames, params,
+                          not_made_safe)
 
 
 def write_field_movie(frames_path: Path, field_path: Path, calibration: SlopeCalibration,

@@ -62,7 +62,7 @@ class SimCoilSource:
     def safe_state(self) -> None:
         try:
             self.set_currents(np.zeros(self.n_channels))
-        except Exception:  # noqa: BLE001 - safe_state never raises; zero the sim directly instead
+        except Exception:  # noqa: BLE001 - the simulated board can always be zeroed directly
             with self.world.lock:
                 self.world.coil_currents_a = np.zeros(self.n_channels)
 

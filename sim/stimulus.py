@@ -78,7 +78,7 @@ class SimCoilStimulus:
         return {"name": self.name, "kind": "simulated coil waveform stimulus", "playing": self.playing}
 
     def safe_state(self) -> None:
-        """Currents to zero. Never raises."""
+        """Currents to zero (in the World directly if the playback thread cannot be stopped)."""
         try:
             self.stop()
         except Exception:  # noqa: BLE001

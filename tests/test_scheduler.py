@@ -189,3 +189,28 @@ def test_cli_add_list_remove_and_log(tmp_path, capsys):
     assert main([*q, "remove", "scan-0001"]) == 2
     assert main([*q, "log"]) == 0
     assert "REMOVED  scan-0001" in capsys.readouterr().out
+
+
+def test_a_scan_that_paused_itself_stays_queued_retries_later_and_gives_up_after_a_few(tmp_path, monkeypatch):
+    import instrument.scheduler as sched
+
+    monkeypatch.setattr(sched, "RETRY_AFTER", dt.timedelta(seconds=0))  # retry at once, to see the cap
+    queue = ScanQueue(tmp_path / "q")
+    queue.add([sys.executable, "-c", "print('health check failed: contrast drift'); raise SystemExit(75)"],
+              "night")
+    run_until(queue, lambda: "FAILED" in queue.read_log(), timeout=60)
+    log = queue.read_log()
+    assert log.count("PAUSED   scan-0001 'night' paused itself") == sched.MAX_PAUSES - 1
+    assert "contrast drift; it stays queued and retries at" in log
+    assert f"paused itself {sched.MAX_PAUSES} times in a row" in log and queue.entries() == []
+
+
+def test_a_queued_command_runs_where_it_was_queued_from(tmp_path, monkeypatch):
+    here = tmp_path / "lab"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    queue = ScanQueue(tmp_path / "q")
+    queue.add([sys.executable, "-c", "open('relative.txt', 'w').write('ok')"], "relative paths")
+    monkeypatch.chdir(tmp_path)  # the scheduler runs from elsewhere (a service starts in /)
+    run_until(queue, lambda: "DONE" in queue.read_log())
+    assert (here / "relative.txt").read_text() == "ok"

@@ -56,3 +56,20 @@ def test_every_builder_is_named_in_the_error_for_an_unknown_driver(tmp_path):
     with pytest.raises(StationFileError) as info:
         read_station_file(path)
     assert all(name in str(info.value) for name in BUILDERS)
+
+
+def test_closing_a_station_reports_an_instrument_it_could_not_make_safe_and_closes_the_rest(caplog):
+    from instrument.protocols import InstrumentError
+
+    st = build_station(simulated=True, image_shape=(8, 8), seed=0)
+    world = st.world
+    st["mw"].set_output(True)
+    st["coils"].set_currents([1e-4] + [0.0] * (world.coil_currents_a.size - 1))
+
+    def stuck() -> None:
+        raise InstrumentError("pulser", "pb_stop", "outputs may still be high")
+
+    st["pulser"].close = stuck
+    st.close()
+    assert "closing pulser" in caplog.text and "may not be safe" in caplog.text
+    assert not world.mw_output and world.coil_currents_a.max() == 0  # the others were still made safe

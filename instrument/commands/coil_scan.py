@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from instrument.commands.common import (
-    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_PAUSED,
     UsageError,
     add_sweep_options,
     open_station,
@@ -238,5 +238,5 @@ def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
     if outcome.status != "completed":
         say(f"  paused: {outcome.reason}")
         say(f"  resume with: {resume}")
-        return EXIT_FAILED
+        return EXIT_PAUSED
     return EXIT_OK

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_PAUSED = 75  # a long scan paused itself and can be resumed (EX_TEMPFAIL); the scheduler retries it
 
 
 class UsageError(Exception):

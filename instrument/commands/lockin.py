@@ -14,7 +14,14 @@ import sys
 import time
 from typing import Any
 
-from instrument.commands.common import EXIT_FAILED, EXIT_OK, UsageError, open_station, prepare_out
+from instrument.commands.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    UsageError,
+    open_station,
+    prepare_out,
+)
 
 
 def add_parser(sub: Any) -> None:
@@ -32,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from instrument.storage.runs import RunWriter, Step
+    from sequences.engine import RunAborted
     from sequences.temporal import run_temporal_imaging
 
     if not args.seconds > 0:
@@ -59,27 +67,39 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             writer.close("failed", str(exc))
             raise UsageError(str(exc)) from exc
+        except RunAborted as exc:  # SIGTERM: the instruments were made safe on the way out
+            writer.close("aborted", str(exc))
+            print(f"acquire: run {writer.run_id} aborted: {exc}", file=sys.stderr)
+            return EXIT_INTERRUPTED
         except BaseException as exc:
             writer.close("failed" if isinstance(exc, Exception) else "aborted", repr(exc))
             raise
-    capture = result.capture
-    with h5py.File(result.field_path, "r") as f:
-        t = f["time_s"][...]
-        for second in range(seconds):
-            frames = np.flatnonzero((t >= second) & (t < second + 1))
-            if frames.size:
-                mean = float(np.nanmean(np.abs(f["field_t"][frames[0]:frames[-1] + 1])))
-                writer.write(Step(second, {"second": float(second), "mean_abs_field": mean}, {}))
-    writer.add_metadata("capture", capture.summary())
-    writer.add_metadata("frames_file", str(result.frames_path))
-    writer.add_metadata("field_file", str(result.field_path))
-    writer.close("completed" if capture.completed else "failed", capture.end_reason)
-    print(f"run {writer.run_id} {'completed' if capture.completed else 'ended early'}"
-          f"{' (simulated)' if station.simulated else ''}: {capture.end_reason}")
+        capture = result.capture
+        try:
+            with h5py.File(result.field_path, "r") as f:
+                t = f["time_s"][...]
+                for second in range(seconds):
+                    frames = np.flatnonzero((t >= second) & (t < second + 1))
+                    if frames.size:
+                        mean = float(np.nanmean(np.abs(f["field_t"][frames[0]:frames[-1] + 1])))
+                        writer.write(Step(second, {"second": float(second), "mean_abs_field": mean}, {}))
+            writer.add_metadata("capture", capture.summary())
+            writer.add_metadata("frames_file", str(result.frames_path))
+            writer.add_metadata("field_file", str(result.field_path))
+        except BaseException as exc:
+            writer.close("failed", f"after the capture: {exc!r}")
+            raise
+        reason = capture.end_reason
+        if result.not_made_safe:
+            reason += "; not made safe: " + "; ".join(result.not_made_safe)
+        writer.close("completed" if capture.completed and not result.not_made_safe else "failed", reason)
+    ok = capture.completed and not result.not_made_safe
+    print(f"run {writer.run_id} {'completed' if ok else 'ended early'}"
+          f"{' (simulated)' if station.simulated else ''}: {reason}", file=sys.stdout if ok else sys.stderr)
     print(f"  frames   {capture.frames_written} written, {capture.frames_dropped} dropped, "
           f"{capture.settings.frame_rate_hz:.1f} frames/s")
     print(f"  parked   {result.calibration.parked_hz / 1e6:.4f} MHz (steepest slope of the resonance)")
     print(f"  time     {time.monotonic() - t0:.1f} s")
     print(f"  raw      {result.frames_path}")
     print(f"  field    {result.field_path}")
-    return EXIT_OK if capture.completed else EXIT_FAILED
+    return EXIT_OK if ok else EXIT_FAILED

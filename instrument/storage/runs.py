@@ -131,6 +131,17 @@ class RunWriter:
         self._runner = meas.run()
         with contextlib.redirect_stdout(io.StringIO()):  # QCoDeS prints the run id; we report it ourselves
             self._saver = self._runner.__enter__()
+        try:
+            return self._open_files(metadata, image_shapes, n_steps)
+        except BaseException as exc:
+            # The engine only closes sinks that opened: close this half-open run here, as failed.
+            with contextlib.suppress(Exception):
+                self.close("failed", f"could not open the run's files: {exc}")
+            raise
+
+    def _open_files(self, metadata: Mapping[str, Any], image_shapes: Mapping[str, tuple[int, ...]],
+                    n_steps: int) -> int:
+        assert self._saver is not None
         self.run_id = int(self._saver.run_id)
         self.run_dir = self.out_dir / f"run-{self.run_id:04d}"
         self.run_dir.mkdir(exist_ok=True)
@@ -172,17 +183,26 @@ class RunWriter:
             self._saver.dataset.add_metadata(tag, value if isinstance(value, str) else _json(value))
 
     def close(self, status: str, reason: str = "") -> None:
-        """End the run, recording how it ended (``completed``, ``aborted`` or ``failed``)."""
-        if self._saver is not None:
-            self.add_metadata("status", status)
-            self.add_metadata("end_reason", reason)
-            self.add_metadata("ended_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-            self.add_metadata("steps_done", self._steps)
-            self._runner.__exit__(None, None, None)
-            self._saver = None
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
+        """End the run, recording how it ended (``completed``, ``aborted`` or ``failed``).
+
+        The image file is closed and the QCoDeS run ended even if recording the end fails (a locked
+        database, a full disk); that failure is then raised.
+        """
+        try:
+            if self._saver is not None:
+                self.add_metadata("status", status)
+                self.add_metadata("end_reason", reason)
+                self.add_metadata("ended_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                self.add_metadata("steps_done", self._steps)
+        finally:
+            try:
+                if self._runner is not None and self._saver is not None:
+                    self._saver = None
+                    self._runner.__exit__(None, None, None)
+            finally:
+                if self._h5 is not None:
+                    h5, self._h5 = self._h5, None
+                    h5.close()
 
 
 @dataclass

@@ -22,7 +22,10 @@ def noisy(y, sigma):
 
 
 def within(fit, name, truth, n=4):
-    assert abs(fit.params[name] - truth) < n * fit.errors[name], (name, fit.params[name], truth)
+    """Within n standard errors of the truth, and the error itself is finite and meaningful."""
+    err = fit.errors[name]
+    assert np.isfinite(err) and 0 < err < 0.5 * abs(truth), (name, err, truth)  # inf would pass anything
+    assert abs(fit.params[name] - truth) < n * err, (name, fit.params[name], truth)
 
 
 def test_rabi_recovers_drive_and_detuning():

@@ -48,7 +48,9 @@ def test_usage_errors_are_one_line(tmp_path, capsys):
     assert "L1C1 current = 0.0009 A exceeds the lab safety limit of 0.0008 A" in capsys.readouterr().err
     assert not (tmp_path / "coil_scan.sqlite").exists()  # refused before anything was recorded or moved
     assert acquire(tmp_path, "--coils", "2", "--max-contrast-drift", "-1") == 2
-    assert "drift limits must be positive" in capsys.readouterr().err
+    assert "--max-contrast-drift must be a positive number, got -1" in capsys.readouterr().err
+    assert acquire(tmp_path, "--coils", "2", "--max-rate-drift", "nan") == 2
+    assert "--max-rate-drift must be a positive number, got nan" in capsys.readouterr().err
     assert acquire(tmp_path, "--coils", "2", "--points", "3") == 2
     assert "--points must be at least 5" in capsys.readouterr().err
 

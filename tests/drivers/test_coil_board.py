@@ -104,13 +104,15 @@ def test_bad_ceilings_name_the_station_entry():
         board([], ceilings_a=[1e-3])
 
 
-def test_safe_state_falls_back_to_zero_when_the_ramp_fails_and_never_raises():
+def test_safe_state_falls_back_to_zero_when_the_ramp_fails_and_reports_a_dead_board():
     b = board([("EN 1", "OK"), ("CUR 0,5.000000e-05", "OK"), ("EN 1", "OK"),
                ("CUR 0,0.000000e+00", "ERR 5 interlock"), ("ZERO", "OK")])
     b.set_currents([5e-5, 0])
-    b.safe_state()
+    b.safe_state()  # the ramp failed, ZERO worked: safe, nothing to report
     assert b.setpoints.tolist() == [0, 0]
-    b.safe_state()  # the script is exhausted: the board is gone, yet safe_state does not raise
+    # the script is exhausted: the board is gone, and the caller must hear that current may still flow
+    with pytest.raises(InstrumentError, match="ZERO: could not zero the coils.*supply off"):
+        b.safe_state()
 
 
 def test_missing_port_is_a_clear_error():
@@ -160,3 +162,42 @@ def test_sim_board_answers_garbage_with_error_codes(sim_board):
     sim.fault = None
     driver.safe_state()
     assert np.all(sim.setpoints == 0)
+
+
+class LateBoard:
+    """A port whose board answers ``MEAS? 0`` only after the driver gave up waiting."""
+
+    def __init__(self):
+        self.buffer: list[bytes] = []
+        self.late: bytes | None = None
+
+    def write(self, data):
+        command = data.decode().strip()
+        replies = {"*IDN?": "QDM-COIL,2,SN7,1.0", "MAX?": "0.001", "CUR? 0": "0", "CUR? 1": "0",
+                   "MEAS? 0": "1.000000e-04", "MEAS? 1": "0.000000e+00"}
+        if command == "MEAS? 0" and self.late is None:
+            self.late = replies[command].encode() + b"\n"  # arrives after the timeout
+            return
+        self.buffer.append(replies[command].encode() + b"\n")
+
+    def readline(self):
+        if not self.buffer:
+            reply, self.late = self.late, b""  # timeout; the late reply then lands in the buffer
+            if reply:
+                self.buffer.append(reply)
+            return b""
+        return self.buffer.pop(0)
+
+    def reset_input_buffer(self):
+        self.buffer.clear()
+
+    def close(self):
+        pass
+
+
+def test_a_late_reply_is_never_taken_as_the_answer_to_the_next_command():
+    b = CoilBoard("coils", LateBoard(), LIMITS, sleep=lambda s: None)
+    with pytest.raises(InstrumentTimeout, match="MEAS\\? 0"):
+        b.ask("MEAS? 0")
+    # channel 0's late 1e-4 A is dropped; channel 1 reads its own 0 A
+    assert b.ask("MEAS? 1") == "0.000000e+00"

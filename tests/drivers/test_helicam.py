@@ -12,7 +12,7 @@ from drivers.helicam import (
     frame_period_s,
     solve_registers,
 )
-from instrument.protocols import InstrumentDisconnected, InstrumentTimeout, LockInCamera
+from instrument.protocols import InstrumentDisconnected, InstrumentError, InstrumentTimeout, LockInCamera
 from sim.helicam import SimLibHeLIC
 from sim.world import World
 
@@ -202,14 +202,16 @@ def test_object_without_entry_points_is_refused():
         HeliCamC3("cam", object())
 
 
-def test_unplugged_camera_raises_and_safe_state_does_not(cam, lib):
+def test_unplugged_camera_raises_and_safe_state_reports_it(cam, lib):
     cam.configure(6250, 208, 10)
     lib.connected = False
     with pytest.raises(HeliCamError):
         cam.acquire(10)
-    cam.safe_state()  # must not raise
-    cam.close()
-    cam.close()
+    with pytest.raises(InstrumentError, match="AcqStop = 1: could not stop the acquisition"):
+        cam.safe_state()
+    with pytest.raises(InstrumentError, match="could not stop"):
+        cam.close()  # reports, and still releases the handle
+    cam.close()  # closing twice is harmless
     with pytest.raises(InstrumentDisconnected, match="closed"):
         cam.acquire(10)
 

@@ -142,7 +142,7 @@ class BrokenLib:
         return call
 
 
-def test_garbage_returns_and_safe_state_never_raises():
+def test_garbage_returns_and_a_failed_safe_state_is_reported():
     lib = BrokenLib()
     pb = PulseBlaster("pb", library=lib)
     lib.fail = True
@@ -151,7 +151,10 @@ def test_garbage_returns_and_safe_state_never_raises():
     with pytest.raises(PulseBlasterError, match=r"spinapi error -7: \(pb_get_error unavailable\)"):
         pb.program = BLINK
         pb.start()
-    pb.safe_state()
+    with pytest.raises(InstrumentError, match="outputs may still be high.*power-cycle"):
+        pb.safe_state()
+    with pytest.raises(InstrumentError):
+        pb.close()  # reports, and still releases the board
     pb.close()
 
 

@@ -127,7 +127,10 @@ def test_timeout_and_disconnect_are_typed(source, sim):
     with pytest.raises(InstrumentDisconnected) as err:
         source.frequency()
     assert err.value.command == "SOUR:FREQ?"
-    source.safe_state()
+    with pytest.raises(InstrumentError, match=":OUTP:STAT 0: could not switch RF off.*front panel"):
+        source.safe_state()
+    with pytest.raises(InstrumentError):
+        source.close()  # reports, and still releases the session
 
 
 def test_close_turns_rf_off_first(sim, world):

@@ -176,15 +176,20 @@ def test_visa_timeout_is_typed(source, sim):
     assert err.value.instrument == source.name
     assert err.value.command == "LERR?"
     assert "0.2 s" in str(err.value)
+    with pytest.raises(InstrumentError, match="could not switch RF off"):
+        source.close()  # RF off cannot be confirmed either: reported, and the session is released
 
 
-def test_lost_connection_is_typed_and_safe_state_does_not_raise(source, sim):
+def test_lost_connection_is_typed_and_safe_state_reports_it(source, sim):
     source.timeout(0.3)
     sim.server.drop_connections()
     with pytest.raises(InstrumentDisconnected) as err:
         source.frequency()
     assert err.value.command == "FREQ?"
-    source.safe_state()  # logs, never raises
+    with pytest.raises(InstrumentError, match="ENBR 0: could not switch RF off"):
+        source.safe_state()
+    with pytest.raises(InstrumentError):
+        source.close()  # reports, and still releases the session
     source.close()
 
 

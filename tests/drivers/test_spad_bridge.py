@@ -246,3 +246,57 @@ def test_frame_period_from_timestamps():
 
 def test_parser_is_exported_from_spad_bridge():
     assert SpadFrameParser(byteorder="big").frames_emitted == 0
+
+
+def wire(truth: np.ndarray) -> bytes:
+    return b"".join(encode_frame(f) for f in truth)
+
+
+@pytest.mark.parametrize("hazard", ["reconnect", "damaged frame", "counter reset"])
+def test_counts_never_span_a_lost_frame(hazard):
+    """Each count is one frame's photons (500 here), whatever happened between two frames."""
+    truth = frames(60)
+    if hazard == "reconnect":  # the port vanishes and frames 10-12 are never seen
+        script = [wire(truth[:10]), None, wire(truth[13:])]
+    elif hazard == "damaged frame":  # frame 10 is cut short on the wire
+        script = [wire(truth[:10]) + encode_frame(truth[10])[:500] + wire(truth[11:])]
+    else:  # the FPGA restarts: the counters begin again from zero
+        restarted = np.stack([np.full((16, 16), 500 * i + 7, np.uint32) for i in range(50)])
+        script = [wire(truth[:10]) + wire(restarted)]
+    spad = SpadArray(f"spad_gap_{hazard.replace(' ', '_')}", "scripted", transport=ScriptedTransport(script),
+                     timeout_s=3)
+    try:
+        counts = spad.read_counts(14)
+        assert np.all(counts == 500), np.unique(counts)
+        assert spad.frames_skipped() >= 1
+    finally:
+        spad.close()
+
+
+def test_counts_never_span_frames_dropped_from_a_full_queue():
+    truth = frames(16)
+    transport = ScriptedTransport([wire(truth[:4])])
+    spad = SpadArray("spad_gap_queue", "scripted", transport=transport, queue_frames=4, timeout_s=3)
+    try:
+        assert np.all(spad.read_counts(2) == 500)  # frames 0-2 (frame 3 awaits its confirming header)
+        transport.done.clear()
+        transport.script.append(wire(truth[4:]))  # 12 more frames into a queue of 4: the oldest go
+        assert transport.done.wait(3)
+        counts = spad.read_counts(3)
+        assert np.all(counts == 500) and spad.frames_dropped() > 0 and spad.frames_skipped() == 1
+    finally:
+        spad.close()
+
+
+def test_an_unexpected_error_in_the_reader_is_reported_not_swallowed():
+    class Exploding(ScriptedTransport):
+        def read(self):
+            raise ValueError("driver bug")
+
+    transport = Exploding([])
+    reader = SpadReader(transport)
+    with pytest.raises(InstrumentDisconnected, match="driver bug"):
+        reader.start()  # raises if the thread already died, else the read does
+        reader._thread.join(2)
+        reader.get(1, timeout_s=0.1)
+    assert not reader.running and not reader.connected and transport.closes >= 1

@@ -30,14 +30,20 @@ def cumulative_frames(n: int, seed: int = 0, start: np.ndarray | None = None) ->
     return np.stack(frames)
 
 
-def feed_in_chunks(parser: SpadFrameParser, data: bytes, seed: int, max_chunk: int = 3000) -> np.ndarray:
+def feed_in_chunks(parser: SpadFrameParser, data: bytes, seed: int, max_chunk: int = 3000,
+                   continuity: list | None = None) -> np.ndarray:
+    """Feed ``data`` in random chunks; ``continuity`` (if given) receives each frame's ``last_continuous``."""
     rng = np.random.default_rng(seed)
     out, i = [], 0
     while i < len(data):
         n = int(rng.integers(1, max_chunk))
         out.append(parser.feed(data[i:i + n]))
+        if continuity is not None:
+            continuity.extend(parser.last_continuous.tolist())
         i += n
     out.append(parser.flush())
+    if continuity is not None:
+        continuity.extend(parser.last_continuous.tolist())
     return np.concatenate(out)
 
 
@@ -280,9 +286,14 @@ def test_random_damage_never_emits_a_corrupt_frame(damage, seed, v2):
             if not v2 and kind != "ff_insert":
                 hit.add(n)  # its length cannot be confirmed; inserted 0xFF bytes pose as its successor
     parser = SpadFrameParser()
-    out = feed_in_chunks(parser, b"".join(frames), seed=seed)
+    continuity: list[bool] = []
+    out = feed_in_chunks(parser, b"".join(frames), seed=seed, continuity=continuity)
     idx = frame_index(out, truth)
     assert idx == [i for i in range(n_frames) if i not in hit]
+    # a frame said to follow its predecessor really is the next frame sent (counts can be differenced)
+    assert len(continuity) == len(idx) and not continuity[0]
+    pairs = zip(idx, idx[1:], continuity[1:], strict=False)
+    assert all(b == a + 1 for a, b, follows in pairs if follows)
 
 
 def test_idle_line_of_all_ones_then_frames():

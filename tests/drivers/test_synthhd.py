@@ -221,4 +221,7 @@ def test_device_vanishing_mid_sweep(source, sim):
         source.list_index()
     assert err.value.instrument == source.name
     assert err.value.command == "f?"
-    source.safe_state()  # logs, never raises
+    with pytest.raises(InstrumentError, match="E0: could not switch RF off.*USB power"):
+        source.safe_state()
+    with pytest.raises(InstrumentError):
+        source.close()  # reports, and still releases the port

@@ -223,3 +223,22 @@ def test_kill_9_at_any_moment_then_the_same_command_resumes(tmp_path):
     for position, run_id in finished_before.items():  # nothing completed was lost or re-measured
         assert rows[position].run_id == run_id
     assert sum(r.attempts for r in rows) == 5  # the killed attempt, then each configuration once
+
+
+def test_a_failing_analysis_keeps_the_run_and_the_scan_goes_on(tmp_path):
+    script = HealthScript()
+
+    def analyse(out_dir, run_id):
+        if run_id == 2:
+            raise RuntimeError("fit diverged")
+        return script(out_dir, run_id)
+
+    outcome, ledger, world = run_scan(tmp_path, channels=(0, 1), analyse=analyse)
+    assert outcome.status == "completed"
+    rows = assert_each_config_once(tmp_path, 4)
+    assert [r.status for r in rows] == ["done"] * 4
+    bad = next(r for r in rows if r.run_id == 2)
+    assert bad.summary["analysis_error"] == "RuntimeError: fit diverged"
+    events = ledger.events()
+    assert any(kind == "analysis_failed" and "acquire analyse 2" in msg for _, _, kind, msg in events)
+    assert np.all(world.coil_currents_a == 0)

@@ -175,5 +175,49 @@ def test_abort_requested_before_the_run_starts_is_not_lost():
     engine, _ = make_engine([sink])
     engine.abort()
     outcome = engine.run(CountingSequence(5))
-    assert outcome.status == "aborted" and sink.steps == [0]
+    assert outcome.status == "aborted" and sink.steps == []  # no step ran, no hardware moved
     assert engine.run(CountingSequence(2)).status == "completed"  # the request was spent
+
+
+@dataclass
+class SignalDuringSafeState(FakeInstrument):
+    signum: int = signal.SIGTERM
+    order: list = field(default_factory=list)
+
+    def safe_state(self):
+        self.order.append("safe_state")
+        os.kill(os.getpid(), self.signum)  # a supervisor escalating while the coils ramp down
+        super().safe_state()
+
+
+class CleanupSequence(CountingSequence):
+    def __init__(self, order, **kw):
+        super().__init__(**kw)
+        self.order = order
+
+    def run(self, instruments):
+        try:
+            yield from super().run(instruments)
+        finally:
+            self.order.append("sequence cleanup")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_while_making_safe_is_held_off_until_every_instrument_is_safe(signum):
+    order: list = []
+    first = SignalDuringSafeState("coils", signum=signum, order=order)
+    second = FakeInstrument("mw")
+    sink = RecordingSink()
+    engine = Engine({"coils": first, "mw": second}, SafetyLimits(), [sink])
+
+    def hook(i):
+        if i == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    outcome = engine.run(CleanupSequence(order, n=5, hook=hook))
+    assert outcome.status == "aborted" and "SIGTERM" in outcome.reason
+    assert first.safe_calls == 1 and second.safe_calls == 1
+    assert sink.closed is not None and sink.closed[0] == "aborted"
+    assert order == ["sequence cleanup", "safe_state"]  # the sequence's finally ran before making safe
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -65,6 +65,7 @@ def test_unsafe_power_is_refused_before_anything_moves(station):
     ({"frequencies_hz": np.array([2.8e9, -1, 2.9e9, 3e9, 3.1e9])}, "positive"),
     ({"frames_per_point": 0}, "frames per point"),
     ({"settle_frames": -1}, "settle"),
+    ({"settle_frames": 0}, "settle frames must be at least 1"),
 ])
 def test_bad_sweeps_are_refused(kwargs, match):
     params = {"frequencies_hz": np.linspace(2.8e9, 2.81e9, 11), "power_dbm": 0.0, **kwargs}

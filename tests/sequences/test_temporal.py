@@ -105,3 +105,4 @@ def test_steepest_point_is_on_a_flank(temporal_run):
     i = int(np.argmin(np.abs(cal.frequencies_hz - cal.parked_hz)))
     assert 0 < mean[i] < mean.max()  # neither off resonance nor on the top
     assert np.nanmedian(np.abs(cal.slope_per_hz)) > 0
+

@@ -79,3 +79,29 @@ def test_write_before_open_is_an_error(tmp_path):
     w = RunWriter(tmp_path, "k", "s", {"i": ""}, ("i",))
     with pytest.raises(StorageError, match="before open"):
         w.write(Step(0, {"i": 0}, {}))
+
+
+def test_a_run_that_fails_to_open_its_files_is_closed_as_failed(tmp_path):
+    w = RunWriter(tmp_path, "exp", "sample", {"x": "Hz"}, ("x",))
+    with pytest.raises(OverflowError):
+        w.open({}, {"img": (-1, 4)}, 3)  # no such image shape: h5py refuses after the run began
+    run = load_run(tmp_path, 1)
+    assert run.metadata["status"] == "failed"
+    assert "could not open the run's files" in run.metadata["end_reason"]
+    w2 = RunWriter(tmp_path, "exp", "sample", {"x": "Hz"}, ("x",))
+    assert w2.open({}, {"img": (2, 2)}, 1) == 2  # the database is not left locked or half-open
+    w2.close("completed")
+
+
+def test_close_still_releases_the_files_when_recording_the_end_fails(tmp_path, monkeypatch):
+    w = RunWriter(tmp_path, "exp", "sample", {"x": "Hz"}, ("x",))
+    w.open({}, {"img": (2, 2)}, 1)
+    h5 = w._h5
+
+    def locked(tag, value):
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(w, "add_metadata", locked)
+    with pytest.raises(RuntimeError, match="locked"):
+        w.close("completed")
+    assert not h5.id.valid and w._h5 is None and w._saver is None
