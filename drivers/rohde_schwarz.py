@@ -29,7 +29,9 @@ from drivers.visa_errors import plain_errors, split_command
 from instrument.protocols import InstrumentError, MicrowaveConstraints, SafetyLimits
 
 # Per model: lowest frequency, RF level range, list length, upper frequency per frequency option
-# (R&S data sheets). The level range is the device's setting range, not a safety limit.
+# (R&S data sheets). The level range is the device's setting range, not a safety limit. The list
+# length of 2000 points is an assumption not yet checked against the operating manuals: if an
+# instrument holds fewer, arming a longer list fails with its own error before anything is measured.
 MODELS: dict[str, dict[str, Any]] = {
     "SMB100A": {
         "frequency_min_hz": 100e3, "power_range_dbm": (-145.0, 30.0), "list_max_points": 2000,

@@ -36,7 +36,7 @@ from instrument.protocols import (
 # Hardware major version -> frequency range of the RF outputs (Windfreak data sheets).
 FREQUENCY_RANGE_HZ = {1: (54e6, 13.6e9), 2: (10e6, 15e9)}
 POWER_RANGE_DBM = (-60.0, 20.0)
-TABLE_MAX_POINTS = 100
+TABLE_MAX_POINTS = 100  # sweep table rows (L0..L99); not yet checked against Windfreak's API document
 TRIGGER_SINGLE_STEP = 2
 FREQUENCY_TOLERANCE_HZ = 1.0  # read-back resolution (0.1 Hz) with margin
 _POWER_VALUES = re.compile(r"(?:W|\[|\]|L\d+a)\s*([-+]?[0-9.]+)")
