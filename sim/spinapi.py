@@ -16,6 +16,7 @@ with ``pb_core_clock``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -254,6 +255,9 @@ class SimSpinAPI:
         self.started_at_s: float | None = None
         self.start_count = 0
         """Programs started so far; tells a new run from an old one."""
+        self.simulation_cpu_s = 0.0
+        """CPU time spent executing programs into timelines and finding their edges (the real
+        board does this in hardware)."""
         self._selected = 0
         self._initialised = False
         self._programming = False
@@ -400,6 +404,7 @@ class SimSpinAPI:
             return self._fail("board not initialised")
         if not self._program:
             return self._fail("no program loaded")
+        cpu0 = time.thread_time()
         try:
             timeline = execute(self._program, self.board_clock_hz, self.memory_words)
         except SimTimelineError as exc:
@@ -409,6 +414,7 @@ class SimSpinAPI:
         self.start_count += 1
         self._stopped_by_user = False
         self._drive_world(timeline)
+        self.simulation_cpu_s += time.thread_time() - cpu0
         return self._ok()
 
     def pb_stop(self) -> int:
@@ -436,7 +442,9 @@ class SimSpinAPI:
         """Whether the running program ever raises ``line`` (a wired output name)."""
         if not self.running or line not in self.wiring:
             return False
+        cpu0 = time.thread_time()
         first, repeating = self._rising_cycles(self.wiring[line])
+        self.simulation_cpu_s += time.thread_time() - cpu0
         return bool(len(first) or len(repeating))
 
     def rising_edges_s(self, line: str, after_s: float, until_s: float) -> np.ndarray:
@@ -447,9 +455,16 @@ class SimSpinAPI:
         """
         if not self.running or line not in self.wiring or until_s <= after_s:
             return np.zeros(0)
+        cpu0 = time.thread_time()
+        try:
+            return self._rising_edges_s(self.wiring[line], after_s, until_s)
+        finally:
+            self.simulation_cpu_s += time.thread_time() - cpu0
+
+    def _rising_edges_s(self, bit: int, after_s: float, until_s: float) -> np.ndarray:
         assert self.timeline is not None and self.started_at_s is not None
         tl = self.timeline
-        first, repeating = self._rising_cycles(self.wiring[line])
+        first, repeating = self._rising_cycles(bit)
         clock = tl.clock_hz
         lo = (after_s - self.started_at_s) * clock
         hi = (until_s - self.started_at_s) * clock
