@@ -171,6 +171,22 @@ class RohdeSchwarzSource(CheckedVisaSource, RohdeSchwarzSGS100A):
         with plain_errors():
             return int(self.list_position())
 
+    def restart_list(self) -> None:
+        """Back to point 0 of the running list (``LIST:RESet``) without learning it again.
+
+        After a reset the list waits for a starting trigger again, so that is sent too, as in
+        ``arm_list``: every external edge afterwards steps one point.
+        """
+        with plain_errors():
+            if self.frequency_mode() != "LIST":
+                raise InstrumentError(self.name, "SOUR:LIST:RES", "no list is running; call arm_list first")
+            self.write("SOUR:LIST:RES")
+            self.write("SOUR:LIST:TRIG:EXEC")
+            index = self.list_index()
+        if index != 0:
+            raise InstrumentError(self.name, "SOUR:LIST:IND?", "the list did not go back to point 0 "
+                                  "after the reset; a trigger edge arrived meanwhile?", index)
+
     def abort_list(self) -> None:
         """Leave list mode; the source is back at its CW frequency."""
         with plain_errors():

@@ -187,6 +187,8 @@ class ListSweepSource(MicrowaveSource, Protocol):
     * Each trigger edge moves to the next point; after the last point the next edge wraps to 0.
       A sweep of n points therefore needs n - 1 edges after arming.
     * ``list_index()`` reads back the point on the output now, from the instrument.
+    * ``restart_list()`` goes back to point 0 of the armed list without loading it again (the
+      next pass of a sweep); afterwards the contract is as after ``arm_list``.
     * ``abort_list()`` leaves list mode; the source is back in CW mode.
 
     The engine uses it when ``isinstance(source, ListSweepSource)`` and the list fits
@@ -197,6 +199,8 @@ class ListSweepSource(MicrowaveSource, Protocol):
     def arm_list(self, frequencies_hz: Sequence[float], power_dbm: float) -> None: ...
 
     def list_index(self) -> int: ...
+
+    def restart_list(self) -> None: ...
 
     def abort_list(self) -> None: ...
 

@@ -205,7 +205,10 @@ class CwOdmrSweep:
             for config in self._configs(coils):
                 for first in range(0, n, plan.segment_points):
                     segment = self.frequencies_hz[first:first + plan.segment_points]
-                    mw.arm_list(segment, self.power_dbm)
+                    if plan.n_segments == 1 and config > 0:
+                        mw.restart_list()  # the same list again: no need to load it
+                    else:
+                        mw.arm_list(segment, self.power_dbm)
                     if len(segment) not in programs:
                         programs[len(segment)] = stepped_lockin_program(
                             len(segment), timing, self.modulation_hz, self.channels, pulser.clock_hz, memory)

@@ -90,12 +90,13 @@ def test_list_mode_finds_the_same_resonance_as_software_stepping(tmp_path, caplo
             assert f"{stepping} MW stepping" in caplog.text
             edges = station.sim_parts["mw"].trigger_count
             assert station.world.mw_output is False  # left safe
-        results[stepping] = (sink.spectrum(0), edges)
-    (software, no_edges), (listed, edges) = results["software"], results["list"]
+        results[stepping] = (sink.spectrum(0), sink.spectrum(1), edges)
+    (software, software_on, no_edges), (listed, listed_on, edges) = results["software"], results["list"]
     assert no_edges == 0
-    assert edges == 2 * (len(freqs) - 1)  # I-off and I-on: n - 1 PulseBlaster edges each
+    assert edges == 2 * (len(freqs) - 1)  # I-off and I-on (list restarted): n - 1 PulseBlaster edges each
     centre_sw, centre_list = fitted_centre_hz(freqs, software), fitted_centre_hz(freqs, listed)
     assert abs(centre_list - centre_sw) < 50e3
+    assert abs(fitted_centre_hz(freqs, listed_on) - fitted_centre_hz(freqs, software_on)) < 50e3
     assert abs(centre_list - station.world.resonance_estimate_hz()) < 1.5e6
     assert listed.max() > 5 * np.median(np.abs(listed))  # a resonance, not noise
 
