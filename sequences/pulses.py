@@ -502,8 +502,20 @@ def stepped_lockin_program(
     clock_hz: float = 500e6,
     memory_words: int = MEMORY_WORDS,
 ) -> PulseProgram:
-    """Compiled :func:`stepped_lockin_sequence`; raises if it does not fit ``memory_words``."""
-    sequence = stepped_lockin_sequence(n_points, timing, modulation_hz, channels, clock_hz)
+    """Compiled :func:`stepped_lockin_sequence`; raises if it does not fit ``memory_words``.
+
+    Programs are cached: a coil scan runs the same sweep hundreds of times.
+    """
+    cmap = ChannelMap.of(channels)
+    return _stepped_program(n_points, timing, modulation_hz, tuple(sorted(cmap.bits.items())),
+                            tuple(sorted(cmap.delays_s.items())), clock_hz, memory_words)
+
+
+@functools.lru_cache(maxsize=16)
+def _stepped_program(n_points: int, timing: SteppedPointTiming, modulation_hz: float, bits: tuple,
+                     delays: tuple, clock_hz: float, memory_words: int) -> PulseProgram:
+    cmap = ChannelMap(dict(bits), dict(delays))
+    sequence = stepped_lockin_sequence(n_points, timing, modulation_hz, cmap, clock_hz)
     return compile_sequence(sequence, clock_hz, memory_words)
 
 
@@ -520,8 +532,7 @@ def stepped_points_capacity(timing: SteppedPointTiming, modulation_hz: float = 6
 def _stepped_capacity(timing: SteppedPointTiming, modulation_hz: float, bits: tuple, delays: tuple,
                       clock_hz: float, memory_words: int) -> int:
     # Every point after the first compiles to the same words: two small programs give the slope.
-    cmap = ChannelMap(dict(bits), dict(delays))
-    one = len(stepped_lockin_program(1, timing, modulation_hz, cmap, clock_hz).instructions)
-    two = len(stepped_lockin_program(2, timing, modulation_hz, cmap, clock_hz).instructions)
+    one = len(_stepped_program(1, timing, modulation_hz, bits, delays, clock_hz, MEMORY_WORDS).instructions)
+    two = len(_stepped_program(2, timing, modulation_hz, bits, delays, clock_hz, MEMORY_WORDS).instructions)
     per_point = max(1, two - one)
     return max(0, (memory_words - one) // per_point + 1)
