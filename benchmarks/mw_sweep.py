@@ -20,7 +20,7 @@ its TTL edges), over the points. The simulated
 time per point is the instrument time the run took: the camera's frames plus, in list mode, the
 PulseBlaster's settle and read-back windows (bus round trips do not advance simulated time).
 
-Run: ``python benchmarks/mw_sweep.py [--points 100] [--passes 10] [--repeats 5] [--cw-points 50]``
+Run: ``python benchmarks/mw_sweep.py [--points 100] [--passes 10] [--repeats 5] [--cw-points 100]``
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100, help="points per sweep (SynthHD holds 100)")
     parser.add_argument("--passes", type=int, default=10, help="sweeps averaged per run")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--cw-points", type=int, default=50, help="points of the engine CW sweep")
+    parser.add_argument("--cw-points", type=int, default=100, help="points of the engine CW sweep")
     args = parser.parse_args()
     logging.getLogger("qcodes").setLevel(logging.WARNING)
     logging.getLogger("sequences").setLevel(logging.WARNING)
