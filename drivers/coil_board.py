@@ -117,6 +117,17 @@ class CoilBoard:
         self.ramp_step_a = float(ramp_step_a)
         self._io = transport
         self._sleep = sleep
+        try:
+            self._handshake(ceilings_a, channel_names)
+        except BaseException:
+            with contextlib.suppress(Exception):  # a board that failed the handshake keeps no port
+                self._io.close()
+            raise
+
+    def _handshake(self, ceilings_a: float | Sequence[float] | None, channel_names: Sequence[str] | None
+                   ) -> None:
+        """Identify the board, read its ceiling and setpoints, and settle the per-coil ceilings."""
+        name, limits = self.name, self.limits
         ident = self.ask("*IDN?")
         match = _IDN.match(ident)
         if not match:
@@ -129,7 +140,6 @@ class CoilBoard:
         ceilings = np.asarray(limits.coil_current_max_a if ceilings_a is None else ceilings_a, dtype=float)
         ceilings = np.broadcast_to(ceilings, (self._n,)) if ceilings.ndim == 0 else ceilings
         if ceilings.shape != (self._n,) or not np.all(np.isfinite(ceilings)) or np.any(ceilings < 0):
-            self._io.close()
             raise ValueError(
                 f"{name}: 'ceilings_a' must be one non-negative number or {self._n} of them "
                 f"(one per channel), got {ceilings_a!r}"

@@ -20,6 +20,7 @@ offers the same entry points with the same ctypes arguments, so this driver runs
 
 from __future__ import annotations
 
+import contextlib
 import ctypes as ct
 import ctypes.util
 import math
@@ -431,13 +432,19 @@ class HeliCamC3:
                 name, "HE_Open", f"no camera opened for sys={system}; check the USB cable, power and "
                 "that the system id matches the camera in the SDK's SysDesc.xml")
         self._open = True
-        self._maps = self._read_maps()
-        sensor = self._lib.HE_GetSysDesc(self._handle).contents.sensor
-        if not sensor:
-            raise HeliCamError(name, "HE_GetSysDesc", "library reports no sensor description")
-        cols, rows = (int(v) for v in sensor.contents.size)
-        self._shape = (rows, cols)
-        self._lib.HE_SetTimeout(self._handle, int(self.timeout_s * 1000))
+        try:
+            self._maps = self._read_maps()
+            sensor = self._lib.HE_GetSysDesc(self._handle).contents.sensor
+            if not sensor:
+                raise HeliCamError(name, "HE_GetSysDesc", "library reports no sensor description")
+            cols, rows = (int(v) for v in sensor.contents.size)
+            self._shape = (rows, cols)
+            self._lib.HE_SetTimeout(self._handle, int(self.timeout_s * 1000))
+        except BaseException:
+            self._open = False
+            with contextlib.suppress(Exception):  # a camera that failed to set up keeps no handle
+                self._lib.HE_Close(self._handle)
+            raise
         self._registers: LockInRegisters | None = None
         self._settings: LockInSettings | None = None
         self._volumes = 0

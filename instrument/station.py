@@ -434,8 +434,12 @@ def _keithley2450_coil(role: str, entry: dict[str, Any], station: Station) -> In
             f"instrument {role!r}: 'keithley2450_coil' has no simulator; use driver 'coil_board' with --sim"
         )
     smu = Keithley2450(f"{role}_smu", _need(entry, "address", role))
-    return KeithleyCoilChannel(role, smu, station.limits, ceiling_a=entry.get("ceiling_a"),
-                               voltage_limit_v=float(entry.get("voltage_limit_v", 2.0)))
+    try:
+        return KeithleyCoilChannel(role, smu, station.limits, ceiling_a=entry.get("ceiling_a"),
+                                   voltage_limit_v=float(entry.get("voltage_limit_v", 2.0)))
+    except BaseException:
+        smu.close()  # unregisters the name, so a corrected station can be built in the same process
+        raise
 
 
 BUILDERS: dict[str, Callable[[str, dict[str, Any], Station], Instrument]] = {

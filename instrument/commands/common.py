@@ -70,14 +70,9 @@ def sweep_frequencies(args: argparse.Namespace, station: Any) -> Any:
 
 def add_run_metadata(out: Path, run_id: int, summary: dict[str, Any]) -> None:
     """Attach analysis results to a stored (already closed) run's dataset."""
-    import json
+    from instrument.storage import runs  # lazily: h5py and qcodes slow down `acquire --help`
 
-    from qcodes.dataset import initialise_or_create_database_at, load_by_id
-
-    initialise_or_create_database_at(str(out / "runs.db"))
-    ds = load_by_id(run_id)
-    for tag, value in summary.items():
-        ds.add_metadata(tag, json.dumps(value))
+    runs.add_run_metadata(out, run_id, summary)
 
 
 class ProgressBar:

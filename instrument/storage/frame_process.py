@@ -7,8 +7,10 @@ pipe close, stops the camera and reports the reason, and the SWMR file stays rea
 last flushed batch. The child also compresses and writes outside the capture process's GIL.
 
 ``ProcessFrameWriter`` has the interface of ``FrameFileWriter``. ``append`` copies the frames into
-one of two shared staging slots and returns while the child writes them, so copying the next
-batch overlaps writing this one; a crash loses at most the batch in flight.
+a ring of shared staging slots (only the slot number and the frames' times and indices go through
+the pipe) and returns while the child writes them. Several batches are in flight at once, so the
+child never waits for the capture process between batches (a capture thread holding the GIL for a
+few milliseconds would otherwise idle the writer); a crash loses at most the batches in flight.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Mapping
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
@@ -42,13 +45,19 @@ def _child(conn_in: Any, conn_out: Any, shm_name: str, capacity: int, frame_shap
     shm = shared_memory.SharedMemory(name=shm_name)
     # The parent owns the segment; this process's own tracker must not unlink it at exit.
     resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001
-    staging = np.ndarray((2 * capacity, *frame_shape), np.int16, buffer=shm.buf)
+    staging = np.ndarray((capacity, *frame_shape), np.int16, buffer=shm.buf)
     try:
         writer = FrameFileWriter(path, frame_shape, metadata, compression, min_free_bytes)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         conn_out.send(("error", str(exc)))
         return
     conn_out.send(("ready", None))
+    _serve(writer, staging, conn_in, conn_out)
+
+
+def _serve(writer: Any, staging: np.ndarray, conn_in: Any, conn_out: Any) -> None:
+    """Answer the parent's requests in order until it closes the file or goes away."""
+    failed: str | None = None  # after a failure, batches already sent are refused, never written
     while True:
         try:
             msg = conn_in.recv()
@@ -57,7 +66,9 @@ def _child(conn_in: Any, conn_out: Any, shm_name: str, capacity: int, frame_shap
             return
         kind = msg[0]
         try:
-            if kind == "append":
+            if kind in ("append", "drop") and failed is not None:
+                conn_out.send(("error", failed))
+            elif kind == "append":
                 _, start, k, times, index = msg
                 writer.append(staging[start:start + k], times, index)
                 conn_out.send(("ok", writer.frames_written))
@@ -69,12 +80,14 @@ def _child(conn_in: Any, conn_out: Any, shm_name: str, capacity: int, frame_shap
                 conn_out.send(("closed", time.process_time()))
                 return
         except FrameFileError as exc:
-            conn_out.send(("error", str(exc)))
-            if "disk nearly full" not in str(exc):
+            failed = str(exc)
+            conn_out.send(("error", failed))
+            if "disk nearly full" not in failed:
                 # a failed HDF5 write leaves handles that crash on close: leave without touching them
                 os._exit(3)
         except Exception as exc:  # noqa: BLE001
-            conn_out.send(("error", f"{type(exc).__name__}: {exc}"))
+            failed = f"{type(exc).__name__}: {exc}"
+            conn_out.send(("error", failed))
 
 
 def _child_main() -> None:
@@ -91,16 +104,20 @@ class ProcessFrameWriter:
 
     Args:
         path, frame_shape, metadata, compression, min_free_bytes: as ``FrameFileWriter``.
-        batch_frames: the most frames one ``append`` takes (size of the shared staging buffer).
+        batch_frames: frames per staging slot (the most the child writes in one go).
+        slots: staging slots, i.e. batches in flight at most.
     """
 
     def __init__(self, path: str | Path, frame_shape: tuple[int, ...],
                  metadata: Mapping[str, Any] | None = None,
                  compression: str = "blosc-lz4-bitshuffle", min_free_bytes: int = MIN_FREE_BYTES,
-                 batch_frames: int = 32) -> None:
+                 batch_frames: int = 32, slots: int = 4) -> None:
+        if batch_frames < 1 or slots < 1:
+            raise ValueError(f"batch_frames and slots must be positive, got {batch_frames} and {slots}")
         self.path = Path(path)
         self.frame_shape = tuple(int(n) for n in frame_shape)
         self.batch_frames = int(batch_frames)
+        self.slots = int(slots)
         self.frames_written = 0
         self.frames_dropped = 0
         self.child_cpu_s: float | None = None
@@ -109,17 +126,19 @@ class ProcessFrameWriter:
         if self.path.exists():
             raise FrameFileError(f"frame file {self.path} exists already; frame files are never overwritten")
         frame_bytes = int(np.prod(self.frame_shape)) * 2
-        # two staging slots: the parent fills one while the child writes the other
-        self._shm = shared_memory.SharedMemory(create=True, size=2 * self.batch_frames * frame_bytes)
-        self._staging = np.ndarray((2, self.batch_frames, *self.frame_shape), np.int16, buffer=self._shm.buf)
+        # the parent fills one slot while the child writes the others
+        self._shm = shared_memory.SharedMemory(create=True, size=self.slots * self.batch_frames * frame_bytes)
+        self._staging = np.ndarray((self.slots, self.batch_frames, *self.frame_shape), np.int16,
+                                   buffer=self._shm.buf)
         self._slot = 0
-        self._in_flight: str | None = None  # the request the child is working on
+        self._in_flight: deque[str] = deque()  # requests sent, oldest first; the child answers in order
         # A fresh interpreter (not multiprocessing's spawn, which re-runs the caller's main script)
         # talking over two pipes.
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         args = {"fd_in": to_child_r, "fd_out": from_child_w, "shm_name": self._shm.name,
-                "capacity": self.batch_frames, "frame_shape": list(self.frame_shape), "path": str(self.path),
+                "capacity": self.slots * self.batch_frames, "frame_shape": list(self.frame_shape),
+                "path": str(self.path),
                 "metadata": json.loads(_json(dict(metadata or {}))), "compression": compression,
                 "min_free_bytes": int(min_free_bytes)}
         env = dict(os.environ)
@@ -160,17 +179,20 @@ class ProcessFrameWriter:
             self._broken = (f"frame writer process for {self.path} died before {what} (exit code {code}); "
                             "the file is readable up to the last flushed batch")
             raise FrameFileError(self._broken) from None
-        self._in_flight = what
+        self._in_flight.append(what)
 
     def _collect(self) -> None:
-        """Wait for the child's answer to the request in flight, if any."""
-        if self._in_flight is None:
-            return
-        what, self._in_flight = self._in_flight, None
+        """Wait for the child's answer to every request in flight."""
+        while self._in_flight:
+            self._collect_oldest()
+
+    def _collect_oldest(self) -> None:
+        what = self._in_flight.popleft()
         try:
             kind, detail = self._reply(what)
-        except FrameFileError as exc:
+        except FrameFileError as exc:  # died or hung: no further answers can be told apart
             self._broken = str(exc)
+            self._in_flight.clear()
             raise
         if kind == "error":
             self._broken = detail
@@ -180,9 +202,8 @@ class ProcessFrameWriter:
     def append(self, frames: np.ndarray, timestamps_s: np.ndarray, frame_index: np.ndarray) -> None:
         """Hand frames to the child, in batches of ``batch_frames``.
 
-        Returns once the frames are copied and every earlier batch is on disk; the last batch is
-        written while the caller goes on (``sync`` waits for it) and a failure of it is raised
-        by the next call.
+        Returns once the frames are copied; up to ``slots`` batches are written while the caller
+        goes on (``sync`` waits for them) and a failure of one is raised by a later call.
         """
         k = len(frames)
         if frames.shape[1:] != self.frame_shape or len(timestamps_s) != k or len(frame_index) != k:
@@ -190,15 +211,16 @@ class ProcessFrameWriter:
                              f"{len(frame_index)} indices do not match frame shape {self.frame_shape}")
         for start in range(0, k, self.batch_frames):
             stop = min(k, start + self.batch_frames)
+            if len(self._in_flight) >= self.slots:  # the oldest batch in flight holds this slot
+                self._collect_oldest()
             if self._broken:
                 raise FrameFileError(self._broken)
-            self._staging[self._slot, : stop - start] = frames[start:stop]  # the child writes the other slot
-            self._collect()
+            self._staging[self._slot, : stop - start] = frames[start:stop]
             self._send(("append", self._slot * self.batch_frames, stop - start,
                         np.asarray(timestamps_s[start:stop], float),
                         np.asarray(frame_index[start:stop], np.int64)),
                        f"frames {int(frame_index[start])}-{int(frame_index[stop - 1])}")
-            self._slot = 1 - self._slot
+            self._slot = (self._slot + 1) % self.slots
 
     def sync(self) -> None:
         """Wait until everything appended is on disk."""
@@ -218,8 +240,9 @@ class ProcessFrameWriter:
         self._closed = True
         if self._proc.poll() is None:  # also after "disk nearly full": the file is intact, record why
             try:
-                with contextlib.suppress(FrameFileError):
-                    self._collect()
+                while self._in_flight:  # every answer still due, failures included
+                    with contextlib.suppress(FrameFileError):
+                        self._collect_oldest()
                 self._send_conn.send(("close", end_reason, dict(summary or {})))
                 kind, detail = self._reply("close")
                 if kind == "closed":

@@ -108,6 +108,7 @@ class RunWriter:
         self._runner: Any = None
         self._saver: Any = None
         self._h5: h5py.File | None = None
+        self._conn: Any = None
         self._steps = 0
 
     @property
@@ -117,10 +118,10 @@ class RunWriter:
     def open(self, metadata: Mapping[str, Any], image_shapes: Mapping[str, tuple[int, ...]],
              n_steps: int) -> int:
         """Start the run: write all metadata now, create the image datasets; returns the run id."""
-        from qcodes.dataset import Measurement, initialise_or_create_database_at, load_or_create_experiment
+        from qcodes.dataset import Measurement, load_or_create_experiment
 
-        initialise_or_create_database_at(str(self.db_path))
-        exp = load_or_create_experiment(self.experiment, sample_name=self.sample_name)
+        self._conn = connect_runs_db(self.out_dir, create=True)
+        exp = load_or_create_experiment(self.experiment, sample_name=self.sample_name, conn=self._conn)
         meas = Measurement(exp=exp, name=self.experiment)
         for name in self.setpoints:
             meas.register_custom_parameter(name, unit=self.scalars[name])
@@ -203,6 +204,9 @@ class RunWriter:
                 if self._h5 is not None:
                     h5, self._h5 = self._h5, None
                     h5.close()
+                if self._conn is not None:
+                    conn, self._conn = self._conn, None
+                    conn.close()
 
 
 @dataclass
@@ -225,25 +229,50 @@ class StoredRun:
             return int(f["steps_done"][0])
 
 
+def connect_runs_db(out_dir: Path, create: bool = False) -> Any:
+    """A connection of its own to ``OUT/runs.db``.
+
+    QCoDeS's default database is one global setting per process; a run browser reading one folder
+    while a scan writes another would switch it under the writer, so every call here connects
+    explicitly instead.
+    """
+    from qcodes.dataset import connect
+
+    path = Path(out_dir) / DB_NAME
+    if not create and not path.exists():
+        raise StorageError(f"no runs database in {out_dir} (expected {DB_NAME}); check --out")
+    return connect(str(path))
+
+
+def _dataset(conn: Any, out_dir: Path, run_id: int) -> Any:
+    from qcodes.dataset import load_by_id
+
+    try:
+        return load_by_id(run_id, conn=conn)
+    except ValueError as exc:
+        raise StorageError(f"run {run_id} is not in {Path(out_dir) / DB_NAME}") from exc
+
+
+def add_run_metadata(out_dir: Path, run_id: int, tags: Mapping[str, Any]) -> None:
+    """Attach metadata to a stored run (analysis results, ``status='abandoned'``, ...), as JSON."""
+    with contextlib.closing(connect_runs_db(out_dir)) as conn:
+        ds = _dataset(conn, out_dir, run_id)
+        for tag, value in tags.items():
+            ds.add_metadata(tag, value if isinstance(value, str) else _json(value))
+
+
 def load_run(out_dir: Path, run_id: int) -> StoredRun:
     """Read a stored run's metadata and scalar data."""
-    from qcodes.dataset import initialise_or_create_database_at, load_by_id
-
     out_dir = Path(out_dir)
-    if not (out_dir / DB_NAME).exists():
-        raise StorageError(f"no runs database in {out_dir} (expected {DB_NAME}); check --out")
-    initialise_or_create_database_at(str(out_dir / DB_NAME))
-    try:
-        ds = load_by_id(run_id)
-    except ValueError as exc:
-        raise StorageError(f"run {run_id} is not in {out_dir / DB_NAME}") from exc
-    metadata: dict[str, Any] = {}
-    for tag, value in ds.metadata.items():
-        try:
-            metadata[tag] = json.loads(value)
-        except (TypeError, ValueError):
-            metadata[tag] = value
-    data = ds.get_parameter_data()
+    with contextlib.closing(connect_runs_db(out_dir)) as conn:
+        ds = _dataset(conn, out_dir, run_id)
+        metadata: dict[str, Any] = {}
+        for tag, value in ds.metadata.items():
+            try:
+                metadata[tag] = json.loads(value)
+            except (TypeError, ValueError):
+                metadata[tag] = value
+        data = ds.get_parameter_data()
     scalars: dict[str, np.ndarray] = {}
     for dependent in data.values():
         scalars.update({k: np.asarray(v) for k, v in dependent.items()})

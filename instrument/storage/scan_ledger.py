@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from instrument.storage.runs import check_writable
+from instrument.storage.runs import add_run_metadata, check_writable
 
 LEDGER_NAME = "coil_scan.sqlite"
 FINISHED = ("done", "open_coil")
@@ -193,9 +193,4 @@ def _rows(db: sqlite3.Connection) -> list[ConfigRow]:
 
 def mark_run(out_dir: Path, run_id: int, **tags: Any) -> None:
     """Add metadata to a stored run (e.g. ``status='abandoned'`` for an attempt a crash cut short)."""
-    from qcodes.dataset import initialise_or_create_database_at, load_by_id
-
-    initialise_or_create_database_at(str(Path(out_dir) / "runs.db"))
-    dataset = load_by_id(run_id)
-    for tag, value in tags.items():
-        dataset.add_metadata(tag, value if isinstance(value, str) else json.dumps(value))
+    add_run_metadata(out_dir, run_id, tags)

@@ -201,3 +201,10 @@ def test_a_late_reply_is_never_taken_as_the_answer_to_the_next_command():
         b.ask("MEAS? 0")
     # channel 0's late 1e-4 A is dropped; channel 1 reads its own 0 A
     assert b.ask("MEAS? 1") == "0.000000e+00"
+
+
+def test_a_board_that_fails_the_handshake_releases_its_port():
+    port = Scripted([("*IDN?", "HELLO WORLD")])
+    with pytest.raises(InstrumentError, match="not a QDM-COIL board"):
+        CoilBoard("coils", port, LIMITS)
+    assert port.closed

@@ -243,3 +243,11 @@ def test_handle_passed_through_ctypes_pointer(world):
     handle = ct.c_void_p()
     assert lib.HE_Open(ct.pointer(handle), 0, b"sys=c3cam_sl70") > 0
     assert handle.value
+
+
+def test_a_camera_that_fails_to_set_up_releases_its_handle(world, lib):
+    lib.inject_fault("HE_SetTimeout", -7)
+    with pytest.raises(HeliCamError, match="HE_SetTimeout"):
+        HeliCamC3("cam", lib, clock=world.clock.now)
+    assert lib._handle == 0  # HE_Close was called: the SDK allows one open handle per camera
+    HeliCamC3("cam", lib, clock=world.clock.now).close()  # so the camera can be opened again

@@ -214,7 +214,7 @@ def test_real_disk_full_mid_capture(tmp_path):
         world = World(shape=(100, 100), seed=1)
         cam = HeliCamC3("cam", SimLibHeLIC(world), clock=world.clock.now)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (4_000_000, 4_000_000))  # above the 2.6 MB staging
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8_000_000, 8_000_000))  # above the 5.1 MB staging
         res = capture_to_file(cam, {str(path)!r}, frames_per_volume=20, n_frames=2000, compression="none",
                               on_overflow="wait")
         print("RESULT", res.frames_written, res.end_reason)

@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -136,3 +137,65 @@ def test_disk_use_per_hour_at_208_fps():
     raw = disk_bytes_per_hour(208, (300, 300, 2), 1.0)
     assert raw == pytest.approx(208 * 3600 * 360_000)
     assert disk_bytes_per_hour(208, (300, 300, 2), 0.5) == pytest.approx(raw / 2)
+
+
+def test_writer_process_refuses_batches_in_flight_after_a_failure(tmp_path, monkeypatch):
+    # batches sent before the child reported "disk nearly full" must not land after the gap
+    import shutil
+    from multiprocessing import Pipe
+
+    import instrument.storage.frames as frames_module
+    from instrument.storage.frame_process import _serve
+
+    real = shutil.disk_usage
+    free = [None]
+
+    def disk_usage(path):
+        u = real(path)
+        return u if free[0] is None else type(u)(u.total, u.used, free[0])
+
+    monkeypatch.setattr(frames_module.shutil, "disk_usage", disk_usage)
+    path = tmp_path / "f.h5"
+    writer = FrameFileWriter(path, SHAPE, min_free_bytes=1000)
+    staging = _frames(8)
+    to_child, child_in = Pipe()
+    child_out, from_child = Pipe()
+    to_child.send(("append", 0, 2, np.array([0.0, 0.1]), np.arange(2)))
+    child = threading.Thread(target=_serve, args=(writer, staging, child_in, child_out))
+    child.start()
+    assert from_child.recv() == ("ok", 2)
+    free[0] = 10  # the disk fills up
+    to_child.send(("append", 2, 2, np.array([0.2, 0.3]), np.arange(2, 4)))
+    kind, detail = from_child.recv()
+    assert kind == "error" and "disk nearly full" in detail
+    free[0] = None  # space comes back: the next batch in flight is still refused
+    to_child.send(("append", 4, 2, np.array([0.4, 0.5]), np.arange(4, 6)))
+    to_child.send(("drop", 6, 2))
+    assert from_child.recv() == ("error", detail) and from_child.recv() == ("error", detail)
+    to_child.send(("close", "storage error: " + detail, {}))
+    assert from_child.recv()[0] == "closed"
+    child.join(5)
+    assert not child.is_alive()
+    with FrameFile(path) as f:
+        assert f.n_complete == 2 and np.array_equal(f.read(), staging[:2])
+        assert f.dropped.size == 0 and "disk nearly full" in f.status
+
+
+def test_writer_process_keeps_order_with_several_batches_in_flight(tmp_path):
+    from instrument.storage.frame_process import ProcessFrameWriter
+
+    path = tmp_path / "f.h5"
+    w = ProcessFrameWriter(path, SHAPE, {"camera": "cam"}, batch_frames=3, slots=2)
+    a, b = _frames(11, 1), _frames(4, 2)
+    w.append(a, np.arange(11) * 0.01, np.arange(11))  # four batches through two slots
+    w.record_drop(11, 3)
+    w.append(b, 0.2 + np.arange(4) * 0.01, np.arange(14, 18))
+    w.sync()
+    assert w.frames_written == 15
+    w.close("completed")
+    with FrameFile(path) as f:
+        assert f.n_complete == 15 and np.array_equal(f.read(), np.concatenate([a, b]))
+        assert np.array_equal(f.frame_index, [*range(11), *range(14, 18)])
+        assert f.dropped.tolist() == [[11, 3]] and f.status == "completed"
+    with pytest.raises(ValueError, match="slots"):
+        ProcessFrameWriter(tmp_path / "g.h5", SHAPE, slots=0)

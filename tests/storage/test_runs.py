@@ -105,3 +105,22 @@ def test_close_still_releases_the_files_when_recording_the_end_fails(tmp_path, m
     with pytest.raises(RuntimeError, match="locked"):
         w.close("completed")
     assert not h5.id.valid and w._h5 is None and w._saver is None
+
+
+def test_storage_never_switches_the_process_wide_qcodes_database(tmp_path):
+    import qcodes
+
+    before = qcodes.config.core.db_location
+    writer = RunWriter(tmp_path / "scan", "exp", "sample", {"x": "Hz"}, ("x",))
+    writer.open({}, {}, 1)
+    other = RunWriter(tmp_path / "browser", "exp", "sample", {"x": "Hz"}, ("x",))
+    other.open({}, {}, 1)
+    other.close("completed")
+    load_run(tmp_path / "browser", 1)  # a run browser reading elsewhere while the scan writes
+    writer.write(Step(0, {"x": 1.0}, {}))
+    writer.close("completed")
+    assert qcodes.config.core.db_location == before
+    assert load_run(tmp_path / "scan", 1).scalars["x"].tolist() == [1.0]
+    with pytest.raises(StorageError, match="no runs database"):
+        load_run(tmp_path / "empty", 1)
+    assert not (tmp_path / "empty" / "runs.db").exists()
