@@ -501,6 +501,16 @@ class HeliCamC3:
                                       f"outside the camera's range {m.minValue}-{m.maxValue}", value)
         self._lib.HE_SetMap(self._handle, ptr, int(value))
 
+    def set_trigger(self, trigger: str) -> None:
+        """``"internal"`` (free running) or ``"external"`` (one volume per trigger pulse).
+
+        Takes effect at the next ``configure()``; a sequence that times volumes with the pulse
+        generator switches to external and back.
+        """
+        if trigger not in ("internal", "external"):
+            raise HeliCamSettingError(self.name, "trigger", "must be 'internal' or 'external'", trigger)
+        self.trigger = trigger
+
     def get_setting(self, setting: str) -> int:
         """Read a camera setting (register mapping) by name, e.g. ``"SensTqp"``."""
         ptr = self._maps.get(setting)

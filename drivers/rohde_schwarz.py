@@ -29,7 +29,9 @@ from drivers.visa_errors import plain_errors, split_command
 from instrument.protocols import InstrumentError, MicrowaveConstraints, SafetyLimits
 
 # Per model: lowest frequency, RF level range, list length, upper frequency per frequency option
-# (R&S data sheets). The level range is the device's setting range, not a safety limit.
+# (R&S data sheets). The level range is the device's setting range, not a safety limit. The list
+# length of 2000 points is an assumption not yet checked against the operating manuals: if an
+# instrument holds fewer, arming a longer list fails with its own error before anything is measured.
 MODELS: dict[str, dict[str, Any]] = {
     "SMB100A": {
         "frequency_min_hz": 100e3, "power_range_dbm": (-145.0, 30.0), "list_max_points": 2000,
@@ -168,6 +170,22 @@ class RohdeSchwarzSource(CheckedVisaSource, RohdeSchwarzSGS100A):
         """Index of the list point on the output now, read from the instrument."""
         with plain_errors():
             return int(self.list_position())
+
+    def restart_list(self) -> None:
+        """Back to point 0 of the running list (``LIST:RESet``) without learning it again.
+
+        After a reset the list waits for a starting trigger again, so that is sent too, as in
+        ``arm_list``: every external edge afterwards steps one point.
+        """
+        with plain_errors():
+            if self.frequency_mode() != "LIST":
+                raise InstrumentError(self.name, "SOUR:LIST:RES", "no list is running; call arm_list first")
+            self.write("SOUR:LIST:RES")
+            self.write("SOUR:LIST:TRIG:EXEC")
+            index = self.list_index()
+        if index != 0:
+            raise InstrumentError(self.name, "SOUR:LIST:IND?", "the list did not go back to point 0 "
+                                  "after the reset; a trigger edge arrived meanwhile?", index)
 
     def abort_list(self) -> None:
         """Leave list mode; the source is back at its CW frequency."""

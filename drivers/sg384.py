@@ -144,6 +144,13 @@ class SG384Source(CheckedVisaSource, SG384):
         with plain_errors():
             return int(self.list_position())
 
+    def restart_list(self) -> None:
+        """Back to point 0 of the armed list (``LSTR``) without loading it again."""
+        with plain_errors():
+            if not (self.list_size() > 0 and self.list_enable()):
+                raise InstrumentError(self.name, "LSTR", "no list is armed; call arm_list first")
+            self.write("LSTR")
+
     def abort_list(self) -> None:
         """Leave list mode and free the list; the source is back in CW mode."""
         with plain_errors():

@@ -36,7 +36,7 @@ from instrument.protocols import (
 # Hardware major version -> frequency range of the RF outputs (Windfreak data sheets).
 FREQUENCY_RANGE_HZ = {1: (54e6, 13.6e9), 2: (10e6, 15e9)}
 POWER_RANGE_DBM = (-60.0, 20.0)
-TABLE_MAX_POINTS = 100
+TABLE_MAX_POINTS = 100  # sweep table rows (L0..L99); not yet checked against Windfreak's API document
 TRIGGER_SINGLE_STEP = 2
 FREQUENCY_TOLERANCE_HZ = 1.0  # read-back resolution (0.1 Hz) with margin
 _POWER_VALUES = re.compile(r"(?:W|\[|\]|L\d+a)\s*([-+]?[0-9.]+)")
@@ -215,8 +215,20 @@ class SynthHDSource(Instrument):
         for command in ("X1", f"w{TRIGGER_SINGLE_STEP}", "c1", "g1"):
             self.write(command)
         self._armed = freqs
+        self._check_started()
+
+    def restart_list(self) -> None:
+        """Back to point 0 of the armed table: stop the sweep and run it again (``g0``, ``g1``)."""
+        if self._armed is None:
+            raise InstrumentError(self.name, "g1", "no list is armed; call arm_list first")
+        self.write("g0")
+        self.write("g1")
+        self._check_started()
+
+    def _check_started(self) -> None:
+        assert self._armed is not None
         if not self.sweep_running():
-            raise InstrumentError(self.name, "g1", "the sweep did not start", len(freqs))
+            raise InstrumentError(self.name, "g1", "the sweep did not start", len(self._armed))
         index = self.list_index()
         if index != 0:
             raise InstrumentError(self.name, "g1", "the sweep did not start at point 0", index)

@@ -187,6 +187,8 @@ class ListSweepSource(MicrowaveSource, Protocol):
     * Each trigger edge moves to the next point; after the last point the next edge wraps to 0.
       A sweep of n points therefore needs n - 1 edges after arming.
     * ``list_index()`` reads back the point on the output now, from the instrument.
+    * ``restart_list()`` goes back to point 0 of the armed list without loading it again (the
+      next pass of a sweep); afterwards the contract is as after ``arm_list``.
     * ``abort_list()`` leaves list mode; the source is back in CW mode.
 
     The engine uses it when ``isinstance(source, ListSweepSource)`` and the list fits
@@ -197,6 +199,8 @@ class ListSweepSource(MicrowaveSource, Protocol):
     def arm_list(self, frequencies_hz: Sequence[float], power_dbm: float) -> None: ...
 
     def list_index(self) -> int: ...
+
+    def restart_list(self) -> None: ...
 
     def abort_list(self) -> None: ...
 
@@ -258,6 +262,19 @@ class LockInCamera(Instrument, Protocol):
     def demodulate(self, raw: np.ndarray) -> np.ndarray:
         """In-phase signal per pixel (offset removed), float32, shape (n, H, W)."""
         ...
+
+
+@runtime_checkable
+class TriggerableCamera(LockInCamera, Protocol):
+    """A ``LockInCamera`` whose volumes can start on an external trigger edge (optional capability).
+
+    ``trigger`` is ``"internal"`` (free running) or ``"external"`` (one volume per trigger pulse);
+    ``set_trigger`` takes effect at the next ``configure``.
+    """
+
+    trigger: str
+
+    def set_trigger(self, trigger: str) -> None: ...
 
 
 @runtime_checkable

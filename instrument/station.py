@@ -173,6 +173,8 @@ def build_station(
         for role, entry in config["instruments"].items():
             builder = BUILDERS[entry["driver"]]
             station.instruments[role] = builder(role, entry, station)
+        if simulated:
+            _cable_sim_triggers(station, config, source)
     except Exception:
         station.close()
         raise
@@ -208,6 +210,52 @@ def simulated_field_maps(station: Station, seed: int = 0) -> Any:
     return NoisyMicroscope(station.world, seed=seed)
 
 
+TRIGGER_LINE = "mw_trigger"
+"""The pulse generator output that steps a MW source's list (its trigger input)."""
+
+
+def _cable_sim_triggers(station: Station, config: dict[str, Any], source: str) -> None:
+    """Lay the simulated trigger cables: pulse generator outputs into the sources and the camera.
+
+    A MW source's trigger input takes the ``mw_trigger`` line of the pulse generator named by its
+    ``trigger_from`` entry (default ``pulser``; ``null``: no cable); the camera's external trigger
+    takes the ``camera_start`` line. Simulated time moves with the camera's frames, so nothing is
+    cabled without a simulated camera.
+    """
+    from sim.helicam import SimLibHeLIC
+    from sim.spinapi import SimSpinAPI
+    from sim.trigger_link import PulseTriggerLink
+
+    cameras = [part for part in station.sim_parts.values() if isinstance(part, SimLibHeLIC)]
+    links: dict[str, PulseTriggerLink] = {}
+
+    def link(pulser_role: str) -> PulseTriggerLink | None:
+        board = getattr(station.instruments.get(pulser_role), "library", None)
+        if not isinstance(board, SimSpinAPI) or not cameras:
+            return None
+        if pulser_role not in links:
+            links[pulser_role] = PulseTriggerLink(board, cameras[0])
+        return links[pulser_role]
+
+    for role, entry in config["instruments"].items():
+        if entry["driver"] == "pulseblaster":
+            link(role)  # the camera_start cable, even with no source cabled
+    for role, entry in config["instruments"].items():
+        trigger_input = getattr(station.sim_parts.get(role), "trigger", None)
+        pulser_role = entry.get("trigger_from", "pulser")
+        if trigger_input is None or pulser_role is None:
+            continue
+        cable = link(str(pulser_role))
+        if cable is None:
+            if "trigger_from" in entry:
+                raise StationFileError(
+                    f"station file {source}: instrument {role!r} takes its trigger from {pulser_role!r}, "
+                    "which is not a simulated pulseblaster next to a simulated camera"
+                )
+            continue
+        cable.connect(TRIGGER_LINE, trigger_input)
+
+
 # ---- builders: one per driver name ----------------------------------------------------------------
 
 
@@ -226,6 +274,7 @@ def _sg384(role: str, entry: dict[str, Any], station: Station) -> Instrument:
         server = SimSG384(station.world, model=entry.get("model", "SG384"))
         address = server.start()
         station._cleanup.append(server.stop)
+        station.sim_parts[role] = server
     else:
         address = _need(entry, "address", role)
     return SG384Source(role, address, station.limits)
@@ -241,6 +290,7 @@ def _rohde_schwarz(model: str) -> Callable[[str, dict[str, Any], Station], Instr
             server = SimRohdeSchwarz(station.world, model, entry.get("frequency_option", "B106"))
             address = server.start()
             station._cleanup.append(server.stop)
+            station.sim_parts[role] = server
         else:
             address = _need(entry, "address", role)
         return RohdeSchwarzSource(role, address, station.limits,
@@ -259,6 +309,7 @@ def _synthhd(role: str, entry: dict[str, Any], station: Station) -> Instrument:
         device = SimSynthHD(station.world, str(entry.get("hardware_version", "2")), world_channel=channel)
         port = device.start()
         station._cleanup.append(device.stop)
+        station.sim_parts[role] = device
     else:
         port = _need(entry, "port", role)
     return SynthHDSource(role, port, station.limits, channel=channel)

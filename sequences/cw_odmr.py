@@ -4,10 +4,19 @@ The PulseBlaster gates the MW at the lock-in modulation frequency and clocks the
 camera frame holds the per-pixel PL change caused by the MW: a peak at every resonance. The sweep
 first measures with all coils off (the reference), then with the chosen coils on; the difference
 of the fitted resonances is the coils' field projected on the NV axis.
+
+The MW frequency steps in hardware when the station allows it (``sequences.mw_stepping``): the
+PulseBlaster program carries the modulation, one ``camera_start`` pulse per point (the camera
+takes that point's frames) and one ``mw_trigger`` pulse between points (the source steps its
+list), and after each point the list index is read back so a missing trigger stops the run with
+the points measured so far kept. Otherwise it steps in software, one ``set_frequency`` per point.
+Which mode ran, and why, is logged and stored in the run's metadata (``sequence.plan``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,13 +26,25 @@ import numpy as np
 from instrument.protocols import (
     CoilDriver,
     Instrument,
+    ListSweepSource,
     LockInCamera,
     MicrowaveSource,
     PulseGenerator,
+    PulseProgram,
     SafetyLimits,
+    TriggerableCamera,
 )
 from instrument.storage.runs import Step
-from sequences.pulses import lockin_modulation_program
+from sequences.mw_stepping import STEPPING_MODES, SteppingPlan, check_list_index, plan_stepping
+from sequences.pulses import (
+    MEMORY_WORDS,
+    ChannelMap,
+    lockin_modulation_program,
+    stepped_lockin_program,
+    stepped_point_timing,
+)
+
+log = logging.getLogger(__name__)
 
 CONFIG_LABELS = ("I-off", "I-on")
 
@@ -40,6 +61,12 @@ class CwOdmrSweep:
         frames_per_point: lock-in frames averaged at each frequency.
         modulation_hz: MW gating frequency, also the camera's demodulation frequency.
         frame_rate_hz: camera frame rate.
+        stepping: ``"auto"`` (list mode where the station allows it), ``"list"`` or ``"software"``.
+        step_settle_s: list mode: time from a list step to the next camera volume (source settling
+            and camera readout).
+        readback_s: list mode: time after each volume before the next step, in which the list
+            index is read back.
+        channels: the pulse generator's channel map.
     """
 
     frequencies_hz: np.ndarray
@@ -49,6 +76,10 @@ class CwOdmrSweep:
     frames_per_point: int = 4
     modulation_hz: float = 6250.0
     frame_rate_hz: float = 208.0
+    stepping: str = "auto"
+    step_settle_s: float = 2e-3
+    readback_s: float = 1e-3
+    channels: ChannelMap = field(default_factory=ChannelMap)
     name: str = "cw_odmr"
     scalars: Mapping[str, str] = field(
         default_factory=lambda: {"config": "", "frequency_hz": "Hz", "mean_signal": "counts"}
@@ -58,6 +89,7 @@ class CwOdmrSweep:
     def __post_init__(self) -> None:
         self.frequencies_hz = np.asarray(self.frequencies_hz, dtype=float)
         self.coil_currents_a = np.asarray(self.coil_currents_a, dtype=float)
+        self._plan: SteppingPlan | None = None
 
     @property
     def n_steps(self) -> int:
@@ -80,6 +112,9 @@ class CwOdmrSweep:
             "frames_per_point": self.frames_per_point,
             "modulation_hz": self.modulation_hz,
             "frame_rate_hz": self.frame_rate_hz,
+            "stepping": self.stepping,
+            "step_settle_s": self.step_settle_s,
+            "readback_s": self.readback_s,
             "configs": list(CONFIG_LABELS),
         }
 
@@ -91,34 +126,102 @@ class CwOdmrSweep:
             raise ValueError("sweep frequencies must be finite and positive; check --center-hz/--span-hz")
         if self.frames_per_point < 1:
             raise ValueError(f"frames per point must be at least 1, got {self.frames_per_point}")
+        if self.stepping not in STEPPING_MODES:
+            raise ValueError(f"MW stepping must be one of {', '.join(STEPPING_MODES)}, got {self.stepping!r}")
+        for what, value in (("step settle time", self.step_settle_s), ("read-back time", self.readback_s)):
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"the {what} must be > 0 s, got {value!r}")
         limits.check_mw_power(self.power_dbm)
         for channel, current in enumerate(self.coil_currents_a):
             limits.check_coil_current(channel, float(current))
+
+    def plan(self, instruments: Mapping[str, Instrument]) -> dict[str, Any]:
+        """Decide how the MW frequency will step on these instruments; stored in the run metadata."""
+        timing = stepped_point_timing(self.modulation_hz, self.frames_per_point / self.frame_rate_hz,
+                                      self.step_settle_s, self.readback_s)
+        self._plan = plan_stepping(instruments, len(self.frequencies_hz), self.stepping, self.channels,
+                                   timing, self.modulation_hz)
+        return self._plan.metadata()
 
     def run(self, instruments: Mapping[str, Instrument]) -> Iterator[Step]:
         mw: MicrowaveSource = instruments["mw"]  # type: ignore[assignment]
         pulser: PulseGenerator = instruments["pulser"]  # type: ignore[assignment]
         camera: LockInCamera = instruments["camera"]  # type: ignore[assignment]
         coils: CoilDriver = instruments["coils"]  # type: ignore[assignment]
+        if self._plan is None:
+            self.plan(instruments)
+        plan, self._plan = self._plan, None  # decided afresh for every run
+        assert plan is not None
+        log.info("CW ODMR: %s MW stepping (%s)", plan.mode, plan.reason)
+        if plan.mode == "list":
+            assert isinstance(mw, ListSweepSource) and isinstance(camera, TriggerableCamera)
+            yield from self._run_list(mw, pulser, camera, coils, plan)
+        else:
+            yield from self._run_software(mw, pulser, camera, coils)
 
+    def _step(self, config: int, i: int, image: np.ndarray) -> Step:
+        frequency = float(self.frequencies_hz[i])
+        return Step(
+            index=config * len(self.frequencies_hz) + i,
+            values={"config": config, "frequency_hz": frequency, "mean_signal": float(image.mean())},
+            images={"signal": image.astype(np.float32)},
+            label=f"{CONFIG_LABELS[config]} {frequency / 1e9:.6f} GHz",
+        )
+
+    def _configs(self, coils: CoilDriver) -> Iterator[int]:
+        """Set the coil currents of each configuration in turn; yields the configuration number."""
+        for config, currents in enumerate((np.zeros(coils.n_channels), self.coil_currents_a)):
+            coils.set_currents(currents)
+            yield config
+
+    def _run_software(self, mw: MicrowaveSource, pulser: PulseGenerator, camera: LockInCamera,
+                      coils: CoilDriver) -> Iterator[Step]:
         pulser.load(lockin_modulation_program(self.modulation_hz))
         pulser.start()
         camera.configure(self.modulation_hz, self.frame_rate_hz, self.frames_per_point)
         mw.set_power(self.power_dbm)
         mw.set_frequency(float(self.frequencies_hz[0]))
         mw.set_output(True)
-        off = np.zeros(coils.n_channels)
-        n = len(self.frequencies_hz)
-        configs = zip(CONFIG_LABELS, (off, self.coil_currents_a), strict=True)
-        for config, (label, currents) in enumerate(configs):
-            coils.set_currents(currents)
+        for config in self._configs(coils):
             for i, frequency in enumerate(self.frequencies_hz):
                 mw.set_frequency(float(frequency))
                 image = camera.demodulate(camera.acquire(self.frames_per_point)).mean(axis=0)
-                yield Step(
-                    index=config * n + i,
-                    values={"config": config, "frequency_hz": float(frequency),
-                            "mean_signal": float(image.mean())},
-                    images={"signal": image.astype(np.float32)},
-                    label=f"{label} {frequency / 1e9:.6f} GHz",
-                )
+                yield self._step(config, i, image)
+
+    def _run_list(self, mw: ListSweepSource, pulser: PulseGenerator, camera: TriggerableCamera,
+                  coils: CoilDriver, plan: SteppingPlan) -> Iterator[Step]:
+        previous_trigger = camera.trigger
+        camera.set_trigger("external")  # one volume per camera_start pulse
+        try:
+            settings = camera.configure(self.modulation_hz, self.frame_rate_hz, self.frames_per_point)
+            timing = stepped_point_timing(self.modulation_hz, self.frames_per_point / settings.frame_rate_hz,
+                                          self.step_settle_s, self.readback_s, pulser.clock_hz)
+            memory = int(getattr(pulser, "memory_words", MEMORY_WORDS))
+            mw.set_power(self.power_dbm)
+            mw.set_output(True)
+            n = len(self.frequencies_hz)
+            programs: dict[int, PulseProgram] = {}  # by segment length; loaded only when it changes
+            loaded = None
+            for config in self._configs(coils):
+                for first in range(0, n, plan.segment_points):
+                    segment = self.frequencies_hz[first:first + plan.segment_points]
+                    if plan.n_segments == 1 and config > 0:
+                        mw.restart_list()  # the same list again: no need to load it
+                    else:
+                        mw.arm_list(segment, self.power_dbm)
+                    if len(segment) not in programs:
+                        programs[len(segment)] = stepped_lockin_program(
+                            len(segment), timing, self.modulation_hz, self.channels, pulser.clock_hz, memory)
+                    if loaded is not programs[len(segment)]:
+                        loaded = programs[len(segment)]
+                        pulser.load(loaded)
+                    pulser.start()  # from the program's first instruction: point 0 of this list
+                    for j in range(len(segment)):
+                        image = camera.demodulate(camera.acquire(self.frames_per_point)).mean(axis=0)
+                        check_list_index(mw, mw.list_index(), j, len(segment), self.channels)
+                        yield self._step(config, first + j, image)
+                    pulser.stop()
+        finally:
+            camera.set_trigger(previous_trigger)
+            with contextlib.suppress(Exception):  # the run's own error, if any, is the one to report
+                mw.abort_list()

@@ -2,9 +2,11 @@
 
 A sequence is a plain object with ``name``, ``parameters()``, ``n_steps``, ``image_shapes``,
 ``scalars``/``setpoints``, ``check(limits)`` (raises before any hardware moves) and ``run(instruments)``,
-a generator of ``Step``s. The engine owns the instruments while it runs: nothing else may talk to
-them until it returns. On any exit (normal, exception, Ctrl-C, SIGTERM, abort from the GUI) every
-instrument's ``safe_state()`` is called and every sink is closed with the reason.
+a generator of ``Step``s; optionally ``plan(instruments)``, the decisions it takes from the
+instruments it was given (stored in the run metadata as ``sequence.plan``). The engine owns the
+instruments while it runs: nothing else may talk to them until it returns. On any exit (normal,
+exception, Ctrl-C, SIGTERM, abort from the GUI) every instrument's ``safe_state()`` is called and
+every sink is closed with the reason.
 """
 
 from __future__ import annotations
@@ -236,6 +238,9 @@ class Engine:
         with TerminationGuard() as guard:
             steps = sequence.run(self.instruments)
             try:
+                plan = getattr(sequence, "plan", None)
+                if callable(plan):
+                    metadata["sequence"]["plan"] = plan(self.instruments)
                 for sink in self.sinks:
                     sink.open(metadata, sequence.image_shapes, sequence.n_steps)
                     opened.append(sink)

@@ -113,6 +113,11 @@ class SimLibHeLIC:
     Attributes:
         frame_hook: called with each frame's start time (world clock) before the frame is
             synthesised; the sim stimulus uses it to play coil waveforms frame by frame.
+        volume_trigger: in external-trigger mode, called with the time the camera is ready for the
+            next volume; returns the time of the next start edge on its trigger input (``inf``:
+            none will come, the acquisition times out) or ``None`` when the line is not driven
+            (the camera is then clocked by the reference alone, as before). The station links it
+            to the simulated PulseBlaster's ``camera_start`` line.
         connected: ``False`` makes every call fail as if the USB cable were pulled.
     """
 
@@ -125,6 +130,7 @@ class SimLibHeLIC:
         self.readout_dead_time_s = readout_dead_time_s
         self.phase_rad = phase_rad
         self.frame_hook: Callable[[float], None] | None = None
+        self.volume_trigger: Callable[[float], float | None] | None = None
         self.connected = True
         self.volumes_acquired = 0
         self.synthesis_cpu_s = 0.0
@@ -141,6 +147,7 @@ class SimLibHeLIC:
         self._faults: dict[str, _Fault] = {}
         self._buffer = np.zeros(0, np.int16)
         self._pl_cache: tuple[tuple, np.ndarray, np.ndarray] | None = None
+        self._model_cache: tuple[tuple, tuple[np.ndarray, np.ndarray]] | None = None
         self._bank: np.ndarray | None = None
         # ctypes objects handed out must outlive the calls: keep them here.
         self._map_array = (_Map * len(_MAPS))()
@@ -154,6 +161,11 @@ class SimLibHeLIC:
         self._sensor = _Sensor(b"heliSens S3.1 (simulated)", b"sim", pitch, (ct.c_ushort * 2)(cols, rows), 0)
         self._sysdesc = _SysDesc(b"c3cam_sim", None, None, None, ct.pointer(self._sensor), None, None, None)
         self._camdata = _CamData()
+
+    @property
+    def timeout_s(self) -> float:
+        """Acquisition timeout set by ``HE_SetTimeout``."""
+        return self._timeout_s
 
     # ---- fault injection -----------------------------------------------------------------------
 
@@ -271,6 +283,14 @@ class SimLibHeLIC:
         if self.volumes_acquired:
             # readout and re-arm between volumes: the sensor does not integrate meanwhile
             self.world.clock.advance(self.readout_dead_time_s)
+        if v["TrigFreeExtN"] == 0 and self.volume_trigger is not None:
+            now = self.world.clock.now()
+            start = self.volume_trigger(now)
+            if start is not None:
+                if start - now > self._timeout_s:  # no start edge within the timeout
+                    self.world.clock.advance(min(self._timeout_s, 10.0))
+                    return 0
+                self.world.clock.advance(max(0.0, start - now))
         cpu0 = time.thread_time()
         volume = self._synthesise(v["SensNFrames"])
         self.synthesis_cpu_s += time.thread_time() - cpu0
@@ -314,9 +334,21 @@ class SimLibHeLIC:
         return self._bank[start:start + n]
 
     def _frame_model(self, fd: float, t_int: float) -> tuple[np.ndarray, np.ndarray]:
-        """(mean raw frame, noise sigma) for the World's present state, both (rows, cols, 2)."""
-        gain = self.gain_du_per_photon * _DDS_GAIN[self._values["DdsGain"]]
+        """(mean raw frame, noise sigma) for the World's present state, both (rows, cols, 2).
+
+        Cached while the World and the settings hold, so a per-frame hook costs little.
+        """
         diff, mean = self._pl_rates()
+        assert self._pl_cache is not None
+        key = (self._pl_cache[0], fd, t_int, self._values["DdsGain"], self.world.mw_gate_modulation_hz,
+               self.phase_rad)
+        if self._model_cache is None or self._model_cache[0] != key:
+            self._model_cache = (key, self._compute_frame_model(fd, t_int, diff, mean))
+        return self._model_cache[1]
+
+    def _compute_frame_model(self, fd: float, t_int: float, diff: np.ndarray,
+                             mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gain = self.gain_du_per_photon * _DDS_GAIN[self._values["DdsGain"]]
         f_mod = self.world.mw_gate_modulation_hz
         response = float(np.sinc((f_mod - fd) * t_int)) if f_mod > 0 else 0.0
         amplitude = diff * np.float32(gain * 0.5 * t_int * response)

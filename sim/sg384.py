@@ -210,7 +210,7 @@ class SimSG384(ScpiDevice):
         hz = _frequency_hz(arg)
         if not FREQUENCY_MIN_HZ <= hz <= self.frequency_max_hz:
             raise _CommandError(ILLEGAL_VALUE)
-        if self.list_enabled:
+        if self.list_enabled:  # assumed (not confirmed in the SG380 manual): FREQ refused in list mode
             raise _CommandError(ILLEGAL_MODE)
         self.frequency_hz = hz
         self._apply()

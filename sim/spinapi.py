@@ -16,6 +16,7 @@ with ``pb_core_clock``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,7 +44,8 @@ STATUS_RESET = 0x2
 STATUS_RUNNING = 0x4
 STATUS_WAITING = 0x8
 
-SIM_WIRING = {"laser": 0, "mw_switch": 1, "camera_trigger": 2, "spad_gate": 3, "mw_trigger": 4}
+SIM_WIRING = {"laser": 0, "mw_switch": 1, "camera_trigger": 2, "spad_gate": 3, "mw_trigger": 4,
+              "camera_start": 5}
 """Which output bit of the simulated board drives which part of the simulated microscope."""
 
 MAX_TIMELINE_SEGMENTS = 2_000_000
@@ -251,6 +253,11 @@ class SimSpinAPI:
         self.declared_clock_mhz = clock_hz / 1e6
         self.timeline: Timeline | None = None
         self.started_at_s: float | None = None
+        self.start_count = 0
+        """Programs started so far; tells a new run from an old one."""
+        self.simulation_cpu_s = 0.0
+        """CPU time spent executing programs into timelines and finding their edges (the real
+        board does this in hardware)."""
         self._selected = 0
         self._initialised = False
         self._programming = False
@@ -258,6 +265,7 @@ class SimSpinAPI:
         self._staging: list[_Inst] = []
         self._stopped_by_user = True
         self._error = ""
+        self._edge_cache: tuple[Timeline | None, dict[int, tuple[np.ndarray, np.ndarray]]] = (None, {})
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -396,14 +404,17 @@ class SimSpinAPI:
             return self._fail("board not initialised")
         if not self._program:
             return self._fail("no program loaded")
+        cpu0 = time.thread_time()
         try:
             timeline = execute(self._program, self.board_clock_hz, self.memory_words)
         except SimTimelineError as exc:
             return self._fail(str(exc))
         self.timeline = timeline
         self.started_at_s = self.world.clock.now()
+        self.start_count += 1
         self._stopped_by_user = False
         self._drive_world(timeline)
+        self.simulation_cpu_s += time.thread_time() - cpu0
         return self._ok()
 
     def pb_stop(self) -> int:
@@ -421,6 +432,82 @@ class SimSpinAPI:
         self._stopped_by_user = True
         self._outputs_low()
         return self._ok()
+
+    @property
+    def running(self) -> bool:
+        """A program was started and not stopped (it may have reached its STOP since)."""
+        return self.timeline is not None and not self._stopped_by_user
+
+    def drives(self, line: str) -> bool:
+        """Whether the running program ever raises ``line`` (a wired output name)."""
+        if not self.running or line not in self.wiring:
+            return False
+        cpu0 = time.thread_time()
+        first, repeating = self._rising_cycles(self.wiring[line])
+        self.simulation_cpu_s += time.thread_time() - cpu0
+        return bool(len(first) or len(repeating))
+
+    def rising_edges_s(self, line: str, after_s: float, until_s: float) -> np.ndarray:
+        """World-clock times in ``(after_s, until_s]`` of the rising edges on ``line``, in order.
+
+        Nothing while the board is stopped; a program that loops forever repeats its edges every
+        period. Other simulated instruments use this to see the TTL edges wired to their inputs.
+        """
+        if not self.running or line not in self.wiring or until_s <= after_s:
+            return np.zeros(0)
+        cpu0 = time.thread_time()
+        try:
+            return self._rising_edges_s(self.wiring[line], after_s, until_s)
+        finally:
+            self.simulation_cpu_s += time.thread_time() - cpu0
+
+    def _rising_edges_s(self, bit: int, after_s: float, until_s: float) -> np.ndarray:
+        assert self.timeline is not None and self.started_at_s is not None
+        tl = self.timeline
+        first, repeating = self._rising_cycles(bit)
+        clock = tl.clock_hz
+        lo = (after_s - self.started_at_s) * clock
+        hi = (until_s - self.started_at_s) * clock
+        times = [first[(first > lo) & (first <= hi)]]
+        if tl.periodic and len(repeating):
+            assert tl.period_start_cycles is not None
+            period = tl.end_cycles - tl.period_start_cycles
+            # Repetition k >= 1 of the periodic part starts at end_cycles + (k - 1) * period.
+            k_lo = max(1, int(np.floor((lo - tl.end_cycles - repeating[-1]) / period)) + 1)
+            k_hi = int(np.floor((hi - tl.end_cycles - repeating[0]) / period)) + 1
+            if k_hi >= k_lo:
+                k = np.arange(k_lo, k_hi + 1)
+                c = (tl.end_cycles + (k[:, None] - 1) * period + repeating[None, :]).ravel()
+                times.append(c[(c > lo) & (c <= hi)])
+        cycles = np.concatenate(times)
+        return self.started_at_s + cycles / clock
+
+    def _rising_cycles(self, bit: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rising edges of the first pass, rising edges of each later period relative to its start)."""
+        assert self.timeline is not None
+        tl = self.timeline
+        if self._edge_cache[0] is not tl:
+            self._edge_cache = (tl, {})
+        cached = self._edge_cache[1].get(bit)
+        if cached is not None:
+            return cached
+        starts, outs = tl.segments()
+        level = (outs >> bit) & 1
+        before = np.concatenate([[0], level[:-1]])
+        first = starts[(level == 1) & (before == 0)].astype(float)
+        if not tl.periodic and bool((tl.final_outputs >> bit) & 1) and (not len(level) or level[-1] == 0):
+            first = np.append(first, float(tl.end_cycles))
+        repeating = np.zeros(0)
+        if tl.periodic:
+            ps = tl.period_start_cycles
+            inside = (starts > ps) & (starts < tl.end_cycles)
+            at_start = level[starts <= ps][-1]  # the segment holding the period's first cycle
+            rel = np.concatenate([[0], starts[inside] - ps])
+            lv = np.concatenate([[at_start], level[inside]])
+            prev = np.concatenate([[level[starts < tl.end_cycles][-1]], lv[:-1]])  # the end wraps round
+            repeating = rel[(lv == 1) & (prev == 0)].astype(float)
+        self._edge_cache[1][bit] = (first, repeating)
+        return first, repeating
 
     def _drive_world(self, timeline: Timeline) -> None:
         laser = timeline.ever_high(self.wiring["laser"])

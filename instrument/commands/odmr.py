@@ -31,6 +31,9 @@ def add_parser(sub: Any) -> None:
     add_sweep_options(o, points=61)
     o.add_argument("--frames-per-point", type=int, default=4,
                    help="lock-in frames averaged per frequency (default: 4)")
+    o.add_argument("--mw-stepping", choices=("auto", "list", "software"), default="auto",
+                   help="auto: the PulseBlaster steps the source's frequency list where the station "
+                   "allows it, else one set_frequency per point; list/software: insist (default: auto)")
     o.add_argument("--no-figure", action="store_true", help="do not write the PNG figure")
     o.set_defaults(handler=run)
 
@@ -82,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     with open_station(args) as station:
         freqs = sweep_frequencies(args, station)
         sweep = CwOdmrSweep(freqs, args.power_dbm, coil_currents(station, args.coils, args.current_a),
-                            image_shape=station["camera"].shape, frames_per_point=args.frames_per_point)
+                            image_shape=station["camera"].shape, frames_per_point=args.frames_per_point,
+                            stepping=args.mw_stepping)
         try:
             sweep.check(station.limits)
         except (SafetyLimitError, ValueError) as exc:
@@ -104,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
     from instrument.analysis.cw_run import FIGURE_NAME, analyse_cw_run, plot_cw_result, save_analysis
 
-    result = analyse_cw_run(load_run(out, writer.run_id))
+    stored = load_run(out, writer.run_id)
+    plan = (stored.metadata.get("sequence") or {}).get("plan") or {}
+    result = analyse_cw_run(stored)
     save_analysis(result, where)
     lo, hi = result.field_range_t
     add_run_metadata(out, writer.run_id, {"b_nv_range_t": [lo, hi],
@@ -116,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     rows, cols = result.b_nv_t.shape
     print(f"run {writer.run_id} completed{' (simulated)' if station.simulated else ''}")
     print(f"  points     {sweep.n_steps} ({args.points} frequencies x I-off/I-on), image {rows}x{cols}")
+    if plan:
+        print(f"  MW steps   {plan.get('mw_stepping_mode')} ({plan.get('mw_stepping_reason')})")
     print(f"  B_NV range {lo * 1e6:+.2f} .. {hi * 1e6:+.2f} uT "
           f"({result.converged_fraction:.1%} of pixels fitted)")
     print(f"  time       {time.monotonic() - t0:.1f} s")

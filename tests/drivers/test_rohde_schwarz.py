@@ -211,6 +211,25 @@ def test_software_trigger_and_abort(source, sim, world):
     assert source.frequency_mode() == "CW"
 
 
+def test_restart_list_resets_and_starts_it_again(source, sim, world):
+    source.arm_list(FREQS, -5.0)
+    sim.trigger()
+    sim.commands.clear()
+    source.restart_list()
+    assert sim.commands == ["SOUR:FREQ:MODE?", "SOUR:LIST:RES", NO_ERROR, "SOUR:LIST:TRIG:EXEC", NO_ERROR,
+                            "SOUR:LIST:IND?"]
+    assert world.mw_frequency_hz == FREQS[0]
+    sim.trigger()  # the first edge after the restart steps: the starting trigger was sent again
+    assert world.mw_frequency_hz == FREQS[1]
+
+
+def test_restart_without_a_running_list_is_refused(source, sim):
+    with pytest.raises(InstrumentError, match="no list is running") as err:
+        source.restart_list()
+    assert err.value.command == "SOUR:LIST:RES"
+    assert sim.commands == ["SOUR:FREQ:MODE?"]
+
+
 def test_rearming_a_running_list_goes_through_cw(source, sim, world):
     source.arm_list(FREQS, -5.0)
     sim.trigger()

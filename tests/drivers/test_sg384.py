@@ -262,6 +262,25 @@ def test_rearming_replaces_a_running_list(source, sim, world):
     assert world.mw_frequency_hz == 2.9e9
 
 
+def test_restart_list_goes_back_to_point_0_without_reloading(source, sim, world):
+    source.arm_list(FREQS, -5.0)
+    sim.trigger()
+    sim.trigger()
+    sim.commands.clear()
+    source.restart_list()
+    assert sim.commands == ["LSTS?", "LSTE?", "LSTR", "LERR?"]
+    assert (source.list_index(), world.mw_frequency_hz) == (0, FREQS[0])
+    sim.trigger()
+    assert world.mw_frequency_hz == FREQS[1]
+
+
+def test_restart_without_a_list_is_refused_before_anything_is_sent(source, sim):
+    with pytest.raises(InstrumentError, match="no list is armed") as err:
+        source.restart_list()
+    assert err.value.command == "LSTR"
+    assert sim.commands == ["LSTS?"]
+
+
 def test_abort_list_returns_to_cw(source, sim, world):
     source.arm_list(FREQS, -5.0)
     sim.commands.clear()

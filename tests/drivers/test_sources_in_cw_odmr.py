@@ -1,7 +1,9 @@
 """The walking skeleton's CW ODMR runs unchanged with every microwave source, in sim.
 
 The station is built from the bundled station file; only the ``mw`` role is swapped for each
-source (what a station-file change does once the station knows these drivers).
+source by hand. A source swapped in by hand has no simulated trigger cable, so these sweeps step
+in software; list mode through a station-file change is tested in
+``tests/sequences/test_cw_list_stepping.py``.
 """
 
 import numpy as np
@@ -53,7 +55,7 @@ def test_cw_odmr_finds_the_resonance_with_each_source(kind):
         center = station.world.resonance_estimate_hz()
         freqs = center + np.linspace(-15e6, 15e6, 31)
         sweep = CwOdmrSweep(freqs, -10.0, np.zeros(station["coils"].n_channels), image_shape=(12, 12),
-                            frames_per_point=2)
+                            frames_per_point=2, stepping="software")
         sink = ListSink()
         outcome = Engine(station.instruments, station.limits, [sink]).run(sweep)
         assert outcome.status == "completed"

@@ -181,6 +181,24 @@ def test_each_trigger_steps_one_point_and_wraps(source, sim, world):
     assert seen == [0, 1, 2, 0]
 
 
+def test_restart_list_runs_the_table_again_from_point_0(source, sim, world):
+    source.arm_list(FREQS, -5.0)
+    sim.trigger()
+    sim.trigger()
+    sim.commands.clear()
+    source.restart_list()
+    assert sim.commands == ["g0", "g1", "g?", "f?"]
+    assert world.mw_frequency_hz == FREQS[0]
+    sim.trigger()
+    assert source.list_index() == 1
+
+
+def test_restart_without_a_list_is_refused(source, sim):
+    with pytest.raises(InstrumentError, match="no list is armed"):
+        source.restart_list()
+    assert sim.commands == []
+
+
 def test_abort_returns_to_the_cw_frequency(source, sim, world):
     source.set_frequency(2.5e9)
     source.arm_list(FREQS, -5.0)

@@ -118,7 +118,7 @@ def test_refit_of_an_aborted_run_says_it_is_incomplete(qtbot, window):
     run_to_end(qtbot, window)
     done = window.run_browser.selected_run()
     window.last_outcome = None
-    configure(window, points=60)
+    configure(window, points=600)  # long enough to be still running when checked, however fast steps are
     window.cw_panel.start_button.click()
     qtbot.waitUntil(lambda: window.cw_panel.progress_bar.value() >= 1, timeout=10_000)
     # while a scan runs, stored runs are neither opened nor re-fitted: the views belong to the scan
