@@ -68,6 +68,10 @@ class CheckedVisaSource:
     def constraints(self) -> MicrowaveConstraints:
         return self._constraints
 
+    def connect_message(self, idn_param: str = "IDN", begin_time: float | None = None) -> None:
+        """Log the identity: QCoDeS prints it, which would mix into the ``acquire`` command's output."""
+        log.info("%s: connected to %s", self.name, self.get_idn())
+
     def get_idn(self) -> dict[str, str | None]:
         """``*IDN?`` once per connection: the identity does not change while connected."""
         if self._idn is None:

@@ -341,3 +341,12 @@ def test_pyvisa_sim_dialogue():
         assert src.list_size() == 0
     finally:
         src.close()
+
+
+def test_connecting_prints_nothing_and_logs_the_identity(sim, capsys, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="drivers.checked_visa"):
+        connect(sim).close()
+    assert capsys.readouterr().out == ""  # the acquire command's output stays its own
+    assert "connected to" in caplog.text and "SG384" in caplog.text
