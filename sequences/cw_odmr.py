@@ -176,7 +176,7 @@ class CwOdmrSweep:
 
     def _run_software(self, mw: MicrowaveSource, pulser: PulseGenerator, camera: LockInCamera,
                       coils: CoilDriver) -> Iterator[Step]:
-        pulser.load(lockin_modulation_program(self.modulation_hz))
+        pulser.load(lockin_modulation_program(self.modulation_hz, clock_hz=pulser.clock_hz))
         pulser.start()
         camera.configure(self.modulation_hz, self.frame_rate_hz, self.frames_per_point)
         mw.set_power(self.power_dbm)
