@@ -122,7 +122,7 @@ def plan_lockin(station: Any, request: LockInRequest, channel_names: list[str] |
                          f"({r.modulation_hz / 2:g} Hz: a frame integrates whole modulation periods), "
                          f"got {r.frame_rate_hz:g} Hz")
     try:
-        lockin_modulation_frequency_hz(r.modulation_hz)
+        lockin_modulation_frequency_hz(r.modulation_hz, station["pulser"].clock_hz)
     except ValueError as exc:
         raise ValueError(f"modulation frequency {r.modulation_hz:g} Hz: {exc}") from exc
     if not 1 <= r.frames_per_volume <= 512:
