@@ -16,7 +16,6 @@ Everything that happens is appended to ``schedule.log`` in plain sentences, for 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime as dt
 import fcntl
 import os
@@ -146,10 +145,24 @@ def acquire_command(argv: list[str]) -> list[str]:
     return [sys.executable, "-m", "instrument.cli", *argv]
 
 
-def _die_with_parent() -> None:
-    """In the child: receive SIGTERM when the scheduler process dies (Linux), so nothing is orphaned."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+# Runs in the child before the queued command replaces it (exec keeps the setting): SIGTERM when the
+# scheduler dies (Linux PR_SET_PDEATHSIG), so no scan is orphaned. A launcher instead of Popen's
+# preexec_fn, which may deadlock in a process with threads (the scheduler has several).
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+except (OSError, AttributeError):
+    pass  # not Linux: the scheduler still stops its child on a clean shutdown
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("the scheduler died before the scan started")
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
+
+
+def _launch(command: list[str]) -> list[str]:
+    """``command`` wrapped so it dies with this process."""
+    return [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
 
 
 class ScanQueue:
@@ -345,8 +358,8 @@ def _execute(queue: ScanQueue, entry: Entry) -> None:
             out.flush()
             # own session: a Ctrl-C at the scheduler's terminal stops the scheduler, which then
             # pauses the child deliberately, instead of reaching the child behind its back
-            child = subprocess.Popen(entry.command, stdout=out, stderr=subprocess.STDOUT, cwd=entry.cwd,
-                                     preexec_fn=_die_with_parent, start_new_session=True)
+            child = subprocess.Popen(_launch(entry.command), stdout=out, stderr=subprocess.STDOUT,
+                                     cwd=entry.cwd, start_new_session=True)
             why = _wait(child, deadline, queue)
     except OSError as exc:
         queue.log(f"FAILED   {entry.id}: could not start the command: {exc}; entry removed")
