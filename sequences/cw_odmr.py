@@ -5,11 +5,13 @@ camera frame holds the per-pixel PL change caused by the MW: a peak at every res
 first measures with all coils off (the reference), then with the chosen coils on; the difference
 of the fitted resonances is the coils' field projected on the NV axis.
 
-The MW frequency steps in hardware when the station allows it (``sequences.mw_stepping``): the
-PulseBlaster program carries the modulation, one ``camera_start`` pulse per point (the camera
-takes that point's frames) and one ``mw_trigger`` pulse between points (the source steps its
-list), and after each point the list index is read back so a missing trigger stops the run with
-the points measured so far kept. Otherwise it steps in software, one ``set_frequency`` per point.
+The MW frequency steps in hardware when the station allows it (``sequences.mw_stepping``): for
+each point software starts a short PulseBlaster program that runs once and stops: the
+``mw_trigger`` pulse that steps the source's list (not before a list's first point), the settle
+time, the ``camera_start`` pulse that starts the camera's volume, and the modulation through the
+volume. Then it reads the volume and the list index back, so a missing trigger stops the run with
+the points measured so far kept. Between points the board is stopped: bus latency, storage and
+pauses cannot shift anything. Otherwise it steps in software, one ``set_frequency`` per point.
 Which mode ran, and why, is logged and stored in the run's metadata (``sequence.plan``).
 """
 
@@ -26,21 +28,28 @@ import numpy as np
 from instrument.protocols import (
     CoilDriver,
     Instrument,
+    InstrumentTimeout,
     ListSweepSource,
     LockInCamera,
     MicrowaveSource,
     PulseGenerator,
-    PulseProgram,
     SafetyLimits,
     TriggerableCamera,
 )
 from instrument.storage.runs import Step
-from sequences.mw_stepping import STEPPING_MODES, SteppingPlan, check_list_index, plan_stepping
+from sequences.mw_stepping import (
+    SOFTWARE_FIX,
+    STEPPING_MODES,
+    SteppingPlan,
+    check_list_index,
+    plan_stepping,
+)
 from sequences.pulses import (
     MEMORY_WORDS,
     ChannelMap,
+    SteppedPointTiming,
     lockin_modulation_program,
-    stepped_lockin_program,
+    stepped_point_program,
     stepped_point_timing,
 )
 
@@ -62,10 +71,8 @@ class CwOdmrSweep:
         modulation_hz: MW gating frequency, also the camera's demodulation frequency.
         frame_rate_hz: camera frame rate.
         stepping: ``"auto"`` (list mode where the station allows it), ``"list"`` or ``"software"``.
-        step_settle_s: list mode: time from a list step to the next camera volume (source settling
-            and camera readout).
-        readback_s: list mode: time after each volume before the next step, in which the list
-            index is read back.
+        step_settle_s: list mode: time from a point's program start (and list step) to its camera
+            volume: the source settles and the camera must be ready for ``camera_start``.
         channels: the pulse generator's channel map.
     """
 
@@ -78,7 +85,6 @@ class CwOdmrSweep:
     frame_rate_hz: float = 208.0
     stepping: str = "auto"
     step_settle_s: float = 2e-3
-    readback_s: float = 1e-3
     channels: ChannelMap = field(default_factory=ChannelMap)
     name: str = "cw_odmr"
     scalars: Mapping[str, str] = field(
@@ -114,7 +120,6 @@ class CwOdmrSweep:
             "frame_rate_hz": self.frame_rate_hz,
             "stepping": self.stepping,
             "step_settle_s": self.step_settle_s,
-            "readback_s": self.readback_s,
             "configs": list(CONFIG_LABELS),
         }
 
@@ -128,20 +133,24 @@ class CwOdmrSweep:
             raise ValueError(f"frames per point must be at least 1, got {self.frames_per_point}")
         if self.stepping not in STEPPING_MODES:
             raise ValueError(f"MW stepping must be one of {', '.join(STEPPING_MODES)}, got {self.stepping!r}")
-        for what, value in (("step settle time", self.step_settle_s), ("read-back time", self.readback_s)):
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"the {what} must be > 0 s, got {value!r}")
+        if not np.isfinite(self.step_settle_s) or self.step_settle_s <= 0:
+            raise ValueError(f"the step settle time must be > 0 s, got {self.step_settle_s!r}")
         limits.check_mw_power(self.power_dbm)
         for channel, current in enumerate(self.coil_currents_a):
             limits.check_coil_current(channel, float(current))
 
     def plan(self, instruments: Mapping[str, Instrument]) -> dict[str, Any]:
         """Decide how the MW frequency will step on these instruments; stored in the run metadata."""
-        timing = stepped_point_timing(self.modulation_hz, self.frames_per_point / self.frame_rate_hz,
-                                      self.step_settle_s, self.readback_s)
         self._plan = plan_stepping(instruments, len(self.frequencies_hz), self.stepping, self.channels,
-                                   timing, self.modulation_hz)
+                                   self._point_timing, self.modulation_hz)
         return self._plan.metadata()
+
+    def _point_timing(self, pulser: PulseGenerator, camera: TriggerableCamera) -> SteppedPointTiming:
+        """Periods of one hardware-timed point on this board's clock, for the frame rate the camera
+        really runs at (configuring it; the run configures it again with the same settings)."""
+        settings = camera.configure(self.modulation_hz, self.frame_rate_hz, self.frames_per_point)
+        volume_s = settings.frames_per_volume / settings.frame_rate_hz
+        return stepped_point_timing(self.modulation_hz, volume_s, self.step_settle_s, pulser.clock_hz)
 
     def run(self, instruments: Mapping[str, Instrument]) -> Iterator[Step]:
         mw: MicrowaveSource = instruments["mw"]  # type: ignore[assignment]
@@ -190,17 +199,19 @@ class CwOdmrSweep:
 
     def _run_list(self, mw: ListSweepSource, pulser: PulseGenerator, camera: TriggerableCamera,
                   coils: CoilDriver, plan: SteppingPlan) -> Iterator[Step]:
+        assert plan.timing is not None
         previous_trigger = camera.trigger
         camera.set_trigger("external")  # one volume per camera_start pulse
         try:
-            settings = camera.configure(self.modulation_hz, self.frame_rate_hz, self.frames_per_point)
-            timing = stepped_point_timing(self.modulation_hz, self.frames_per_point / settings.frame_rate_hz,
-                                          self.step_settle_s, self.readback_s, pulser.clock_hz)
+            camera.configure(self.modulation_hz, self.frame_rate_hz, self.frames_per_point)
             memory = int(getattr(pulser, "memory_words", MEMORY_WORDS))
+            # A list's first point is on the output once armed; every later one starts with its step.
+            first_point, next_point = (
+                stepped_point_program(plan.timing, step, self.modulation_hz, self.channels, pulser.clock_hz,
+                                      memory) for step in (False, True))
             mw.set_power(self.power_dbm)
             mw.set_output(True)
             n = len(self.frequencies_hz)
-            programs: dict[int, PulseProgram] = {}  # by segment length; loaded only when it changes
             loaded = None
             for config in self._configs(coils):
                 for first in range(0, n, plan.segment_points):
@@ -209,19 +220,30 @@ class CwOdmrSweep:
                         mw.restart_list()  # the same list again: no need to load it
                     else:
                         mw.arm_list(segment, self.power_dbm)
-                    if len(segment) not in programs:
-                        programs[len(segment)] = stepped_lockin_program(
-                            len(segment), timing, self.modulation_hz, self.channels, pulser.clock_hz, memory)
-                    if loaded is not programs[len(segment)]:
-                        loaded = programs[len(segment)]
-                        pulser.load(loaded)
-                    pulser.start()  # from the program's first instruction: point 0 of this list
                     for j in range(len(segment)):
-                        image = camera.demodulate(camera.acquire(self.frames_per_point)).mean(axis=0)
+                        program = next_point if j else first_point
+                        if loaded is not program:
+                            pulser.load(program)
+                            loaded = program
+                        pulser.start()  # runs this point once and stops: nothing waits on software
+                        image = camera.demodulate(self._triggered_volume(camera, first + j, n)).mean(axis=0)
                         check_list_index(mw, mw.list_index(), j, len(segment), self.channels)
                         yield self._step(config, first + j, image)
-                    pulser.stop()
+            pulser.stop()
         finally:
             camera.set_trigger(previous_trigger)
             with contextlib.suppress(Exception):  # the run's own error, if any, is the one to report
                 mw.abort_list()
+
+    def _triggered_volume(self, camera: TriggerableCamera, i: int, n: int) -> np.ndarray:
+        """The volume the point's ``camera_start`` pulse started; a clear error if none came."""
+        try:
+            return camera.acquire(self.frames_per_point)
+        except InstrumentTimeout as exc:
+            bit = self.channels.bits.get("camera_start")
+            raise InstrumentTimeout(
+                exc.instrument, exc.command,
+                f"no volume at point {i + 1} of {n}: the camera missed the PulseBlaster's camera_start pulse "
+                f"(bit {bit}). Check the cable to the camera's trigger input and that the step settle time "
+                f"({self.step_settle_s * 1e3:g} ms) covers the camera's readout, or {SOFTWARE_FIX}",
+                exc.value) from exc

@@ -4,18 +4,19 @@ List mode needs three things from the station: a source with a trigger-stepped f
 (``ListSweepSource``), a pulse generator whose channel map has ``mw_trigger`` (cabled to the
 source's trigger input) and ``camera_start`` (cabled to the camera's external trigger), and a
 camera whose volumes can start on that trigger (``TriggerableCamera``). Then the PulseBlaster
-times every point (``sequences.pulses.stepped_lockin_sequence``) and software only reads frames.
-Anything missing falls back to software stepping, with the reason logged and stored in the run.
+times everything inside a point (``sequences.pulses.stepped_point_sequence``: step, settle,
+camera start, volume) and stops; software starts it once per point, so bus latency and pauses
+fall between points where nothing is waiting on them. Anything missing falls back to software
+stepping, with the reason logged and stored in the run.
 
-A sweep longer than the source's list (or than one pulse program holds) is split into list
-segments, each armed and run in turn.
+A sweep longer than the source's list is split into list segments, each armed and run in turn.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from instrument.protocols import (
@@ -30,13 +31,14 @@ from sequences.pulses import (
     ChannelMap,
     PulseSequenceError,
     SteppedPointTiming,
-    stepped_points_capacity,
+    stepped_point_program,
 )
 
 log = logging.getLogger(__name__)
 
 STEPPING_MODES = ("auto", "list", "software")
 LIST_LINES = ("mw_trigger", "camera_start")
+SOFTWARE_FIX = "sweep with software stepping (`--mw-stepping software` of acquire odmr or acquire coil-scan)"
 
 
 class ListSweepStalled(InstrumentError):
@@ -54,16 +56,22 @@ class SteppingPlan:
     Attributes:
         segment_points: points per armed list (list mode).
         n_segments: lists armed per configuration (list mode).
+        timing: the periods of one hardware-timed point (list mode).
     """
 
     mode: str
     reason: str
     segment_points: int = 0
     n_segments: int = 0
+    timing: SteppedPointTiming | None = None
 
     def metadata(self) -> dict[str, Any]:
-        return {f"mw_stepping_{k}" if k in ("mode", "reason") else f"list_{k}": v
-                for k, v in asdict(self).items()}
+        out: dict[str, Any] = {"mw_stepping_mode": self.mode, "mw_stepping_reason": self.reason,
+                               "list_segment_points": self.segment_points, "list_n_segments": self.n_segments}
+        if self.timing is not None:
+            for part in ("settle", "volume", "tail"):
+                out[f"list_{part}_periods"] = getattr(self.timing, part)
+        return out
 
 
 def plan_stepping(
@@ -71,10 +79,13 @@ def plan_stepping(
     n_points: int,
     request: str,
     channels: ChannelMap,
-    timing: SteppedPointTiming,
+    point_timing: Callable[[PulseGenerator, TriggerableCamera], SteppedPointTiming],
     modulation_hz: float,
 ) -> SteppingPlan:
     """Choose list mode or software stepping for a sweep of ``n_points`` on these instruments.
+
+    ``point_timing`` gives the periods of one point for this pulse generator and camera (its clock
+    and the frame rate the camera really runs at); it is asked only when list mode is possible.
 
     Raises:
         SteppingUnavailable: ``request == "list"`` but something list mode needs is missing.
@@ -93,49 +104,46 @@ def plan_stepping(
         missing = f"the pulse generator's channel map has no {' or '.join(absent)} line"
     elif not isinstance(camera, TriggerableCamera):
         missing = "the camera cannot start its volumes on an external trigger"
+    else:
+        try:
+            timing = point_timing(pulser, camera)
+            memory = int(getattr(pulser, "memory_words", MEMORY_WORDS))
+            for step in (False, True):
+                stepped_point_program(timing, step, modulation_hz, channels, pulser.clock_hz, memory)
+        except PulseSequenceError as exc:
+            missing = f"the stepped pulse program cannot be built: {exc}"
     if missing:
         if request == "list":
             raise SteppingUnavailable(f"hardware list stepping is not possible: {missing}; "
                                       "use software stepping or complete the station")
         return SteppingPlan("software", missing)
-    assert isinstance(mw, ListSweepSource) and isinstance(pulser, PulseGenerator)
-    source_max = mw.constraints.list_max_points
-    try:
-        program_max = stepped_points_capacity(timing, modulation_hz, channels, pulser.clock_hz,
-                                              int(getattr(pulser, "memory_words", MEMORY_WORDS)))
-    except PulseSequenceError as exc:
-        if request == "list":
-            raise SteppingUnavailable(f"hardware list stepping is not possible: {exc}") from exc
-        return SteppingPlan("software", f"the stepped pulse program cannot be built: {exc}")
-    segment = min(source_max, program_max, n_points)
-    if segment < 2 and n_points > 1:
-        why = f"a list segment would hold {segment} point(s) ({mw.name} holds {source_max}, " \
-              f"one pulse program {program_max})"
-        if request == "list":
-            raise SteppingUnavailable(f"hardware list stepping is not possible: {why}")
-        return SteppingPlan("software", why)
+    assert isinstance(mw, ListSweepSource)
+    segment = min(mw.constraints.list_max_points, n_points)
     n_segments = -(-n_points // segment)
-    reason = f"{mw.name} steps its list on the pulse generator's mw_trigger"
+    reason = f"{mw.name} steps its list on the pulse generator's mw_trigger, one point per program run"
     if n_segments > 1:
-        limit = f"{mw.name} holds {source_max} list points" if source_max <= program_max else \
-            f"one pulse program holds {program_max} points"
-        reason += f"; {n_points} points split into {n_segments} list segments of at most {segment} ({limit})"
-    return SteppingPlan("list", reason, segment, n_segments)
+        reason += (f"; {n_points} points split into {n_segments} list segments of at most {segment} "
+                   f"({mw.name} holds {mw.constraints.list_max_points} list points)")
+    return SteppingPlan("list", reason, segment, n_segments, timing)
 
 
 def check_list_index(source: ListSweepSource, index: int, expected: int, n_points: int,
                      channels: ChannelMap) -> None:
-    """Raise ``ListSweepStalled`` naming the likely cause when the list is not where it should be."""
+    """Raise ``ListSweepStalled`` naming the likely cause when the list is not where it should be.
+
+    ``index`` and ``expected`` count from 0, as the sources do; messages count points from 1.
+    """
     if index == expected:
         return
     bit = channels.bits.get("mw_trigger")
     if index < expected:
-        detail = (f"the list stayed at point {index} although the pulse generator should have stepped "
-                  f"it to point {expected} of {n_points}; no mw_trigger edge reached the source. Check "
-                  f"the cable from the PulseBlaster's mw_trigger output (bit {bit}) to the source's "
-                  "trigger input and the source's trigger settings, or sweep with software stepping")
+        detail = (f"the list stayed at point {index + 1} of {n_points} (index {index}) although the pulse "
+                  f"generator should have stepped it to point {expected + 1}; no mw_trigger edge reached "
+                  f"the source. Check the cable from the PulseBlaster's mw_trigger output (bit {bit}) to the "
+                  f"source's trigger input and the source's trigger settings, or {SOFTWARE_FIX}")
     else:
-        detail = (f"the list is at point {index} while point {expected} of {n_points} was measured: the "
-                  "camera missed a volume-start trigger or the source got extra edges; raise the step "
-                  "settle time or check the camera_start cable")
+        detail = (f"the list is at point {index + 1} of {n_points} (index {index}) while point "
+                  f"{expected + 1} was measured: the source counted more mw_trigger edges than the "
+                  f"PulseBlaster sent. Check the mw_trigger cable (bit {bit}) for reflections or a second "
+                  f"source driving it and the source's trigger slope, or {SOFTWARE_FIX}")
     raise ListSweepStalled(source.name, "list index read-back", detail, index)

@@ -417,57 +417,61 @@ TRIGGER_PULSE_S = 1e-6
 microsecond-scale minimum pulse widths of the sources' and the camera's trigger inputs)."""
 
 
+POINT_TAIL_PERIODS = 2
+"""Modulation periods a hardware-timed point runs on after its volume's last planned period, so the
+camera's reference and the MW gating cover the whole volume even if it ends a little late."""
+
+
 @dataclass(frozen=True)
 class SteppedPointTiming:
     """Length of each part of one hardware-timed sweep point, in whole modulation periods.
 
-    A point opens with the ``mw_trigger`` pulse that steps the source (none before the first
-    point: arming puts point 0 on the output), waits ``settle`` periods (source settling, camera
-    readout), raises ``camera_start`` (the camera's external trigger starts one volume), lets the
-    volume run for ``volume`` periods and leaves ``tail`` periods for reading the list index back
-    before the next point's step.
+    A point opens with the ``mw_trigger`` pulse that steps the source (none for the first point of
+    a list: arming puts point 0 on the output), waits ``settle`` periods (source settling), raises
+    ``camera_start`` (the camera's external trigger starts one volume), lets the volume run for
+    ``volume`` periods and the modulation go on for ``tail`` more; then the program stops.
     """
 
     settle: int
     volume: int
-    tail: int
+    tail: int = POINT_TAIL_PERIODS
 
     @property
     def periods(self) -> int:
         return self.settle + self.volume + self.tail
 
 
-def stepped_point_timing(modulation_hz: float, volume_s: float, settle_s: float, tail_s: float,
+def stepped_point_timing(modulation_hz: float, volume_s: float, settle_s: float,
                          clock_hz: float = 500e6) -> SteppedPointTiming:
-    """Whole modulation periods covering a camera volume of ``volume_s`` and the gaps around it."""
+    """Whole modulation periods covering a settle time of ``settle_s`` and a volume of ``volume_s``."""
     period_s = 2 * lockin_modulation_period_cycles(modulation_hz, clock_hz) / clock_hz
-    for name, value in (("volume", volume_s), ("settle", settle_s), ("tail", tail_s)):
+    for name, value in (("volume", volume_s), ("settle", settle_s)):
         if not math.isfinite(value) or value <= 0:
             raise PulseSequenceError(f"stepped sweep: {name} time must be > 0 s, got {value!r}")
     return SteppedPointTiming(settle=math.ceil(settle_s / period_s - 1e-9),
-                              volume=math.ceil(volume_s / period_s - 1e-9),
-                              tail=math.ceil(tail_s / period_s - 1e-9))
+                              volume=math.ceil(volume_s / period_s - 1e-9))
 
 
-def stepped_lockin_sequence(
-    n_points: int,
+def stepped_point_sequence(
     timing: SteppedPointTiming,
+    step: bool,
     modulation_hz: float = 6250.0,
     channels: ChannelMap | Mapping[str, int] = DEFAULT_CHANNELS,
     clock_hz: float = 500e6,
 ) -> PulseSequence:
-    """The lock-in modulation of :func:`lockin_modulation_sequence` carrying a hardware-timed sweep.
+    """One hardware-timed sweep point under the lock-in modulation, run once and ending in STOP.
 
-    Every point is ``timing.periods`` modulation periods long (see :class:`SteppedPointTiming`):
-    the PulseBlaster steps the MW list on ``mw_trigger`` and starts one camera volume per point on
-    ``camera_start``, so no software round trip sits between points. The program loops forever
-    like the CW program; the sequence stops the board after the last point's volume.
+    With ``step`` the point opens with the ``mw_trigger`` pulse that steps the MW list; after
+    ``timing.settle`` modulation periods ``camera_start`` starts the camera's volume (see
+    :class:`SteppedPointTiming`). Software starts the program once per point and reads the volume
+    and the list index while the board is stopped, so its latency cannot shift the timing inside
+    a point, and a pause between points leaves source and camera waiting.
     """
-    if not isinstance(n_points, int) or n_points < 1:
-        raise PulseSequenceError(f"a stepped sweep needs at least 1 point, got {n_points!r}")
     cmap = ChannelMap.of(channels)
     for line in ("mw_trigger", "camera_start"):
         cmap.bit(line, "stepped sweep")
+    if timing.settle < 1 or timing.volume < 1 or timing.tail < 0:
+        raise PulseSequenceError(f"stepped sweep: a point needs settle and volume periods >= 1, got {timing}")
     half = lockin_modulation_period_cycles(modulation_hz, clock_hz)
     period_s, half_s = 2 * half / clock_hz, half / clock_hz
     modulation = (Pulse("laser", 0.0, period_s, "laser"), Pulse("mw_switch", 0.0, half_s, "MW on"),
@@ -476,63 +480,43 @@ def stepped_lockin_sequence(
     def period(*extra: Pulse, repetitions: int = 1, name: str = "") -> Block:
         return Block(period_s, modulation + extra, repetitions, name, wrap=True)
 
-    step = Pulse("mw_trigger", 0.0, TRIGGER_PULSE_S, "MW list step")
-    start = Pulse("camera_start", 0.0, TRIGGER_PULSE_S, "camera volume start")
-    blocks: list[Block] = []
-    for i in range(n_points):
-        blocks.append(period(step, name=f"point {i} step") if i else period(name="point 0 settle"))
-        if timing.settle > 1:
-            blocks.append(period(repetitions=timing.settle - 1, name=f"point {i} settle"))
-        blocks.append(period(start, name=f"point {i} camera start"))
-        if timing.volume + timing.tail > 1:
-            blocks.append(period(repetitions=timing.volume + timing.tail - 1, name=f"point {i} volume"))
+    blocks = [period(Pulse("mw_trigger", 0.0, TRIGGER_PULSE_S, "MW list step"), name="step") if step
+              else period(name="settle")]
+    if timing.settle > 1:
+        blocks.append(period(repetitions=timing.settle - 1, name="settle"))
+    blocks.append(period(Pulse("camera_start", 0.0, TRIGGER_PULSE_S, "camera volume start"),
+                         name="camera start"))
+    if timing.volume + timing.tail > 1:
+        blocks.append(period(repetitions=timing.volume + timing.tail - 1, name="volume"))
     f = clock_hz / (2 * half)
     return PulseSequence(
-        tuple(blocks), cmap, loop_forever=True,
-        description=f"stepped lock-in sweep: {n_points} points of {timing.periods} periods at {f:.6g} Hz, "
-        "MW list stepped on mw_trigger, one camera volume per point on camera_start",
+        tuple(blocks), cmap, loop_forever=False,
+        description=f"stepped lock-in point: {timing.periods} periods at {f:.6g} Hz, "
+        + ("MW list stepped on mw_trigger, " if step else "")
+        + "one camera volume on camera_start, then STOP",
     )
 
 
-def stepped_lockin_program(
-    n_points: int,
+def stepped_point_program(
     timing: SteppedPointTiming,
+    step: bool,
     modulation_hz: float = 6250.0,
     channels: ChannelMap | Mapping[str, int] = DEFAULT_CHANNELS,
     clock_hz: float = 500e6,
     memory_words: int = MEMORY_WORDS,
 ) -> PulseProgram:
-    """Compiled :func:`stepped_lockin_sequence`; raises if it does not fit ``memory_words``.
+    """Compiled :func:`stepped_point_sequence` (a dozen instructions).
 
     Programs are cached: a coil scan runs the same sweep hundreds of times.
     """
     cmap = ChannelMap.of(channels)
-    return _stepped_program(n_points, timing, modulation_hz, tuple(sorted(cmap.bits.items())),
-                            tuple(sorted(cmap.delays_s.items())), clock_hz, memory_words)
+    return _stepped_point_program(timing, bool(step), modulation_hz, tuple(sorted(cmap.bits.items())),
+                                  tuple(sorted(cmap.delays_s.items())), clock_hz, memory_words)
 
 
 @functools.lru_cache(maxsize=16)
-def _stepped_program(n_points: int, timing: SteppedPointTiming, modulation_hz: float, bits: tuple,
-                     delays: tuple, clock_hz: float, memory_words: int) -> PulseProgram:
+def _stepped_point_program(timing: SteppedPointTiming, step: bool, modulation_hz: float, bits: tuple,
+                           delays: tuple, clock_hz: float, memory_words: int) -> PulseProgram:
     cmap = ChannelMap(dict(bits), dict(delays))
-    sequence = stepped_lockin_sequence(n_points, timing, modulation_hz, cmap, clock_hz)
+    sequence = stepped_point_sequence(timing, step, modulation_hz, cmap, clock_hz)
     return compile_sequence(sequence, clock_hz, memory_words)
-
-
-def stepped_points_capacity(timing: SteppedPointTiming, modulation_hz: float = 6250.0,
-                            channels: ChannelMap | Mapping[str, int] = DEFAULT_CHANNELS,
-                            clock_hz: float = 500e6, memory_words: int = MEMORY_WORDS) -> int:
-    """How many points one stepped program can hold in ``memory_words`` instructions."""
-    cmap = ChannelMap.of(channels)
-    return _stepped_capacity(timing, modulation_hz, tuple(sorted(cmap.bits.items())),
-                             tuple(sorted(cmap.delays_s.items())), clock_hz, memory_words)
-
-
-@functools.lru_cache(maxsize=32)
-def _stepped_capacity(timing: SteppedPointTiming, modulation_hz: float, bits: tuple, delays: tuple,
-                      clock_hz: float, memory_words: int) -> int:
-    # Every point after the first compiles to the same words: two small programs give the slope.
-    one = len(_stepped_program(1, timing, modulation_hz, bits, delays, clock_hz, MEMORY_WORDS).instructions)
-    two = len(_stepped_program(2, timing, modulation_hz, bits, delays, clock_hz, MEMORY_WORDS).instructions)
-    per_point = max(1, two - one)
-    return max(0, (memory_words - one) // per_point + 1)

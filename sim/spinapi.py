@@ -179,9 +179,13 @@ class Timeline:
         return False
 
     def square_wave_hz(self, bit: int) -> float:
-        """Repetition frequency if the bit is a ~50 % duty square wave forever, else 0.0."""
+        """Repetition frequency if the bit is a ~50 % duty square wave, else 0.0.
+
+        A program that loops forever is judged on its repeating part; a finite one (a hardware-timed
+        sweep point, run once) on all of it: equal pulses at equal spacing, at least two of them.
+        """
         if not self.periodic:
-            return 0.0
+            return self._finite_square_wave_hz(bit)
         starts, outs = self.segments()
         lo, hi = self.period_start_cycles, self.end_cycles
         # Levels inside one period, as (start, level) with the period's own boundaries.
@@ -205,6 +209,19 @@ class Timeline:
         highs, lows = durations[lv == 1], durations[lv == 0]
         if len(highs) == 0 or len(lows) == 0 or len(highs) != len(lows):
             return 0.0
+        if np.ptp(highs) > 0 or np.ptp(lows) > 0:
+            return 0.0
+        duty = highs[0] / (highs[0] + lows[0])
+        if abs(duty - 0.5) > SQUARE_DUTY_TOLERANCE:
+            return 0.0
+        return float(self.clock_hz / (highs[0] + lows[0]))
+
+    def _finite_square_wave_hz(self, bit: int) -> float:
+        intervals = np.rint(self.high_intervals_s(bit) * self.clock_hz)
+        if len(intervals) < 2:
+            return 0.0
+        highs = intervals[:, 1] - intervals[:, 0]
+        lows = intervals[1:, 0] - intervals[:-1, 1]
         if np.ptp(highs) > 0 or np.ptp(lows) > 0:
             return 0.0
         duty = highs[0] / (highs[0] + lows[0])
@@ -508,6 +525,21 @@ class SimSpinAPI:
             repeating = rel[(lv == 1) & (prev == 0)].astype(float)
         self._edge_cache[1][bit] = (first, repeating)
         return first, repeating
+
+    def follow_to(self, t_s: float) -> None:
+        """Let the World see a finite program's outputs go to its STOP word once it has ended by ``t_s``.
+
+        Simulated instruments call this as simulated time passes (the camera before each frame), so
+        a volume that outlasts its program loses the laser and the MW gating, as in the lab.
+        """
+        tl, t0 = self.timeline, self.started_at_s
+        if not self.running or tl is None or t0 is None or tl.periodic or t_s < t0 + tl.duration_s:
+            return
+        laser = bool((tl.final_outputs >> self.wiring["laser"]) & 1)
+        if self.world.laser_on != laser or self.world.mw_gate_modulation_hz:
+            with self.world.lock:
+                self.world.laser_on = laser
+                self.world.mw_gate_modulation_hz = 0.0
 
     def _drive_world(self, timeline: Timeline) -> None:
         laser = timeline.ever_high(self.wiring["laser"])

@@ -72,6 +72,7 @@ class PulseTriggerLink:
         ``None`` when the running program never raises the line (the camera follows its reference
         as before); ``inf`` when the board is stopped or no further edge will come.
         """
+        self.board.follow_to(ready_s)
         if not self.board.drives(self.camera_start_line):
             return None if self.board.running else math.inf
         horizon = ready_s + min(max(self.camera.timeout_s, 1e-3), 10.0)
@@ -82,3 +83,4 @@ class PulseTriggerLink:
         if self._previous_hook is not None:
             self._previous_hook(t_s)
         self.deliver_until(t_s)
+        self.board.follow_to(t_s)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
+from instrument.protocols import InstrumentTimeout
 from instrument.station import build_station
 from sequences.cw_odmr import CwOdmrSweep
 from sequences.engine import Engine
@@ -128,20 +129,24 @@ def test_a_missing_trigger_cable_stops_the_sweep_keeping_the_points_measured(tmp
     assert outcome.status == "failed"
     assert isinstance(outcome.error, ListSweepStalled)
     message = str(outcome.error)
-    assert "stayed at point 0" in message and "mw_trigger" in message and "cable" in message
-    assert "software stepping" in message
+    assert "stayed at point 1 of 21 (index 0)" in message and "to point 2" in message
+    assert "mw_trigger" in message and "cable" in message
+    assert "`--mw-stepping software`" in message
     assert [s.values["frequency_hz"] for s in sink.steps] == [freqs[0]]  # point 0 was right: kept
     assert sink.status == "failed"
 
 
 def test_a_camera_that_misses_its_start_trigger_is_detected(tmp_path):
-    # The simulated camera needs 1 ms to read out and re-arm; 0.3 ms between volumes is too short,
-    # so it takes the next point's start pulse and the list is one point ahead of the data.
+    # The simulated camera needs 1 ms to read out and re-arm after a volume; a 0.1 ms settle time
+    # puts the second point's camera_start before the camera is ready, and no other comes.
     with build_station(station_file(tmp_path, DEFAULT_MW), simulated=True, image_shape=SHAPE) as station:
-        _, sink, outcome = run_sweep(station, step_settle_s=1e-4, readback_s=1e-4)
-    assert isinstance(outcome.error, ListSweepStalled)
-    assert "missed a volume-start trigger" in str(outcome.error)
-    assert len(sink.steps) == 1
+        freqs, sink, outcome = run_sweep(station, step_settle_s=1e-4)
+        assert station.world.mw_output is False
+    assert isinstance(outcome.error, InstrumentTimeout)
+    message = str(outcome.error)
+    assert "no volume at point 2 of 21" in message and "missed the PulseBlaster's camera_start" in message
+    assert "step settle time (0.1 ms)" in message and "`--mw-stepping software`" in message
+    assert [s.values["frequency_hz"] for s in sink.steps] == [freqs[0]]
 
 
 def test_a_source_without_list_mode_steps_in_software(tmp_path, caplog):
@@ -168,7 +173,9 @@ def test_a_pulser_without_the_trigger_lines_steps_in_software(tmp_path):
 
 
 def test_without_a_pulse_generator_the_plan_is_software_and_list_is_refused(tmp_path):
-    timing = stepped_point_timing(6250.0, 2 / 208, 2e-3, 1e-3)
+    def timing(pulser, camera):
+        return stepped_point_timing(6250.0, 2 / 208, 2e-3, pulser.clock_hz)
+
     with build_station(station_file(tmp_path, DEFAULT_MW), simulated=True, image_shape=SHAPE) as station:
         instruments = {k: v for k, v in station.instruments.items() if k != "pulser"}
         plan = plan_stepping(instruments, 21, "auto", ChannelMap(), timing, 6250.0)
@@ -189,7 +196,8 @@ def test_forcing_list_mode_on_a_station_that_cannot_fails_before_anything_moves(
     assert sink.steps == [] and not hasattr(sink, "metadata")  # no run was opened
 
 
-@pytest.mark.parametrize("bad", [{"stepping": "fast"}, {"step_settle_s": 0.0}, {"readback_s": float("nan")}])
+@pytest.mark.parametrize("bad", [{"stepping": "fast"}, {"step_settle_s": 0.0},
+                                 {"step_settle_s": float("nan")}])
 def test_bad_stepping_options_are_refused_by_check(bad):
     sweep = CwOdmrSweep(np.linspace(2.86e9, 2.88e9, 11), -10.0, np.zeros(2), image_shape=SHAPE, **bad)
     from instrument.protocols import SafetyLimits

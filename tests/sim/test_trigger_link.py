@@ -11,12 +11,11 @@ from instrument.protocols import Opcode, PulseInstruction, PulseProgram
 from instrument.station import StationFileError, build_station
 from sequences.pulses import (
     lockin_modulation_program,
-    stepped_lockin_program,
+    stepped_point_program,
     stepped_point_timing,
-    stepped_points_capacity,
 )
 from sim.helicam import SimLibHeLIC
-from sim.spinapi import SimSpinAPI
+from sim.spinapi import STATUS_STOPPED, SimSpinAPI
 from sim.trigger_link import PulseTriggerLink
 from sim.world import World
 
@@ -79,49 +78,57 @@ def test_edges_are_delivered_before_the_frames_that_follow_them(world):
     assert link.deliver_until(hooked[-1]) == 0  # each edge once
 
 
-def test_an_external_trigger_camera_waits_for_camera_start(world):
-    timing = stepped_point_timing(6250.0, 2 / 208, 2e-3, 1e-3)
+def test_an_external_trigger_camera_waits_for_each_point_programs_camera_start(world):
+    timing = stepped_point_timing(6250.0, 2 / 208, 2e-3)
     board = SimSpinAPI(world)
     pb = PulseBlaster("pb", library=board)
     camera_lib = SimLibHeLIC(world)
     PulseTriggerLink(board, camera_lib)
     camera = HeliCamC3("cam", library=camera_lib, clock=world.clock.now, trigger="external")
-    pb.load(stepped_lockin_program(3, timing))
-    pb.start()
     settings = camera.configure(6250.0, 208.0, 2)
     period = 160e-6
-    starts = []
-    for _ in range(3):
+    pb.load(stepped_point_program(timing, step=True))
+    for latency_s in (0.0, 5e-3, 0.3):  # software between points: the board waits, stopped
+        world.clock.advance(latency_s)
+        pb.start()
         camera.acquire(2)
-        starts.append(camera.last_volume.first_frame_time_s - board.started_at_s)
-    expected = [(i * timing.periods + timing.settle) * period for i in range(3)]
-    np.testing.assert_allclose(starts, expected, atol=1e-7)
+        start = camera.last_volume.first_frame_time_s - board.started_at_s
+        assert start == pytest.approx(timing.settle * period, abs=1e-7)
+        assert world.mw_gate_modulation_hz == pytest.approx(6250.0) and world.laser_on
     assert 2 / settings.frame_rate_hz <= timing.volume * period
+    world.clock.advance(timing.periods * period)  # the program has reached its STOP
+    with pytest.raises(Exception, match="no volume within"):
+        camera.acquire(2)
+    assert world.mw_gate_modulation_hz == 0.0 and not world.laser_on  # the STOP word: all low
     pb.load(lockin_modulation_program())  # no camera_start line: the reference clocks the camera
     pb.start()
     t = world.clock.now()
     camera.acquire(2)
     assert camera.last_volume.first_frame_time_s - t == pytest.approx(camera_lib.readout_dead_time_s)
-    pb.stop()
-    with pytest.raises(Exception, match="no volume within"):
-        camera.acquire(2)
 
 
-def test_stepped_program_edges_and_capacity(world):
-    timing = stepped_point_timing(6250.0, 4 / 208, 2e-3, 1e-3)
+@pytest.mark.parametrize("step", [False, True])
+def test_a_point_program_runs_once_and_stops(world, step):
+    timing = stepped_point_timing(6250.0, 4 / 208, 2e-3)
+    assert (timing.settle, timing.volume, timing.tail) == (13, 121, 2)  # 2.08 ms, 19.36 ms, 0.32 ms
     board = SimSpinAPI(world)
     pb = PulseBlaster("pb", library=board)
-    pb.load(stepped_lockin_program(5, timing))
+    program = stepped_point_program(timing, step)
+    assert program.instructions[-1].opcode == Opcode.STOP and len(program.instructions) <= 12
+    pb.load(program)
     pb.start()
-    t0, pass_s = board.started_at_s, 5 * timing.periods * 160e-6
-    assert board.timeline.period_s == pytest.approx(pass_s)
-    assert len(board.rising_edges_s("mw_trigger", t0 - 1e-12, t0 + pass_s - 1e-9)) == 4  # n - 1 steps
-    assert len(board.rising_edges_s("camera_start", t0 - 1e-12, t0 + pass_s - 1e-9)) == 5
+    t0 = board.started_at_s
+    assert not board.timeline.periodic
+    assert board.timeline.duration_s == pytest.approx(timing.periods * 160e-6, abs=1e-7)
+    np.testing.assert_allclose(board.rising_edges_s("mw_trigger", t0 - 1e-12, t0 + 1) - t0,
+                               [0.0] if step else [])
+    np.testing.assert_allclose(board.rising_edges_s("camera_start", t0 - 1e-12, t0 + 1) - t0,
+                               [timing.settle * 160e-6], atol=1e-12)
     assert world.mw_gate_modulation_hz == pytest.approx(6250.0)
-    capacity = stepped_points_capacity(timing)
-    assert len(stepped_lockin_program(capacity, timing).instructions) <= 4096
-    with pytest.raises(ValueError, match="holds 4096"):
-        stepped_lockin_program(capacity + 1, timing)
+    world.clock.advance(1.0)
+    assert pb.status() == STATUS_STOPPED
+    with pytest.raises(ValueError, match="settle and volume periods >= 1"):
+        stepped_point_program(type(timing)(settle=0, volume=3), step)
 
 
 def test_station_refuses_a_trigger_from_that_is_no_simulated_pulser(tmp_path):
