@@ -7,6 +7,7 @@ asks, so a missing cable shows as a list index that does not advance.
 """
 
 import logging
+import threading
 from importlib import resources
 
 import numpy as np
@@ -19,6 +20,7 @@ from sequences.cw_odmr import CwOdmrSweep
 from sequences.engine import Engine
 from sequences.mw_stepping import ListSweepStalled, SteppingUnavailable, plan_stepping
 from sequences.pulses import ChannelMap, stepped_point_timing
+from sim.spinapi import STATUS_STOPPED
 from tests.fakes import WorldMicrowave
 
 SHAPE = (6, 6)
@@ -225,3 +227,86 @@ def test_acquire_odmr_refuses_an_unknown_stepping_mode(tmp_path, capsys):
         main(["--sim", "--out", str(tmp_path / "o"), "odmr", "--mw-stepping", "hardware"])
     assert info.value.code == 2
     assert "invalid choice: 'hardware'" in capsys.readouterr().err
+
+
+def let_time_pass(station, seconds):
+    """Simulated time passes outside a camera frame (a bus round trip, a disk write, a pause): the
+    PulseBlaster's edges due by then reach the cabled inputs, as in the lab."""
+    station.world.clock.advance(seconds)
+    station.sim_parts["camera"].frame_hook(station.world.clock.now())
+
+
+class SlowSink(ListSink):
+    """A sink whose writes take simulated time, like HDF5 writes on a busy disk."""
+
+    def __init__(self, station, seconds):
+        super().__init__()
+        self.station, self.seconds = station, seconds
+
+    def write(self, step):
+        let_time_pass(self.station, self.seconds)
+        super().write(step)
+
+
+@pytest.mark.parametrize("kind", ["sg384", "smb100a", "synthhd"])
+def test_list_mode_survives_slow_read_back_and_slow_storage(tmp_path, kind):
+    # On real hardware the list-index query is a SCPI/serial round trip of milliseconds and the run
+    # is written to disk between points; a free-running program would step on without waiting.
+    path = station_file(tmp_path, SOURCES[kind])
+    spectra = {}
+    for stepping in ("software", "list"):
+        with build_station(path, simulated=True, image_shape=SHAPE, seed=1) as station:
+            mw = station["mw"]
+
+            def slow_list_index(station=station, read_index=mw.list_index):
+                let_time_pass(station, 3e-3)  # a bus round trip
+                return read_index()
+
+            mw.list_index = slow_list_index
+            center = station.world.resonance_estimate_hz()
+            freqs = center + np.linspace(-8e6, 8e6, 21)
+            sweep = CwOdmrSweep(freqs, -10.0, np.zeros(station["coils"].n_channels), image_shape=SHAPE,
+                                frames_per_point=2, stepping=stepping)
+            sink = SlowSink(station, 7e-3)
+            outcome = Engine(station.instruments, station.limits, [sink]).run(sweep)
+            assert outcome.status == "completed", outcome.reason
+            assert sink.metadata["sequence"]["plan"]["mw_stepping_mode"] == stepping
+            if stepping == "list":
+                assert station.sim_parts["mw"].trigger_count == 2 * (len(freqs) - 1)
+        assert [s.values["frequency_hz"] for s in sink.steps] == list(freqs) * 2
+        spectra[stepping] = (sink.spectrum(0), sink.spectrum(1))
+    for config in (0, 1):
+        np.testing.assert_allclose(spectra["list"][config], spectra["software"][config], atol=1e-3)
+    assert abs(fitted_centre_hz(freqs, spectra["list"][0]) - center) < 1.5e6
+
+
+def test_a_pause_mid_list_sweep_leaves_the_list_where_it_was_and_resumes(tmp_path):
+    path = station_file(tmp_path, SOURCES["smb100a"])
+    with build_station(path, simulated=True, image_shape=SHAPE, seed=1) as station:
+        mw, board = station["mw"], station["pulser"].library
+        seen = {}
+        engine = None
+
+        def pause_at_point_8(progress):
+            if progress.done != 8:
+                return
+            engine.pause()
+            index, edges = mw.list_index(), station.sim_parts["mw"].trigger_count
+            let_time_pass(station, 30.0)  # the operator pauses for half a minute
+            seen["during"] = (mw.list_index() - index, station.sim_parts["mw"].trigger_count - edges,
+                              board.pb_read_status())
+            threading.Timer(0.05, engine.resume).start()
+
+        center = station.world.resonance_estimate_hz()
+        freqs = center + np.linspace(-8e6, 8e6, 21)
+        sweep = CwOdmrSweep(freqs, -10.0, np.zeros(station["coils"].n_channels), image_shape=SHAPE,
+                            frames_per_point=2, stepping="list")
+        sink = ListSink()
+        engine = Engine(station.instruments, station.limits, [sink], on_progress=pause_at_point_8)
+        outcome = engine.run(sweep)
+    assert outcome.status == "completed", outcome.reason
+    assert seen["during"] == (0, 0, STATUS_STOPPED)  # no step, no edge, the board stopped
+    assert [s.values["frequency_hz"] for s in sink.steps] == list(freqs) * 2
+    with build_station(path, simulated=True, image_shape=SHAPE, seed=1) as station:
+        _, reference, _ = run_sweep(station, stepping="list")
+    np.testing.assert_allclose(sink.spectrum(0), reference.spectrum(0), atol=1e-3)
