@@ -277,12 +277,16 @@ def cw_measurement(
     sample_name: str,
     metadata: Mapping[str, Any] | None = None,
     on_step: Callable[[Progress], None] | None = None,
+    stepping: str = "auto",
 ) -> EngineMeasurement:
-    """The standard per-configuration measurement: a CW-ODMR I-off/I-on sweep and its fit."""
+    """The standard per-configuration measurement: a CW-ODMR I-off/I-on sweep and its fit.
+
+    ``stepping`` is the sweep's MW stepping: ``auto``, ``list`` or ``software`` (``CwOdmrSweep``).
+    """
 
     def make(currents: np.ndarray) -> MeasurementSequence:
         return CwOdmrSweep(frequencies_hz, power_dbm, currents, image_shape=image_shape,
-                           frames_per_point=frames_per_point)
+                           frames_per_point=frames_per_point, stepping=stepping)
 
     return EngineMeasurement(make, analyse_cw_config, Path(out_dir), instruments, limits, sample_name,
                              dict(metadata or {}), on_step)

@@ -21,6 +21,7 @@ from instrument.commands.common import (
     EXIT_OK,
     EXIT_PAUSED,
     UsageError,
+    add_stepping_option,
     add_sweep_options,
     open_station,
     prepare_out,
@@ -49,6 +50,7 @@ def add_parser(sub: Any) -> None:
     add_sweep_options(c, points=31)
     c.add_argument("--frames-per-point", type=int, default=4,
                    help="lock-in frames averaged per frequency (default: 4)")
+    add_stepping_option(c)
     c.add_argument("--health-action", choices=("warn", "re-reference", "pause"), default="warn",
                    help="what a health-check failure between configurations does (default: warn)")
     c.add_argument("--max-contrast-drift", type=float, default=0.2,
@@ -90,18 +92,22 @@ def select_channels(text: str, names: list[str]) -> list[int]:
 
 def build_coil_scan(station: Any, out: Path, coils: str, configs: str | None, current_a: float | None,
                     frequencies_hz: Any, power_dbm: float, frames_per_point: int, health: Any,
-                    metadata: dict[str, Any], on_config: Any = None) -> Any:
+                    metadata: dict[str, Any], on_config: Any = None, stepping: str = "auto") -> Any:
     """The ``CoilScan`` the options describe (not yet checked against the limits: ``scan.check()``).
 
     Shared by ``acquire coil-scan`` and the GUI's coil-scan panel, so both pick coils,
     configurations and the drive current the same way. ``metadata`` goes into every configuration's
-    run (station snapshot, simulated flag, command).
+    run (station snapshot, simulated flag, command). ``stepping`` is the MW stepping of every sweep
+    (``auto``, ``list`` or ``software``); it is part of the scan plan, so a resume keeps it.
 
     Raises:
         UsageError: an unknown coil or configuration, or no drive current to use.
     """
     from sequences.coil_scan import CoilScan, all_masks, cw_measurement, parse_configs
+    from sequences.mw_stepping import STEPPING_MODES
 
+    if stepping not in STEPPING_MODES:
+        raise UsageError(f"--mw-stepping must be one of {', '.join(STEPPING_MODES)}, got {stepping!r}")
     names = coil_names(station)
     channels = select_channels(coils, names)
     scanned = [names[c] for c in channels]
@@ -117,9 +123,9 @@ def build_coil_scan(station: Any, out: Path, coils: str, configs: str | None, cu
     shape = tuple(station["camera"].shape)
     measurement = cw_measurement(
         out, station.instruments, station.limits, frequencies_hz, power_dbm, shape, frames_per_point, sample,
-        metadata)
+        metadata, stepping=stepping)
     plan_extra = {"frequencies_hz": [float(f) for f in frequencies_hz], "power_dbm": power_dbm,
-                  "frames_per_point": frames_per_point, "image_shape": list(shape)}
+                  "frames_per_point": frames_per_point, "image_shape": list(shape), "mw_stepping": stepping}
     return CoilScan(station["coils"], channels, names, masks, drive, measurement, health, plan_extra,
                     on_config=on_config)
 
@@ -136,7 +142,7 @@ def resume_command(args: argparse.Namespace) -> str:
         words += ["--image-shape", "x".join(map(str, args.image_shape))]
     words += ["coil-scan", "--coils", args.coils]
     for flag in ("configs", "current_a", "center_hz", "span_hz", "points", "power_dbm", "frames_per_point",
-                 "health_action", "max_contrast_drift", "max_rate_drift", "max_bias_drift_ut"):
+                 "mw_stepping", "health_action", "max_contrast_drift", "max_rate_drift", "max_bias_drift_ut"):
         value = getattr(args, flag)
         if value is not None:
             words += ["--" + flag.replace("_", "-"), str(value)]
@@ -217,7 +223,7 @@ def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
         metadata = {"station_snapshot": station.snapshot(), "simulated": station.simulated, "command": resume}
         scan = build_coil_scan(station, out, args.coils, args.configs, args.current_a,
                                sweep_frequencies(args, station), args.power_dbm, args.frames_per_point,
-                               health, metadata, on_config=progress)
+                               health, metadata, on_config=progress, stepping=args.mw_stepping)
         names, scanned = scan.names, scan.scanned_names
         try:
             scan.check()

@@ -55,6 +55,13 @@ def add_sweep_options(parser: argparse.ArgumentParser, points: int) -> None:
     parser.add_argument("--power-dbm", type=float, default=0.0, help="MW power in dBm (default: 0)")
 
 
+def add_stepping_option(parser: argparse.ArgumentParser) -> None:
+    """``--mw-stepping``: how a CW sweep steps the MW frequency (``sequences.mw_stepping``)."""
+    parser.add_argument("--mw-stepping", choices=("auto", "list", "software"), default="auto",
+                        help="auto: the PulseBlaster steps the source's frequency list where the station "
+                        "allows it, else one set_frequency per point; list/software: insist (default: auto)")
+
+
 def sweep_frequencies(args: argparse.Namespace, station: Any) -> Any:
     """The sweep's frequencies from ``--center-hz/--span-hz/--points``; in sim the centre defaults to
     the sample's bias-field resonance."""

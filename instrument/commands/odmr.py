@@ -13,6 +13,7 @@ from instrument.commands.common import (
     ProgressBar,
     UsageError,
     add_run_metadata,
+    add_stepping_option,
     add_sweep_options,
     open_station,
     prepare_out,
@@ -31,9 +32,7 @@ def add_parser(sub: Any) -> None:
     add_sweep_options(o, points=61)
     o.add_argument("--frames-per-point", type=int, default=4,
                    help="lock-in frames averaged per frequency (default: 4)")
-    o.add_argument("--mw-stepping", choices=("auto", "list", "software"), default="auto",
-                   help="auto: the PulseBlaster steps the source's frequency list where the station "
-                   "allows it, else one set_frequency per point; list/software: insist (default: auto)")
+    add_stepping_option(o)
     o.add_argument("--no-figure", action="store_true", help="do not write the PNG figure")
     o.set_defaults(handler=run)
 

@@ -6,7 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PyQt6.QtWidgets import QDoubleSpinBox, QFormLayout, QLabel, QLineEdit, QSpinBox, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from instrument.commands.common import UsageError
 from instrument.commands.odmr import coil_currents
@@ -14,6 +23,7 @@ from instrument.gui.run_controls import RunControls, format_duration
 from instrument.gui.scan_panel import ScanPanel
 from instrument.protocols import SafetyLimitError
 from sequences.cw_odmr import CwOdmrSweep
+from sequences.mw_stepping import STEPPING_MODES
 
 
 def spin(lo: float, hi: float, value: float, decimals: int, suffix: str) -> QDoubleSpinBox:
@@ -58,6 +68,10 @@ class CwOdmrPanel(ScanPanel):
         self.frames.setValue(4)
         self.coils = QLineEdit("L1C1")
         self.current = spin(0.0, 1e5, drive_ua, 1, "uA")
+        self.stepping = QComboBox()
+        self.stepping.addItems(STEPPING_MODES)
+        self.stepping.setToolTip("auto: the PulseBlaster steps the source's frequency list where the station "
+                                 "allows it, else one frequency command per point; list/software: insist")
 
         form = QFormLayout()
         form.addRow("sweep centre", self.center)
@@ -67,6 +81,7 @@ class CwOdmrPanel(ScanPanel):
         form.addRow("frames per point", self.frames)
         form.addRow("coils (I-on)", self.coils)
         form.addRow("coil current", self.current)
+        form.addRow("MW stepping", self.stepping)
         form.addRow("MW power ceiling", QLabel(f"{mw_ceiling:g} dBm (station limit)"))
 
         self.controls = RunControls()
@@ -86,6 +101,7 @@ class CwOdmrPanel(ScanPanel):
         for box in (self.points, self.frames):
             box.valueChanged.connect(self.validate)
         self.coils.textChanged.connect(self.validate)
+        self.stepping.currentTextChanged.connect(self.validate)
         c.start_clicked.connect(self._start)
         c.pause_requested.connect(self.pause_requested)
         c.resume_requested.connect(self.resume_requested)
@@ -110,7 +126,8 @@ class CwOdmrPanel(ScanPanel):
             raise ValueError(str(exc).replace("--current-a", "the coil current")) from exc
         sweep = CwOdmrSweep(freqs, self.power.value(), currents,
                             image_shape=self.image_shape,
-                            frames_per_point=self.frames.value())
+                            frames_per_point=self.frames.value(),
+                            stepping=self.stepping.currentText())
         sweep.check(self.station.limits)
         return sweep
 
@@ -134,7 +151,8 @@ class CwOdmrPanel(ScanPanel):
 
     def set_running(self, running: bool) -> None:
         self._running = running
-        for w in (self.center, self.span, self.points, self.power, self.frames, self.coils, self.current):
+        for w in (self.center, self.span, self.points, self.power, self.frames, self.coils, self.current,
+                  self.stepping):
             w.setEnabled(not running)
         self.controls.set_running(running)
         self.validate()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 from instrument.cli import main
 from instrument.storage.scan_ledger import read_ledger
@@ -92,3 +93,35 @@ def test_ctrl_c_pauses_and_prints_how_to_resume(tmp_path):
     assert "--coils 2" in resume and f"--out {tmp_path}" in resume
     with h5py.File(tmp_path / "coil_scan_results.h5", "r") as f:  # what was finished is already readable
         assert len(f["mask"]) == 4 and f["status"][0].decode() in ("done", "pending", "running")
+
+
+def test_mw_stepping_runs_every_configuration_that_way_and_is_part_of_the_scan(tmp_path, capsys):
+    from instrument.storage.runs import load_run
+
+    assert acquire(tmp_path, "--coils", "L1C1", "--mw-stepping", "software") == 0
+    rows = read_ledger(tmp_path)
+    assert [r.status for r in rows] == ["done", "done"]
+    for row in rows:
+        plan = load_run(tmp_path, row.run_id).metadata["sequence"]["plan"]
+        assert plan["mw_stepping_mode"] == "software"
+        assert plan["mw_stepping_reason"] == "software stepping requested"
+    capsys.readouterr()
+    # a resume in another stepping mode is a different scan: refused, naming the difference
+    assert acquire(tmp_path, "--coils", "L1C1", "--mw-stepping", "list") == 2
+    assert "differs in: mw_stepping" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        acquire(tmp_path / "bad", "--coils", "L1C1", "--mw-stepping", "hardware")
+    assert info.value.code == 2
+    assert "invalid choice: 'hardware'" in capsys.readouterr().err
+
+
+def test_the_resume_command_keeps_the_stepping_mode():
+    from argparse import Namespace
+
+    from instrument.commands.coil_scan import resume_command
+
+    args = Namespace(sim=True, station=None, out="o", seed=None, image_shape=None, coils="2", configs=None,
+                     current_a=None, center_hz=None, span_hz=12e6, points=15, power_dbm=0.0,
+                     frames_per_point=2, mw_stepping="software", health_action="warn",
+                     max_contrast_drift=0.2, max_rate_drift=0.2, max_bias_drift_ut=2.0)
+    assert "--mw-stepping software" in resume_command(args)

@@ -64,6 +64,18 @@ def test_running_locks_the_parameters_and_start(panel):
     assert panel.start_button.isEnabled() and not panel.abort_button.isEnabled()
 
 
+def test_the_stepping_choice_reaches_the_sweep_and_is_locked_while_running(panel):
+    assert [panel.stepping.itemText(i) for i in range(panel.stepping.count())] == ["auto", "list", "software"]
+    assert panel.validate().stepping == "auto"
+    panel.stepping.setCurrentText("software")
+    sweep = panel.validate()
+    assert sweep.stepping == "software" and sweep.parameters()["stepping"] == "software"
+    panel.set_running(True)
+    assert not panel.stepping.isEnabled()
+    panel.set_running(False)
+    assert panel.stepping.isEnabled()
+
+
 def test_durations_read_naturally():
     assert format_duration(float("nan")) == "--"
     assert format_duration(2.5) == "2.5 s"
