@@ -13,12 +13,13 @@ every point of the run.
 
 The second table is the engine's CW-ODMR sweep itself (``CwOdmrSweep`` run by ``Engine``) on the
 bundled sim station with each source chosen by its station-file line, stepping in software against
-the hardware-timed list mode (PulseBlaster ``mw_trigger`` and ``camera_start``, list index read back
+the hardware-timed list mode (per point one start of a PulseBlaster program that steps the list on
+``mw_trigger``, settles, starts the camera on ``camera_start`` and stops; the list index read back
 after each point). Its overhead per point is the run's wall time less the CPU the simulated camera
 and PulseBlaster spend on work the real ones do in hardware (frame synthesis, program execution and
-its TTL edges), over the points. The simulated
-time per point is the instrument time the run took: the camera's frames plus, in list mode, the
-PulseBlaster's settle and read-back windows (bus round trips do not advance simulated time).
+its TTL edges), over the points. The simulated time per point is the instrument time the run took:
+the camera's frames plus, in list mode, the program's settle time (bus round trips do not advance
+simulated time).
 
 Run: ``python benchmarks/mw_sweep.py [--points 100] [--passes 10] [--repeats 5] [--cw-points 100]``
 """
@@ -183,11 +184,11 @@ def engine_table(n_points: int, repeats: int) -> None:
     print(
         "software / list: wall time per point (engine, sequence, bus traffic) less the CPU the simulated "
         "camera and PulseBlaster spend on what the real ones do in hardware (frame synthesis, program "
-        "execution, TTL edges). Software pays set_frequency per point; list pays one index read-back "
-        "per point plus arming the list and loading the PulseBlaster program, spread over the points. "
-        "ratio: software / list. sim time/pt: simulated instrument time per point; list mode's includes "
-        "its settle and read-back windows, while software stepping's bus round trip and source "
-        "settling, which a real station spends between the frames, are not simulated time."
+        "execution, TTL edges). Software pays set_frequency per point; list pays one PulseBlaster start "
+        "and one index read-back per point plus arming the list and loading the two point programs, "
+        "spread over the points. ratio: software / list. sim time/pt: simulated instrument time per "
+        "point; list mode's includes its settle time, while software stepping's bus round trip and "
+        "source settling, which a real station spends between the frames, are not simulated time."
     )
 
 
