@@ -354,7 +354,7 @@ class MainWindow(QMainWindow):
     def _run_failed(self, exc: Exception) -> None:
         self.timer.stop()
         if self.movie_view is not None:
-            self.movie_view.timer.stop()
+            self.movie_view.stop()
         self._set_running(False)
         self.active_panel.show_outcome("failed", f"{type(exc).__name__}: {exc}")
         self.statusBar().showMessage(f"run failed: {exc}")
