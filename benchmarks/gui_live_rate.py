@@ -148,8 +148,14 @@ def run_with_gui(station: Any, plan: Any, out: Path, probe: CameraProbe) -> Resu
     view.timer.timeout.connect(lambda: costs.append(view.last_update_cost_ms))  # the previous tick's
     let_clock_reanchor(station)
     probe.reset()
+    if not panel.start_button.isEnabled():
+        raise SystemExit(f"the lock-in panel refuses the capture: {panel.message.text()}")
     panel.start_button.click()
+    deadline = time.monotonic() + r.seconds * 20 + 120
     while window.last_capture is None:
+        if time.monotonic() > deadline or window.statusBar().currentMessage().startswith("run failed"):
+            raise SystemExit(f"the capture with the GUI did not complete: "
+                             f"{window.statusBar().currentMessage()}")
         app.processEvents()
         time.sleep(0.002)
     result = summarise("with GUI", window.last_capture, plan, probe)

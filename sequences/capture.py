@@ -440,11 +440,11 @@ def capture_to_file(
         sink = FrameFileWriter(path, (rows, cols, 2), meta, compression=compression)
     else:
         raise ValueError(f"writer must be 'process' or 'thread', got {writer!r}")
-    capture = LockInCapture(camera, sink, modulation_frequency_hz, frame_rate_hz, frames_per_volume,
-                            n_frames=n_frames, duration_s=duration_s, path=Path(path), **options)
     try:
+        capture = LockInCapture(camera, sink, modulation_frequency_hz, frame_rate_hz, frames_per_volume,
+                                n_frames=n_frames, duration_s=duration_s, path=Path(path), **options)
         capture.start()
-    except BaseException as exc:
+    except BaseException as exc:  # refused or failed to start: the writer (process, file) must not linger
         sink.close(f"failed to start: {exc}")
         raise
     try:

@@ -23,6 +23,7 @@ from instrument.commands.common import (
     UsageError,
     add_stepping_option,
     add_sweep_options,
+    channel_names,
     open_station,
     prepare_out,
     sweep_frequencies,
@@ -64,11 +65,7 @@ def add_parser(sub: Any) -> None:
 
 def coil_names(station: Any) -> list[str]:
     """Names of the coil driver's channels (the sample's coils in simulation)."""
-    coils = station["coils"]
-    if station.world is not None and len(station.world.sample.coils) == coils.n_channels:
-        return [c.name for c in station.world.sample.coils]
-    names = getattr(coils, "channel_names", None)
-    return list(names) if names else [f"C{k + 1}" for k in range(coils.n_channels)]
+    return channel_names(station, "coils")
 
 
 def select_channels(text: str, names: list[str]) -> list[int]:

@@ -103,3 +103,16 @@ class ProgressBar:
 
     def __exit__(self, *exc: object) -> None:
         self._bar.close()
+
+
+def channel_names(station: Any, role: str) -> list[str]:
+    """Coil name per channel of the instrument ``role`` (``coils``, ``stimulus``).
+
+    In simulation the sample's coils; else the names the driver was given; else C1..Cn.
+    """
+    inst = station[role]
+    n = inst.n_channels
+    if station.world is not None and len(station.world.sample.coils) == n:
+        return [c.name for c in station.world.sample.coils]
+    names = getattr(inst, "channel_names", None)
+    return list(names) if names else [f"C{k + 1}" for k in range(n)]

@@ -25,6 +25,7 @@ from instrument.commands.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     UsageError,
+    channel_names,
     open_station,
     prepare_out,
 )
@@ -92,10 +93,7 @@ class LockInOutcome:
 
 def stimulus_channel_names(station: Any) -> list[str]:
     """Coil name per stimulus channel (the sample's coils in simulation)."""
-    n = station["stimulus"].n_channels
-    if station.world is not None and len(station.world.sample.coils) == n:
-        return [c.name for c in station.world.sample.coils]
-    return [f"C{k + 1}" for k in range(n)]
+    return channel_names(station, "stimulus")
 
 
 def plan_lockin(station: Any, request: LockInRequest, channel_names: list[str] | None = None) -> LockInPlan:

@@ -23,9 +23,14 @@ def launch(station: Any, out_dir: Path, queue_dir: Path | None = None, argv: lis
     app.setApplicationName("QDM acquire")
     window = MainWindow(station, out_dir, queue_dir)
 
-    def close_on_signal(signum: int, frame: Any) -> None:
+    def close_and_quit() -> None:
         window.close()  # aborts the run and waits until the engine has made the hardware safe
         app.quit()
+
+    def close_on_signal(signum: int, frame: Any) -> None:
+        # Deferred to the event loop: a signal before app.exec() runs would otherwise quit a loop
+        # that has not started, and the application would then run on with its window closed.
+        QTimer.singleShot(0, close_and_quit)
 
     previous = {s: signal.signal(s, close_on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     # Python runs signal handlers only between bytecodes; Qt's event loop is C++, so tick it.

@@ -15,15 +15,15 @@ from typing import Any
 from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import QFormLayout, QLabel, QLineEdit, QSpinBox, QVBoxLayout, QWidget
 
-from instrument.commands.lockin import LockInPlan, LockInRequest, plan_lockin, stimulus_channel_names
+from instrument.commands.lockin import ROLES, LockInPlan, LockInRequest, plan_lockin, stimulus_channel_names
 from instrument.gui.cw_panel import spin
 from instrument.gui.lockin_view import CaptureStats
 from instrument.gui.run_controls import RunControls, format_duration
 from instrument.gui.scan_panel import ScanPanel
 from instrument.protocols import SafetyLimitError
 
-LOCKIN_ROLES = ("mw", "pulser", "camera", "stimulus")
-RAW_BYTES_PER_PIXEL = 4  # int16 I and Q
+LOCKIN_ROLES = ROLES
+RAW_BYTES_PER_PIXEL = 4  # int16 I plus int16 Q
 LIVE_FRAMES_PER_VOLUME = 8
 """The camera hands over whole volumes, and the movie can show only the newest frame of each: 8
 frames a volume give 26 movie frames/s at 208 frames/s (``acquire lockin`` reads 1 s volumes)."""
@@ -111,7 +111,7 @@ class LockInPanel(ScanPanel):
             self.controls.show_problem(str(exc))
             return None
         rows, cols = self.image_shape
-        mb = plan.n_frames * rows * cols * 2 * RAW_BYTES_PER_PIXEL / 1e6
+        mb = plan.n_frames * rows * cols * RAW_BYTES_PER_PIXEL / 1e6
         spikes = sum(len(o) for o in plan.waveforms.onsets_s)
         movie_fps = plan.request.frame_rate_hz / plan.request.frames_per_volume
         self.controls.show_problem(None, f"{plan.n_frames} frames ({mb:.1f} MB raw before compression); "

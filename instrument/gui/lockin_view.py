@@ -183,6 +183,11 @@ class LockInMovieView(QWidget):
         self.refresh()
         self.timer.stop()
 
+    def stop(self) -> None:
+        """The run failed: stop following it at once, so no late tick overwrites the failure message."""
+        self._watching = False
+        self.timer.stop()
+
     def stats(self) -> CaptureStats | None:
         tap = self.tap
         if tap is None:

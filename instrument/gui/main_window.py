@@ -163,7 +163,7 @@ class MainWindow(QMainWindow):
         self.scan_runner: CoilScanRunner | None = None
         self.last_scan: CoilScanResult | None = None
         self.scan_map: ConfigDone | None = None
-        self._seen_counter = 0
+        self._seen_step: Any = None
         self._pending_progress: Progress | None = None
         self._tick_started = 0.0
         self.last_update_cost_ms = float("nan")
@@ -250,7 +250,7 @@ class MainWindow(QMainWindow):
         self._reset_image_choices()
         self._set_spectrum_axes(x_name, sequence.scalars[x_name], self.image_name,
                                 is_cw=sequence.name == "cw_odmr")
-        self._seen_counter = 0
+        self._seen_step: Any = None
         self.steps_received = self.frames_displayed = 0
         self._set_running(True)
         self.source_label.setText(f"live: {sequence.name} on {station.name}")
@@ -278,11 +278,12 @@ class MainWindow(QMainWindow):
         if self.live_sink is None:
             return
         counter, step = self.live_sink.latest()
-        if step is None or counter == self._seen_counter:
+        # the step itself, not the counter: each coil-scan configuration's engine restarts the counter
+        if step is None or step is self._seen_step:
             return
         self._tick_started = time.perf_counter()
         self.steps_received = counter
-        self._seen_counter = counter
+        self._seen_step = step
         self._latest_frame = step.images.get(self.image_name)
         if self.image_choice.currentText() == LIVE_FRAME and self._latest_frame is not None:
             label, unit = IMAGE_LABELS.get(self.image_name, (self.image_name, ""))
@@ -354,7 +355,7 @@ class MainWindow(QMainWindow):
     def _run_failed(self, exc: Exception) -> None:
         self.timer.stop()
         if self.movie_view is not None:
-            self.movie_view.timer.stop()
+            self.movie_view.stop()
         self._set_running(False)
         self.active_panel.show_outcome("failed", f"{type(exc).__name__}: {exc}")
         self.statusBar().showMessage(f"run failed: {exc}")
@@ -427,7 +428,7 @@ class MainWindow(QMainWindow):
         self._reset_image_choices()
         self._set_spectrum_axes("frequency_hz", "Hz", IMAGE_NAME, is_cw=True)
         self.spectrum_panel.clear()
-        self._seen_counter = 0
+        self._seen_step: Any = None
         self.steps_received = self.frames_displayed = 0
         self._set_running(True)
         self.source_label.setText(f"live: coil scan of {', '.join(scan.scanned_names)} in "

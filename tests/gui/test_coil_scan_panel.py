@@ -107,6 +107,22 @@ def test_tiny_scan_shows_field_maps_and_warnings_and_its_runs_reconstruct(qtbot,
     assert window.run_browser.selected_run().run_id == window.writer.run_id
 
 
+def settled_counter(qtbot, window, quiet_s=0.4, timeout_s=20.0):
+    """The live step counter once it has not moved for ``quiet_s`` (however slow a step is)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    last, since = window.live_sink.counter, time.monotonic()
+    while time.monotonic() < deadline:
+        qtbot.wait(50)
+        now, counter = time.monotonic(), window.live_sink.counter
+        if counter != last:
+            last, since = counter, now
+        elif now - since >= quiet_s:
+            return counter
+    raise AssertionError(f"the scan did not hold still within {timeout_s} s of Pause")
+
+
 def test_pause_holds_the_scan_and_abort_leaves_it_resumable(qtbot, window):
     panel = window.coil_scan_panel
     configure(panel, points=60, frames=1)
@@ -115,9 +131,8 @@ def test_pause_holds_the_scan_and_abort_leaves_it_resumable(qtbot, window):
     assert "configuration 1/4 (all off)" in panel.progress_label.text()
     panel.pause_button.click()
     assert window.scan_runner.paused
-    qtbot.wait(150)
-    held = window.live_sink.counter
-    qtbot.wait(200)
+    held = settled_counter(qtbot, window)  # the step in flight when Pause came still finishes
+    qtbot.wait(300)
     assert window.live_sink.counter == held
     panel.pause_button.click()  # resume
     qtbot.waitUntil(lambda: window.live_sink.counter > held, timeout=5_000)

@@ -146,3 +146,23 @@ def test_stop_ends_early_and_keeps_a_completed_run_with_its_field_movie(qtbot, w
     written = outcome.result.capture.frames_written
     with h5py.File(Path(outcome.result.field_path)) as f:
         assert f["field_t"].shape[0] == written >= 60
+
+
+def test_the_raw_size_shown_is_four_bytes_per_pixel_and_frame(window):
+    panel = window.lockin_panel
+    plan = panel.validate()
+    rows, cols = panel.image_shape
+    expected_mb = plan.n_frames * rows * cols * 4 / 1e6  # int16 I + int16 Q
+    assert f"{plan.n_frames} frames ({expected_mb:.1f} MB raw" in panel.message.text()
+
+
+def test_a_failed_run_stops_the_movie_view_for_good(qtbot):
+    from instrument.gui.lockin_view import LiveTap, LockInMovieView
+
+    view = LockInMovieView(pixel_size_m=1e-6)
+    qtbot.addWidget(view)
+    view.watch(LiveTap(n_frames=10, frame_rate_hz=208.0, shape=(4, 4)))
+    view.refresh()  # queues the zero-delay "repainted" shot that used to restart the timer
+    view.stop()
+    qtbot.wait(50)
+    assert not view.timer.isActive()

@@ -309,3 +309,15 @@ def test_a_ring_smaller_than_a_volume_is_refused(rig, tmp_path):
     world, lib, cam = rig
     with pytest.raises(ValueError, match=r"ring buffer \(8 frames\) must hold at least one camera volume"):
         LockInCapture(cam, FrameFileWriter(tmp_path / "cap.h5", (10, 12, 2)), 6250, 208, 10, ring_frames=8)
+
+
+def test_refused_arguments_leave_no_writer_process_nor_file_behind(rig, tmp_path):
+    import multiprocessing
+
+    world, lib, cam = rig
+    before = set(multiprocessing.active_children())
+    with pytest.raises(ValueError, match="ring buffer"):
+        capture_to_file(cam, tmp_path / "x.h5", frames_per_volume=40, n_frames=40, ring_frames=8)
+    assert set(multiprocessing.active_children()) <= before  # the writer process was stopped
+    # the camera is free for the next capture at once
+    assert capture_to_file(cam, tmp_path / "y.h5", frames_per_volume=10, n_frames=10).frames_written == 10

@@ -106,3 +106,16 @@ def test_steepest_point_is_on_a_flank(temporal_run):
     assert 0 < mean[i] < mean.max()  # neither off resonance nor on the top
     assert np.nanmedian(np.abs(cal.slope_per_hz)) > 0
 
+
+
+def test_peaks_and_matrix_match_the_waveform_sampled_point_by_point():
+    # channel 0: two overlapping spikes (they add) and one alone; channel 1: one spike; channel 2: none
+    wf = CoilWaveforms(3, ((0.0, 0.05, 1.0), (0.5,), ()), peak_a=500e-6)
+    t = np.arange(0.0, 1.4, 1e-3)
+    brute = np.array([wf(x) for x in t])
+    np.testing.assert_allclose(wf.channel_peaks_a(), np.abs(brute).max(axis=0), rtol=1e-3)
+    assert wf.channel_peaks_a()[0] > 500e-6  # the overlap adds: above one spike's peak
+    shuffled = np.random.default_rng(0).permutation(len(t))
+    np.testing.assert_allclose(wf.matrix(t[shuffled]), brute[shuffled])
+    with pytest.raises(SafetyLimitError, match="coil 0"):
+        check_temporal(SafetyLimits(coil_current_max_a=600e-6), 0.0, wf, 2.0)
