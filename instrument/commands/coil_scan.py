@@ -95,7 +95,9 @@ def build_coil_scan(station: Any, out: Path, coils: str, configs: str | None, cu
     Shared by ``acquire coil-scan`` and the GUI's coil-scan panel, so both pick coils,
     configurations and the drive current the same way. ``metadata`` goes into every configuration's
     run (station snapshot, simulated flag, command). ``stepping`` is the MW stepping of every sweep
-    (``auto``, ``list`` or ``software``); it is part of the scan plan, so a resume keeps it.
+    (``auto``, ``list`` or ``software``). It is not part of the scan's identity: how the MW steps
+    does not change what is measured, so a scan stalled in list mode can be resumed in software
+    stepping; each run records the mode it ran in.
 
     Raises:
         UsageError: an unknown coil or configuration, or no drive current to use.
@@ -122,7 +124,7 @@ def build_coil_scan(station: Any, out: Path, coils: str, configs: str | None, cu
         out, station.instruments, station.limits, frequencies_hz, power_dbm, shape, frames_per_point, sample,
         metadata, stepping=stepping)
     plan_extra = {"frequencies_hz": [float(f) for f in frequencies_hz], "power_dbm": power_dbm,
-                  "frames_per_point": frames_per_point, "image_shape": list(shape), "mw_stepping": stepping}
+                  "frames_per_point": frames_per_point, "image_shape": list(shape)}
     return CoilScan(station["coils"], channels, names, masks, drive, measurement, health, plan_extra,
                     on_config=on_config)
 
