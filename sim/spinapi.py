@@ -435,15 +435,14 @@ class SimSpinAPI:
         return self._ok()
 
     def pb_stop(self) -> int:
-        self._log("pb_stop")
-        if not self._initialised:
-            return self._fail("board not initialised")
-        self._stopped_by_user = True
-        self._outputs_low()
-        return self._ok()
+        return self._halt("pb_stop")
 
     def pb_reset(self) -> int:
-        self._log("pb_reset")
+        return self._halt("pb_reset")
+
+    def _halt(self, call: str) -> int:
+        """``pb_stop`` and ``pb_reset`` do the same here: the program stops and every output goes low."""
+        self._log(call)
         if not self._initialised:
             return self._fail("board not initialised")
         self._stopped_by_user = True
