@@ -19,6 +19,7 @@ that cannot be read.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -123,6 +124,23 @@ class CheckedVisaSource:
         if power_dbm > self._device_power_max_dbm:
             raise InstrumentError(self.name, command, f"power above the {self.model} maximum "
                                   f"{self._device_power_max_dbm:g} dBm", power_dbm)
+
+    def _checked_list(self, frequencies_hz: Sequence[float], power_dbm: float, *, size_command: str,
+                      power_command: str, frequency_command: str) -> np.ndarray:
+        """The list as floats, once the ceiling, its length and every point are checked.
+
+        ``arm_list`` calls it before it sends anything; the commands name where each check belongs.
+        """
+        freqs = np.asarray(frequencies_hz, dtype=float).ravel()
+        self.limits.check_mw_power(power_dbm)
+        max_points = self._constraints.list_max_points
+        if not 0 < len(freqs) <= max_points:
+            raise InstrumentError(self.name, size_command, f"list of {len(freqs)} points; the {self.model} "
+                                  f"holds 1..{max_points}; split the sweep or step in software", len(freqs))
+        self._check_power(power_dbm, power_command)
+        for f in freqs:
+            self._check_frequency(f, frequency_command)
+        return freqs
 
     _device_power_max_dbm = 0.0
 

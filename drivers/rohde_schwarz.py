@@ -20,7 +20,6 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from qcodes import validators as vals
 from qcodes.instrument_drivers.rohde_schwarz import RohdeSchwarzSGS100A
 
@@ -79,11 +78,10 @@ class RohdeSchwarzSource(CheckedVisaSource, RohdeSchwarzSGS100A):
         f_max = frequency_max_hz or self._option_frequency_max_hz(spec["options_max_hz"])
         p_min, p_max = spec["power_range_dbm"]
         self._device_power_max_dbm = p_max
-        self._list_max_points = int(spec["list_max_points"])
         self._constraints = MicrowaveConstraints(
             frequency_min_hz=spec["frequency_min_hz"], frequency_max_hz=f_max,
             power_min_dbm=p_min, power_max_dbm=min(p_max, limits.mw_power_max_dbm),
-            list_max_points=self._list_max_points,
+            list_max_points=int(spec["list_max_points"]),
         )
         self.frequency.vals = vals.Numbers(spec["frequency_min_hz"], f_max)
         self.power.vals = vals.Numbers(p_min, p_max)
@@ -139,15 +137,8 @@ class RohdeSchwarzSource(CheckedVisaSource, RohdeSchwarzSGS100A):
         On return the output is at ``frequencies_hz[0]``, ``list_index()`` is 0 and each edge on
         the TRIG input steps one point. Everything is checked before the first command is sent.
         """
-        freqs = np.asarray(frequencies_hz, dtype=float).ravel()
-        self.limits.check_mw_power(power_dbm)
-        if not 0 < len(freqs) <= self._list_max_points:
-            raise InstrumentError(self.name, "SOUR:LIST:FREQ", f"list of {len(freqs)} points; the "
-                                  f"{self.model} holds 1..{self._list_max_points}; split the sweep or "
-                                  "step in software", len(freqs))
-        self._check_power(power_dbm, "SOUR:LIST:POW")
-        for f in freqs:
-            self._check_frequency(f, "SOUR:LIST:FREQ")
+        freqs = self._checked_list(frequencies_hz, power_dbm, size_command="SOUR:LIST:FREQ",
+                                   power_command="SOUR:LIST:POW", frequency_command="SOUR:LIST:FREQ")
         with plain_errors():
             if self.frequency_mode() != "CW":
                 self.frequency_mode("CW")  # a running list cannot be rewritten

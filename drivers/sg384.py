@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from qcodes import validators as vals
 from qcodes.instrument_drivers.stanford_research import SG384
 
@@ -119,15 +118,8 @@ class SG384Source(CheckedVisaSource, SG384):
         On return the output is at ``frequencies_hz[0]`` and ``list_index()`` is 0. Everything is
         checked before the first command is sent.
         """
-        freqs = np.asarray(frequencies_hz, dtype=float).ravel()
-        self.limits.check_mw_power(power_dbm)
-        if not 0 < len(freqs) <= LIST_MAX_POINTS:
-            raise InstrumentError(self.name, "LSTC?", f"list of {len(freqs)} points; the {self.model} "
-                                  f"holds 1..{LIST_MAX_POINTS}; split the sweep or step in software",
-                                  len(freqs))
-        self._check_power(power_dbm, "LSTP")
-        for f in freqs:
-            self._check_frequency(f, "LSTP")
+        freqs = self._checked_list(frequencies_hz, power_dbm, size_command="LSTC?", power_command="LSTP",
+                                   frequency_command="LSTP")
         with plain_errors():
             if self.list_size() > 0 and self.list_enable():
                 self.list_enable(False)
