@@ -209,12 +209,7 @@ class Timeline:
         highs, lows = durations[lv == 1], durations[lv == 0]
         if len(highs) == 0 or len(lows) == 0 or len(highs) != len(lows):
             return 0.0
-        if np.ptp(highs) > 0 or np.ptp(lows) > 0:
-            return 0.0
-        duty = highs[0] / (highs[0] + lows[0])
-        if abs(duty - 0.5) > SQUARE_DUTY_TOLERANCE:
-            return 0.0
-        return float(self.clock_hz / (highs[0] + lows[0]))
+        return self._square_hz(highs, lows)
 
     def _finite_square_wave_hz(self, bit: int) -> float:
         intervals = np.rint(self.high_intervals_s(bit) * self.clock_hz)
@@ -222,6 +217,10 @@ class Timeline:
             return 0.0
         highs = intervals[:, 1] - intervals[:, 0]
         lows = intervals[1:, 0] - intervals[:-1, 1]
+        return self._square_hz(highs, lows)
+
+    def _square_hz(self, highs: np.ndarray, lows: np.ndarray) -> float:
+        """Repetition frequency of equal highs and equal lows (cycles) at ~50 % duty, else 0.0."""
         if np.ptp(highs) > 0 or np.ptp(lows) > 0:
             return 0.0
         duty = highs[0] / (highs[0] + lows[0])
