@@ -416,10 +416,8 @@ class HeliCamC3:
         timeout_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if trigger not in ("internal", "external"):
-            raise HeliCamSettingError(name, "trigger", "must be 'internal' or 'external'", trigger)
         self.name = name
-        self.trigger = trigger
+        self.set_trigger(trigger)
         self.timeout_s = float(timeout_s)
         self._clock = clock
         self._field_of_view_m = float(field_of_view_m)
@@ -582,10 +580,10 @@ class HeliCamC3:
             shape = tuple(int(meta.dimSz[i]) for i in range(meta.numDim - 1, -1, -1))
             n = self._registers.sens_nframes
             expected = (n, *self._shape, 2)
-            if shape != expected or cd.size < math.prod(expected) * 2 or not cd.data:
+            count = math.prod(expected)
+            if shape != expected or cd.size < count * 2 or not cd.data:
                 raise HeliCamError(self.name, "HE_GetCamData",
                                    f"volume has shape {shape} and {cd.size} bytes, expected {expected}")
-            count = math.prod(expected)
             raw = np.ctypeslib.as_array((ct.c_int16 * count).from_address(cd.data)).reshape(expected).copy()
             period = self._registers.frame_period_s
             self.last_volume = VolumeInfo(self._volumes, n, t_end - n * period, period)
