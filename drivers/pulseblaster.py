@@ -263,13 +263,17 @@ class PulseBlaster:
         words = self.check(program)
         self._require_open("load")
         self._api["pb_stop"]()
+        self._write_words(words)
+        self.program = program
+
+    def _write_words(self, words: list[tuple[int, int, int, int]]) -> None:
+        """Program the board with (flags, opcode, data, cycles) words; programming mode always ends."""
         self._api["pb_start_programming"](PULSE_PROGRAM)
         try:
             for flags, opcode, data, cycles in words:
                 self._api["pb_inst_pbonly"](flags, opcode, data, cycles / self._clock_hz * 1e9)
         finally:
             self._api["pb_stop_programming"]()
-        self.program = program
 
     def start(self) -> None:
         """Run the loaded program from its first instruction."""
@@ -298,11 +302,7 @@ class PulseBlaster:
         try:
             self._api["pb_stop"]()
             # pb_stop may leave the outputs where they were: run a one-word all-low program.
-            self._api["pb_start_programming"](PULSE_PROGRAM)
-            try:
-                self._api["pb_inst_pbonly"](0, int(Opcode.STOP), 0, MIN_CYCLES * 2 / self._clock_hz * 1e9)
-            finally:
-                self._api["pb_stop_programming"]()
+            self._write_words([(0, int(Opcode.STOP), 0, MIN_CYCLES * 2)])
             self._api["pb_start"]()
             self._api["pb_stop"]()
             self.program = None
