@@ -277,7 +277,7 @@ class SpadReader:
         while len(frames) < n:
             remaining = deadline - time.monotonic()
             try:
-                t, f, serial, follows = self._queue.get(timeout=max(remaining, 0.0) if remaining > 0 else 0.0)
+                t, f, serial, follows = self._queue.get(timeout=max(remaining, 0.0))
             except queue.Empty:
                 error = InstrumentDisconnected if not self.connected else InstrumentTimeout
                 cause = f"; last error: {self.last_error}" if self.last_error else ""
