@@ -47,8 +47,8 @@ class KeithleyCoilChannel:
         self.name = name
         self.smu = smu
         self.limits = limits
-        self.ceiling_a = min(limits.coil_current_max_a, limits.coil_current_max_a if ceiling_a is None
-                             else float(ceiling_a))
+        self.ceiling_a = (limits.coil_current_max_a if ceiling_a is None
+                          else min(limits.coil_current_max_a, float(ceiling_a)))
         self.ramp_step_a = float(ramp_step_a)
         self._sleep = sleep
         self._setpoint = 0.0
