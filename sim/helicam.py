@@ -184,6 +184,12 @@ class SimLibHeLIC:
             del self._faults[function]
         return f.code
 
+    def _refused(self, function: str, handle: object) -> int | None:
+        """The code a status call returns instead of working (injected fault, bad handle), or None."""
+        if (code := self._fault(function)) is not None:
+            return code
+        return ERR_BAD_HANDLE if self._bad(handle) else None
+
     def _bad(self, handle: object) -> bool:
         value = handle.value if hasattr(handle, "value") else handle
         return not self._handle or value != self._handle
@@ -206,8 +212,8 @@ class SimLibHeLIC:
         return 0
 
     def HE_SetTimeout(self, handle, ms: int) -> int:  # noqa: N802
-        if (code := self._fault("HE_SetTimeout")) is not None or self._bad(handle):
-            return code if code is not None else ERR_BAD_HANDLE
+        if (code := self._refused("HE_SetTimeout", handle)) is not None:
+            return code
         self._timeout_s = ms / 1000 if ms > 0 else float("inf")
         return 0
 
@@ -224,10 +230,8 @@ class SimLibHeLIC:
     # ---- entry points: settings ----------------------------------------------------------------
 
     def HE_SetMap(self, handle, map_ptr, value: int) -> int:  # noqa: N802
-        if (code := self._fault("HE_SetMap")) is not None:
+        if (code := self._refused("HE_SetMap", handle)) is not None:
             return code
-        if self._bad(handle):
-            return ERR_BAD_HANDLE
         name = map_ptr.contents.id.decode()
         if name not in _MAPS:
             return ERR_GENERAL
@@ -239,17 +243,13 @@ class SimLibHeLIC:
         return 0
 
     def HE_GetMap(self, handle, map_ptr) -> int:  # noqa: N802
-        if (code := self._fault("HE_GetMap")) is not None:
+        if (code := self._refused("HE_GetMap", handle)) is not None:
             return code
-        if self._bad(handle):
-            return ERR_BAD_HANDLE
         return self._values.get(map_ptr.contents.id.decode(), ERR_GENERAL)
 
     def HE_AllocCamData(self, handle, idx: int, fmt: int, prop: int, ext_data, ext_size: int) -> int:  # noqa: N802
-        if (code := self._fault("HE_AllocCamData")) is not None:
+        if (code := self._refused("HE_AllocCamData", handle)) is not None:
             return code
-        if self._bad(handle):
-            return ERR_BAD_HANDLE
         if fmt != _DF_I16Q16:
             return ERR_NOT_SUPPORTED
         self._alloc_format = fmt
