@@ -8,14 +8,9 @@ the real driver talks to it through pyserial exactly as to the board. Enabled ch
 
 from __future__ import annotations
 
-import contextlib
-import os
-import select
-import threading
-import tty
-
 import numpy as np
 
+from sim.pty_server import PtyLineServer
 from sim.world import World
 
 COMMAND_TIME_S = 2e-3  # a command and its reply at 115200 baud
@@ -40,53 +35,17 @@ class SimCoilBoard:
         self.enabled = 0
         self.fault: str | None = None  # set to make every current command answer ERR 5
         self.commands: list[str] = []
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
         self._rng = np.random.default_rng(0)
+        self._server = PtyLineServer(lambda line: self.handle(line.strip()) + "\n", "sim-coil-board")
 
     # ---- pty plumbing --------------------------------------------------------------------------
 
     def start(self) -> str:
         """Open the pseudo-terminal and serve it; returns the port name for the driver."""
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        port = os.ttyname(self._slave)
-        self._thread = threading.Thread(target=self._serve, name="sim-coil-board", daemon=True)
-        self._thread.start()
-        return port
+        return self._server.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._master = self._slave = None
-
-    def _serve(self) -> None:
-        buffer = b""
-        while not self._stopping.is_set():
-            try:
-                # a short select timeout lets stop() end the thread without closing fds under it
-                if not select.select([self._master], [], [], 0.05)[0]:
-                    continue
-                chunk = os.read(self._master, 4096)
-            except (OSError, ValueError, TypeError):
-                return
-            if not chunk:
-                return
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                reply = self.handle(line.decode("ascii", "replace").strip())
-                try:
-                    os.write(self._master, reply.encode("ascii") + b"\n")
-                except (OSError, TypeError):
-                    return
+        self._server.stop()
 
     # ---- firmware ------------------------------------------------------------------------------
 

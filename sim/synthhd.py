@@ -16,14 +16,11 @@ trigger input). :meth:`SimSynthHD.unplug` makes the device vanish from the bus m
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import select
 import threading
-import tty
 from dataclasses import dataclass, field
 
+from sim.pty_server import PtyLineServer
 from sim.world import World
 
 MODELS = {
@@ -103,38 +100,26 @@ class SimSynthHD:
         self.commands: list[str] = []
         self.trigger_count = 0
         self._lock = threading.RLock()
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self.port = ""
+        # Through a lambda: tests replace ``handle`` on the instance to fake a misbehaving device.
+        self._server = PtyLineServer(lambda line: self.handle(line), "sim-synthhd")
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
+    @property
+    def port(self) -> str:
+        """The pseudo-terminal's device path ("" before the first ``start``)."""
+        return self._server.port
+
     def start(self) -> str:
         """Open the pseudo-terminal and start answering; returns the device path for pyserial."""
-        if self._master is None:
-            master, slave = os.openpty()
-            tty.setraw(slave)  # no echo, no line editing: bytes pass as on a USB CDC port
-            self._master, self._slave = master, slave
-            self.port = os.ttyname(slave)
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._serve, name="sim-synthhd", daemon=True)
-            self._thread.start()
+        if not self._server.running:
+            self._server.start()
             self._apply()
         return self.port
 
     def stop(self) -> None:
         """Stop answering and close the pseudo-terminal. Stopping twice is harmless."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._master = self._slave = None
+        self._server.stop()
 
     def unplug(self) -> None:
         """The USB cable is pulled: the port vanishes under the driver."""
@@ -146,25 +131,6 @@ class SimSynthHD:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def _serve(self) -> None:
-        buffer = b""
-        master = self._master
-        while not self._stop.is_set() and master is not None:
-            ready, _, _ = select.select([master], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                return
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                reply = self.handle(line.decode("ascii", errors="replace"))
-                if reply:
-                    with contextlib.suppress(OSError):
-                        os.write(master, reply.encode("ascii"))
 
     # ---- physics coupling ----------------------------------------------------------------------
 
