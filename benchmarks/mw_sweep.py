@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from timing import median_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -75,15 +76,6 @@ def _sources(world: World) -> list[tuple[str, Callable[[], tuple[object, object]
     return [("SG384", sg384), ("SMB100A", rs("SMB100A")), ("SGS100A", rs("SGS100A")), ("SynthHD", synthhd)]
 
 
-def _time(fn: Callable[[], None], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def measure(sim, source, freqs: np.ndarray, passes: int, repeats: int) -> dict[str, float]:
     """Seconds per point for each way of sweeping ``passes`` times, and the arming time."""
     source.set_power(-10.0)
@@ -107,10 +99,10 @@ def measure(sim, source, freqs: np.ndarray, passes: int, repeats: int) -> dict[s
                 raise RuntimeError(f"{source.name}: list at {source.list_index()} after {i} triggers")
 
     result = {
-        "software": _time(software, repeats) / n_points,
-        "list": _time(listed, repeats) / n_points,
-        "list_checked": _time(listed_checked, repeats) / n_points,
-        "arm": _time(lambda: source.arm_list(freqs, -10.0), repeats),
+        "software": median_seconds(software, repeats) / n_points,
+        "list": median_seconds(listed, repeats) / n_points,
+        "list_checked": median_seconds(listed_checked, repeats) / n_points,
+        "arm": median_seconds(lambda: source.arm_list(freqs, -10.0), repeats),
     }
     source.abort_list()
     return result

@@ -23,6 +23,7 @@ import warnings
 
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
+from timing import time_calls
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -128,13 +129,8 @@ def single_p0(x, y, i):
 
 def timed(fn, repeats=2):
     """Result, best wall-clock seconds and best CPU seconds (all threads of this process)."""
-    best, best_cpu = np.inf, np.inf
-    for _ in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-        best_cpu = min(best_cpu, time.process_time() - c)
-    return out, best, best_cpu
+    out, walls, cpus = time_calls(fn, repeats)
+    return out, min(walls), min(cpus)
 
 
 def peak_memory(fn) -> int:

@@ -17,12 +17,11 @@ Run: ``python benchmarks/pulse_sim.py [--repetitions 1000 10000] [--repeats 3]``
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import median_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,15 +33,6 @@ from sim.spinapi import _Inst, execute  # noqa: E402
 from sim.world import World  # noqa: E402
 
 CLOCK = 500e6
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def unrolled_words(sequence) -> int:
@@ -103,14 +93,15 @@ def main() -> None:
         program = ramsey.program(400e-9)
         words, unrolled = len(program.instructions), unrolled_words(seq)
         insts = board_words(program)
-        t_exec = best_of(lambda insts=insts: execute(insts, CLOCK), args.repeats)
-        t_naive = best_of(lambda insts=insts: naive_execute(insts), args.repeats)
+        t_exec = median_seconds(lambda insts=insts: execute(insts, CLOCK), args.repeats)
+        t_naive = median_seconds(lambda insts=insts: naive_execute(insts), args.repeats)
         timeline = execute(insts, CLOCK)
         spins = SpinEnsemble(world)
         fast = spins.play(timeline)
-        t_fast = best_of(lambda tl=timeline: SpinEnsemble(world).play(tl), args.repeats)
+        t_fast = median_seconds(lambda tl=timeline: SpinEnsemble(world).play(tl), args.repeats)
         slow = SpinEnsemble(world).play(timeline, max_simulated_repeats=reps)
-        t_slow = best_of(lambda tl=timeline, r=reps: SpinEnsemble(world).play(tl, max_simulated_repeats=r), 1)
+        t_slow = median_seconds(
+            lambda tl=timeline, r=reps: SpinEnsemble(world).play(tl, max_simulated_repeats=r), 1)
         diff = float(np.max(np.abs(fast - slow) / slow))
         print(f"{reps:>7} | {words:>6} {unrolled:>9} {unrolled / words:>6.0f}x | {t_exec * 1e3:>7.2f}ms "
               f"{t_naive * 1e3:>7.1f}ms {t_naive / t_exec:>8.0f}x | {t_fast * 1e3:>7.2f}ms "

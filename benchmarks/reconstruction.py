@@ -28,6 +28,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from timing import best_seconds  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -55,15 +56,6 @@ def make_movie(microscope: NoisyMicroscope, drives: np.ndarray, chunk: int = 200
     parts = [microscope.measure_movie(drives[i : i + chunk]).astype(np.float32)
              for i in range(0, len(drives), chunk)]
     return np.concatenate(parts)
-
-
-def best_time(fn, repeats: int = 3) -> float:
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def sklearn_frame_by_frame(basis: np.ndarray, movie: np.ndarray, alphas: np.ndarray,
@@ -112,21 +104,21 @@ def main() -> None:
           f"drift, {microscope.hot_pixels} hot pixels/frame")
 
     rec.fit(movie[:10])  # warm up
-    t_lasso = best_time(lambda: rec.fit(movie))
+    t_lasso = best_seconds(lambda: rec.fit(movie))
     coefficients = rec.fit(movie)
     alphas = np.asarray(rec.alpha_)
-    t_pinv = best_time(lambda: rec.fit(movie, method="pinv"))
+    t_pinv = best_seconds(lambda: rec.fit(movie, method="pinv"))
     fps_lasso, fps_pinv = len(movie) / t_lasso, len(movie) / t_pinv
 
     k = min(args.baseline_frames, len(movie))
-    t_sklearn_plain = best_time(lambda: sklearn_frame_by_frame(basis, movie[:k], alphas[:k]), repeats=1)
-    t_sklearn = best_time(lambda: sklearn_frame_by_frame(basis, movie[:k], alphas[:k], True), repeats=1)
+    t_sklearn_plain = best_seconds(lambda: sklearn_frame_by_frame(basis, movie[:k], alphas[:k]), repeats=1)
+    t_sklearn = best_seconds(lambda: sklearn_frame_by_frame(basis, movie[:k], alphas[:k], True), repeats=1)
     fps_sklearn = k / t_sklearn  # the faster scikit-learn variant is the baseline
     # Same problem check: our solver without drift/robust/debias steps against scikit-learn.
     plain = DictionaryReconstructor(basis, drift_order=0, hot_pixel_sigma=0, debias=False)
     ours_plain = plain.fit(movie[:k].astype(np.float64), alpha=alphas[:k])
     theirs = sklearn_frame_by_frame(basis, movie[:k], alphas[:k], True)
-    t_plain = best_time(lambda: plain.fit(movie, alpha=alphas))
+    t_plain = best_seconds(lambda: plain.fit(movie, alpha=alphas))
 
     print()
     print(f"{'method':<48}{'frames/s':>12}{'vs sklearn':>12}")

@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from timing import time_calls
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -68,11 +68,7 @@ def make_stream(n_frames: int, damage: float, v2: bool, seed: int = 0) -> bytes:
 
 
 def best_time(reader: Callable[[list[bytes]], int], chunks: list[bytes], repeats: int) -> tuple[float, int]:
-    times, frames = [], 0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        frames = reader(chunks)
-        times.append(time.perf_counter() - t0)
+    frames, times, _ = time_calls(lambda: reader(chunks), repeats)
     return statistics.median(times), frames
 
 

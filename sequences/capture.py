@@ -362,10 +362,8 @@ class LockInCapture:
                 drops_recorded += len(pending)
                 batch = ring.get(self.write_batch, timeout_s=0.1)
                 if batch is None:
-                    if ring.closed and ring.size == 0:
-                        if drops_recorded == len(self._dropped_runs):
-                            break
-                        continue
+                    if ring.closed and ring.size == 0 and drops_recorded == len(self._dropped_runs):
+                        break
                     continue
                 frames, times, idx = batch
                 self.sink.append(frames, times, idx)

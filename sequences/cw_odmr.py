@@ -45,11 +45,9 @@ from sequences.mw_stepping import (
     plan_stepping,
 )
 from sequences.pulses import (
-    MEMORY_WORDS,
     ChannelMap,
     SteppedPointTiming,
     lockin_modulation_program,
-    stepped_point_program,
     stepped_point_timing,
 )
 
@@ -199,16 +197,12 @@ class CwOdmrSweep:
 
     def _run_list(self, mw: ListSweepSource, pulser: PulseGenerator, camera: TriggerableCamera,
                   coils: CoilDriver, plan: SteppingPlan) -> Iterator[Step]:
-        assert plan.timing is not None
+        assert plan.programs is not None
+        first_point, next_point = plan.programs  # a list's first point is on the output once armed
         previous_trigger = camera.trigger
         camera.set_trigger("external")  # one volume per camera_start pulse
         try:
             camera.configure(self.modulation_hz, self.frame_rate_hz, self.frames_per_point)
-            memory = int(getattr(pulser, "memory_words", MEMORY_WORDS))
-            # A list's first point is on the output once armed; every later one starts with its step.
-            first_point, next_point = (
-                stepped_point_program(plan.timing, step, self.modulation_hz, self.channels, pulser.clock_hz,
-                                      memory) for step in (False, True))
             mw.set_power(self.power_dbm)
             mw.set_output(True)
             n = len(self.frequencies_hz)

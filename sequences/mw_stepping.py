@@ -24,6 +24,7 @@ from instrument.protocols import (
     InstrumentError,
     ListSweepSource,
     PulseGenerator,
+    PulseProgram,
     TriggerableCamera,
 )
 from sequences.pulses import (
@@ -57,6 +58,8 @@ class SteppingPlan:
         segment_points: points per armed list (list mode).
         n_segments: lists armed per configuration (list mode).
         timing: the periods of one hardware-timed point (list mode).
+        programs: the compiled point programs (list mode): a list's first point (no step) and
+            every later point (opening with the ``mw_trigger`` step).
     """
 
     mode: str
@@ -64,6 +67,7 @@ class SteppingPlan:
     segment_points: int = 0
     n_segments: int = 0
     timing: SteppedPointTiming | None = None
+    programs: tuple[PulseProgram, PulseProgram] | None = None
 
     def metadata(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mw_stepping_mode": self.mode, "mw_stepping_reason": self.reason,
@@ -108,8 +112,9 @@ def plan_stepping(
         try:
             timing = point_timing(pulser, camera)
             memory = int(getattr(pulser, "memory_words", MEMORY_WORDS))
-            for step in (False, True):
+            first_point, next_point = (
                 stepped_point_program(timing, step, modulation_hz, channels, pulser.clock_hz, memory)
+                for step in (False, True))
         except PulseSequenceError as exc:
             missing = f"the stepped pulse program cannot be built: {exc}"
     if missing:
@@ -124,7 +129,7 @@ def plan_stepping(
     if n_segments > 1:
         reason += (f"; {n_points} points split into {n_segments} list segments of at most {segment} "
                    f"({mw.name} holds {mw.constraints.list_max_points} list points)")
-    return SteppingPlan("list", reason, segment, n_segments, timing)
+    return SteppingPlan("list", reason, segment, n_segments, timing, (first_point, next_point))
 
 
 def check_list_index(source: ListSweepSource, index: int, expected: int, n_points: int,

@@ -375,6 +375,15 @@ def lockin_modulation_frequency_hz(modulation_hz: float, clock_hz: float = 500e6
     return clock_hz / (2 * lockin_modulation_period_cycles(modulation_hz, clock_hz))
 
 
+def _modulation_period(modulation_hz: float, clock_hz: float) -> tuple[float, tuple[Pulse, ...]]:
+    """One lock-in modulation period on this clock: its length (s) and its pulses (laser on; MW
+    switch and camera reference high for the first half)."""
+    half_s = lockin_modulation_period_cycles(modulation_hz, clock_hz) / clock_hz
+    period_s = 2 * half_s
+    return period_s, (Pulse("laser", 0.0, period_s, "laser"), Pulse("mw_switch", 0.0, half_s, "MW on"),
+                      Pulse("camera_trigger", 0.0, half_s, "camera reference"))
+
+
 def lockin_modulation_sequence(
     modulation_hz: float = 6250.0,
     channels: ChannelMap | Mapping[str, int] = DEFAULT_CHANNELS,
@@ -387,17 +396,10 @@ def lockin_modulation_sequence(
     the camera's in-phase signal is (MW on) - (MW off).
     """
     cmap = ChannelMap.of(channels)
-    half = lockin_modulation_period_cycles(modulation_hz, clock_hz)
-    period_s = 2 * half / clock_hz
-    half_s = half / clock_hz
-    pulses = [
-        Pulse("laser", 0.0, period_s, "laser"),
-        Pulse("mw_switch", 0.0, half_s, "MW on"),
-        Pulse("camera_trigger", 0.0, half_s, "camera reference"),
-    ]
-    f = clock_hz / (2 * half)
+    period_s, pulses = _modulation_period(modulation_hz, clock_hz)
+    f = lockin_modulation_frequency_hz(modulation_hz, clock_hz)
     return PulseSequence(
-        (Block(period_s, tuple(pulses), name="modulation period", wrap=True),),
+        (Block(period_s, pulses, name="modulation period", wrap=True),),
         cmap, loop_forever=True,
         description=f"lock-in modulation {f:.6g} Hz: laser CW, MW switch and camera reference square waves",
     )
@@ -472,10 +474,7 @@ def stepped_point_sequence(
         cmap.bit(line, "stepped sweep")
     if timing.settle < 1 or timing.volume < 1 or timing.tail < 0:
         raise PulseSequenceError(f"stepped sweep: a point needs settle and volume periods >= 1, got {timing}")
-    half = lockin_modulation_period_cycles(modulation_hz, clock_hz)
-    period_s, half_s = 2 * half / clock_hz, half / clock_hz
-    modulation = (Pulse("laser", 0.0, period_s, "laser"), Pulse("mw_switch", 0.0, half_s, "MW on"),
-                  Pulse("camera_trigger", 0.0, half_s, "camera reference"))
+    period_s, modulation = _modulation_period(modulation_hz, clock_hz)
 
     def period(*extra: Pulse, repetitions: int = 1, name: str = "") -> Block:
         return Block(period_s, modulation + extra, repetitions, name, wrap=True)
@@ -488,7 +487,7 @@ def stepped_point_sequence(
                          name="camera start"))
     if timing.volume + timing.tail > 1:
         blocks.append(period(repetitions=timing.volume + timing.tail - 1, name="volume"))
-    f = clock_hz / (2 * half)
+    f = lockin_modulation_frequency_hz(modulation_hz, clock_hz)
     return PulseSequence(
         tuple(blocks), cmap, loop_forever=False,
         description=f"stepped lock-in point: {timing.periods} periods at {f:.6g} Hz, "

@@ -161,8 +161,6 @@ def fit_odmr(
     Returns:
         OdmrFit with arrays of shape ``spectra.shape[:-1]`` (plus a peak axis when n_peaks > 1).
     """
-    if saturation_level is None and np.issubdtype(spectra.dtype, np.integer):
-        saturation_level = float(np.iinfo(spectra.dtype).max)
     with single_threaded_blas():
         setup = make_setup(
             freqs,
@@ -171,7 +169,7 @@ def fit_odmr(
             n_peaks=n_peaks,
             hyperfine=hyperfine,
             min_snr=min_snr,
-            saturation_level=saturation_level,
+            saturation_level=saturation_level_for(spectra.dtype, saturation_level),
             precision=precision,
             max_iter=max_iter,
         )
@@ -182,6 +180,13 @@ def fit_odmr(
         packed = fit_packed(setup, spectra.reshape(-1, spectra.shape[-1]), chunk_pixels)
         packed = packed.reshape(*spectra.shape[:-1], packed.shape[-1])
     return unpack(np.asarray(packed), setup.n_peaks, model, hyperfine)
+
+
+def saturation_level_for(dtype, saturation_level: float | None) -> float | None:
+    """``saturation_level`` if given, else the maximum of an integer ``dtype`` (None for float data)."""
+    if saturation_level is None and np.issubdtype(np.dtype(dtype), np.integer):
+        return float(np.iinfo(dtype).max)
+    return saturation_level
 
 
 def make_setup(

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from instrument.analysis.fieldmap import b_nv_from_centers, remove_polynomial_background
-from instrument.analysis.odmr import OdmrFit, fit_dask_packed, make_setup, single_threaded_blas, unpack
+from instrument.analysis.odmr import (
+    OdmrFit,
+    fit_dask_packed,
+    make_setup,
+    saturation_level_for,
+    single_threaded_blas,
+    unpack,
+)
 
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
 DEFAULT_PIXELS_PER_TASK = 16384
@@ -77,9 +84,7 @@ def analyse_maps(
     for i, cube in enumerate(cubes):
         if cube.shape != shape:
             raise ValueError(f"map {i} has shape {cube.shape}, map 0 has {shape}; all maps must match")
-    sat = fit_options.pop("saturation_level", None)
-    if sat is None and np.issubdtype(np.dtype(cubes[0].dtype), np.integer):
-        sat = float(np.iinfo(cubes[0].dtype).max)
+    sat = saturation_level_for(cubes[0].dtype, fit_options.pop("saturation_level", None))
     with single_threaded_blas():
         setup = make_setup(freqs, shape, saturation_level=sat, **fit_options)
     lazy = []

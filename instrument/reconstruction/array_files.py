@@ -6,6 +6,7 @@ errors (missing file, unknown extension, missing dataset) and write results back
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +66,14 @@ def save_arrays(path: str | Path, **arrays: np.ndarray) -> Path:
         raise ValueError(f"results go to .npz or .h5, got {path}")
     np.savez(path, **{k: np.asarray(v) for k, v in arrays.items()})
     return path
+
+
+def write_result(output_dir: str | Path, stem: str, draw: Callable[[Path], Path],
+                 **arrays: np.ndarray) -> tuple[Path, Path]:
+    """Write ``<stem>.npz`` and the figure ``draw(<stem>.png)`` into ``output_dir`` (made if missing).
+
+    Returns the arrays file and the figure path.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return save_arrays(out / f"{stem}.npz", **arrays), draw(out / f"{stem}.png")

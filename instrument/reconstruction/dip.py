@@ -386,18 +386,17 @@ def reconstruct_dip_files(
     ``dip_kwargs`` go to ``reconstruct_dip`` (pixel_m, standoff_m, thickness_m are required).
     Returns the result and the two paths.
     """
-    from instrument.reconstruction.array_files import load_array, save_arrays
+    from instrument.reconstruction.array_files import load_array, write_result
 
     b_nv = load_array(b_nv_path, b_nv_dataset)
     mask = load_array(mask_path, mask_dataset)
     result = reconstruct_dip(b_nv, mask, **dip_kwargs)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    arrays = save_arrays(
-        out / "dip_result.npz",
+    arrays, figure = write_result(
+        output_dir,
+        "dip_result",
+        lambda png: save_dip_figure(result, b_nv, png, dip_kwargs["pixel_m"]),
         magnetization_a_per_m=result.magnetization_a_per_m,
         b_nv_model_t=result.b_nv_model_t,
         loss_history_t2=np.asarray(result.loss_history_t2),
     )
-    figure = save_dip_figure(result, b_nv, out / "dip_result.png", dip_kwargs["pixel_m"])
     return result, arrays, figure

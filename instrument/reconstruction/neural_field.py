@@ -319,17 +319,16 @@ def reconstruct_neural_field_files(
 
     ``kwargs`` go to ``reconstruct_neural_field`` (operator, config, seed, callback, early stopping).
     """
-    from instrument.reconstruction.array_files import load_array, save_arrays
+    from instrument.reconstruction.array_files import load_array, write_result
 
     spectrum = load_array(spectrum_path, spectrum_dataset)
     result = reconstruct_neural_field(spectrum, geometry, **kwargs)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    arrays = save_arrays(
-        out / "neural_field_result.npz",
+    arrays, figure = write_result(
+        output_dir,
+        "neural_field_result",
+        lambda png: save_relaxometry_figure(result, spectrum, png),
         density=result.density,
         larmor_hz=result.larmor_hz,
         loss_history=np.asarray(result.loss_history),
     )
-    figure = save_relaxometry_figure(result, spectrum, out / "neural_field_result.png")
     return result, arrays, figure

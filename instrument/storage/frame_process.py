@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from instrument.storage.frames import MIN_FREE_BYTES, FrameFileError, _json
+from instrument.storage.frames import MIN_FREE_BYTES, FrameFileError, _checked_batch, _json
 
 START_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 120.0
@@ -205,10 +205,7 @@ class ProcessFrameWriter:
         Returns once the frames are copied; up to ``slots`` batches are written while the caller
         goes on (``sync`` waits for them) and a failure of one is raised by a later call.
         """
-        k = len(frames)
-        if frames.shape[1:] != self.frame_shape or len(timestamps_s) != k or len(frame_index) != k:
-            raise ValueError(f"append: frames {frames.shape}, {len(timestamps_s)} timestamps, "
-                             f"{len(frame_index)} indices do not match frame shape {self.frame_shape}")
+        k = _checked_batch(frames, timestamps_s, frame_index, self.frame_shape)
         for start in range(0, k, self.batch_frames):
             stop = min(k, start + self.batch_frames)
             if len(self._in_flight) >= self.slots:  # the oldest batch in flight holds this slot

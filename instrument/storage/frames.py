@@ -96,6 +96,16 @@ def _json(obj: Any) -> str:
     return json.dumps(obj, default=default, sort_keys=True)
 
 
+def _checked_batch(frames: np.ndarray, timestamps_s: np.ndarray, frame_index: np.ndarray,
+                   frame_shape: tuple[int, ...]) -> int:
+    """The number of frames in an ``append`` batch; ValueError when its parts do not match."""
+    k = len(frames)
+    if frames.shape[1:] != frame_shape or len(timestamps_s) != k or len(frame_index) != k:
+        raise ValueError(f"append: frames {frames.shape}, {len(timestamps_s)} timestamps, "
+                         f"{len(frame_index)} indices do not match frame shape {frame_shape}")
+    return k
+
+
 class FrameFileWriter:
     """Appends raw frames to an HDF5 frame file; every ``append`` is on disk when it returns.
 
@@ -146,10 +156,7 @@ class FrameFileWriter:
         Raises:
             FrameFileError: the write failed (disk full, file gone); frames written before stay readable.
         """
-        k = len(frames)
-        if frames.shape[1:] != self.frame_shape or len(timestamps_s) != k or len(frame_index) != k:
-            raise ValueError(f"append: frames {frames.shape}, {len(timestamps_s)} timestamps, "
-                             f"{len(frame_index)} indices do not match frame shape {self.frame_shape}")
+        k = _checked_batch(frames, timestamps_s, frame_index, self.frame_shape)
         if k == 0:
             return
         n = self.frames_written

@@ -58,6 +58,11 @@ def _json(obj: Any) -> str:
     return json.dumps(obj, default=_json_default)
 
 
+def _metadata_text(value: Any) -> str:
+    """A QCoDeS metadata value: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else _json(value)
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return obj.tolist()
@@ -154,7 +159,7 @@ class RunWriter:
             "status": "running",
         }
         for tag, value in full.items():
-            self._saver.dataset.add_metadata(tag, value if isinstance(value, str) else _json(value))
+            self.add_metadata(tag, value)
         self._h5 = h5py.File(self.run_dir / IMAGES_NAME, "w", libver="latest")
         self._h5.attrs["run_id"] = self.run_id
         self._h5.attrs["metadata"] = _json(full)
@@ -181,7 +186,7 @@ class RunWriter:
 
     def add_metadata(self, tag: str, value: Any) -> None:
         if self._saver is not None:
-            self._saver.dataset.add_metadata(tag, value if isinstance(value, str) else _json(value))
+            self._saver.dataset.add_metadata(tag, _metadata_text(value))
 
     def close(self, status: str, reason: str = "") -> None:
         """End the run, recording how it ended (``completed``, ``aborted`` or ``failed``).
@@ -258,7 +263,7 @@ def add_run_metadata(out_dir: Path, run_id: int, tags: Mapping[str, Any]) -> Non
     with contextlib.closing(connect_runs_db(out_dir)) as conn:
         ds = _dataset(conn, out_dir, run_id)
         for tag, value in tags.items():
-            ds.add_metadata(tag, value if isinstance(value, str) else _json(value))
+            ds.add_metadata(tag, _metadata_text(value))
 
 
 def load_run(out_dir: Path, run_id: int) -> StoredRun:

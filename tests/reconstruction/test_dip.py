@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-import torch  # noqa: E402  (the test extra installs torch==2.13.0)
 
-from instrument.physics.constants import MU0  # noqa: E402
-from instrument.reconstruction import dip  # noqa: E402
-from instrument.reconstruction import dip_masks as dm  # noqa: E402
+from instrument.physics.constants import MU0
+from instrument.reconstruction import dip
+from instrument.reconstruction import dip_masks as dm
 
 PIXEL_M, STANDOFF_M, THICKNESS_M = 50e-9, 60e-9, 20e-9
 SHAPE = (32, 32)
 
 
-@pytest.fixture(autouse=True)
-def _two_threads():
-    previous = torch.get_num_threads()
-    # Two threads as on CI; QDM_TEST_TORCH_THREADS=1 avoids OpenMP spin-waiting on a loaded machine.
-    torch.set_num_threads(int(os.environ.get("QDM_TEST_TORCH_THREADS", "2")))
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_threads")  # tests/reconstruction/conftest.py
 
 
 def _dipole_sum(m: np.ndarray, pixel_m: float, thickness_m: float, points_m: np.ndarray, sub: int = 4):

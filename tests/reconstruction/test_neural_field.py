@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch  # noqa: E402  (the test extra installs torch==2.13.0)
@@ -16,13 +14,7 @@ TINY = nf.NeuralFieldConfig(hidden=32, layers=3, skip_layer=1, octaves=4, stage_
                             base_learning_rate=1e-2)
 
 
-@pytest.fixture(autouse=True)
-def _two_threads():
-    previous = torch.get_num_threads()
-    # Two threads as on CI; QDM_TEST_TORCH_THREADS=1 avoids OpenMP spin-waiting on a loaded machine.
-    torch.set_num_threads(int(os.environ.get("QDM_TEST_TORCH_THREADS", "2")))
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_threads")  # tests/reconstruction/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -14,15 +12,9 @@ GEO = rx.RelaxometryGeometry(shape=(16, 16), frequencies_hz=tuple(np.linspace(1e
 
 
 @pytest.fixture
-def torch():
-    import torch
-
-    previous = torch.get_num_threads()
-    # Two threads as on CI; QDM_TEST_TORCH_THREADS=1 avoids OpenMP spin-waiting on a loaded machine.
-    torch.set_num_threads(int(os.environ.get("QDM_TEST_TORCH_THREADS", "2")))
-    torch.manual_seed(0)
-    yield torch
-    torch.set_num_threads(previous)
+def torch(torch_threads):
+    torch_threads.manual_seed(0)
+    return torch_threads
 
 
 def _two_sources(amplitudes=(1.0, 0.6), larmor=(1.7e9, 2.3e9)):
