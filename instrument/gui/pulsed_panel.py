@@ -76,10 +76,7 @@ class PulsedPanel(ScanPanel):
             w.valueChanged.connect(self.validate)
         for w in (self.points, self.repetitions):
             w.valueChanged.connect(self.validate)
-        self.controls.start_clicked.connect(self._start)
-        self.controls.pause_requested.connect(self.pause_requested)
-        self.controls.resume_requested.connect(self.resume_requested)
-        self.controls.abort_requested.connect(self.abort_requested)
+        self._connect_controls()
         self._running = False
         self._kind_changed(self.kind.currentText())
 
