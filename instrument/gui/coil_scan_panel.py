@@ -28,7 +28,7 @@ from PyQt6.QtWidgets import (
 )
 
 from instrument.commands.common import UsageError
-from instrument.gui.cw_panel import spin
+from instrument.gui.cw_panel import CW_ROLES, spin
 from instrument.gui.run_controls import RunControls, format_duration
 from instrument.gui.scan_panel import ScanPanel, sweep_center_mhz
 from instrument.gui.worker import BackgroundTask
@@ -36,7 +36,7 @@ from instrument.protocols import SafetyLimitError
 from sequences.engine import Progress
 from sequences.scan_health import HEALTH_ACTIONS, HealthLimits
 
-COIL_SCAN_ROLES = ("mw", "pulser", "camera", "coils")
+COIL_SCAN_ROLES = CW_ROLES  # every configuration is a CW-ODMR sweep
 SCAN_FOLDER = "coil-scan"
 MIN_POINTS = 5
 

@@ -25,6 +25,8 @@ from instrument.protocols import SafetyLimitError
 from sequences.cw_odmr import CwOdmrSweep
 from sequences.mw_stepping import STEPPING_MODES
 
+CW_ROLES = ("mw", "pulser", "camera", "coils")
+
 
 def spin(lo: float, hi: float, value: float, decimals: int, suffix: str) -> QDoubleSpinBox:
     """A spin box in operator units; the range is the widget's, the lab limits are checked apart."""
