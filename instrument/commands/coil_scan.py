@@ -24,8 +24,11 @@ from instrument.commands.common import (
     add_stepping_option,
     add_sweep_options,
     channel_names,
+    drive_current_a,
     open_station,
     prepare_out,
+    run_metadata,
+    sample_name,
     sweep_frequencies,
 )
 
@@ -114,15 +117,11 @@ def build_coil_scan(station: Any, out: Path, coils: str, configs: str | None, cu
         masks = parse_configs(configs, scanned) if configs else all_masks(len(channels))
     except ValueError as exc:
         raise UsageError(f"--configs: {exc}") from exc
-    drive = current_a if current_a is not None else (
-        station.world.sample.drive_current_a if station.world is not None else None)
-    if drive is None:
-        raise UsageError("give the coil drive current with --current-a")
-    sample = station.world.sample.name if station.world is not None else station.name
+    drive = drive_current_a(station, current_a)
     shape = tuple(station["camera"].shape)
     measurement = cw_measurement(
-        out, station.instruments, station.limits, frequencies_hz, power_dbm, shape, frames_per_point, sample,
-        metadata, stepping=stepping)
+        out, station.instruments, station.limits, frequencies_hz, power_dbm, shape, frames_per_point,
+        sample_name(station), metadata, stepping=stepping)
     plan_extra = {"frequencies_hz": [float(f) for f in frequencies_hz], "power_dbm": power_dbm,
                   "frames_per_point": frames_per_point, "image_shape": list(shape)}
     return CoilScan(station["coils"], channels, names, masks, drive, measurement, health, plan_extra,
@@ -219,7 +218,7 @@ def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
             for message in p.messages:
                 say(f"    ! {message}")
 
-        metadata = {"station_snapshot": station.snapshot(), "simulated": station.simulated, "command": resume}
+        metadata = run_metadata(station, resume)
         scan = build_coil_scan(station, out, args.coils, args.configs, args.current_a,
                                sweep_frequencies(args, station), args.power_dbm, args.frames_per_point,
                                health, metadata, on_config=progress, stepping=args.mw_stepping)

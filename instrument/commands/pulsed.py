@@ -19,8 +19,11 @@ from instrument.commands.common import (
     ProgressBar,
     UsageError,
     add_run_metadata,
+    command_line,
     open_station,
     prepare_out,
+    run_metadata,
+    sample_name,
 )
 
 KINDS = ("rabi", "ramsey", "echo", "t1", "odmr")
@@ -117,10 +120,9 @@ def _run_one(station: Any, out: Any, measurement: Any, desc: str) -> tuple[Any, 
     from instrument.storage.runs import RunWriter, load_run
     from sequences.engine import Engine, LiveSink
 
-    sample = station.world.sample.name if station.world is not None else station.name
-    writer = RunWriter(out, f"pulsed_{measurement.kind}", sample, measurement.scalars, measurement.setpoints)
-    metadata = {"station_snapshot": station.snapshot(), "simulated": station.simulated,
-                "command": "acquire " + " ".join(sys.argv[1:])}
+    writer = RunWriter(out, f"pulsed_{measurement.kind}", sample_name(station), measurement.scalars,
+                       measurement.setpoints)
+    metadata = run_metadata(station, command_line())
     with ProgressBar(measurement.n_steps, desc) as bar:
         engine = Engine(station.instruments, station.limits, [writer, LiveSink()], metadata,
                         on_progress=bar)

@@ -13,8 +13,10 @@ from instrument.commands.common import (
     ProgressBar,
     UsageError,
     add_sweep_options,
+    command_line,
     open_station,
     prepare_out,
+    run_metadata,
     sweep_frequencies,
 )
 
@@ -59,8 +61,7 @@ def run_odmr(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from exc
         frame_period_s = float(spad.frame_period_s())
         writer = RunWriter(out, "spad_odmr", station.name, sweep.scalars, sweep.setpoints)
-        metadata = {"station_snapshot": station.snapshot(), "simulated": station.simulated,
-                    "spad_frame_period_s": frame_period_s, "command": "acquire " + " ".join(sys.argv[1:])}
+        metadata = run_metadata(station, command_line(), spad_frame_period_s=frame_period_s)
         with ProgressBar(sweep.n_steps) as bar:
             outcome = Engine(station.instruments, station.limits, [writer, LiveSink()], metadata,
                              on_progress=bar).run(sweep)

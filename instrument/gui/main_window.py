@@ -28,6 +28,7 @@ from PyQt6.QtWidgets import (
 )
 
 from instrument.analysis.cw_run import CwFieldMap, analyse_cw_run, fitted_curve, plot_cw_result
+from instrument.commands.common import run_metadata, sample_name
 from instrument.gui.coil_scan_panel import (
     COIL_SCAN_ROLES,
     CoilScanPanel,
@@ -229,8 +230,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("a run is already going; abort it first")
             return
         station = self.station
-        sample = station.world.sample.name if station.world is not None else station.name
-        self.writer = RunWriter(self.out_dir, sequence.name, sample, sequence.scalars, sequence.setpoints)
+        self.writer = RunWriter(self.out_dir, sequence.name, sample_name(station), sequence.scalars,
+                                sequence.setpoints)
         self.live_sink = LiveSink()
         self.sequence = sequence
         self.active_panel = panel or self.active_panel
@@ -253,8 +254,7 @@ class MainWindow(QMainWindow):
 
     def _run_metadata(self) -> dict[str, Any]:
         """What every run started here stores about the station and how it was started."""
-        return {"station_snapshot": self.station.snapshot(), "simulated": self.station.simulated,
-                "command": self._command()}
+        return run_metadata(self.station, self._command())
 
     def _go_live(self, source: str) -> None:
         """A measurement starts: forget the last fit and the drawn steps, lock the panels, show Live."""
