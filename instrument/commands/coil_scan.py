@@ -24,6 +24,7 @@ from instrument.commands.common import (
     add_stepping_option,
     add_sweep_options,
     channel_names,
+    check_points,
     drive_current_a,
     open_station,
     prepare_out,
@@ -179,8 +180,7 @@ def _logging_to(out: Path) -> Iterator[logging.Logger]:
 def run(args: argparse.Namespace) -> int:
     from sequences.scan_health import HealthLimits
 
-    if args.points < 5:
-        raise UsageError(f"--points must be at least 5, got {args.points}")
+    check_points(args.points)
     try:
         HealthLimits(args.max_contrast_drift, args.max_rate_drift, args.max_bias_drift_ut * 1e-6,
                      args.health_action)

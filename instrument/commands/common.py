@@ -62,6 +62,12 @@ def add_stepping_option(parser: argparse.ArgumentParser) -> None:
                         "allows it, else one set_frequency per point; list/software: insist (default: auto)")
 
 
+def check_points(points: int) -> None:
+    """Refuse a sweep too short to fit, before anything connects (the sequences check it again)."""
+    if points < 5:
+        raise UsageError(f"--points must be at least 5, got {points}")
+
+
 def sweep_frequencies(args: argparse.Namespace, station: Any) -> Any:
     """The sweep's frequencies from ``--center-hz/--span-hz/--points``; in sim the centre defaults to
     the sample's bias-field resonance."""

@@ -15,6 +15,7 @@ from instrument.commands.common import (
     add_run_metadata,
     add_stepping_option,
     add_sweep_options,
+    check_points,
     command_line,
     drive_current_a,
     open_station,
@@ -79,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from sequences.engine import Engine, LiveSink
 
     t0 = time.monotonic()
-    if args.points < 5:
-        raise UsageError(f"--points must be at least 5, got {args.points}")
+    check_points(args.points)
     check_limits_early(args)
     out = prepare_out(args)
     with open_station(args) as station:

@@ -19,6 +19,7 @@ from instrument.commands.common import (
     ProgressBar,
     UsageError,
     add_run_metadata,
+    check_points,
     command_line,
     open_station,
     prepare_out,
@@ -77,8 +78,7 @@ def _sweep(args: argparse.Namespace, kind: str, clock_hz: float) -> Any:
     start = start if args.start is None else args.start
     stop = stop if args.stop is None else args.stop
     points = points if args.points is None else args.points
-    if points < 5:
-        raise UsageError(f"--points must be at least 5, got {points}")
+    check_points(points)
     if not (np.isfinite(start) and np.isfinite(stop) and stop > start):
         raise UsageError(f"--start/--stop must be finite with stop > start, got {start:g} .. {stop:g}")
     if kind == "t1" and start > 0:

@@ -13,6 +13,7 @@ from instrument.commands.common import (
     ProgressBar,
     UsageError,
     add_sweep_options,
+    check_points,
     command_line,
     open_station,
     prepare_out,
@@ -45,8 +46,7 @@ def run_odmr(args: argparse.Namespace) -> int:
     from sequences.spad_odmr import SpadOdmrSweep
 
     t0 = time.monotonic()
-    if args.points < 5:
-        raise UsageError(f"--points must be at least 5, got {args.points}")
+    check_points(args.points)
     if args.station is None:
         args.station = bundled_station("spad.yaml")
     out = prepare_out(args)
