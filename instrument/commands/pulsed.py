@@ -28,6 +28,7 @@ from instrument.commands.common import (
 )
 
 KINDS = ("rabi", "ramsey", "echo", "t1", "odmr")
+NEEDS_PI = ("ramsey", "echo", "odmr")  # measurements built on a calibrated pi pulse
 # Default sweeps (start, stop, points) in s, or Hz around the line for pulsed ODMR.
 DEFAULT_SWEEPS = {
     "rabi": (12e-9, 600e-9, 99),
@@ -69,6 +70,13 @@ def add_parser(sub: Any) -> None:
                    help="station role of the gated photon counter (default: counter)")
     o.add_argument("--no-figure", action="store_true", help="do not write the PNG figures")
     o.set_defaults(handler=run)
+
+
+def lowest_line_hz(world: Any) -> float:
+    """The simulated sample's lowest hyperfine line at its bias field: where pulsed measurements drive."""
+    from instrument.physics.nv import HYPERFINE_OFFSETS_HZ
+
+    return world.resonance_estimate_hz() + float(min(HYPERFINE_OFFSETS_HZ[world.sample.isotope]))
 
 
 def _sweep(args: argparse.Namespace, kind: str, clock_hz: float) -> Any:
@@ -150,11 +158,7 @@ def _report(station: Any, kind: str, fit: Any, counter: str) -> list[str]:
             text += f"   (simulated sample: {getattr(params, truth) / scale:.5g} {unit})"
         lines.append(text)
     if kind == "odmr" and params is not None and station.world is not None:
-        from instrument.physics.nv import HYPERFINE_OFFSETS_HZ
-
-        offsets = HYPERFINE_OFFSETS_HZ[station.world.sample.isotope]
-        lower = station.world.resonance_estimate_hz() + float(min(offsets))
-        lines[0] += f"   (simulated sample: {lower / 1e6:.9g} MHz)"
+        lines[0] += f"   (simulated sample: {lowest_line_hz(station.world) / 1e6:.9g} MHz)"
     if kind == "rabi":
         from instrument.analysis.pulsed import rabi_pi_time_s
 
@@ -167,7 +171,6 @@ def _report(station: Any, kind: str, fit: Any, counter: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from instrument.analysis.pulsed import PulsedFitError, plot_pulsed_fit
-    from instrument.physics.nv import HYPERFINE_OFFSETS_HZ
     from instrument.protocols import SafetyLimitError
     from instrument.station import read_limits
     from sequences.pulsed import PiPulse, pi_pulse_from_rabi
@@ -191,14 +194,13 @@ def run(args: argparse.Namespace) -> int:
         if frequency is None:
             if station.world is None:
                 raise UsageError("give the MW frequency with --frequency-hz (no simulated sample to ask)")
-            offsets = HYPERFINE_OFFSETS_HZ[station.world.sample.isotope]
-            frequency = station.world.resonance_estimate_hz() + float(min(offsets))
+            frequency = lowest_line_hz(station.world)
         shape = station[args.counter].shape
         sweep = _sweep(args, kind, clock_hz)
 
         pi = None
         runs: list[int] = []
-        if kind in ("ramsey", "echo", "odmr"):
+        if kind in NEEDS_PI:
             if args.pi_ns is not None:
                 pi = PiPulse(round(args.pi_ns * 1e-9 * clock_hz) / clock_hz, frequency, power)
             else:

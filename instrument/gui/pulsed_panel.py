@@ -14,14 +14,22 @@ import numpy as np
 from PyQt6.QtWidgets import QComboBox, QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from instrument.commands.common import UsageError
-from instrument.commands.pulsed import DEFAULT_REPETITIONS, DEFAULT_SWEEPS, KINDS, _measurement, _sweep
+from instrument.commands.pulsed import (
+    DEFAULT_REPETITIONS,
+    DEFAULT_SWEEPS,
+    KINDS,
+    NEEDS_PI,
+    _measurement,
+    _sweep,
+    lowest_line_hz,
+)
 from instrument.gui.cw_panel import spin
 from instrument.gui.run_controls import RunControls, format_duration
 from instrument.gui.scan_panel import ScanPanel
+from instrument.physics.constants import D_HZ
 from instrument.protocols import SafetyLimitError
 from sequences.pulsed import PiPulse
 
-NEEDS_PI = ("ramsey", "echo", "odmr")
 COUNTER_ROLE = "counter"
 # Sweep widgets in operator units: (unit, scale from SI) per kind; pulsed ODMR sweeps a frequency offset.
 SWEEP_UNITS = {"odmr": ("MHz", 1e-6), "t1": ("us", 1e6)}
@@ -38,12 +46,7 @@ class PulsedPanel(ScanPanel):
         # Read once, while no run owns the instruments.
         self.clock_hz = float(station["pulser"].clock_hz)
         self.shape = tuple(station[COUNTER_ROLE].shape)
-        line_mhz = 2870.0
-        if station.world is not None:
-            from instrument.physics.nv import HYPERFINE_OFFSETS_HZ
-
-            offsets = HYPERFINE_OFFSETS_HZ[station.world.sample.isotope]
-            line_mhz = (station.world.resonance_estimate_hz() + float(min(offsets))) / 1e6
+        line_mhz = lowest_line_hz(station.world) / 1e6 if station.world is not None else D_HZ / 1e6
         self.kind = QComboBox()
         self.kind.addItems(KINDS)
         self.frequency = spin(1.0, 6000.0, line_mhz, 4, "MHz")
