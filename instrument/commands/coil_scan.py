@@ -30,6 +30,7 @@ from instrument.commands.common import (
     prepare_out,
     run_metadata,
     sample_name,
+    short_duration,
     sweep_frequencies,
 )
 
@@ -148,14 +149,6 @@ def resume_command(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
-def _duration(seconds: float) -> str:
-    if seconds != seconds:  # NaN: no configuration timed yet
-        return "--"
-    minutes, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(minutes, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
-
-
 @contextlib.contextmanager
 def _logging_to(out: Path) -> Iterator[logging.Logger]:
     """The scan's log file (and open-coil and health warnings on stderr) for the length of a run."""
@@ -214,7 +207,7 @@ def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
                 detail = (f"B_NV {lo * 1e6:+.2f}..{hi * 1e6:+.2f} uT, "
                           f"fit {p.summary.get('converged_fraction', float('nan')):.1%}")
             say(f"[{p.finished:>{len(str(p.total))}}/{p.total}] #{p.position} {p.label}: {detail}  "
-                f"ETA {_duration(p.eta_s)}")
+                f"ETA {short_duration(p.eta_s)}")
             for message in p.messages:
                 say(f"    ! {message}")
 
@@ -249,7 +242,7 @@ def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
     results = export_results(out, scanned)
     c = outcome.counts
     say(f"coil scan {outcome.status}: {c['done']} measured, {c['open_coil']} marked open-coil, "
-        f"{c['pending'] + c['failed'] + c['running']} left, in {_duration(time.monotonic() - t0)}")
+        f"{c['pending'] + c['failed'] + c['running']} left, in {short_duration(time.monotonic() - t0)}")
     say(f"  results  {results}")
     say(f"  log      {out / LOG_NAME} (ledger {out / 'coil_scan.sqlite'})")
     if outcome.status != "completed":

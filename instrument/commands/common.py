@@ -114,6 +114,15 @@ def add_run_metadata(out: Path, run_id: int, summary: dict[str, Any]) -> None:
     runs.add_run_metadata(out, run_id, summary)
 
 
+def short_duration(seconds: float) -> str:
+    """``1h05m`` or ``4m09s`` for log lines; ``--`` for NaN (nothing timed yet)."""
+    if seconds != seconds:
+        return "--"
+    minutes, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(minutes, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
 class ProgressBar:
     """A tqdm bar with ETA fed by the engine's progress callback; use as a context manager."""
 
