@@ -39,7 +39,7 @@ from instrument.gui.coil_scan_panel import (
 )
 from instrument.gui.cw_panel import CW_ROLES, CwOdmrPanel
 from instrument.gui.live_data import IMAGE_LABELS, IMAGE_NAME, SweepCube, cube_from_run, pixel_size_of
-from instrument.gui.live_views import ImagePanel, SpectrumPanel
+from instrument.gui.live_views import REFRESH_INTERVAL_MS, ImagePanel, SpectrumPanel, next_refresh_ms
 from instrument.gui.lockin_panel import LOCKIN_ROLES, LockInPanel
 from instrument.gui.lockin_view import LiveTap, LockInMovieView
 from instrument.gui.pulsed_panel import COUNTER_ROLE, PulsedPanel
@@ -52,9 +52,6 @@ from instrument.gui.worker import BackgroundTask, EngineRunner
 from instrument.storage.runs import RunWriter, StoredRun
 from sequences.engine import Engine, LiveSink, Progress, RunOutcome, Sink
 
-REFRESH_INTERVAL_MS = 33  # at most ~30 repaints/s: smooth for the eye
-MAX_GUI_SHARE = 0.25
-"""Largest fraction of the time the live repaint may take: the rest is left to the acquisition."""
 LIVE_FRAME = "latest frame"
 SCAN_MAP = "latest field map of the coil scan"
 FIT_VIEWS = {
@@ -310,7 +307,7 @@ class MainWindow(QMainWindow):
             return
         cost_ms = (time.perf_counter() - self._tick_started) * 1e3
         self.last_update_cost_ms = cost_ms
-        self.timer.start(max(REFRESH_INTERVAL_MS, int(cost_ms * (1 / MAX_GUI_SHARE - 1))))
+        self.timer.start(next_refresh_ms(cost_ms))
 
     def refresh_spectra(self) -> None:
         if self.cube is None or self.cube.image_shape is None:
