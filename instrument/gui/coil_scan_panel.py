@@ -238,16 +238,10 @@ class CoilScanPanel(ScanPanel):
         layout.addWidget(self.warnings)
         layout.addStretch(1)
 
-        for w in (self.current, self.center, self.span, self.power, self.contrast_drift, self.rate_drift,
-                  self.bias_drift):
-            w.valueChanged.connect(self.validate)
-        for w in (self.points, self.frames):
-            w.valueChanged.connect(self.validate)
-        for w in (self.folder, self.coils, self.configs):
-            w.textChanged.connect(self.validate)
-        self.health_action.currentTextChanged.connect(self.validate)
+        self._watch_inputs(self.folder, self.coils, self.configs, self.current, self.center, self.span,
+                           self.points, self.power, self.frames, self.health_action, self.contrast_drift,
+                           self.rate_drift, self.bias_drift)
         self._connect_controls()
-        self._running = False
         self.validate()
 
     # ---- parameters ------------------------------------------------------------------------------
@@ -315,15 +309,9 @@ class CoilScanPanel(ScanPanel):
     # ---- run state -------------------------------------------------------------------------------
 
     def set_running(self, running: bool) -> None:
-        self._running = running
-        for w in (self.folder, self.coils, self.configs, self.current, self.center, self.span, self.points,
-                  self.power, self.frames, self.health_action, self.contrast_drift, self.rate_drift,
-                  self.bias_drift):
-            w.setEnabled(not running)
-        self.controls.set_running(running)
         if running:
             self.warnings.clear()
-        self.validate()
+        super().set_running(running)
 
     def show_progress(self, step: ConfigStep | Progress) -> None:
         """Engine progress of the configuration in flight, with that configuration's ETA."""

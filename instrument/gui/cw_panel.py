@@ -93,12 +93,8 @@ class CwOdmrPanel(ScanPanel):
         layout.addWidget(self.controls)
         layout.addStretch(1)
 
-        for box in (self.center, self.span, self.power, self.current):
-            box.valueChanged.connect(self.validate)
-        for box in (self.points, self.frames):
-            box.valueChanged.connect(self.validate)
-        self.coils.textChanged.connect(self.validate)
-        self.stepping.currentTextChanged.connect(self.validate)
+        self._watch_inputs(self.center, self.span, self.points, self.power, self.frames, self.coils,
+                           self.current, self.stepping)
         self._connect_controls()
         self.set_running(False)
 
@@ -140,14 +136,4 @@ class CwOdmrPanel(ScanPanel):
         self.controls.show_problem(None, f"{sweep.n_steps} steps, at least "
                                    f"{format_duration(sweep.estimated_duration_s)} of camera time")
         return sweep
-
-    # ---- run state -------------------------------------------------------------------------------
-
-    def set_running(self, running: bool) -> None:
-        self._running = running
-        for w in (self.center, self.span, self.points, self.power, self.frames, self.coils, self.current,
-                  self.stepping):
-            w.setEnabled(not running)
-        self.controls.set_running(running)
-        self.validate()
 

@@ -77,13 +77,10 @@ class LockInPanel(ScanPanel):
         layout.addWidget(self.frames_label)
         layout.addStretch(1)
 
-        for w in (self.seconds, self.modulation, self.frame_rate, self.center, self.power, self.rate,
-                  self.volume):
-            w.valueChanged.connect(self.validate)
-        self.coils.textChanged.connect(self.validate)
+        self._watch_inputs(self.seconds, self.modulation, self.frame_rate, self.center, self.power,
+                           self.coils, self.rate, self.volume)
         self._connect_controls()  # a capture has no pause: Stop instead
         self.controls.stop_requested.connect(self.stop_requested)
-        self._running = False
         self.validate()
 
     def request(self) -> LockInRequest:
@@ -112,14 +109,6 @@ class LockInPanel(ScanPanel):
                                    f"{spikes} spikes on {len(plan.request.coils) or len(self.channel_names)} "
                                    f"coil(s); the movie shows up to {movie_fps:.0f} frames/s")
         return plan
-
-    def set_running(self, running: bool) -> None:
-        self._running = running
-        for w in (self.seconds, self.modulation, self.frame_rate, self.center, self.power, self.coils,
-                  self.rate, self.volume):
-            w.setEnabled(not running)
-        self.controls.set_running(running)
-        self.validate()
 
     def show_capture(self, s: CaptureStats) -> None:
         """Progress of the capture in frames, with the ETA at the measured capture rate."""

@@ -75,12 +75,9 @@ class PulsedPanel(ScanPanel):
         layout.addStretch(1)
 
         self.kind.currentTextChanged.connect(self._kind_changed)
-        for w in (self.frequency, self.power, self.start, self.stop, self.pi_ns, self.detuning):
-            w.valueChanged.connect(self.validate)
-        for w in (self.points, self.repetitions):
-            w.valueChanged.connect(self.validate)
+        self._watch_inputs(self.frequency, self.power, self.start, self.stop, self.points, self.repetitions,
+                           self.pi_ns, self.detuning)
         self._connect_controls()
-        self._running = False
         self._kind_changed(self.kind.currentText())
 
     @property
@@ -159,14 +156,10 @@ class PulsedPanel(ScanPanel):
         return measurement
 
     def set_running(self, running: bool) -> None:
-        self._running = running
-        for w in (self.kind, self.frequency, self.power, self.start, self.stop, self.points,
-                  self.repetitions, self.pi_ns, self.detuning):
-            w.setEnabled(not running)
-        self.controls.set_running(running)
+        self.kind.setEnabled(not running)  # not an input of _watch_inputs: a new kind loads its defaults
+        super().set_running(running)
         if not running:
             kind = self.kind.currentText()
             self.pi_ns.setEnabled(kind in NEEDS_PI)
             self.detuning.setEnabled(kind == "ramsey")
-            self.validate()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PyQt6.QtCore import pyqtSignal
-from PyQt6.QtWidgets import QLabel, QProgressBar, QPushButton, QWidget
+from PyQt6.QtWidgets import QComboBox, QLabel, QLineEdit, QProgressBar, QPushButton, QWidget
 
 from instrument.gui.run_controls import RunControls
 from instrument.physics.constants import D_HZ
@@ -21,9 +21,11 @@ def sweep_center_mhz(station: Any) -> float:
 class ScanPanel(QWidget):
     """A panel that validates its parameters into a sequence and asks the main window to run it.
 
-    Subclasses build their form, set ``self.controls`` (a ``RunControls``) and connect it with
+    Subclasses build their form, name its parameter widgets with ``_watch_inputs()`` (each change
+    re-validates; a run locks them), set ``self.controls`` (a ``RunControls``) and connect it with
     ``_connect_controls()``, and define ``validate() -> sequence | None`` (None: show the problem,
-    keep Start disabled). The controls' widgets are reachable on the panel (``panel.start_button``...).
+    keep Start disabled; nothing while a run owns the instruments). The controls' widgets are
+    reachable on the panel (``panel.start_button``...).
 
     Signals:
         start_requested(sequence): the operator pressed Start with valid parameters.
@@ -35,6 +37,8 @@ class ScanPanel(QWidget):
     resume_requested = pyqtSignal()
     abort_requested = pyqtSignal()
     controls: RunControls
+    inputs: tuple[QWidget, ...] = ()
+    _running = False
 
     @property
     def message(self) -> QLabel:
@@ -59,6 +63,25 @@ class ScanPanel(QWidget):
     @property
     def progress_label(self) -> QLabel:
         return self.controls.progress_label
+
+    def _watch_inputs(self, *widgets: QWidget) -> None:
+        """The parameter widgets: a change re-validates, and ``set_running`` locks them during a run."""
+        self.inputs = widgets
+        for w in widgets:
+            if isinstance(w, QLineEdit):
+                w.textChanged.connect(self.validate)  # type: ignore[attr-defined]
+            elif isinstance(w, QComboBox):
+                w.currentTextChanged.connect(self.validate)  # type: ignore[attr-defined]
+            else:  # spin boxes
+                w.valueChanged.connect(self.validate)  # type: ignore[attr-defined]
+
+    def set_running(self, running: bool) -> None:
+        """Lock the parameters while a run owns the instruments; check them again when it ends."""
+        self._running = running
+        for w in self.inputs:
+            w.setEnabled(not running)
+        self.controls.set_running(running)
+        self.validate()  # type: ignore[attr-defined]
 
     def _connect_controls(self) -> None:
         """Start validates and emits ``start_requested``; pause, resume and abort pass straight on."""

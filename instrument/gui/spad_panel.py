@@ -45,10 +45,8 @@ class SpadOdmrPanel(ScanPanel):
         layout.addLayout(form)
         layout.addWidget(self.controls)
         layout.addStretch(1)
-        for w in (self.center, self.span, self.power, self.points, self.frames):
-            w.valueChanged.connect(self.validate)
+        self._watch_inputs(self.center, self.span, self.points, self.power, self.frames)
         self._connect_controls()
-        self._running = False
         self.validate()
 
     def build_sweep(self) -> SpadOdmrSweep:
@@ -71,11 +69,4 @@ class SpadOdmrPanel(ScanPanel):
             return None
         self.controls.show_problem(None, f"{sweep.n_steps} steps of {sweep.frames_per_point} SPAD frames")
         return sweep
-
-    def set_running(self, running: bool) -> None:
-        self._running = running
-        for w in (self.center, self.span, self.points, self.power, self.frames):
-            w.setEnabled(not running)
-        self.controls.set_running(running)
-        self.validate()
 
