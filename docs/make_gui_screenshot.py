@@ -50,7 +50,6 @@ def main() -> int:
     app = QApplication(sys.argv[:1])
     with build_station(None, simulated=True, realtime=True, image_shape=(80, 80)) as station, \
             tempfile.TemporaryDirectory() as tmp:
-        station.world.coil_unit_fields_t()
         window = MainWindow(station, Path(tmp))
         window.resize(1400, 820)
         window.show()

@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# how acquire reports a scan paused by Ctrl-C, and one that paused itself (health check, instrument error)
+from instrument.commands.common import EXIT_INTERRUPTED, EXIT_PAUSED, short_duration
+
 QUEUE_DB = "schedule.sqlite"
 LOG_NAME = "schedule.log"
 OUTPUT_DIR = "output"
 POLL_S = 60
 STOP_GRACE_S = 300.0
-EXIT_INTERRUPTED = 130  # how acquire reports a scan paused by Ctrl-C
-EXIT_PAUSED = 75  # how acquire reports a scan that paused itself (health check, instrument error)
 RETRY_AFTER = dt.timedelta(minutes=30)  # a self-paused entry without a window is retried this much later
 MAX_PAUSES = 3  # self-pauses in a row after which an entry is removed: the rig needs a person
 _CLOCK = re.compile(r"^\d{2}:\d{2}(:\d{2})?$")
@@ -367,7 +368,7 @@ def _execute(queue: ScanQueue, entry: Entry) -> None:
         return
     finally:
         _running.pop(str(queue.dir), None)
-    took = _duration(time.monotonic() - t0)
+    took = short_duration(time.monotonic() - t0)
     rc = child.returncode
     if rc == 0:
         queue.log(f"DONE     {entry.id} '{entry.name}' in {took} (exit 0)")
@@ -441,9 +442,3 @@ def _last_line(path: Path) -> str:
     except OSError:
         return "no output"
     return lines[-1].strip() if lines else "no output"
-
-
-def _duration(seconds: float) -> str:
-    minutes, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(minutes, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"

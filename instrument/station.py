@@ -265,16 +265,21 @@ def _need(entry: dict[str, Any], key: str, role: str) -> Any:
     return entry[key]
 
 
+def _serve(station: Station, role: str, server: Any) -> Any:
+    """Start a simulated device's server (stopped when the station closes); returns its address."""
+    address = server.start()
+    station._cleanup.append(server.stop)
+    station.sim_parts[role] = server
+    return address
+
+
 def _sg384(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     from drivers.sg384 import SG384Source
 
     if station.simulated:
         from sim.sg384 import SimSG384
 
-        server = SimSG384(station.world, model=entry.get("model", "SG384"))
-        address = server.start()
-        station._cleanup.append(server.stop)
-        station.sim_parts[role] = server
+        address = _serve(station, role, SimSG384(station.world, model=entry.get("model", "SG384")))
     else:
         address = _need(entry, "address", role)
     return SG384Source(role, address, station.limits)
@@ -288,9 +293,7 @@ def _rohde_schwarz(model: str) -> Callable[[str, dict[str, Any], Station], Instr
             from sim.rohde_schwarz import SimRohdeSchwarz
 
             server = SimRohdeSchwarz(station.world, model, entry.get("frequency_option", "B106"))
-            address = server.start()
-            station._cleanup.append(server.stop)
-            station.sim_parts[role] = server
+            address = _serve(station, role, server)
         else:
             address = _need(entry, "address", role)
         return RohdeSchwarzSource(role, address, station.limits,
@@ -307,9 +310,7 @@ def _synthhd(role: str, entry: dict[str, Any], station: Station) -> Instrument:
         from sim.synthhd import SimSynthHD
 
         device = SimSynthHD(station.world, str(entry.get("hardware_version", "2")), world_channel=channel)
-        port = device.start()
-        station._cleanup.append(device.stop)
-        station.sim_parts[role] = device
+        port = _serve(station, role, device)
     else:
         port = _need(entry, "port", role)
     return SynthHDSource(role, port, station.limits, channel=channel)
@@ -346,20 +347,23 @@ def _spad_bridge(role: str, entry: dict[str, Any], station: Station) -> Instrume
     if station.simulated:
         from sim.spad_bridge import SimSpadBridge
 
-        bridge = SimSpadBridge(station.world, frame_period_s=frame_period_s)
-        port = bridge.start()
-        station._cleanup.append(bridge.stop)
+        port = _serve(station, role, SimSpadBridge(station.world, frame_period_s=frame_period_s))
     else:
         port = _need(entry, "port", role)
     return SpadArray(role, port, int(entry.get("baudrate", 2_000_000)), entry.get("byteorder", "big"),
                      frame_period_s=frame_period_s)
 
 
-def _sim_counter(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+def _require_sim(station: Station, role: str, driver: str, lab_instead: str = "") -> None:
+    """Refuse a simulation-only driver on a real station, naming what the lab would use instead."""
     if not station.simulated:
+        instead = f" or name {lab_instead} in the station file" if lab_instead else ""
         raise StationFileError(
-            f"instrument {role!r}: driver 'sim_counter' exists only in simulation; run with --sim"
-        )
+            f"instrument {role!r}: driver {driver!r} exists only in simulation; run with --sim{instead}")
+
+
+def _sim_counter(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    _require_sim(station, role, "sim_counter")
     from sim.spin import SimPhotonCounter
 
     pulser = entry.get("pulser", "pulser")
@@ -372,22 +376,14 @@ def _sim_counter(role: str, entry: dict[str, Any], station: Station) -> Instrume
 
 
 def _sim_coils(role: str, entry: dict[str, Any], station: Station) -> Instrument:
-    if not station.simulated:
-        raise StationFileError(
-            f"instrument {role!r}: driver 'sim_coils' exists only in simulation; "
-            "run with --sim or name the lab's coil current driver in the station file"
-        )
+    _require_sim(station, role, "sim_coils", "the lab's coil current driver")
     from sim.coil_source import SimCoilSource
 
     return SimCoilSource(station.world, station.limits, name=role)
 
 
 def _sim_stimulus(role: str, entry: dict[str, Any], station: Station) -> Instrument:
-    if not station.simulated:
-        raise StationFileError(
-            f"instrument {role!r}: driver 'sim_stimulus' exists only in simulation; "
-            "run with --sim or name the lab's coil waveform generator in the station file"
-        )
+    _require_sim(station, role, "sim_stimulus", "the lab's coil waveform generator")
     from sim.helicam import SimLibHeLIC
     from sim.stimulus import SimCoilStimulus
 
@@ -408,9 +404,7 @@ def _coil_board(role: str, entry: dict[str, Any], station: Station) -> Instrumen
     if station.simulated:
         from sim.coil_board import SimCoilBoard
 
-        board = SimCoilBoard(station.world)
-        port = board.start()
-        station._cleanup.append(board.stop)
+        port = _serve(station, role, SimCoilBoard(station.world))
         options.update(sleep=station.world.clock.advance,
                        channel_names=[c.name for c in station.world.sample.coils])
     else:

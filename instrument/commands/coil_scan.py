@@ -24,8 +24,13 @@ from instrument.commands.common import (
     add_stepping_option,
     add_sweep_options,
     channel_names,
+    check_points,
+    drive_current_a,
     open_station,
     prepare_out,
+    run_metadata,
+    sample_name,
+    short_duration,
     sweep_frequencies,
 )
 
@@ -114,15 +119,11 @@ def build_coil_scan(station: Any, out: Path, coils: str, configs: str | None, cu
         masks = parse_configs(configs, scanned) if configs else all_masks(len(channels))
     except ValueError as exc:
         raise UsageError(f"--configs: {exc}") from exc
-    drive = current_a if current_a is not None else (
-        station.world.sample.drive_current_a if station.world is not None else None)
-    if drive is None:
-        raise UsageError("give the coil drive current with --current-a")
-    sample = station.world.sample.name if station.world is not None else station.name
+    drive = drive_current_a(station, current_a)
     shape = tuple(station["camera"].shape)
     measurement = cw_measurement(
-        out, station.instruments, station.limits, frequencies_hz, power_dbm, shape, frames_per_point, sample,
-        metadata, stepping=stepping)
+        out, station.instruments, station.limits, frequencies_hz, power_dbm, shape, frames_per_point,
+        sample_name(station), metadata, stepping=stepping)
     plan_extra = {"frequencies_hz": [float(f) for f in frequencies_hz], "power_dbm": power_dbm,
                   "frames_per_point": frames_per_point, "image_shape": list(shape)}
     return CoilScan(station["coils"], channels, names, masks, drive, measurement, health, plan_extra,
@@ -146,14 +147,6 @@ def resume_command(args: argparse.Namespace) -> str:
         if value is not None:
             words += ["--" + flag.replace("_", "-"), str(value)]
     return shlex.join(words)
-
-
-def _duration(seconds: float) -> str:
-    if seconds != seconds:  # NaN: no configuration timed yet
-        return "--"
-    minutes, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(minutes, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 @contextlib.contextmanager
@@ -180,8 +173,7 @@ def _logging_to(out: Path) -> Iterator[logging.Logger]:
 def run(args: argparse.Namespace) -> int:
     from sequences.scan_health import HealthLimits
 
-    if args.points < 5:
-        raise UsageError(f"--points must be at least 5, got {args.points}")
+    check_points(args.points)
     try:
         HealthLimits(args.max_contrast_drift, args.max_rate_drift, args.max_bias_drift_ut * 1e-6,
                      args.health_action)
@@ -215,11 +207,11 @@ def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
                 detail = (f"B_NV {lo * 1e6:+.2f}..{hi * 1e6:+.2f} uT, "
                           f"fit {p.summary.get('converged_fraction', float('nan')):.1%}")
             say(f"[{p.finished:>{len(str(p.total))}}/{p.total}] #{p.position} {p.label}: {detail}  "
-                f"ETA {_duration(p.eta_s)}")
+                f"ETA {short_duration(p.eta_s)}")
             for message in p.messages:
                 say(f"    ! {message}")
 
-        metadata = {"station_snapshot": station.snapshot(), "simulated": station.simulated, "command": resume}
+        metadata = run_metadata(station, resume)
         scan = build_coil_scan(station, out, args.coils, args.configs, args.current_a,
                                sweep_frequencies(args, station), args.power_dbm, args.frames_per_point,
                                health, metadata, on_config=progress, stepping=args.mw_stepping)
@@ -250,7 +242,7 @@ def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
     results = export_results(out, scanned)
     c = outcome.counts
     say(f"coil scan {outcome.status}: {c['done']} measured, {c['open_coil']} marked open-coil, "
-        f"{c['pending'] + c['failed'] + c['running']} left, in {_duration(time.monotonic() - t0)}")
+        f"{c['pending'] + c['failed'] + c['running']} left, in {short_duration(time.monotonic() - t0)}")
     say(f"  results  {results}")
     say(f"  log      {out / LOG_NAME} (ledger {out / 'coil_scan.sqlite'})")
     if outcome.status != "completed":

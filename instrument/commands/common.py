@@ -62,6 +62,12 @@ def add_stepping_option(parser: argparse.ArgumentParser) -> None:
                         "allows it, else one set_frequency per point; list/software: insist (default: auto)")
 
 
+def check_points(points: int) -> None:
+    """Refuse a sweep too short to fit, before anything connects (the sequences check it again)."""
+    if points < 5:
+        raise UsageError(f"--points must be at least 5, got {points}")
+
+
 def sweep_frequencies(args: argparse.Namespace, station: Any) -> Any:
     """The sweep's frequencies from ``--center-hz/--span-hz/--points``; in sim the centre defaults to
     the sample's bias-field resonance."""
@@ -75,11 +81,46 @@ def sweep_frequencies(args: argparse.Namespace, station: Any) -> Any:
     return center + np.linspace(-args.span_hz / 2, args.span_hz / 2, args.points)
 
 
+def command_line() -> str:
+    """This process's ``acquire`` command line, as stored with the runs it makes."""
+    return "acquire " + " ".join(sys.argv[1:])
+
+
+def run_metadata(station: Any, command: str, **extra: Any) -> dict[str, Any]:
+    """What every stored run records besides its data: the station snapshot, simulated or not, and the
+    command that made it (plus ``extra``)."""
+    return {"station_snapshot": station.snapshot(), "simulated": station.simulated, "command": command,
+            **extra}
+
+
+def sample_name(station: Any) -> str:
+    """The name runs are stored under: the simulated sample's, else the station's."""
+    return station.world.sample.name if station.world is not None else station.name
+
+
+def drive_current_a(station: Any, current_a: float | None) -> float:
+    """``--current-a``, or else the simulated sample's coil drive current."""
+    if current_a is not None:
+        return current_a
+    if station.world is None:
+        raise UsageError("give the coil drive current with --current-a")
+    return station.world.sample.drive_current_a
+
+
 def add_run_metadata(out: Path, run_id: int, summary: dict[str, Any]) -> None:
     """Attach analysis results to a stored (already closed) run's dataset."""
     from instrument.storage import runs  # lazily: h5py and qcodes slow down `acquire --help`
 
     runs.add_run_metadata(out, run_id, summary)
+
+
+def short_duration(seconds: float) -> str:
+    """``1h05m`` or ``4m09s`` for log lines; ``--`` for NaN (nothing timed yet)."""
+    if seconds != seconds:
+        return "--"
+    minutes, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(minutes, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 class ProgressBar:

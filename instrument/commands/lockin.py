@@ -26,8 +26,11 @@ from instrument.commands.common import (
     EXIT_OK,
     UsageError,
     channel_names,
+    command_line,
     open_station,
     prepare_out,
+    run_metadata,
+    sample_name,
 )
 
 ROLES = ("mw", "pulser", "camera", "stimulus")
@@ -188,11 +191,11 @@ def record_lockin(station: Any, out: Path, plan: LockInPlan, command: str,
     from sequences.temporal import run_temporal_imaging
 
     r = plan.request
-    sample = station.world.sample.name if station.world is not None else station.name
     seconds = int(np.ceil(r.seconds))
-    writer = RunWriter(out, "lockin_capture", sample, {"second": "s", "mean_abs_field": "T"}, ("second",))
-    writer.open({"station_snapshot": station.snapshot(), "simulated": station.simulated, "command": command,
-                 "sequence": {**r.parameters(), "center_hz": plan.center_hz}}, {}, seconds)
+    writer = RunWriter(out, "lockin_capture", sample_name(station), {"second": "s", "mean_abs_field": "T"},
+                       ("second",))
+    writer.open(run_metadata(station, command, sequence={**r.parameters(), "center_hz": plan.center_hz}),
+                {}, seconds)
     try:
         result = run_temporal_imaging(
             station.instruments, writer.run_dir, seconds=r.seconds, center_hz=plan.center_hz,
@@ -275,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
         except (ValueError, SafetyLimitError) as exc:
             raise UsageError(str(exc).replace("capture for more than", "use --seconds above")) from exc
         try:
-            outcome = record_lockin(station, out, plan, "acquire " + " ".join(sys.argv[1:]))
+            outcome = record_lockin(station, out, plan, command_line())
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
         except RunAborted as exc:

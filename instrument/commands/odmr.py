@@ -15,8 +15,13 @@ from instrument.commands.common import (
     add_run_metadata,
     add_stepping_option,
     add_sweep_options,
+    check_points,
+    command_line,
+    drive_current_a,
     open_station,
     prepare_out,
+    run_metadata,
+    sample_name,
     sweep_frequencies,
 )
 
@@ -44,9 +49,7 @@ def coil_currents(station: Any, names: str, current_a: float | None) -> Any:
     world = station.world
     n = station["coils"].n_channels
     labels = [c.name for c in world.sample.coils] if world is not None else [f"C{i + 1}" for i in range(n)]
-    drive = current_a if current_a is not None else (world.sample.drive_current_a if world else None)
-    if drive is None:
-        raise UsageError("give the coil drive current with --current-a")
+    drive = drive_current_a(station, current_a)
     currents = np.zeros(n)
     for name in filter(None, (s.strip() for s in names.split(","))):
         if name not in labels:
@@ -77,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from sequences.engine import Engine, LiveSink
 
     t0 = time.monotonic()
-    if args.points < 5:
-        raise UsageError(f"--points must be at least 5, got {args.points}")
+    check_points(args.points)
     check_limits_early(args)
     out = prepare_out(args)
     with open_station(args) as station:
@@ -90,10 +92,8 @@ def run(args: argparse.Namespace) -> int:
             sweep.check(station.limits)
         except (SafetyLimitError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
-        sample = station.world.sample.name if station.world is not None else station.name
-        writer = RunWriter(out, "cw_odmr", sample, sweep.scalars, sweep.setpoints)
-        metadata = {"station_snapshot": station.snapshot(), "simulated": station.simulated,
-                    "command": "acquire " + " ".join(sys.argv[1:])}
+        writer = RunWriter(out, "cw_odmr", sample_name(station), sweep.scalars, sweep.setpoints)
+        metadata = run_metadata(station, command_line())
         with ProgressBar(sweep.n_steps) as bar:
             engine = Engine(station.instruments, station.limits, [writer, LiveSink()], metadata,
                             on_progress=bar)

@@ -19,11 +19,16 @@ from instrument.commands.common import (
     ProgressBar,
     UsageError,
     add_run_metadata,
+    check_points,
+    command_line,
     open_station,
     prepare_out,
+    run_metadata,
+    sample_name,
 )
 
 KINDS = ("rabi", "ramsey", "echo", "t1", "odmr")
+NEEDS_PI = ("ramsey", "echo", "odmr")  # measurements built on a calibrated pi pulse
 # Default sweeps (start, stop, points) in s, or Hz around the line for pulsed ODMR.
 DEFAULT_SWEEPS = {
     "rabi": (12e-9, 600e-9, 99),
@@ -67,6 +72,13 @@ def add_parser(sub: Any) -> None:
     o.set_defaults(handler=run)
 
 
+def lowest_line_hz(world: Any) -> float:
+    """The simulated sample's lowest hyperfine line at its bias field: where pulsed measurements drive."""
+    from instrument.physics.nv import HYPERFINE_OFFSETS_HZ
+
+    return world.resonance_estimate_hz() + float(min(HYPERFINE_OFFSETS_HZ[world.sample.isotope]))
+
+
 def _sweep(args: argparse.Namespace, kind: str, clock_hz: float) -> Any:
     import numpy as np
 
@@ -74,8 +86,7 @@ def _sweep(args: argparse.Namespace, kind: str, clock_hz: float) -> Any:
     start = start if args.start is None else args.start
     stop = stop if args.stop is None else args.stop
     points = points if args.points is None else args.points
-    if points < 5:
-        raise UsageError(f"--points must be at least 5, got {points}")
+    check_points(points)
     if not (np.isfinite(start) and np.isfinite(stop) and stop > start):
         raise UsageError(f"--start/--stop must be finite with stop > start, got {start:g} .. {stop:g}")
     if kind == "t1" and start > 0:
@@ -117,10 +128,9 @@ def _run_one(station: Any, out: Any, measurement: Any, desc: str) -> tuple[Any, 
     from instrument.storage.runs import RunWriter, load_run
     from sequences.engine import Engine, LiveSink
 
-    sample = station.world.sample.name if station.world is not None else station.name
-    writer = RunWriter(out, f"pulsed_{measurement.kind}", sample, measurement.scalars, measurement.setpoints)
-    metadata = {"station_snapshot": station.snapshot(), "simulated": station.simulated,
-                "command": "acquire " + " ".join(sys.argv[1:])}
+    writer = RunWriter(out, f"pulsed_{measurement.kind}", sample_name(station), measurement.scalars,
+                       measurement.setpoints)
+    metadata = run_metadata(station, command_line())
     with ProgressBar(measurement.n_steps, desc) as bar:
         engine = Engine(station.instruments, station.limits, [writer, LiveSink()], metadata,
                         on_progress=bar)
@@ -148,11 +158,7 @@ def _report(station: Any, kind: str, fit: Any, counter: str) -> list[str]:
             text += f"   (simulated sample: {getattr(params, truth) / scale:.5g} {unit})"
         lines.append(text)
     if kind == "odmr" and params is not None and station.world is not None:
-        from instrument.physics.nv import HYPERFINE_OFFSETS_HZ
-
-        offsets = HYPERFINE_OFFSETS_HZ[station.world.sample.isotope]
-        lower = station.world.resonance_estimate_hz() + float(min(offsets))
-        lines[0] += f"   (simulated sample: {lower / 1e6:.9g} MHz)"
+        lines[0] += f"   (simulated sample: {lowest_line_hz(station.world) / 1e6:.9g} MHz)"
     if kind == "rabi":
         from instrument.analysis.pulsed import rabi_pi_time_s
 
@@ -165,7 +171,6 @@ def _report(station: Any, kind: str, fit: Any, counter: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from instrument.analysis.pulsed import PulsedFitError, plot_pulsed_fit
-    from instrument.physics.nv import HYPERFINE_OFFSETS_HZ
     from instrument.protocols import SafetyLimitError
     from instrument.station import read_limits
     from sequences.pulsed import PiPulse, pi_pulse_from_rabi
@@ -189,14 +194,13 @@ def run(args: argparse.Namespace) -> int:
         if frequency is None:
             if station.world is None:
                 raise UsageError("give the MW frequency with --frequency-hz (no simulated sample to ask)")
-            offsets = HYPERFINE_OFFSETS_HZ[station.world.sample.isotope]
-            frequency = station.world.resonance_estimate_hz() + float(min(offsets))
+            frequency = lowest_line_hz(station.world)
         shape = station[args.counter].shape
         sweep = _sweep(args, kind, clock_hz)
 
         pi = None
         runs: list[int] = []
-        if kind in ("ramsey", "echo", "odmr"):
+        if kind in NEEDS_PI:
             if args.pi_ns is not None:
                 pi = PiPulse(round(args.pi_ns * 1e-9 * clock_hz) / clock_hz, frequency, power)
             else:

@@ -13,8 +13,11 @@ from instrument.commands.common import (
     ProgressBar,
     UsageError,
     add_sweep_options,
+    check_points,
+    command_line,
     open_station,
     prepare_out,
+    run_metadata,
     sweep_frequencies,
 )
 
@@ -43,8 +46,7 @@ def run_odmr(args: argparse.Namespace) -> int:
     from sequences.spad_odmr import SpadOdmrSweep
 
     t0 = time.monotonic()
-    if args.points < 5:
-        raise UsageError(f"--points must be at least 5, got {args.points}")
+    check_points(args.points)
     if args.station is None:
         args.station = bundled_station("spad.yaml")
     out = prepare_out(args)
@@ -59,8 +61,7 @@ def run_odmr(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from exc
         frame_period_s = float(spad.frame_period_s())
         writer = RunWriter(out, "spad_odmr", station.name, sweep.scalars, sweep.setpoints)
-        metadata = {"station_snapshot": station.snapshot(), "simulated": station.simulated,
-                    "spad_frame_period_s": frame_period_s, "command": "acquire " + " ".join(sys.argv[1:])}
+        metadata = run_metadata(station, command_line(), spad_frame_period_s=frame_period_s)
         with ProgressBar(sweep.n_steps) as bar:
             outcome = Engine(station.instruments, station.limits, [writer, LiveSink()], metadata,
                              on_progress=bar).run(sweep)

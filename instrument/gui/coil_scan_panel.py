@@ -28,15 +28,15 @@ from PyQt6.QtWidgets import (
 )
 
 from instrument.commands.common import UsageError
-from instrument.gui.cw_panel import spin
+from instrument.gui.cw_panel import CW_ROLES, spin
 from instrument.gui.run_controls import RunControls, format_duration
-from instrument.gui.scan_panel import ScanPanel
+from instrument.gui.scan_panel import ScanPanel, sweep_center_mhz
 from instrument.gui.worker import BackgroundTask
 from instrument.protocols import SafetyLimitError
 from sequences.engine import Progress
 from sequences.scan_health import HEALTH_ACTIONS, HealthLimits
 
-COIL_SCAN_ROLES = ("mw", "pulser", "camera", "coils")
+COIL_SCAN_ROLES = CW_ROLES  # every configuration is a CW-ODMR sweep
 SCAN_FOLDER = "coil-scan"
 MIN_POINTS = 5
 
@@ -189,7 +189,6 @@ class CoilScanPanel(ScanPanel):
         super().__init__(parent)
         self.station = station
         world = station.world
-        center_mhz = world.resonance_estimate_hz() / 1e6 if world is not None else 2870.0
         drive_ua = world.sample.drive_current_a * 1e6 if world is not None else 0.0
         self.folder = QLineEdit(str(Path(out_dir) / SCAN_FOLDER))
         self.coils = QLineEdit("2")
@@ -197,7 +196,7 @@ class CoilScanPanel(ScanPanel):
         self.configs = QLineEdit()
         self.configs.setPlaceholderText("all 2^N; or e.g. L1C1+L1C2,L1C1,off")
         self.current = spin(0.0, 1e5, drive_ua, 1, "uA")
-        self.center = spin(1.0, 6000.0, center_mhz, 4, "MHz")
+        self.center = spin(1.0, 6000.0, sweep_center_mhz(station), 4, "MHz")
         self.span = spin(0.01, 1000.0, 12.0, 3, "MHz")
         self.points = QSpinBox()
         self.points.setRange(2, 100_000)
@@ -224,10 +223,6 @@ class CoilScanPanel(ScanPanel):
             form.addRow(label, widget)
 
         self.controls = RunControls()
-        c = self.controls
-        self.message, self.start_button, self.pause_button = c.message, c.start_button, c.pause_button
-        self.abort_button, self.progress_bar, self.progress_label = c.abort_button, c.progress_bar, \
-            c.progress_label
         self.scan_label = QLabel("configurations: --")
         self.scan_label.setWordWrap(True)
         self.warnings = QPlainTextEdit()
@@ -243,19 +238,10 @@ class CoilScanPanel(ScanPanel):
         layout.addWidget(self.warnings)
         layout.addStretch(1)
 
-        for w in (self.current, self.center, self.span, self.power, self.contrast_drift, self.rate_drift,
-                  self.bias_drift):
-            w.valueChanged.connect(self.validate)
-        for w in (self.points, self.frames):
-            w.valueChanged.connect(self.validate)
-        for w in (self.folder, self.coils, self.configs):
-            w.textChanged.connect(self.validate)
-        self.health_action.currentTextChanged.connect(self.validate)
-        c.start_clicked.connect(self._start)
-        c.pause_requested.connect(self.pause_requested)
-        c.resume_requested.connect(self.resume_requested)
-        c.abort_requested.connect(self.abort_requested)
-        self._running = False
+        self._watch_inputs(self.folder, self.coils, self.configs, self.current, self.center, self.span,
+                           self.points, self.power, self.frames, self.health_action, self.contrast_drift,
+                           self.rate_drift, self.bias_drift)
+        self._connect_controls()
         self.validate()
 
     # ---- parameters ------------------------------------------------------------------------------
@@ -323,15 +309,9 @@ class CoilScanPanel(ScanPanel):
     # ---- run state -------------------------------------------------------------------------------
 
     def set_running(self, running: bool) -> None:
-        self._running = running
-        for w in (self.folder, self.coils, self.configs, self.current, self.center, self.span, self.points,
-                  self.power, self.frames, self.health_action, self.contrast_drift, self.rate_drift,
-                  self.bias_drift):
-            w.setEnabled(not running)
-        self.controls.set_running(running)
         if running:
             self.warnings.clear()
-        self.validate()
+        super().set_running(running)
 
     def show_progress(self, step: ConfigStep | Progress) -> None:
         """Engine progress of the configuration in flight, with that configuration's ETA."""

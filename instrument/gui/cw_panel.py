@@ -20,10 +20,12 @@ from PyQt6.QtWidgets import (
 from instrument.commands.common import UsageError
 from instrument.commands.odmr import coil_currents
 from instrument.gui.run_controls import RunControls, format_duration
-from instrument.gui.scan_panel import ScanPanel
+from instrument.gui.scan_panel import ScanPanel, sweep_center_mhz
 from instrument.protocols import SafetyLimitError
 from sequences.cw_odmr import CwOdmrSweep
 from sequences.mw_stepping import STEPPING_MODES
+
+CW_ROLES = ("mw", "pulser", "camera", "coils")
 
 
 def spin(lo: float, hi: float, value: float, decimals: int, suffix: str) -> QDoubleSpinBox:
@@ -52,11 +54,10 @@ class CwOdmrPanel(ScanPanel):
         super().__init__(parent)
         self.station = station
         world = station.world
-        center_mhz = world.resonance_estimate_hz() / 1e6 if world is not None else 2870.0
         drive_ua = world.sample.drive_current_a * 1e6 if world is not None else 0.0
         mw_ceiling = station.limits.mw_power_max_dbm
         self.image_shape = tuple(station["camera"].shape)  # read once, while no run owns the camera
-        self.center = spin(1.0, 6000.0, center_mhz, 4, "MHz")
+        self.center = spin(1.0, 6000.0, sweep_center_mhz(station), 4, "MHz")
         self.span = spin(0.01, 1000.0, 12.0, 3, "MHz")
         self.points = QSpinBox()
         self.points.setRange(2, 100_000)
@@ -85,10 +86,6 @@ class CwOdmrPanel(ScanPanel):
         form.addRow("MW power ceiling", QLabel(f"{mw_ceiling:g} dBm (station limit)"))
 
         self.controls = RunControls()
-        c = self.controls
-        self.message, self.start_button, self.pause_button = c.message, c.start_button, c.pause_button
-        self.abort_button, self.progress_bar, self.progress_label = c.abort_button, c.progress_bar, \
-            c.progress_label
 
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("<b>CW ODMR</b>: I-off then I-on sweep with the lock-in camera"))
@@ -96,16 +93,9 @@ class CwOdmrPanel(ScanPanel):
         layout.addWidget(self.controls)
         layout.addStretch(1)
 
-        for box in (self.center, self.span, self.power, self.current):
-            box.valueChanged.connect(self.validate)
-        for box in (self.points, self.frames):
-            box.valueChanged.connect(self.validate)
-        self.coils.textChanged.connect(self.validate)
-        self.stepping.currentTextChanged.connect(self.validate)
-        c.start_clicked.connect(self._start)
-        c.pause_requested.connect(self.pause_requested)
-        c.resume_requested.connect(self.resume_requested)
-        c.abort_requested.connect(self.abort_requested)
+        self._watch_inputs(self.center, self.span, self.points, self.power, self.frames, self.coils,
+                           self.current, self.stepping)
+        self._connect_controls()
         self.set_running(False)
 
     # ---- parameters ------------------------------------------------------------------------------
@@ -146,14 +136,4 @@ class CwOdmrPanel(ScanPanel):
         self.controls.show_problem(None, f"{sweep.n_steps} steps, at least "
                                    f"{format_duration(sweep.estimated_duration_s)} of camera time")
         return sweep
-
-    # ---- run state -------------------------------------------------------------------------------
-
-    def set_running(self, running: bool) -> None:
-        self._running = running
-        for w in (self.center, self.span, self.points, self.power, self.frames, self.coils, self.current,
-                  self.stepping):
-            w.setEnabled(not running)
-        self.controls.set_running(running)
-        self.validate()
 

@@ -19,6 +19,15 @@ CW_GROUPS = {0: "I-off", 1: "I-on"}
 # Axis of a swept quantity by its SI unit: (display unit, scale).
 DISPLAY_UNITS = {"Hz": ("MHz", 1e-6), "s": ("us", 1e6)}
 GROUP_PENS = {0: "#1f77b4", 1: "#d62728"}
+REFRESH_INTERVAL_MS = 33  # at most ~30 repaints/s: smooth for the eye
+MAX_GUI_SHARE = 0.25
+"""Largest fraction of the time the live repaint may take: the rest is left to the acquisition."""
+
+
+def next_refresh_ms(update_cost_ms: float) -> int:
+    """The refresh timer's next interval after an update (repaint included) that took ``update_cost_ms``:
+    put off so the GUI takes at most ``MAX_GUI_SHARE`` of the time, never sooner than the normal rate."""
+    return max(REFRESH_INTERVAL_MS, int(update_cost_ms * (1 / MAX_GUI_SHARE - 1)))
 
 
 class ImagePanel(QWidget):

@@ -19,7 +19,7 @@ from instrument.commands.lockin import ROLES, LockInPlan, LockInRequest, plan_lo
 from instrument.gui.cw_panel import spin
 from instrument.gui.lockin_view import CaptureStats
 from instrument.gui.run_controls import RunControls, format_duration
-from instrument.gui.scan_panel import ScanPanel
+from instrument.gui.scan_panel import ScanPanel, sweep_center_mhz
 from instrument.protocols import SafetyLimitError
 
 LOCKIN_ROLES = ROLES
@@ -43,8 +43,6 @@ class LockInPanel(ScanPanel):
         # Read once, while no run owns the instruments.
         self.channel_names = stimulus_channel_names(station)
         self.image_shape = tuple(station["camera"].shape)
-        world = station.world
-        center_mhz = world.resonance_estimate_hz() / 1e6 if world is not None else 2870.0
         self.seconds = spin(0.0, 36_000.0, 2.0, 2, "s")
         self.modulation = spin(1.0, 1e6, 6250.0, 1, "Hz")
         self.frame_rate = spin(0.1, 10_000.0, 208.0, 2, "frames/s")
@@ -52,7 +50,7 @@ class LockInPanel(ScanPanel):
         self.volume.setRange(1, 512)
         self.volume.setValue(LIVE_FRAMES_PER_VOLUME)
         self.volume.setToolTip("frames the camera hands over at once; the movie shows one per volume")
-        self.center = spin(1.0, 6000.0, center_mhz, 4, "MHz")
+        self.center = spin(1.0, 6000.0, sweep_center_mhz(station), 4, "MHz")
         self.power = spin(-120.0, 30.0, min(5.0, station.limits.mw_power_max_dbm), 1, "dBm")
         self.coils = QLineEdit()
         self.coils.setPlaceholderText(f"all: {', '.join(self.channel_names)}")
@@ -67,10 +65,7 @@ class LockInPanel(ScanPanel):
         form.addRow("MW park", QLabel("steepest slope near it (calibration sweep)"))
 
         self.controls = RunControls(pausable=False)
-        c = self.controls
-        self.message, self.start_button, self.stop_button = c.message, c.start_button, c.pause_button
-        self.abort_button, self.progress_bar, self.progress_label = c.abort_button, c.progress_bar, \
-            c.progress_label
+        self.stop_button = self.controls.pause_button
         self.frames_label = QLabel("frames: --")
         layout = QVBoxLayout(self)
         title = QLabel("<b>Lock-in capture</b>: action-potential-like coil waveforms filmed at the "
@@ -82,14 +77,10 @@ class LockInPanel(ScanPanel):
         layout.addWidget(self.frames_label)
         layout.addStretch(1)
 
-        for w in (self.seconds, self.modulation, self.frame_rate, self.center, self.power, self.rate,
-                  self.volume):
-            w.valueChanged.connect(self.validate)
-        self.coils.textChanged.connect(self.validate)
-        c.start_clicked.connect(self._start)
-        c.stop_requested.connect(self.stop_requested)
-        c.abort_requested.connect(self.abort_requested)
-        self._running = False
+        self._watch_inputs(self.seconds, self.modulation, self.frame_rate, self.center, self.power,
+                           self.coils, self.rate, self.volume)
+        self._connect_controls()  # a capture has no pause: Stop instead
+        self.controls.stop_requested.connect(self.stop_requested)
         self.validate()
 
     def request(self) -> LockInRequest:
@@ -118,14 +109,6 @@ class LockInPanel(ScanPanel):
                                    f"{spikes} spikes on {len(plan.request.coils) or len(self.channel_names)} "
                                    f"coil(s); the movie shows up to {movie_fps:.0f} frames/s")
         return plan
-
-    def set_running(self, running: bool) -> None:
-        self._running = running
-        for w in (self.seconds, self.modulation, self.frame_rate, self.center, self.power, self.coils,
-                  self.rate, self.volume):
-            w.setEnabled(not running)
-        self.controls.set_running(running)
-        self.validate()
 
     def show_capture(self, s: CaptureStats) -> None:
         """Progress of the capture in frames, with the ETA at the measured capture rate."""

@@ -19,12 +19,9 @@ import numpy as np
 from PyQt6.QtCore import QTimer, pyqtSignal
 from PyQt6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from instrument.gui.live_views import ImagePanel
+from instrument.gui.live_views import REFRESH_INTERVAL_MS, ImagePanel, next_refresh_ms
 
 QUANTITIES = ("in-phase I", "quadrature Q", "magnitude", "field B_NV")
-REFRESH_INTERVAL_MS = 33
-MAX_GUI_SHARE = 0.25
-"""Largest fraction of the time the movie repaint may take (as the main window's live view)."""
 RATE_WINDOW_S = 1.0
 STATS_INTERVAL_S = 0.25
 """Text (frame counts, rates, progress) is updated at most this often: a label change relayouts."""
@@ -243,7 +240,7 @@ class LockInMovieView(QWidget):
         cost_ms = (time.perf_counter() - self._tick_started) * 1e3
         self.last_update_cost_ms = cost_ms
         if self._watching:
-            self.timer.start(max(REFRESH_INTERVAL_MS, int(cost_ms * (1 / MAX_GUI_SHARE - 1))))
+            self.timer.start(next_refresh_ms(cost_ms))
 
     def _draw(self, raw: np.ndarray, parts: TapParts) -> None:
         quantity = self.quantity.currentText()

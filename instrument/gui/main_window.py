@@ -28,6 +28,7 @@ from PyQt6.QtWidgets import (
 )
 
 from instrument.analysis.cw_run import CwFieldMap, analyse_cw_run, fitted_curve, plot_cw_result
+from instrument.commands.common import run_metadata, sample_name
 from instrument.gui.coil_scan_panel import (
     COIL_SCAN_ROLES,
     CoilScanPanel,
@@ -36,9 +37,9 @@ from instrument.gui.coil_scan_panel import (
     ConfigDone,
     ScanControl,
 )
-from instrument.gui.cw_panel import CwOdmrPanel
+from instrument.gui.cw_panel import CW_ROLES, CwOdmrPanel
 from instrument.gui.live_data import IMAGE_LABELS, IMAGE_NAME, SweepCube, cube_from_run, pixel_size_of
-from instrument.gui.live_views import ImagePanel, SpectrumPanel
+from instrument.gui.live_views import REFRESH_INTERVAL_MS, ImagePanel, SpectrumPanel, next_refresh_ms
 from instrument.gui.lockin_panel import LOCKIN_ROLES, LockInPanel
 from instrument.gui.lockin_view import LiveTap, LockInMovieView
 from instrument.gui.pulsed_panel import COUNTER_ROLE, PulsedPanel
@@ -51,10 +52,6 @@ from instrument.gui.worker import BackgroundTask, EngineRunner
 from instrument.storage.runs import RunWriter, StoredRun
 from sequences.engine import Engine, LiveSink, Progress, RunOutcome, Sink
 
-REFRESH_INTERVAL_MS = 33  # at most ~30 repaints/s: smooth for the eye
-MAX_GUI_SHARE = 0.25
-"""Largest fraction of the time the live repaint may take: the rest is left to the acquisition."""
-CW_ROLES = ("mw", "pulser", "camera", "coils")
 LIVE_FRAME = "latest frame"
 SCAN_MAP = "latest field map of the coil scan"
 FIT_VIEWS = {
@@ -230,34 +227,46 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("a run is already going; abort it first")
             return
         station = self.station
-        sample = station.world.sample.name if station.world is not None else station.name
-        self.writer = RunWriter(self.out_dir, sequence.name, sample, sequence.scalars, sequence.setpoints)
+        self.writer = RunWriter(self.out_dir, sequence.name, sample_name(station), sequence.scalars,
+                                sequence.setpoints)
         self.live_sink = LiveSink()
         self.sequence = sequence
         self.active_panel = panel or self.active_panel
         self.image_name = next(iter(sequence.image_shapes))
         x_name = sequence.setpoints[-1]
         self.cube = SweepCube(self.image_name, x_name)
-        metadata = {"station_snapshot": station.snapshot(), "simulated": station.simulated,
-                    "command": "acquire gui" if not station.simulated else "acquire --sim gui"}
         engine = Engine(station.instruments, station.limits,
-                        [self.writer, self.live_sink, self.cube, *probes], metadata)
+                        [self.writer, self.live_sink, self.cube, *probes], self._run_metadata())
         self.runner = EngineRunner(engine, sequence, self)
         self.runner.progress.connect(self._progress)
         self.runner.done.connect(self._run_done)
         self.runner.failed.connect(self._run_failed)
-        self.fit = None
         self._reset_image_choices()
         self._set_spectrum_axes(x_name, sequence.scalars[x_name], self.image_name,
                                 is_cw=sequence.name == "cw_odmr")
-        self._seen_step: Any = None
-        self.steps_received = self.frames_displayed = 0
-        self._set_running(True)
-        self.source_label.setText(f"live: {sequence.name} on {station.name}")
-        self.views.setCurrentIndex(0)
+        self._go_live(f"live: {sequence.name} on {station.name}")
         self.active_panel.show_progress(Progress(0, sequence.n_steps, 0.0, "starting"))
         self.runner.start()
         self.timer.start()
+
+    def _run_metadata(self) -> dict[str, Any]:
+        """What every run started here stores about the station and how it was started."""
+        return run_metadata(self.station, self._command())
+
+    def _go_live(self, source: str) -> None:
+        """A measurement starts: forget the last fit and the drawn steps, lock the panels, show Live."""
+        self.fit = None
+        self._seen_step = None
+        self.steps_received = self.frames_displayed = 0
+        self._set_running(True)
+        self.source_label.setText(source)
+        self.views.setCurrentIndex(0)
+
+    def _browse(self, folder: Path, run_id: int | None) -> None:
+        """Show ``folder`` in the run browser with the run just made selected."""
+        self.run_browser.show_folder(folder)
+        if run_id is not None:
+            self.run_browser.select_run(run_id)
 
     def abort_run(self) -> None:
         if self.runner is not None:
@@ -298,7 +307,7 @@ class MainWindow(QMainWindow):
             return
         cost_ms = (time.perf_counter() - self._tick_started) * 1e3
         self.last_update_cost_ms = cost_ms
-        self.timer.start(max(REFRESH_INTERVAL_MS, int(cost_ms * (1 / MAX_GUI_SHARE - 1))))
+        self.timer.start(next_refresh_ms(cost_ms))
 
     def refresh_spectra(self) -> None:
         if self.cube is None or self.cube.image_shape is None:
@@ -326,11 +335,10 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(
             f"run {run_id} {outcome.status} after {outcome.steps_done} steps; "
             f"{self.frames_displayed} of {self.steps_received} steps drawn live")
-        self.run_browser.show_folder(self.out_dir)  # the browser may be showing a coil scan
-        if run_id is not None:
-            self.run_browser.select_run(run_id)
-            if outcome.status == "completed" and getattr(self.sequence, "kind", "") == "rabi":
-                self._calibrate_pi_pulse(run_id)
+        self._browse(self.out_dir, run_id)  # the browser may be showing a coil scan
+        is_rabi = getattr(self.sequence, "kind", "") == "rabi"
+        if run_id is not None and outcome.status == "completed" and is_rabi:
+            self._calibrate_pi_pulse(run_id)
 
     def _calibrate_pi_pulse(self, run_id: int) -> None:
         """A completed Rabi run gives the pi pulse of the next Ramsey, echo or pulsed ODMR."""
@@ -399,9 +407,7 @@ class MainWindow(QMainWindow):
         self.lockin_panel.show_outcome(outcome.status, outcome.reason + frames)
         self.statusBar().showMessage(f"lock-in run {outcome.run_id} {outcome.status}{frames}; "
                                      f"{self.movie_view.frames_displayed} frames shown live")
-        self.run_browser.show_folder(self.out_dir)
-        if outcome.run_id is not None:
-            self.run_browser.select_run(outcome.run_id)
+        self._browse(self.out_dir, outcome.run_id)
 
     # ---- coil scan ----------------------------------------------------------------------------------
 
@@ -410,8 +416,7 @@ class MainWindow(QMainWindow):
         if self.running or self.coil_scan_panel is None:
             self.statusBar().showMessage("a run is already going; abort it first")
             return
-        scan.measurement.metadata = {"station_snapshot": self.station.snapshot(),
-                                     "simulated": self.station.simulated, "command": self._command()}
+        scan.measurement.metadata = self._run_metadata()
         self.live_sink = LiveSink()
         self.cube = SweepCube(IMAGE_NAME, "frequency_hz")
         self.sequence = None
@@ -423,17 +428,11 @@ class MainWindow(QMainWindow):
         self.scan_runner.config_done.connect(self._config_done)
         self.scan_runner.done.connect(self._coil_scan_done)
         self.scan_runner.failed.connect(self._run_failed)
-        self.fit = None
         self.image_name = IMAGE_NAME
         self._reset_image_choices()
         self._set_spectrum_axes("frequency_hz", "Hz", IMAGE_NAME, is_cw=True)
         self.spectrum_panel.clear()
-        self._seen_step: Any = None
-        self.steps_received = self.frames_displayed = 0
-        self._set_running(True)
-        self.source_label.setText(f"live: coil scan of {', '.join(scan.scanned_names)} in "
-                                  f"{scan.measurement.out_dir}")
-        self.views.setCurrentIndex(0)
+        self._go_live(f"live: coil scan of {', '.join(scan.scanned_names)} in {scan.measurement.out_dir}")
         self.scan_runner.start()
         self.timer.start()
 
@@ -462,9 +461,7 @@ class MainWindow(QMainWindow):
         self.coil_scan_panel.show_outcome(result.outcome.status, reason)
         self.statusBar().showMessage(f"coil scan {result.outcome.status}: {summary}; results in "
                                      f"{result.results_path}")
-        self.run_browser.show_folder(result.out_dir)
-        if result.last_run_id is not None:
-            self.run_browser.select_run(result.last_run_id)
+        self._browse(result.out_dir, result.last_run_id)
 
     # ---- stored runs ---------------------------------------------------------------------------------
 

@@ -14,14 +14,22 @@ import numpy as np
 from PyQt6.QtWidgets import QComboBox, QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from instrument.commands.common import UsageError
-from instrument.commands.pulsed import DEFAULT_REPETITIONS, DEFAULT_SWEEPS, KINDS, _measurement, _sweep
+from instrument.commands.pulsed import (
+    DEFAULT_REPETITIONS,
+    DEFAULT_SWEEPS,
+    KINDS,
+    NEEDS_PI,
+    _measurement,
+    _sweep,
+    lowest_line_hz,
+)
 from instrument.gui.cw_panel import spin
 from instrument.gui.run_controls import RunControls, format_duration
 from instrument.gui.scan_panel import ScanPanel
+from instrument.physics.constants import D_HZ
 from instrument.protocols import SafetyLimitError
 from sequences.pulsed import PiPulse
 
-NEEDS_PI = ("ramsey", "echo", "odmr")
 COUNTER_ROLE = "counter"
 # Sweep widgets in operator units: (unit, scale from SI) per kind; pulsed ODMR sweeps a frequency offset.
 SWEEP_UNITS = {"odmr": ("MHz", 1e-6), "t1": ("us", 1e6)}
@@ -38,12 +46,7 @@ class PulsedPanel(ScanPanel):
         # Read once, while no run owns the instruments.
         self.clock_hz = float(station["pulser"].clock_hz)
         self.shape = tuple(station[COUNTER_ROLE].shape)
-        line_mhz = 2870.0
-        if station.world is not None:
-            from instrument.physics.nv import HYPERFINE_OFFSETS_HZ
-
-            offsets = HYPERFINE_OFFSETS_HZ[station.world.sample.isotope]
-            line_mhz = (station.world.resonance_estimate_hz() + float(min(offsets))) / 1e6
+        line_mhz = lowest_line_hz(station.world) / 1e6 if station.world is not None else D_HZ / 1e6
         self.kind = QComboBox()
         self.kind.addItems(KINDS)
         self.frequency = spin(1.0, 6000.0, line_mhz, 4, "MHz")
@@ -72,15 +75,9 @@ class PulsedPanel(ScanPanel):
         layout.addStretch(1)
 
         self.kind.currentTextChanged.connect(self._kind_changed)
-        for w in (self.frequency, self.power, self.start, self.stop, self.pi_ns, self.detuning):
-            w.valueChanged.connect(self.validate)
-        for w in (self.points, self.repetitions):
-            w.valueChanged.connect(self.validate)
-        self.controls.start_clicked.connect(self._start)
-        self.controls.pause_requested.connect(self.pause_requested)
-        self.controls.resume_requested.connect(self.resume_requested)
-        self.controls.abort_requested.connect(self.abort_requested)
-        self._running = False
+        self._watch_inputs(self.frequency, self.power, self.start, self.stop, self.points, self.repetitions,
+                           self.pi_ns, self.detuning)
+        self._connect_controls()
         self._kind_changed(self.kind.currentText())
 
     @property
@@ -159,14 +156,10 @@ class PulsedPanel(ScanPanel):
         return measurement
 
     def set_running(self, running: bool) -> None:
-        self._running = running
-        for w in (self.kind, self.frequency, self.power, self.start, self.stop, self.points,
-                  self.repetitions, self.pi_ns, self.detuning):
-            w.setEnabled(not running)
-        self.controls.set_running(running)
+        self.kind.setEnabled(not running)  # not an input of _watch_inputs: a new kind loads its defaults
+        super().set_running(running)
         if not running:
             kind = self.kind.currentText()
             self.pi_ns.setEnabled(kind in NEEDS_PI)
             self.detuning.setEnabled(kind == "ramsey")
-            self.validate()
 

@@ -9,7 +9,7 @@ from PyQt6.QtWidgets import QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from instrument.gui.cw_panel import spin
 from instrument.gui.run_controls import RunControls
-from instrument.gui.scan_panel import ScanPanel
+from instrument.gui.scan_panel import ScanPanel, sweep_center_mhz
 from instrument.protocols import SafetyLimitError
 from sequences.spad_odmr import SpadOdmrSweep
 
@@ -24,8 +24,7 @@ class SpadOdmrPanel(ScanPanel):
         super().__init__(parent)
         self.station = station
         self.shape = tuple(station[SPAD_ROLE].shape)  # read once, while no run owns the array
-        center_mhz = station.world.resonance_estimate_hz() / 1e6 if station.world is not None else 2870.0
-        self.center = spin(1.0, 6000.0, center_mhz, 4, "MHz")
+        self.center = spin(1.0, 6000.0, sweep_center_mhz(station), 4, "MHz")
         self.span = spin(0.01, 1000.0, 12.0, 3, "MHz")
         self.points = QSpinBox()
         self.points.setRange(2, 100_000)
@@ -46,13 +45,8 @@ class SpadOdmrPanel(ScanPanel):
         layout.addLayout(form)
         layout.addWidget(self.controls)
         layout.addStretch(1)
-        for w in (self.center, self.span, self.power, self.points, self.frames):
-            w.valueChanged.connect(self.validate)
-        self.controls.start_clicked.connect(self._start)
-        self.controls.pause_requested.connect(self.pause_requested)
-        self.controls.resume_requested.connect(self.resume_requested)
-        self.controls.abort_requested.connect(self.abort_requested)
-        self._running = False
+        self._watch_inputs(self.center, self.span, self.points, self.power, self.frames)
+        self._connect_controls()
         self.validate()
 
     def build_sweep(self) -> SpadOdmrSweep:
@@ -75,11 +69,4 @@ class SpadOdmrPanel(ScanPanel):
             return None
         self.controls.show_problem(None, f"{sweep.n_steps} steps of {sweep.frames_per_point} SPAD frames")
         return sweep
-
-    def set_running(self, running: bool) -> None:
-        self._running = running
-        for w in (self.center, self.span, self.points, self.power, self.frames):
-            w.setEnabled(not running)
-        self.controls.set_running(running)
-        self.validate()
 

@@ -21,6 +21,14 @@ def wait_frames(qtbot, window, frames):
                     and window.capture_tap.parts.capture.frames_acquired >= frames, timeout=20_000)
 
 
+def start_long_capture(window):
+    """Start a 60 s capture (long enough to be stopped or aborted); returns the lock-in panel."""
+    panel = window.lockin_panel
+    panel.seconds.setValue(60.0)
+    panel.start_button.click()
+    return panel
+
+
 @pytest.mark.parametrize(("field", "value", "says"), [
     ("seconds", 0.3, "capture for more than 0.55 s"),
     ("power", 20.0, "MW power"),
@@ -111,9 +119,7 @@ def test_frame_quantities_are_offset_free_i_q_magnitude_and_field():
 
 
 def test_abort_ends_the_capture_at_once_and_marks_the_run_aborted(qtbot, window):
-    panel = window.lockin_panel
-    panel.seconds.setValue(60.0)
-    panel.start_button.click()
+    panel = start_long_capture(window)
     wait_frames(qtbot, window, 20)
     panel.abort_button.click()
     outcome = wait_capture(qtbot, window)
@@ -126,9 +132,7 @@ def test_abort_ends_the_capture_at_once_and_marks_the_run_aborted(qtbot, window)
 
 
 def test_abort_during_the_slope_calibration_stops_before_capturing(qtbot, window):
-    panel = window.lockin_panel
-    panel.seconds.setValue(60.0)
-    panel.start_button.click()
+    panel = start_long_capture(window)
     panel.abort_button.click()  # the capture does not exist yet: the stop waits for it
     outcome = wait_capture(qtbot, window)
     assert outcome.status == "aborted" and outcome.reason.startswith("aborted by the operator")
@@ -136,9 +140,7 @@ def test_abort_during_the_slope_calibration_stops_before_capturing(qtbot, window
 
 
 def test_stop_ends_early_and_keeps_a_completed_run_with_its_field_movie(qtbot, window):
-    panel = window.lockin_panel
-    panel.seconds.setValue(60.0)
-    panel.start_button.click()
+    panel = start_long_capture(window)
     wait_frames(qtbot, window, 60)
     panel.stop_button.click()
     outcome = wait_capture(qtbot, window)
