@@ -48,6 +48,8 @@ class RunControls(QWidget):
         buttons = QHBoxLayout()
         for b in (self.start_button, self.pause_button, self.abort_button):
             buttons.addWidget(b)
+        for b in (self.pause_button, self.abort_button):  # nothing to pause or abort until a run starts
+            b.setEnabled(False)
         self.progress_bar = QProgressBar()
         self.progress_label = QLabel("idle")
         self.progress_label.setWordWrap(True)

@@ -214,3 +214,8 @@ def test_reconstruction_is_refused_for_a_pulsed_run(qtbot, window):
     qtbot.waitUntil(lambda: window.last_outcome is not None, timeout=20_000)
     window.reconstruct_run(window.run_browser.selected_run())
     assert "reconstruction takes the B_NV map of a CW-ODMR run" in window.statusBar().currentMessage()
+
+
+def test_no_panel_offers_pause_or_abort_before_a_run(window):
+    for panel in window.scan_panels:
+        assert not panel.pause_button.isEnabled() and not panel.abort_button.isEnabled(), type(panel).__name__
