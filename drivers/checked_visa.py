@@ -154,15 +154,21 @@ class CheckedVisaSource:
         with plain_errors():
             return super().ask(cmd)  # type: ignore[misc]
 
+    def _check_ceiling(self, cmd: str) -> None:
+        """The last guard: no power above the ceiling leaves, in any ``;``-joined part of a message."""
+        for part in cmd.split(";"):
+            for power in self._powers_in(part):
+                self.limits.check_mw_power(power)
+
     def write_raw(self, cmd: str) -> None:
-        for power in self._powers_in(cmd):  # the last guard: nothing above the ceiling leaves
-            self.limits.check_mw_power(power)
+        self._check_ceiling(cmd)
         with visa_errors(self.name, cmd, self._timeout_s()):
             super().write_raw(cmd)  # type: ignore[misc]
         if self._check_errors:
             self._raise_device_errors(cmd)
 
     def ask_raw(self, cmd: str) -> str:
+        self._check_ceiling(cmd)  # a setting hidden in a query message is guarded too
         try:
             with visa_errors(self.name, cmd, self._timeout_s()):
                 return super().ask_raw(cmd)  # type: ignore[misc]

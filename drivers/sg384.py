@@ -8,7 +8,12 @@ What this adds to QCoDeS's driver:
   instrument, the command and its value;
 * every RF power that would leave through the bus (``AMPR`` and list points) is checked against the
   lab ceiling first, whichever parameter or method sent it;
-* list mode stepped by the rear-panel trigger input (``LSTC? LSTP LSTE LSTR LSTI? LSTD``);
+* list mode stepped by the rear-panel trigger input (``LSTD LSTC? LSTP LSTR LSTE LSTI?``): the
+  power of a list point goes in field 5 (AMPR, type-N), never in field 4 (OFSL, the BNC's DC
+  offset); an old list is deleted before a new one is created (facts SG-4, SG-5, SG-9 of
+  ``docs/hardware/sg384.md``);
+* ``station_checks()``: identity, firmware, options and RF-off read-backs for ``acquire station
+  check``; nothing is switched on;
 * VISA timeouts and lost connections become ``InstrumentTimeout`` / ``InstrumentDisconnected``;
 * ``close()`` turns RF off first; ``safe_state()`` never raises.
 """
@@ -22,7 +27,9 @@ from qcodes import validators as vals
 from qcodes.instrument_drivers.stanford_research import SG384
 
 from drivers.checked_visa import CheckedVisaSource
+from drivers.source_checks import power_within_ceiling, run_check
 from drivers.visa_errors import plain_errors, split_command
+from instrument.checks import CheckResult
 from instrument.protocols import InstrumentError, MicrowaveConstraints, SafetyLimits
 
 MODEL_FREQUENCY_MAX_HZ = {"SG382": 2.025e9, "SG384": 4.05e9, "SG386": 6.075e9}
@@ -30,6 +37,13 @@ FREQUENCY_MIN_HZ = 950e3  # type-N output
 POWER_RANGE_DBM = (-110.0, 16.5)  # type-N output (AMPR)
 LIST_MAX_POINTS = 2000
 LIST_POINT_FIELDS = 15
+# 0-based positions of the LSTP fields after the point index (fact SG-4): 1 FREQ, 2 PHAS, 3 AMPL,
+# 4 OFSL, 5 AMPR, 6 DISP, 7 enable bits, 8-15 modulation, clock and doubler settings.
+FIELD_FREQ = 0
+FIELD_OFSL = 3
+FIELD_AMPR = 4
+OPTIONS = {1: "timebase (OCXO or rubidium)", 2: "rear RF doublers", 3: "IQ modulation",
+           4: "option 4"}  # OPTN? k (fact SG-11, inferred from a public driver)
 
 # SG380 manual, "Error Codes".
 ERROR_TEXT = {
@@ -93,12 +107,6 @@ class SG384Source(CheckedVisaSource, SG384):
 
     # ---- MicrowaveSource -----------------------------------------------------------------------
 
-    def set_frequency(self, frequency_hz: float) -> None:
-        """Set the CW frequency (Hz); out of the model's range raises before anything is sent."""
-        self._check_frequency(frequency_hz, "FREQ")
-        with plain_errors():
-            self.frequency(float(frequency_hz))
-
     def set_power(self, power_dbm: float) -> None:
         """Set the type-N output power (dBm); above the lab ceiling raises before anything is sent."""
         self._check_power(power_dbm, "AMPR")
@@ -116,25 +124,52 @@ class SG384Source(CheckedVisaSource, SG384):
         """Load a frequency list at one power and arm it; the trigger input steps through it.
 
         On return the output is at ``frequencies_hz[0]`` and ``list_index()`` is 0. Everything is
-        checked before the first command is sent.
+        checked before the first command is sent. The old list, if any, is deleted first
+        (``LSTD``): ``LSTC?`` is not relied on while a list exists (fact SG-9).
         """
         freqs = self._checked_list(frequencies_hz, power_dbm, size_command="LSTC?", power_command="LSTP",
                                    frequency_command="LSTP")
+        points = [self._list_point(f, power_dbm) for f in freqs]
+        for i, point in enumerate(points):  # the same guard write_raw applies, before anything is sent
+            for power in self._powers_in(f"LSTP {i},{point}"):
+                self.limits.check_mw_power(power)
         with plain_errors():
-            if self.list_size() > 0 and self.list_enable():
-                self.list_enable(False)
-            created = self.ask(f"LSTC? {len(freqs)}").strip()
+            self._list_armed = False
+            self.write("LSTD")  # also leaves list mode; accepted without a list (fact SG-5)
+            command = f"LSTC? {len(freqs)}"
+            created = self.ask(command).strip()
             if created != "1":
-                self._raise_device_errors(f"LSTC? {len(freqs)}", f"list not created (answer {created!r})")
-            for i, f in enumerate(freqs):
-                self.write(f"LSTP {i},{self._list_point(f, power_dbm)}")
+                self._raise_device_errors(command, f"list not created (answer {created!r}, expected '1')")
+            for i, point in enumerate(points):
+                self.write(f"LSTP {i},{point}")
             self.write("LSTR")
             self.list_enable(True)
+            self._list_armed = True
+
+    def set_frequency(self, frequency_hz: float) -> None:
+        """Set the CW frequency (Hz); out of the model's range raises before anything is sent.
+
+        Whether the SG384 refuses ``FREQ`` while a list runs is unconfirmed (fact SG-10), so it is
+        never sent then: with a list armed this raises, naming ``abort_list`` as the fix.
+        """
+        self._check_frequency(frequency_hz, "FREQ")
+        if self.__dict__.get("_list_armed"):
+            raise InstrumentError(self.name, "FREQ", "a frequency list is armed; call abort_list() "
+                                  "before setting a CW frequency", frequency_hz)
+        with plain_errors():
+            self.frequency(float(frequency_hz))
 
     def list_index(self) -> int:
-        """Index of the list point on the output now, read from the instrument."""
-        with plain_errors():
-            return int(self.list_position())
+        """Index of the list point on the output now, read from the instrument (``LSTI?``)."""
+        answer = self.ask("LSTI?").strip()
+        try:
+            index = int(answer)
+        except ValueError:
+            raise InstrumentError(self.name, "LSTI?", "garbled answer to the list index query",
+                                  answer) from None
+        if index < 0:
+            raise InstrumentError(self.name, "LSTI?", "negative list index", index)
+        return index
 
     def restart_list(self) -> None:
         """Back to point 0 of the armed list (``LSTR``) without loading it again."""
@@ -149,6 +184,7 @@ class SG384Source(CheckedVisaSource, SG384):
             if self.list_size() > 0:
                 self.write("LSTE 0")
                 self.write("LSTD")
+            self._list_armed = False
 
     def software_trigger(self) -> None:
         """Step the list once from the bus (``*TRG``), for stations without a trigger cable."""
@@ -156,10 +192,49 @@ class SG384Source(CheckedVisaSource, SG384):
 
     @staticmethod
     def _list_point(frequency_hz: float, power_dbm: float) -> str:
+        """The 15 LSTP fields: frequency in FREQ, power in AMPR (type-N), everything else ``N``."""
         fields = ["N"] * LIST_POINT_FIELDS
-        fields[0] = f"{frequency_hz:.6f}"
-        fields[3] = f"{power_dbm:.2f}"
+        fields[FIELD_FREQ] = f"{frequency_hz:.6f}"
+        fields[FIELD_AMPR] = f"{power_dbm:.2f}"
         return ",".join(fields)
+
+    # ---- commissioning -------------------------------------------------------------------------
+
+    def station_checks(self) -> list[CheckResult]:
+        """Read-back checks for ``acquire station check``: identity, firmware, options, RF off,
+        power setting against the ceiling, list memory, error queue. Nothing is switched on."""
+        role = self.name
+        idn = self.get_idn()
+        return [
+            run_check(role, "identity", lambda: (True, f"{idn.get('vendor')} {self.model}, "
+                                                 f"serial {idn.get('serial')}")),
+            run_check(role, "firmware",
+                      lambda: (bool(idn.get("firmware")), f"firmware {idn.get('firmware')}"),
+                      "the *IDN? answer names no firmware; update the SG384 firmware"),
+            run_check(role, "options (OPTN?)", self._check_options),
+            run_check(role, "RF output off (ENBR?)", self._check_rf_off,
+                      "switch the type-N output off (front panel RF ON/OFF) before commissioning"),
+            run_check(role, "power setting (AMPR?)",
+                      lambda: power_within_ceiling(_query_number(self, "AMPR?"),
+                                                   self.limits.mw_power_max_dbm),
+                      "lower the SG384's AMPR setting below the lab ceiling before switching RF on"),
+            run_check(role, "list memory (LSTS?)", lambda: (True, f"{int(_query_number(self, 'LSTS?'))} "
+                                                          "list points in memory")),
+            run_check(role, "error queue (LERR?)", self._check_error_queue,
+                      "read the errors on the SG384's front panel and clear their cause"),
+        ]
+
+    def _check_options(self) -> tuple[bool, str]:
+        installed = [name for k, name in OPTIONS.items() if _query_number(self, f"OPTN? {k}") == 1]
+        return True, "installed: " + (", ".join(installed) if installed else "none")
+
+    def _check_rf_off(self) -> tuple[bool, str]:
+        on = _query_number(self, "ENBR?") == 1
+        return not on, "type-N output is ON" if on else "type-N output is off"
+
+    def _check_error_queue(self) -> tuple[bool, str]:
+        errors = self._read_errors()
+        return not errors, "; ".join(errors) if errors else "no errors queued"
 
     # ---- hooks of CheckedVisaSource ------------------------------------------------------------
 
@@ -171,9 +246,9 @@ class SG384Source(CheckedVisaSource, SG384):
         if header == "AMPR":
             return [_number(arg.upper().removesuffix("DBM"))]
         if header == "LSTP":
-            fields = arg.split(",")  # index, frequency, phase, AMPL, AMPR, ...
-            if len(fields) > 4 and fields[4].strip().upper() != "N":
-                return [_number(fields[4])]
+            fields = [f.strip() for f in arg.split(",")][1:]  # after the point index (fact SG-4)
+            if len(fields) > FIELD_AMPR and fields[FIELD_AMPR].upper() != "N":
+                return [_number(fields[FIELD_AMPR].upper().removesuffix("DBM"))]
         return []
 
     def _read_errors(self) -> list[str]:
@@ -189,6 +264,15 @@ class SG384Source(CheckedVisaSource, SG384):
                 break
             errors.append(f"error {code} ({ERROR_TEXT.get(code, 'unknown')})")
         return errors
+
+
+def _query_number(source: SG384Source, query: str) -> float:
+    """A numeric answer, or ``InstrumentError`` naming the garbled reply."""
+    answer = source.ask(query).strip()
+    try:
+        return float(answer)
+    except ValueError:
+        raise InstrumentError(source.name, query, "garbled answer", answer) from None
 
 
 def _number(text: str) -> float:

@@ -1,23 +1,41 @@
-"""Simulated SRS SG382/SG384/SG386 signal generator speaking its SCPI-like command set over TCP.
+"""Simulated SRS SG382/SG384/SG386 signal generator speaking its command set over TCP.
 
-The simulator keeps the instrument state, answers the commands a driver sends (``*IDN?``,
-``FREQ``, ``AMPR``, ``ENBR``, ``MODL``, the list commands ``LSTC? LSTD LSTE LSTI LSTP LSTR LSTS?``,
-``LERR?``, ...) and writes what the type-N output emits into the ``World``
-(``mw_frequency_hz``, ``mw_power_dbm``, ``mw_output``) so that the simulated camera sees the
-ODMR dips move with the source.
+The simulator keeps the instrument state, answers the commands a driver sends and writes what the
+type-N output emits into the ``World`` (``mw_frequency_hz``, ``mw_power_dbm``, ``mw_output``) so
+that the simulated camera sees the ODMR dips move with the source. It is strict: an unknown command
+is error 111, a refused command changes nothing and pushes the code the manual gives, which
+``LERR?`` pops (0 when the buffer is empty).
 
-Errors follow the SG380 manual: a refused command leaves the setting unchanged and pushes an error
-code that ``LERR?`` pops (0 when the buffer is empty).
+Facts implemented (entries of ``docs/hardware/sg384.md``):
 
-List mode: ``LSTE 1`` puts the list point at the present index (0 after ``LSTC?`` or ``LSTR``) on
-the output; every trigger advances the index by one, wrapping to 0 after the last point. A trigger
-is ``*TRG`` on the bus or, for the rear-panel trigger input wired to the PulseBlaster,
-a call to :meth:`SimSG384.trigger` (the pulse-generator simulator calls it on each trigger edge).
+* SG-1 identity ``*IDN?`` -> ``Stanford Research Systems,<model>,s/n<serial>,ver<firmware>``;
+  SG-2 model ranges (type-N 950 kHz to 2.025 / 4.05 / 6.075 GHz, AMPR -110..+16.5 dBm);
+* SG-3 error codes and ``LERR?`` (one code per query, 0 when empty, 254 when the buffer overflows);
+* SG-4 ``LSTP i,<15 fields>``: 1 FREQ (Hz), 2 PHAS (deg), 3 AMPL (BNC, dBm), 4 OFSL (BNC DC offset,
+  V, within +-1.5 V), 5 AMPR (type-N, dBm), 6 DISP (display code), 7 enable/disable bits (0..31),
+  8 TYPE, 9 modulation function, 10 rate, 11 deviation, 12 clock amplitude, 13 clock offset,
+  14 RF doubler amplitude, 15 rear DC offset; ``N`` leaves a setting unchanged. All 15 fields are
+  required (fewer: error 116, more: error 115); a value out of range is error 10 and the point is
+  left unchanged, so a power written into OFSL is refused (-10 "V") or becomes a DC offset on the
+  BNC (-1.5..+1.5) while the type-N power stays what it was;
+* SG-5 ``LSTC? n`` creates a list of n points (1..2000) and answers 1; SG-9 it is refused (error
+  12, code unconfirmed) while a list exists: ``LSTD`` deletes the list first (``LSTD`` without a
+  list is accepted, as the qudi driver relies on);
+* SG-6 ``LSTE 1`` puts the point at the present index on the output; ``LSTR`` goes back to point 0;
+  ``LSTI?`` reads the index; ``LSTS?`` the size (0: none); every other list command needs a list
+  (error 12);
+* SG-7 a trigger (``*TRG`` or a rising edge on the rear trigger input: :meth:`SimSG384.trigger`,
+  called by the pulse-generator simulator) advances the index by one and wraps to 0 after the last
+  point (wrap: unconfirmed);
+* SG-10 ``FREQ`` while a list is enabled is refused with error 11 (unconfirmed: the stricter
+  choice, so that a driver relying on it fails here first);
+* SG-11 ``OPTN? k`` (k = 1..4) answers 1 or 0 for an installed option; the simulated unit has none.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from sim.scpi_server import ScpiDevice
 from sim.world import World
@@ -26,8 +44,9 @@ from sim.world import World
 MODEL_FREQUENCY_MAX_HZ = {"SG382": 2.025e9, "SG384": 4.05e9, "SG386": 6.075e9}
 FREQUENCY_MIN_HZ = 950e3
 AMPR_RANGE_DBM = (-110.0, 16.5)
+OFSL_RANGE_V = (-1.5, 1.5)
 LIST_MAX_POINTS = 2000
-LIST_POINT_FIELDS = 15  # frequency, phase, AMPL, AMPR, AMPH, offsets, modulation ... ("N" = no change)
+N_OPTIONS = 4  # OPTN? 1..4
 
 # Error codes (SG380 manual, "Error Codes").
 NO_ERROR = 0
@@ -79,6 +98,52 @@ def _frequency_hz(text: str) -> float:
     return _float(m.group(1)) * _FREQUENCY_UNITS[unit]
 
 
+@dataclass(frozen=True)
+class ListField:
+    """One of the 15 fields of an ``LSTP`` point (fact SG-4): its setting, type and allowed values."""
+
+    name: str
+    integer: bool = False
+    low: float = float("-inf")
+    high: float = float("inf")
+    allowed: frozenset[int] | None = None
+
+    def check(self, text: str) -> None:
+        """Raise the manual's error for a value the instrument refuses (``N`` is always fine)."""
+        if text == "N":
+            return
+        value: float = _int(text) if self.integer else _float(text)
+        if self.allowed is not None and value not in self.allowed:
+            raise _CommandError(ILLEGAL_VALUE)
+        if not self.low <= value <= self.high:
+            raise _CommandError(ILLEGAL_VALUE)
+
+
+def _list_fields(frequency_max_hz: float) -> tuple[ListField, ...]:
+    return (
+        ListField("FREQ", low=FREQUENCY_MIN_HZ, high=frequency_max_hz),
+        ListField("PHAS"),
+        ListField("AMPL"),
+        ListField("OFSL", low=OFSL_RANGE_V[0], high=OFSL_RANGE_V[1]),
+        ListField("AMPR", low=AMPR_RANGE_DBM[0], high=AMPR_RANGE_DBM[1]),
+        ListField("DISP", integer=True, allowed=frozenset({0, 1, 2, 3, 4, 5, 6, 7, 10, 13, 14})),
+        ListField("ENABLE_BITS", integer=True, low=0, high=31),
+        ListField("TYPE", integer=True, allowed=frozenset({0, 1, 2, 3, 4, 5, 7, 8, 9})),
+        ListField("FUNCTION", integer=True, low=0, high=11),
+        ListField("RATE"),
+        ListField("DEVIATION"),
+        ListField("AMPC"),
+        ListField("OFSC"),
+        ListField("AMPH"),
+        ListField("OFSD"),
+    )
+
+
+LIST_POINT_FIELDS = 15
+FIELD_INDEX = {f.name: i for i, f in enumerate(_list_fields(1.0))}  # 0-based: FREQ 0 ... AMPR 4
+_SETTING_RANGES = {"OFSL": OFSL_RANGE_V}
+
+
 class SimSG384(ScpiDevice):
     """A simulated SG38x coupled to the World.
 
@@ -96,6 +161,7 @@ class SimSG384(ScpiDevice):
         self.model = model
         self.serial = serial
         self.frequency_max_hz = MODEL_FREQUENCY_MAX_HZ[model]
+        self.list_fields = _list_fields(self.frequency_max_hz)
         super().__init__(name=f"sim-{model}")
 
     # ---- state ---------------------------------------------------------------------------------
@@ -109,7 +175,7 @@ class SimSG384(ScpiDevice):
             self.settings: dict[str, float] = {
                 "PHAS": 0.0, "AMPL": -30.0, "AMPH": -10.0, "AMPC": 1.0, "NOIS": 0, "ENBL": 0,
                 "ENBH": 0, "ENBC": 0, "OFSC": 0.0, "OFSD": 0.0, "OFSL": 0.0, "COUP": 0,
-                "FDEV": 1e6, "MFNC": 0, "RATE": 1e3, "TYPE": 1,
+                "FDEV": 1e6, "MFNC": 0, "RATE": 1e3, "TYPE": 1, "DISP": 2,
             }
             self.errors: list[int] = []
             self.list_points: list[list[str]] | None = None
@@ -144,12 +210,20 @@ class SimSG384(ScpiDevice):
                 self._apply_list_point()
 
     def _apply_list_point(self) -> None:
+        """Put the point at the present index on the output: each non-``N`` field sets its setting."""
         assert self.list_points is not None
         fields = self.list_points[self.list_index]
-        if fields[0] != "N":
-            self.frequency_hz = float(fields[0])
-        if fields[3] != "N":
-            self.ampr_dbm = float(fields[3])
+        for spec, text in zip(self.list_fields, fields, strict=True):
+            if text == "N":
+                continue
+            if spec.name == "FREQ":
+                self.frequency_hz = float(text)
+            elif spec.name == "AMPR":
+                self.ampr_dbm = float(text)
+            elif spec.name in self.settings:
+                self.settings[spec.name] = float(text)
+            # ENABLE_BITS, FUNCTION, DEVIATION: stored with the point; their effect on the outputs
+            # is not simulated (the drivers here always send N).
         self._apply()
 
     # ---- command interpreter -------------------------------------------------------------------
@@ -185,6 +259,10 @@ class SimSG384(ScpiDevice):
             return None
         if header == "LERR" and query:
             return str(self.errors.pop(0) if self.errors else NO_ERROR)
+        if header == "OPTN" and query:
+            if not 1 <= _int(arg) <= N_OPTIONS:
+                raise _CommandError(ILLEGAL_VALUE)
+            return "0"
         if header == "FREQ":
             return self._frequency(query, arg)
         if header == "AMPR":
@@ -198,7 +276,11 @@ class SimSG384(ScpiDevice):
                 return f"{self.settings[header]:g}"
             if not arg:
                 raise _CommandError(MISSING_PARAMETERS)
-            self.settings[header] = _float(arg)
+            value = _float(arg)
+            lo, hi = _SETTING_RANGES.get(header, (float("-inf"), float("inf")))
+            if not lo <= value <= hi:
+                raise _CommandError(ILLEGAL_VALUE)
+            self.settings[header] = value
             return None
         raise _CommandError(UNDEFINED_COMMAND)
 
@@ -210,7 +292,7 @@ class SimSG384(ScpiDevice):
         hz = _frequency_hz(arg)
         if not FREQUENCY_MIN_HZ <= hz <= self.frequency_max_hz:
             raise _CommandError(ILLEGAL_VALUE)
-        if self.list_enabled:  # assumed (not confirmed in the SG380 manual): FREQ refused in list mode
+        if self.list_enabled:  # fact SG-10, unconfirmed: refused here, the stricter choice
             raise _CommandError(ILLEGAL_MODE)
         self.frequency_hz = hz
         self._apply()
@@ -241,6 +323,8 @@ class SimSG384(ScpiDevice):
     def _list(self, header: str, query: bool, arg: str) -> str | None:
         if header == "LSTC" and query:
             size = _int(arg)
+            if self.list_points is not None:
+                raise _CommandError(NOT_ALLOWED)  # fact SG-9: delete the old list first (LSTD)
             if not 1 <= size <= LIST_MAX_POINTS:
                 raise _CommandError(ILLEGAL_VALUE)
             self.list_points = [["N"] * LIST_POINT_FIELDS for _ in range(size)]
@@ -260,7 +344,7 @@ class SimSG384(ScpiDevice):
             if query:
                 return str(int(self.list_enabled))
             if arg not in ("0", "1"):
-                raise _CommandError(ILLEGAL_VALUE)
+                raise _CommandError(ILLEGAL_VALUE if arg else MISSING_PARAMETERS)
             self.list_enabled = arg == "1"
             if self.list_enabled:
                 self._apply_list_point()
@@ -287,23 +371,23 @@ class SimSG384(ScpiDevice):
     def _list_point(self, query: bool, arg: str) -> str | None:
         assert self.list_points is not None
         index_text, _, rest = arg.partition(",")
+        if not index_text.strip():
+            raise _CommandError(MISSING_PARAMETERS)
         index = _int(index_text.strip())
         if not 0 <= index < len(self.list_points):
             raise _CommandError(ILLEGAL_VALUE)
         if query:
+            if rest.strip():
+                raise _CommandError(EXTRA_PARAMETERS)
             return ",".join(self.list_points[index])
-        fields = [f.strip() for f in rest.split(",")] if rest.strip() else []
-        if not fields:
+        fields = [f.strip().upper() for f in rest.split(",")] if rest.strip() else []
+        if len(fields) < LIST_POINT_FIELDS:
             raise _CommandError(MISSING_PARAMETERS)
         if len(fields) > LIST_POINT_FIELDS:
             raise _CommandError(EXTRA_PARAMETERS)
-        fields += ["N"] * (LIST_POINT_FIELDS - len(fields))
-        for text in fields:
-            if text != "N":
-                _float(text)
-        if fields[0] != "N" and not FREQUENCY_MIN_HZ <= float(fields[0]) <= self.frequency_max_hz:
-            raise _CommandError(ILLEGAL_VALUE)
-        if fields[3] != "N" and not AMPR_RANGE_DBM[0] <= float(fields[3]) <= AMPR_RANGE_DBM[1]:
-            raise _CommandError(ILLEGAL_VALUE)
+        for spec, text in zip(self.list_fields, fields, strict=True):
+            spec.check(text)  # nothing is stored unless every field is acceptable
         self.list_points[index] = fields
+        if self.list_enabled and index == self.list_index:
+            self._apply_list_point()
         return None

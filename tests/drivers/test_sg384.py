@@ -101,7 +101,10 @@ def test_dips_follow_the_source(source, world):
     lambda s: s.write("AMPR 12"),
     lambda s: s.write("AMPR garbage"),
     lambda s: s.arm_list([2.87e9], 6.0),
-    lambda s: s.write("LSTP 0,2.87e9,N,N,9.0"),
+    lambda s: s.write("LSTP 0,2.87e9,N,N,N,9.0,N,N,N,N,N,N,N,N,N"),  # field 5 is AMPR (fact SG-4)
+    lambda s: s.write("LSTP 0, 2.87e9, N, N, N, 9.0dBm, N, N, N, N, N, N, N, N, N"),
+    lambda s: s.write("AMPR -20;AMPR 12"),  # a second command behind a semicolon
+    lambda s: s.ask("AMPR 12;AMPR?"),  # a setting hidden in a query message
 ])
 def test_power_above_the_lab_ceiling_is_never_sent(source, sim, world, call):
     power_before = world.mw_power_dbm
@@ -223,10 +226,11 @@ FREQS = [2.86e9, 2.87e9, 2.88e9]
 
 
 def test_arm_list_dialogue(source, sim, world):
+    """Facts SG-4 (power in field 5, AMPR), SG-5/SG-9 (LSTD before LSTC?)."""
     source.arm_list(FREQS, -5.0)
-    point = "{:.6f},N,N,-5.00,N,N,N,N,N,N,N,N,N,N,N"
+    point = "{:.6f},N,N,N,-5.00,N,N,N,N,N,N,N,N,N,N"
     assert sim.commands == [
-        "LSTS?", "LSTC? 3",
+        "LSTD", "LERR?", "LSTC? 3",
         f"LSTP 0,{point.format(FREQS[0])}", "LERR?",
         f"LSTP 1,{point.format(FREQS[1])}", "LERR?",
         f"LSTP 2,{point.format(FREQS[2])}", "LERR?",
@@ -257,7 +261,7 @@ def test_rearming_replaces_a_running_list(source, sim, world):
     source.arm_list(FREQS, -5.0)
     sim.trigger()
     source.arm_list([2.9e9, 2.91e9], -6.0)
-    assert "LSTE 0" in sim.commands
+    assert sim.commands.count("LSTD") == 2  # the running list was deleted, not reused (fact SG-9)
     assert source.list_index() == 0
     assert world.mw_frequency_hz == 2.9e9
 
