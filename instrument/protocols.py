@@ -184,8 +184,10 @@ class ListSweepSource(MicrowaveSource, Protocol):
       ``constraints.list_max_points`` before anything is sent, then loads and arms the list. On
       return the output is at ``frequencies_hz[0]`` (RF on/off unchanged) and ``list_index()``
       is 0.
-    * Each trigger edge moves to the next point; after the last point the next edge wraps to 0.
-      A sweep of n points therefore needs n - 1 edges after arming.
+    * Each trigger edge moves to the next point. A sweep of n points therefore needs n - 1 edges
+      after arming. What an edge after the last point does is the source's own (the SG384 wraps
+      to 0, the SMB100A with an external trigger runs its list once and stays): the engine never
+      relies on it and calls ``restart_list()`` for the next pass.
     * ``list_index()`` reads back the point on the output now, from the instrument.
     * ``restart_list()`` goes back to point 0 of the armed list without loading it again (the
       next pass of a sweep); afterwards the contract is as after ``arm_list``.

@@ -102,6 +102,9 @@ def plan_stepping(
     missing = ""
     if not isinstance(mw, ListSweepSource) or mw.constraints.list_max_points < 1:
         missing = f"the MW source {getattr(mw, 'name', 'mw')!r} has no trigger-stepped list mode"
+        why = getattr(mw, "list_mode_unavailable", "")  # a driver may say why (SGS100A: unconfirmed)
+        if isinstance(why, str) and why:
+            missing += f" ({why})"
     elif not isinstance(pulser, PulseGenerator):
         missing = "no pulse generator (role 'pulser') to trigger the list"
     elif absent := [line for line in LIST_LINES if line not in channels.bits]:

@@ -1,18 +1,30 @@
 """Simulated Rohde & Schwarz SMB100A / SGS100A signal generators speaking SCPI over TCP.
 
 Coupled to the ``World`` like every source simulator: the frequency, level and RF state on the
-output are written to ``world.mw_frequency_hz``, ``mw_power_dbm`` and ``mw_output``.
+output are written to ``world.mw_frequency_hz``, ``mw_power_dbm`` and ``mw_output``. Strict: an
+unknown header is ``-113``, a refused command changes nothing and queues ``<code>,"<text>"``,
+which ``SYSTem:ERRor?`` pops (``0,"No error"`` when empty).
 
-Errors follow SCPI: a refused command changes nothing and queues ``<code>,"<text>"``, which
-``SYSTem:ERRor?`` pops (``0,"No error"`` when empty).
+Facts implemented (entries of ``docs/hardware/rohde_schwarz.md``):
 
-List mode (``[SOURce]:LIST:...``, ``[SOURce]:FREQuency:MODE LIST``) with ``LIST:MODE STEP`` and
-``TRIGger:LIST:SOURce EXTernal`` models the first-point behaviour of these instruments: after
-``FREQ:MODE LIST`` the output sits at point 0 and the *first* trigger only starts the list, it
-does not step; from the second trigger on each trigger steps one point, wrapping after the last.
-A trigger is a call to :meth:`SimRohdeSchwarz.trigger` (the pulse-generator simulator calls it on
-each edge wired to the rear TRIG input) or ``[SOURce]:LIST:TRIGger:EXECute`` on the bus.
-``LIST:RESet`` goes back to point 0 and waits for a starting trigger again.
+* RS-1 ``*IDN?`` / ``*OPT?`` (model, frequency option such as ``SMB-B106``); RS-2 ranges;
+  RS-3 SCPI error queue, headers long or short with optional nodes;
+* RS-4 ``LIST:SELect`` creates or selects a list; ``LIST:FREQuency`` (SMB100A: 300 kHz to RFmax)
+  and ``LIST:POWer`` fill it; ``LIST:LEARn``; ``FREQ:MODE LIST`` activates it at point 0. A list
+  command or ``FREQ:MODE LIST`` without a selected list is error 241 "No current list"; rewriting
+  the running list is ``-221``;
+* RS-5 ``LIST:MODE STEP``: each trigger event triggers one step; ``AUTO``: each trigger event runs a
+  complete cycle (modelled as jumping to the last point: dwell times are not simulated);
+* RS-6 ``LIST:TRIGger:SOURce``: ``AUTO|IMMediate`` free-running, restarted when finished (wraps);
+  ``SINGle|BUS`` triggered by ``LIST:TRIGger:EXECute``, executed once; ``EXTernal`` triggered on
+  [INST TRIG] (:meth:`SimRohdeSchwarz.trigger`, called by the pulse-generator simulator), executed
+  once: after the last point further triggers leave the output there (no wrap, inferred);
+  ``LIST:RESet`` goes back to the starting point;
+* RS-7 ``LIST:TRIGger:EXECute`` acts only with the single (bus) source; with ``EXTernal`` it is
+  ignored (inferred: the manual ties EXECute to "Execute Single");
+* RS-8 ``LIST:INDex?`` answers the index on the output (live: unconfirmed on the instrument);
+* RS-10 the SGS100A has no list mode here (none is publicly documented): ``LIST:*`` is ``-113``
+  and ``FREQ:MODE LIST`` is ``-224``.
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ class ModelSpec:
     frequency_min_hz: float
     power_range_dbm: tuple[float, float]
     list_max_points: int
+    list_frequency_min_hz: float
     options_max_hz: dict[str, float] = field(default_factory=dict)
 
 
@@ -45,6 +58,7 @@ MODELS = {
         frequency_min_hz=100e3,
         power_range_dbm=(-145.0, 30.0),
         list_max_points=2000,
+        list_frequency_min_hz=300e3,
         options_max_hz={"B101": 1.1e9, "B102": 2.2e9, "B103": 3.2e9, "B106": 6e9, "B112": 12.75e9,
                         "B120": 20e9, "B140": 40e9},
     ),
@@ -53,12 +67,14 @@ MODELS = {
         option_prefix="SGS",
         frequency_min_hz=1e6,
         power_range_dbm=(-120.0, 25.0),
-        list_max_points=2000,
+        list_max_points=0,  # fact RS-10: no list mode
+        list_frequency_min_hz=1e6,
         options_max_hz={"B106": 6e9, "B106V": 6e9, "B112": 12.75e9, "B112V": 12.75e9},
     ),
 }
 
 ERRORS = {
+    241: "No current list",
     -102: "Syntax error", -108: "Parameter not allowed", -109: "Missing parameter",
     -113: "Undefined header", -151: "Invalid string data", -221: "Settings conflict",
     -222: "Data out of range", -223: "Too much data", -224: "Illegal parameter value",
@@ -139,7 +155,6 @@ class SimRohdeSchwarz(ScpiDevice):
             self.list_mode = "AUTO"
             self.list_trigger_source = "AUTO"
             self.list_index = 0
-            self.list_started = False
             self.learned = False
             self.settings = dict(_PLAIN_SETTINGS)
             self.errors: deque[tuple[int, str]] = deque()
@@ -170,19 +185,24 @@ class SimRohdeSchwarz(ScpiDevice):
     # ---- triggers ------------------------------------------------------------------------------
 
     def trigger(self) -> None:
-        """An edge on the rear TRIG input (called by the pulse-generator simulator)."""
+        """An edge on the rear [INST TRIG] input (called by the pulse-generator simulator)."""
         with self._lock:
             self.trigger_count += 1
             if self.list_trigger_source == "EXT":
                 self._list_trigger_event()
 
     def _list_trigger_event(self) -> None:
-        if self.frequency_mode != "LIST" or self.list_mode != "STEP" or self._list is None:
+        """One trigger event for the running list (facts RS-5, RS-6)."""
+        lst = self._list
+        if self.frequency_mode != "LIST" or lst is None:
             return
-        if not self.list_started:
-            self.list_started = True  # the first trigger starts the list and stays at point 0
-        else:
-            self.list_index = (self.list_index + 1) % len(self._list.frequencies_hz)
+        last = len(lst.frequencies_hz) - 1
+        if self.list_mode == "AUTO":
+            self.list_index = last  # a complete cycle per event (dwell not simulated)
+        elif self.list_index < last:
+            self.list_index += 1
+        elif self.list_trigger_source == "AUTO":
+            self.list_index = 0  # free-running lists restart; triggered ones run once
         self._apply()
 
     # ---- command interpreter -------------------------------------------------------------------
@@ -208,6 +228,8 @@ class SimRohdeSchwarz(ScpiDevice):
         key = header.rstrip("?")
         if query and arg:
             raise _Refused(-108)
+        if key.startswith("LIST") and self.spec.list_max_points == 0:
+            raise _Refused(-113, header)  # fact RS-10
         handler = {
             "*IDN": self._idn, "*OPT": self._opt, "*RST": self._rst, "*CLS": self._cls,
             "*OPC": self._opc, "*WAI": self._nothing, "SYST:ERR": self._syst_err,
@@ -292,14 +314,17 @@ class SimRohdeSchwarz(ScpiDevice):
         if query:
             return self.frequency_mode
         mode = _choice(arg, {"CW": "CW", "FIXED": "FIX", "LIST": "LIST"})
+        if mode == "LIST" and self.spec.list_max_points == 0:
+            raise _Refused(-224, "no list mode")  # fact RS-10
         if mode == "LIST":
             lst = self._list
-            if lst is None or not lst.frequencies_hz:
-                raise _Refused(-221, "no list selected or the list is empty")
+            if lst is None:
+                raise _Refused(241)
+            if not lst.frequencies_hz:
+                raise _Refused(-221, "the list is empty")
             if len(lst.frequencies_hz) != len(lst.powers_dbm):
                 raise _Refused(-221, "frequency and level lists differ in length")
             self.list_index = 0
-            self.list_started = False
             self.frequency_mode = "LIST"
         else:
             self.frequency_mode = "CW"
@@ -319,7 +344,7 @@ class SimRohdeSchwarz(ScpiDevice):
     def _selected(self) -> _List:
         lst = self._list
         if lst is None:
-            raise _Refused(-221, "no list selected")
+            raise _Refused(241)
         return lst
 
     def _values(self, arg: str, lo: float, hi: float) -> list[float]:
@@ -337,7 +362,7 @@ class SimRohdeSchwarz(ScpiDevice):
         if query:
             return ",".join(f"{f:.2f}" for f in lst.frequencies_hz)
         self._not_while_list_runs()
-        lst.frequencies_hz = self._values(arg, self.spec.frequency_min_hz, self.frequency_max_hz)
+        lst.frequencies_hz = self._values(arg, self.spec.list_frequency_min_hz, self.frequency_max_hz)
         self.learned = False
         return None
 
@@ -364,12 +389,15 @@ class SimRohdeSchwarz(ScpiDevice):
     def _list_trigger_source(self, query: bool, arg: str, key: str) -> str | None:
         if query:
             return self.list_trigger_source
-        self.list_trigger_source = _choice(
-            arg, {"AUTO": "AUTO", "IMMEDIATE": "IMM", "SINGLE": "SING", "EXTERNAL": "EXT"})
+        # R&S names and their SCPI synonyms (fact RS-6): AUTO = IMMediate, SINGle = BUS.
+        word = _choice(arg, {"AUTO": "AUTO", "IMMEDIATE": "IMM", "SINGLE": "SING", "BUS": "BUS",
+                             "EXTERNAL": "EXT"})
+        self.list_trigger_source = {"IMM": "AUTO", "BUS": "SING"}.get(word, word)
         return None
 
     def _list_execute(self, query: bool, arg: str, key: str) -> None:
-        self._list_trigger_event()
+        if self.list_trigger_source == "SING":  # fact RS-7: EXECute belongs to the single source
+            self._list_trigger_event()
 
     def _list_learn(self, query: bool, arg: str, key: str) -> None:
         lst = self._selected()
@@ -379,7 +407,6 @@ class SimRohdeSchwarz(ScpiDevice):
 
     def _list_reset(self, query: bool, arg: str, key: str) -> None:
         self.list_index = 0
-        self.list_started = False
         self._apply()
 
     def _list_index(self, query: bool, arg: str, key: str) -> str | None:

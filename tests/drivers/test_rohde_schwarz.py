@@ -170,73 +170,92 @@ def test_wrong_instrument_is_refused(world):
 FREQS = [2.86e9, 2.87e9, 2.88e9]
 
 
-def test_arm_list_dialogue(source, sim, world):
-    source.arm_list(FREQS, -5.0)
-    assert sim.commands == [
+@pytest.fixture
+def smb(world):
+    s = SimRohdeSchwarz(world, "SMB100A", "B106")
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def smb_source(smb):
+    src = connect(smb)
+    smb.commands.clear()
+    yield src
+    src.close()
+
+
+def test_arm_list_dialogue(smb_source, smb, world):
+    """Facts RS-4..RS-7: Extern Step, no LIST:TRIG:EXEC (it belongs to the single source)."""
+    smb_source.arm_list(FREQS, -5.0)
+    assert smb.commands == [
         "SOUR:FREQ:MODE?",
         'SOUR:LIST:SEL "qdm_sweep"', NO_ERROR,
         "SOUR:LIST:FREQ 2860000000.00,2870000000.00,2880000000.00", NO_ERROR,
         "SOUR:LIST:POW -5.00,-5.00,-5.00", NO_ERROR,
         "SOUR:LIST:MODE STEP", NO_ERROR,
-        "TRIG:LIST:SOUR EXT", NO_ERROR,
+        "SOUR:LIST:TRIG:SOUR EXT", NO_ERROR,
         "SOUR:LIST:LEAR", NO_ERROR, "*OPC?",
         "SOUR:FREQ:MODE LIST", NO_ERROR,
-        "SOUR:LIST:TRIG:EXEC", NO_ERROR,
         "SOUR:LIST:IND?",
     ]
-    assert source.timeout() == pytest.approx(5.0)  # the long LEARn timeout was put back
+    assert smb_source.timeout() == pytest.approx(5.0)  # the long LEARn timeout was put back
     assert (world.mw_frequency_hz, world.mw_power_dbm) == (FREQS[0], -5.0)
 
 
-def test_every_external_edge_after_arming_steps_one_point(source, sim, world):
-    """The first-point quirk is absorbed: n points need n - 1 edges, as for every source."""
-    source.arm_list(FREQS, -5.0)
+def test_each_external_edge_steps_one_point_and_the_list_runs_once(smb_source, smb, world):
+    """RS-5: each trigger event one step; RS-6: external source, executed once (no wrap)."""
+    smb_source.arm_list(FREQS, -5.0)
     seen = [world.mw_frequency_hz]
     for _ in range(len(FREQS) - 1):
-        sim.trigger()
+        smb.trigger()
         seen.append(world.mw_frequency_hz)
     assert seen == FREQS
-    assert source.list_index() == 2
-    sim.trigger()
-    assert source.list_index() == 0
+    assert smb_source.list_index() == 2
+    smb.trigger()
+    assert (smb_source.list_index(), world.mw_frequency_hz) == (2, FREQS[2])  # stays on the last point
 
 
-def test_software_trigger_and_abort(source, sim, world):
-    source.set_frequency(2.5e9)
-    source.arm_list(FREQS, -5.0)
-    source.software_trigger()
-    assert world.mw_frequency_hz == FREQS[1]
-    source.abort_list()
+def test_software_trigger_is_refused_and_abort_returns_to_cw(smb_source, smb, world):
+    smb_source.set_frequency(2.5e9)
+    smb_source.arm_list(FREQS, -5.0)
+    smb.commands.clear()
+    with pytest.raises(InstrumentError, match="single trigger source") as err:
+        smb_source.software_trigger()
+    assert err.value.command == "SOUR:LIST:TRIG:EXEC"
+    assert smb.commands == []
+    smb_source.abort_list()
     assert world.mw_frequency_hz == 2.5e9
-    assert source.frequency_mode() == "CW"
+    assert smb_source.frequency_mode() == "CW"
 
 
-def test_restart_list_resets_and_starts_it_again(source, sim, world):
-    source.arm_list(FREQS, -5.0)
-    sim.trigger()
-    sim.commands.clear()
-    source.restart_list()
-    assert sim.commands == ["SOUR:FREQ:MODE?", "SOUR:LIST:RES", NO_ERROR, "SOUR:LIST:TRIG:EXEC", NO_ERROR,
-                            "SOUR:LIST:IND?"]
+def test_restart_list_resets_to_point_0_and_edges_step_again(smb_source, smb, world):
+    smb_source.arm_list(FREQS, -5.0)
+    for _ in range(3):
+        smb.trigger()  # ran to the end and stayed there
+    smb.commands.clear()
+    smb_source.restart_list()
+    assert smb.commands == ["SOUR:FREQ:MODE?", "SOUR:LIST:RES", NO_ERROR, "SOUR:LIST:IND?"]
     assert world.mw_frequency_hz == FREQS[0]
-    sim.trigger()  # the first edge after the restart steps: the starting trigger was sent again
+    smb.trigger()
     assert world.mw_frequency_hz == FREQS[1]
 
 
-def test_restart_without_a_running_list_is_refused(source, sim):
+def test_restart_without_a_running_list_is_refused(smb_source, smb):
     with pytest.raises(InstrumentError, match="no list is running") as err:
-        source.restart_list()
+        smb_source.restart_list()
     assert err.value.command == "SOUR:LIST:RES"
-    assert sim.commands == ["SOUR:FREQ:MODE?"]
+    assert smb.commands == []
 
 
-def test_rearming_a_running_list_goes_through_cw(source, sim, world):
-    source.arm_list(FREQS, -5.0)
-    sim.trigger()
-    sim.commands.clear()
-    source.arm_list([2.9e9, 2.91e9], -6.0)
-    assert sim.commands[:3] == ["SOUR:FREQ:MODE?", "SOUR:FREQ:MODE CW", NO_ERROR]
-    assert source.list_index() == 0
+def test_rearming_a_running_list_goes_through_cw(smb_source, smb, world):
+    smb_source.arm_list(FREQS, -5.0)
+    smb.trigger()
+    smb.commands.clear()
+    smb_source.arm_list([2.9e9, 2.91e9], -6.0)
+    assert smb.commands[:3] == ["SOUR:FREQ:MODE?", "SOUR:FREQ:MODE CW", NO_ERROR]
+    assert smb_source.list_index() == 0
     assert world.mw_frequency_hz == 2.9e9
 
 
@@ -244,20 +263,90 @@ def test_rearming_a_running_list_goes_through_cw(source, sim, world):
     ([], "SOUR:LIST:FREQ", 0),
     ([2.87e9] * 2001, "SOUR:LIST:FREQ", 2001),
     ([2.87e9, 7e9], "SOUR:LIST:FREQ", 7e9),
+    ([2.87e9, 200e3], "SOUR:LIST:FREQ", 200e3),  # RS-4: list frequencies from 300 kHz
 ])
-def test_bad_lists_refused_before_anything_is_sent(source, sim, freqs, command, value):
+def test_bad_lists_refused_before_anything_is_sent(smb_source, smb, freqs, command, value):
     with pytest.raises(InstrumentError) as err:
-        source.arm_list(freqs, -5.0)
+        smb_source.arm_list(freqs, -5.0)
     assert (err.value.command, err.value.value) == (command, value)
-    assert sim.commands == []
+    assert smb.commands == []
 
 
-def test_list_that_does_not_start_at_zero_is_reported(source, sim, monkeypatch):
-    original = sim.handle
-    monkeypatch.setattr(sim.server, "handler", lambda c: "1" if c == "SOUR:LIST:IND?" else original(c))
-    with pytest.raises(InstrumentError, match="did not start at point 0") as err:
-        source.arm_list(FREQS, -5.0)
-    assert err.value.value == 1
+@pytest.mark.parametrize("answer", ["1", "x", "7", "0.5", ""])
+def test_list_index_that_is_not_a_point_of_the_armed_list_is_reported(smb_source, smb, monkeypatch, answer):
+    """RS-8 (live LIST:INDex? unconfirmed): the answer is checked, never trusted blindly."""
+    original = smb.handle
+    monkeypatch.setattr(smb.server, "handler", lambda c: answer if c == "SOUR:LIST:IND?" else original(c))
+    smb_source.timeout(0.3)
+    with pytest.raises(InstrumentError, match="SOUR:LIST:IND?"):
+        smb_source.arm_list(FREQS, -5.0)
+
+
+def test_sgs100a_refuses_list_mode_before_anything_is_sent(world):
+    """RS-10: no public source confirms SGS100A list mode; the sweep steps in software."""
+    with SimRohdeSchwarz(world, "SGS100A", "B106") as sgs:
+        src = connect(sgs)
+        try:
+            sgs.commands.clear()
+            assert src.constraints.list_max_points == 0
+            assert "not confirmed" in src.list_mode_unavailable
+            with pytest.raises(InstrumentError, match="SGS100A is not confirmed.*software") as err:
+                src.arm_list(FREQS, -5.0)
+            assert err.value.command == "SOUR:LIST"
+            assert sgs.commands == []
+        finally:
+            src.close()
+
+
+def test_sgs100a_sim_has_no_list_commands(world):
+    sgs = SimRohdeSchwarz(world, "SGS100A", "B106")
+    sgs.handle('SOUR:LIST:SEL "x"')
+    sgs.handle("SOUR:FREQ:MODE LIST")
+    assert [code for code, _ in sgs.errors] == [-113, -224]
+
+
+def test_smb_sim_follows_the_manual_trigger_sources(world):
+    """RS-6/RS-7: EXEC steps only with the single (bus) source; AUTO restarts; 241 without a list."""
+    smb = SimRohdeSchwarz(world, "SMB100A", "B106")
+    smb.handle("SOUR:FREQ:MODE LIST")
+    assert [code for code, _ in smb.errors] == [241]
+    for command in ('SOUR:LIST:SEL "t"', "SOUR:LIST:FREQ 1e9,2e9", "SOUR:LIST:POW -10,-10",
+                    "SOUR:LIST:MODE STEP", "SOUR:LIST:TRIG:SOUR EXT", "SOUR:FREQ:MODE LIST"):
+        smb.handle(command)
+    smb.handle("SOUR:LIST:TRIG:EXEC")
+    assert smb.list_index == 0  # EXECute does nothing with the external source
+    smb.handle("SOUR:LIST:TRIG:SOUR BUS")
+    smb.handle("SOUR:LIST:TRIG:EXEC")
+    smb.handle("SOUR:LIST:TRIG:EXEC")
+    assert smb.list_index == 1  # single source: one step per EXECute, executed once
+    smb.handle("SOUR:LIST:TRIG:SOUR IMM")
+    smb.handle("SOUR:LIST:TRIG:EXEC")
+    assert smb.list_trigger_source == "AUTO" and smb.list_index == 1
+    smb.handle("SOUR:LIST:FREQ 3e9")
+    assert [code for code, _ in smb.errors] == [241, -221]  # the running list cannot be rewritten
+
+
+def test_station_checks_read_back_and_change_nothing(sim):
+    src = connect(sim)
+    try:
+        sim.commands.clear()
+        results = {r.check: r for r in src.station_checks()}
+        assert all(r.ok is not False for r in results.values()), results
+        assert "B106" in results["options (*OPT?)"].detail and "6 GHz" in results["options (*OPT?)"].detail
+        if sim.model == "SGS100A":
+            assert results["list mode"].ok is None and "software" in results["list mode"].detail
+        else:
+            assert results["list mode"].ok is True and "unconfirmed" in results["list mode"].detail
+        sent = [c for c in sim.commands if not c.endswith("?")]
+        assert sent == []  # only queries
+        sim.output, sim.power_dbm = True, 10.0
+        results = {r.check: r for r in src.station_checks()}
+        assert results["RF output off (OUTP?)"].ok is False
+        assert results["level setting (SOUR:POW?)"].ok is False
+        assert sim.output is True  # reported, not touched
+        sim.output = False
+    finally:
+        src.close()
 
 
 # ---- static dialogue with pyvisa-sim ----------------------------------------------------------

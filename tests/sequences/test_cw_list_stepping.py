@@ -31,6 +31,7 @@ SOURCES = {
     "sgs100a": 'mw: {driver: sgs100a, address: "TCPIP0::10.0.0.3::inst0::INSTR"}',
     "synthhd": "mw: {driver: synthhd, port: /dev/ttyACM0}",
 }
+LIST_SOURCES = sorted(set(SOURCES) - {"sgs100a"})  # SGS100A list mode is unconfirmed: refused
 
 
 class ListSink:
@@ -78,7 +79,7 @@ def fitted_centre_hz(freqs, spectrum):
     return popt[1]
 
 
-@pytest.mark.parametrize("kind", sorted(SOURCES))
+@pytest.mark.parametrize("kind", LIST_SOURCES)
 def test_list_mode_finds_the_same_resonance_as_software_stepping(tmp_path, caplog, kind):
     path = station_file(tmp_path, SOURCES[kind])
     results = {}
@@ -163,6 +164,23 @@ def test_a_source_without_list_mode_steps_in_software(tmp_path, caplog):
     assert "no trigger-stepped list mode" in plan["mw_stepping_reason"]
     assert "software MW stepping" in caplog.text
     assert len(sink.steps) == 42
+
+
+def test_the_sgs100a_steps_in_software_with_the_reason_recorded(tmp_path):
+    """Fact RS-10: no public source confirms SGS100A list mode; auto falls back, list is refused."""
+    path = station_file(tmp_path, SOURCES["sgs100a"])
+    with build_station(path, simulated=True, image_shape=SHAPE, seed=1) as station:
+        freqs, sink, outcome = run_sweep(station, stepping="auto")
+        assert outcome.status == "completed", outcome.reason
+        plan = sink.metadata["sequence"]["plan"]
+        assert plan["mw_stepping_mode"] == "software"
+        assert "no trigger-stepped list mode" in plan["mw_stepping_reason"]
+        assert "SGS100A is not confirmed" in plan["mw_stepping_reason"]
+        assert station.sim_parts["mw"].trigger_count == 0
+        assert len(sink.steps) == 2 * len(freqs)
+        _, sink, outcome = run_sweep(station, stepping="list")
+    assert outcome.status == "failed" and isinstance(outcome.error, SteppingUnavailable)
+    assert "SGS100A is not confirmed" in str(outcome.error)
 
 
 def test_a_pulser_without_the_trigger_lines_steps_in_software(tmp_path):
