@@ -1,14 +1,23 @@
 """Windfreak SynthHD over USB serial as a ``MicrowaveSource`` and ``ListSweepSource``.
 
-The SynthHD speaks single-letter commands (``f`` frequency in MHz, ``W`` power in dBm, ``E`` PLL
-and ``r`` amplifier power, ``C`` channel, ``X``/``w``/``c``/``g`` sweep type, trigger mode,
-continuous and run, ``L<n>f``/``L<n>a`` table points); a query is the letter and ``?``. It has no
-error queue and silently ignores what it cannot do, so this driver reads every setting back and
-raises ``InstrumentError`` (naming instrument, command and value) when the device did not take it.
+The SynthHD speaks single-letter commands (``f`` frequency in MHz, ``W`` power in dBm, ``E`` PLL,
+``r`` amplifier and ``h`` mute switch, ``C`` channel, ``X``/``w``/``c``/``g`` sweep type, trigger
+mode, continuous and run, ``L<n>f``/``L<n>a`` table points); a query is the letter and ``?``. It
+has no error queue and silently ignores what it cannot do, so this driver reads every setting back
+and raises ``InstrumentError`` (naming instrument, command and value) when the device did not take
+it. Facts (HD-1..HD-7) and their sources are in ``docs/hardware/synthhd.md``.
 
-The tabular sweep steps on the trigger input in trigger mode ``w2`` ("single frequency step").
-The device cannot report its table position, so ``list_index()`` reads the output frequency back
-and finds it in the armed list; ``arm_list`` therefore needs frequencies at least 1 Hz apart.
+* RF on is PLL, amplifier *and* unmute (``E1 r1 h1``, fact HD-4); a muted unit with PLL and
+  amplifier on emits nothing, so all three are read back. RF off mutes first.
+* The hardware version (``v1``: "Version 2.x" or "Version 1.4", fact HD-1) decides the frequency
+  range (HD-2); an answer that is neither raises rather than guessing a range.
+* The tabular sweep steps on the trigger input in trigger mode ``w2`` ("single frequency step").
+  The table syntax (``Ld``, ``L<n>f``, ``L<n>a``), its 100-row length and the trigger edge (the
+  input is active low: the step comes on the falling edge of the pulse) are unconfirmed (HD-6,
+  HD-7), so nothing relies on them unchecked: after starting the sweep the output frequency must be
+  the table's first point, and every later index is found from the frequency read back.
+* The device cannot report its table position, so ``list_index()`` reads the output frequency back
+  and finds it in the armed list; ``arm_list`` therefore needs frequencies at least 1 Hz apart.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ from qcodes import validators as vals
 from qcodes.instrument import Instrument
 
 from drivers.port_errors import PORT_ERRORS
+from drivers.source_checks import power_within_ceiling, run_check
+from instrument.checks import CheckResult
 from instrument.protocols import (
     InstrumentDisconnected,
     InstrumentError,
@@ -33,10 +44,13 @@ from instrument.protocols import (
     SafetyLimits,
 )
 
-# Hardware major version -> frequency range of the RF outputs (Windfreak data sheets).
-FREQUENCY_RANGE_HZ = {1: (54e6, 13.6e9), 2: (10e6, 15e9)}
-POWER_RANGE_DBM = (-60.0, 20.0)
-TABLE_MAX_POINTS = 100  # sweep table rows (L0..L99); not yet checked against Windfreak's API document
+# Hardware -> frequency range of the RF outputs (fact HD-2, windfreak-python's SynthHD models).
+FREQUENCY_RANGE_HZ = {"SynthHD v1.4": (53e6, 13999.999999e6), "SynthHD v2": (10e6, 15e9),
+                      "SynthHD PRO v2": (10e6, 24e9)}
+POWER_RANGE_DBM = (-60.0, 20.0)  # the sweep power range; narrower than the CW range (HD-2)
+TABLE_MAX_POINTS = 100  # sweep table rows (L0..L99); unconfirmed (fact HD-6)
+TRIGGER_EDGE = "falling"  # the trigger input is active low (fact HD-7, inferred from qudi)
+_VERSION = re.compile(r"(\d+)\.(\d+)")
 TRIGGER_SINGLE_STEP = 2
 FREQUENCY_TOLERANCE_HZ = 1.0  # read-back resolution (0.1 Hz) with margin
 _POWER_VALUES = re.compile(r"(?:W|\[|\]|L\d+a)\s*([-+]?[0-9.]+)")
@@ -81,8 +95,13 @@ class SynthHDSource(Instrument):
         self.model = model
         self.hardware_version = self.ask("v1")
         self.firmware_version = self.ask("v0")
-        major = _major(self.hardware_version)
-        f_min, f_max = FREQUENCY_RANGE_HZ.get(major, FREQUENCY_RANGE_HZ[2])
+        try:
+            self.hardware = self._hardware(self.hardware_version)
+        except InstrumentError:
+            self.close_without_rf_off()
+            raise
+        self.trigger_edge = TRIGGER_EDGE
+        f_min, f_max = FREQUENCY_RANGE_HZ[self.hardware]
         self._constraints = MicrowaveConstraints(
             frequency_min_hz=f_min, frequency_max_hz=f_max, power_min_dbm=POWER_RANGE_DBM[0],
             power_max_dbm=min(POWER_RANGE_DBM[1], limits.mw_power_max_dbm),
@@ -107,6 +126,10 @@ class SynthHDSource(Instrument):
         self.amplifier_enabled = self.add_parameter(
             "amplifier_enabled", label="Amplifier on", get_cmd="r?", set_cmd=False,
             val_mapping={False: "0", True: "1"},
+        )
+        self.rf_unmuted = self.add_parameter(
+            "rf_unmuted", label="RF unmuted", get_cmd="h?", set_cmd=False,
+            val_mapping={False: "0", True: "1"}, docstring="h1: the output mute switch is open.",
         )
         self.trigger_mode = self.add_parameter(
             "trigger_mode", label="Trigger mode", get_cmd="w?", set_cmd="w{}", get_parser=int,
@@ -149,12 +172,18 @@ class SynthHDSource(Instrument):
                                   f"{got:.3f} dBm", power_dbm)
 
     def set_output(self, on: bool) -> None:
-        """Switch the output on (PLL and amplifier on) or off (both off)."""
-        state = int(bool(on))
-        self.write(f"E{state}")
-        self.write(f"r{state}")
-        if self.pll_enabled() != bool(on) or self.amplifier_enabled() != bool(on):
-            raise InstrumentError(self.name, f"E{state}", "the SynthHD did not switch its output", bool(on))
+        """Switch the output on (PLL, amplifier, unmute) or off (mute, amplifier, PLL), read back.
+
+        All three must read back as asked: a muted unit with PLL and amplifier on emits nothing.
+        """
+        commands = ("E1", "r1", "h1") if on else ("h0", "r0", "E0")
+        for command in commands:
+            self.write(command)
+        states = {"E": self.pll_enabled(), "r": self.amplifier_enabled(), "h": self.rf_unmuted()}
+        wrong = [f"{k}?={int(v)}" for k, v in states.items() if v != bool(on)]
+        if wrong:
+            raise InstrumentError(self.name, " ".join(commands), "the SynthHD did not switch its output "
+                                  f"({', '.join(wrong)})", bool(on))
 
     def safe_state(self) -> None:
         """RF off (amplifier, then PLL), read back; raises ``InstrumentError`` if RF may still be on."""
@@ -162,6 +191,7 @@ class SynthHDSource(Instrument):
             return
         fix = "switch the SynthHD off (unplug its USB power)"
         try:
+            self.write("h0")  # mute first: the fastest way to stop RF leaving the port
             self.write("r0")
             self.write("E0")
             state = self.ask("E?")
@@ -253,6 +283,58 @@ class SynthHDSource(Instrument):
         if self._cw_mhz is not None:
             self.set_frequency(self._cw_mhz * 1e6)
 
+    # ---- commissioning -------------------------------------------------------------------------
+
+    def station_checks(self) -> list[CheckResult]:
+        """Read-back checks for ``acquire station check``: identity, hardware and firmware, RF off,
+        power setting against the ceiling, sweep stopped. Nothing is switched on or changed."""
+        role = self.name
+        return [
+            run_check(role, "identity", lambda: (True, f"{self.model}, serial {self.ask('-')}")),
+            run_check(role, "hardware version (v1)", lambda: (True, f"{self.hardware_version!r} -> "
+                                                             f"{self.hardware}, {self._range_text()}")),
+            run_check(role, "firmware (v0)", lambda: (bool(self.firmware_version),
+                                                      f"firmware {self.firmware_version!r}"),
+                      "the SynthHD answered no firmware version; update its firmware"),
+            run_check(role, "RF output off (E? r? h?)", self._check_rf_off,
+                      "switch the SynthHD's output off (E0 r0 h0, or unplug it) before commissioning"),
+            run_check(role, "power setting (W?)",
+                      lambda: power_within_ceiling(self.power(), self.limits.mw_power_max_dbm),
+                      "lower the SynthHD's power setting below the lab ceiling before switching RF on"),
+            run_check(role, "sweep stopped (g?)", lambda: (not self.sweep_running(), "sweep running"
+                                                           if self.sweep_running() else "sweep stopped"),
+                      "stop the sweep (g0) before commissioning"),
+            run_check(role, "trigger input", lambda: (True, f"active low: steps on the {self.trigger_edge} "
+                                                      "edge (unconfirmed; exercised by the triggered-list "
+                                                      "check)")),
+        ]
+
+    def _range_text(self) -> str:
+        c = self._constraints
+        return f"{c.frequency_min_hz / 1e6:g} MHz..{c.frequency_max_hz / 1e9:g} GHz"
+
+    def _check_rf_off(self) -> tuple[bool, str]:
+        states = {"PLL": self.pll_enabled(), "amplifier": self.amplifier_enabled(),
+                  "unmuted": self.rf_unmuted()}
+        emitting = all(states.values())
+        detail = ", ".join(f"{k} {'on' if v else 'off'}" for k, v in states.items())
+        return not emitting, ("RF is ON: " if emitting else "RF off: ") + detail
+
+    def _hardware(self, version: str) -> str:
+        """``Version 2.06`` -> SynthHD v2 (or PRO, from ``v2``); ``Version 1.4`` -> SynthHD v1.4."""
+        m = _VERSION.search(version)
+        if not m:
+            raise InstrumentError(self.name, "v1", "unrecognised hardware version; expected "
+                                  "'Version 1.4' or 'Version 2.x'", version)
+        major, minor = int(m.group(1)), int(m.group(2))
+        if major >= 2:
+            sub = self.ask("v2").strip().upper()
+            return "SynthHD PRO v2" if sub == "HDPRO" else "SynthHD v2"
+        if (major, minor) >= (1, 4):
+            return "SynthHD v1.4"
+        raise InstrumentError(self.name, "v1", "hardware before v1.4 is not supported (its range and "
+                              "commands are not documented here)", version)
+
     # ---- bus traffic ---------------------------------------------------------------------------
 
     def write_raw(self, cmd: str) -> None:
@@ -313,13 +395,6 @@ class SynthHDSource(Instrument):
             return float(answer)
         except ValueError:
             raise InstrumentError(self.name, command, "garbled answer", answer) from None
-
-
-def _major(version: str) -> int:
-    try:
-        return int(float(version))
-    except ValueError:
-        return 2
 
 
 def _float(text: str) -> float:

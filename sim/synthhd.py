@@ -2,16 +2,32 @@
 
 The SynthHD speaks single-letter commands over USB serial: a letter, then a value, or ``?`` to
 query (``f2870.0`` sets 2870 MHz, ``f?`` answers ``2870.0000000``); frequencies are in MHz, powers
-in dBm; answers end with ``\\n``. Commands may be concatenated (``C0f2870W-5``); the simulator
+in dBm; answers end with ``\n``. Commands may be concatenated (``C0f2870W-5``); the simulator
 also accepts newlines and spaces between them. Like the device, it has no error queue: an unknown
-letter or an out-of-range value is ignored, so a driver must read settings back to know.
+letter or an out-of-range value changes nothing and answers nothing, so a driver must read settings
+back to know. Strictness lives on the test side: every command the simulator did not take is
+recorded in :attr:`SimSynthHD.rejected` (with the reason), and tests assert it stays empty.
 
-Channel A (``C0``) drives the World by default. Tabular sweeps (``X1``) load points with
-``L<n>f<MHz>`` and ``L<n>a<dBm>`` (``Ld`` deletes the table); with trigger mode ``w2`` ("single
-frequency step") and ``g1`` the output sits at point 0 and each trigger steps one point, wrapping
-after the last when ``c1`` (continuous), stopping there when ``c0``. A trigger is a call to
-:meth:`SimSynthHD.trigger` (the pulse-generator simulator calls it on each edge wired to the
-trigger input). :meth:`SimSynthHD.unplug` makes the device vanish from the bus mid-sweep.
+Facts implemented (entries of ``docs/hardware/synthhd.md``):
+
+* HD-1 ``+`` model, ``-`` serial, ``v0`` firmware, ``v1`` hardware version answered as
+  ``Version 2.06`` / ``Version 1.4``, ``v2`` sub-version ``HD`` or ``HDPRO`` (v2 only);
+* HD-2 ranges per hardware: v1.4 53 MHz..13999.999999 MHz, v2 10 MHz..15 GHz, v2 PRO 10 MHz..24 GHz;
+  power -60..+20 dBm;
+* HD-3 ``C`` channel select; ``f`` ``W`` per channel, read back with ``f?`` ``W?``;
+* HD-4 RF leaves the port only when the PLL (``E1``), the amplifier (``r1``) and the mute switch
+  (``h1`` = unmuted) are all on; the power-up mute state comes from the unit's saved settings
+  (unconfirmed): the simulator starts muted, so a driver that forgets ``h1`` sees no RF;
+* HD-5 trigger modes ``w``: 0 none, 1 full sweep, 2 single frequency step, ...; ``g1`` runs the
+  sweep from its first point, ``c1`` continuous;
+* HD-6 the sweep table ``Ld``, ``L<n>f<MHz>``, ``L<n>a<dBm>`` (``X1`` tabular), up to 100 rows, the
+  first zero or missing frequency ending it: syntax and length unconfirmed;
+* HD-7 the trigger input is active low (steps on the falling edge; inferred): the simulator steps
+  once per pulse, which the pulse generator's link delivers at the pulse (1 us wide), so the step's
+  time differs by the pulse width only.
+
+A trigger is a call to :meth:`SimSynthHD.trigger` (the pulse-generator simulator calls it on each
+pulse wired to the trigger input). :meth:`SimSynthHD.unplug` makes the device vanish mid-sweep.
 """
 
 from __future__ import annotations
@@ -24,15 +40,16 @@ from sim.pty_server import PtyLineServer
 from sim.world import World
 
 MODELS = {
-    # hardware version -> (model string, min Hz, max Hz)
-    "1": ("SynthHD", 54e6, 13.6e9),
-    "2": ("SynthHD", 10e6, 15e9),
+    # hardware -> (v1 answer, v2 sub-version or None, min Hz, max Hz)   (fact HD-2)
+    "1": ("Version 1.4", None, 53e6, 13999.999999e6),
+    "2": ("Version 2.06", "HD", 10e6, 15e9),
+    "2pro": ("Version 2.06", "HDPRO", 10e6, 24e9),
 }
 POWER_RANGE_DBM = (-60.0, 20.0)
 TABLE_MAX_POINTS = 100
 # A command is a letter and a plain decimal value (no exponent: "E" is a command letter).
 # "+", "-", "p" and "z" are queries that take no value; "v0"/"v1" ask the versions.
-_TOKEN = re.compile(r"L(?:d|(\d+)([fa])(\?|[-+0-9.]*))|v[01]|[+\-pz]|[A-Za-z](\?|[-+0-9.]*)|\S")
+_TOKEN = re.compile(r"L(?:d|(\d+)([fa])(\?|[-+0-9.]*))|v[012]|[+\-pz]|[A-Za-z](\?|[-+0-9.]*)|\S")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)$")
 
 
@@ -44,7 +61,7 @@ class Channel:
     power_dbm: float = -30.0
     pll_on: bool = False
     pa_on: bool = False
-    rf_unmuted: bool = True  # h: the mute switch, open unless a client mutes it
+    rf_unmuted: bool = False  # h: the mute switch; starts muted (fact HD-4)
     trigger_mode: int = 0
     sweep_type: int = 0
     continuous: bool = False
@@ -81,7 +98,7 @@ class SimSynthHD:
 
     Args:
         world: the shared simulated physics.
-        hardware_version: ``"1"`` (54 MHz-13.6 GHz) or ``"2"`` (10 MHz-15 GHz).
+        hardware_version: ``"1"`` (v1.4), ``"2"`` (v2) or ``"2pro"`` (v2 PRO); see fact HD-2.
         world_channel: the output wired to the microscope (0 = RF out A).
         serial_number: answered to ``-``.
     """
@@ -89,15 +106,19 @@ class SimSynthHD:
     def __init__(self, world: World, hardware_version: str = "2", world_channel: int = 0,
                  serial_number: int = 1429) -> None:
         if hardware_version not in MODELS:
-            raise ValueError(f"unknown SynthHD hardware version {hardware_version!r}; expected 1 or 2")
+            raise ValueError(f"unknown SynthHD hardware version {hardware_version!r}; "
+                             f"expected one of {sorted(MODELS)}")
         self.world = world
         self.hardware_version = hardware_version
-        self.model, self.frequency_min_hz, self.frequency_max_hz = MODELS[hardware_version]
+        self.model = "SynthHD"
+        self.version_answer, self.sub_version, self.frequency_min_hz, self.frequency_max_hz = \
+            MODELS[hardware_version]
         self.world_channel = world_channel
         self.serial_number = serial_number
         self.channels = [Channel(), Channel()]
         self.selected = 0
         self.commands: list[str] = []
+        self.rejected: list[tuple[str, str]] = []  # (command, why): what the device would ignore
         self.trigger_count = 0
         self._lock = threading.RLock()
         # Through a lambda: tests replace ``handle`` on the instance to fake a misbehaving device.
@@ -183,8 +204,10 @@ class SimSynthHD:
         ch = self.channels[self.selected]
         if token.startswith("L") and len(token) > 1:
             return self._table(token, m, ch)
-        if token in ("v0", "v1"):
-            return "3.22" if token == "v0" else f"{self.hardware_version}.06"
+        if token in ("v0", "v1", "v2"):
+            if token == "v2" and self.sub_version is None:
+                return self._reject(token, "no sub-version before hardware v2")
+            return {"v0": "3.22", "v1": self.version_answer, "v2": self.sub_version}[token]
         letter, arg = token[0], token[1:]
         fixed = {"+": self.model, "-": str(self.serial_number), "p": str(int(ch.pll_on)), "z": "32.5"}
         if letter in fixed and arg == "":
@@ -192,74 +215,77 @@ class SimSynthHD:
         query = arg == "?"
         value = None if query else _number(arg)
         if not query and value is None:
-            return None  # no value: the device ignores it
-        return self._setting(letter, query, value, ch)
+            return self._reject(token, "no value")
+        return self._setting(token, letter, query, value, ch)
 
-    def _setting(self, letter: str, query: bool, value: float | None, ch: Channel) -> str | None:
+    def _reject(self, token: str, why: str) -> None:
+        """The device ignores ``token`` silently; the simulator records why (for strict tests)."""
+        self.rejected.append((token, why))
+        return None
+
+    def _setting(self, token: str, letter: str, query: bool, value: float | None,
+                 ch: Channel) -> str | None:
         if letter == "C":
             if query:
                 return str(self.selected)
-            if value in (0, 1):
-                self.selected = int(value)
+            if value not in (0, 1):
+                return self._reject(token, "channel is 0 or 1")
+            self.selected = int(value)
             return None
-        if letter == "f":
+        ranges = {"f": (self.frequency_min_hz / 1e6, self.frequency_max_hz / 1e6, "frequency_mhz", 0),
+                  "W": (*POWER_RANGE_DBM, "power_dbm", 1), "t": (4.0, 10000.0, "step_time_ms", None)}
+        if letter in ranges:
+            lo, hi, attr, output_field = ranges[letter]
             if query:
-                return f"{ch.output()[0]:.7f}"
+                got = ch.output()[output_field] if output_field is not None else getattr(ch, attr)
+                return f"{got:.7f}" if letter == "f" else f"{got:.3f}"
             assert value is not None
-            if self.frequency_min_hz <= value * 1e6 <= self.frequency_max_hz:
-                ch.frequency_mhz = value
-            return None
-        if letter == "W":
-            if query:
-                return f"{ch.output()[1]:.3f}"
-            assert value is not None
-            if POWER_RANGE_DBM[0] <= value <= POWER_RANGE_DBM[1]:
-                ch.power_dbm = value
-            return None
-        if letter == "t":
-            if query:
-                return f"{ch.step_time_ms:.3f}"
-            assert value is not None
-            if 4 <= value <= 10000:
-                ch.step_time_ms = value
+            if not lo <= value <= hi:
+                return self._reject(token, f"outside {lo:g}..{hi:g}")
+            setattr(ch, attr, value)
             return None
         flags = {"E": "pll_on", "r": "pa_on", "h": "rf_unmuted", "c": "continuous", "g": "running"}
         if letter in flags:
             if query:
                 return str(int(getattr(ch, flags[letter])))
-            if value in (0, 1):
-                if letter == "g" and value == 1 and not ch.running:
-                    ch.index = 0
-                setattr(ch, flags[letter], bool(value))
+            if value not in (0, 1):
+                return self._reject(token, "takes 0 or 1")
+            if letter == "g" and value == 1 and not ch.running:
+                ch.index = 0
+            setattr(ch, flags[letter], bool(value))
             return None
         modes = {"w": ("trigger_mode", range(0, 10)), "X": ("sweep_type", range(0, 2))}
         if letter in modes:
             attr, allowed = modes[letter]
             if query:
                 return str(getattr(ch, attr))
-            if value is not None and value == int(value) and int(value) in allowed:
-                setattr(ch, attr, int(value))
+            if value is None or value != int(value) or int(value) not in allowed:
+                return self._reject(token, f"takes {allowed.start}..{allowed.stop - 1}")
+            setattr(ch, attr, int(value))
             return None
-        return None  # unknown letter: ignored, as the device does
+        return self._reject(token, "unknown command")
 
     def _table(self, token: str, m: re.Match[str], ch: Channel) -> str | None:
         if token == "Ld":
             ch.table_mhz.clear()
             ch.table_dbm.clear()
             return None
+        if m.group(1) is None:
+            return self._reject(token, "unknown table command")
         index, kind, arg = int(m.group(1)), m.group(2), m.group(3)
         if not 0 <= index < TABLE_MAX_POINTS:
-            return None
+            return self._reject(token, f"table rows are 0..{TABLE_MAX_POINTS - 1}")
         table = ch.table_mhz if kind == "f" else ch.table_dbm
         if arg == "?":
             return f"{table.get(index, 0.0):.7f}" if kind == "f" else f"{table.get(index, 0.0):.3f}"
         value = _number(arg)
         if value is None:
-            return None
+            return self._reject(token, "no value")
         valid = (value == 0 or self.frequency_min_hz <= value * 1e6 <= self.frequency_max_hz) if kind == "f" \
             else POWER_RANGE_DBM[0] <= value <= POWER_RANGE_DBM[1]
-        if valid:
-            table[index] = value
+        if not valid:
+            return self._reject(token, "out of range")
+        table[index] = value
         return None
 
 

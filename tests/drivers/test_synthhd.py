@@ -50,7 +50,8 @@ def source(sim):
 def test_connect_dialogue(sim):
     src = connect(sim, channel=1)
     try:
-        assert sim.commands == ["+", "v1", "v0", "C1", "C?"]
+        assert sim.commands == ["+", "v1", "v0", "v2", "C1", "C?"]  # fact HD-1
+        assert src.hardware == "SynthHD v2"
         assert src.constraints.frequency_min_hz == 10e6
         assert src.constraints.frequency_max_hz == 15e9
         assert src.constraints.list_max_points == 100
@@ -61,9 +62,13 @@ def test_connect_dialogue(sim):
 
 
 def test_hardware_version_one_range(world):
+    """Fact HD-1/HD-2: 'Version 1.4' gets the v1.4 range (53 MHz..14 GHz), not v2's."""
     with SimSynthHD(world, "1") as sim:
         src = connect(sim)
-        assert src.constraints.frequency_min_hz == 54e6
+        assert src.hardware == "SynthHD v1.4"
+        assert sim.commands[:3] == ["+", "v1", "v0"] and "v2" not in sim.commands
+        assert src.constraints.frequency_min_hz == 53e6
+        assert src.constraints.frequency_max_hz == pytest.approx(13999.999999e6)
         with pytest.raises(InstrumentError, match="range") as err:
             src.set_frequency(14e9)
         assert (err.value.command, err.value.value) == ("f", 14e9)
@@ -74,7 +79,7 @@ def test_settings_are_written_in_mhz_and_read_back(source, sim, world):
     source.set_frequency(2.87e9)
     source.set_power(-3.0)
     source.set_output(True)
-    assert sim.commands == ["f2870.0000000", "f?", "W-3.000", "W?", "E1", "r1", "E?", "r?"]
+    assert sim.commands == ["f2870.0000000", "f?", "W-3.000", "W?", "E1", "r1", "h1", "E?", "r?", "h?"]
     assert (world.mw_frequency_hz, world.mw_power_dbm, world.mw_output) == (2.87e9, -3.0, True)
     source.set_output(False)
     assert world.mw_output is False
@@ -153,7 +158,7 @@ def test_close_turns_rf_off_first(sim, world):
     src.set_output(True)
     sim.commands.clear()
     src.close()
-    assert sim.commands == ["r0", "E0", "E?"]
+    assert sim.commands == ["h0", "r0", "E0", "E?"]
     assert world.mw_output is False
     src.close()
 
