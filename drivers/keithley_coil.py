@@ -4,6 +4,11 @@ Uses QCoDeS's ``Keithley2450`` driver: the SMU sources current and measures the 
 flows, with a voltage compliance set low enough to protect the coil (a 1.6 kOhm micro-coil needs
 1 V at 600 uA). An open (broken) coil cannot carry the current: the SMU hits its voltage limit and
 the measured current stays near zero, so ``read_currents`` disagrees with ``setpoints``.
+
+QCoDeS's driver speaks the 2450's SCPI command set only. A 2450 set to the TSP (or SCPI2400)
+command set answers ``*LANG?`` with that name and QCoDeS then adds no parameters, so every call
+would end in an ``AttributeError``; this driver detects it and raises :class:`WrongCommandSet`
+naming the fix (facts K-1..K-3 of ``docs/hardware/keithley.md``).
 """
 
 from __future__ import annotations
@@ -16,9 +21,37 @@ from typing import Any
 
 import numpy as np
 
+from drivers.source_checks import run_check
+from instrument.checks import CheckResult
 from instrument.protocols import InstrumentError, InstrumentTimeout, SafetyLimitError, SafetyLimits
 
 log = logging.getLogger(__name__)
+
+# Fact K-2: the front-panel path to the command set (2450 reference manual, "*LANG"; the menu path
+# is inferred from the manual's front-panel system settings). *LANG is kept in non-volatile memory
+# and takes effect after a reboot.
+COMMAND_SET_FIX = ("switch the 2450 to SCPI mode (front panel MENU > System > Settings > Command Set > "
+                   "SCPI, or send *LANG SCPI) and power-cycle it")
+
+
+class WrongCommandSet(InstrumentError):
+    """The SMU is not in the SCPI command set that QCoDeS's Keithley 2450 driver speaks."""
+
+
+def check_command_set(name: str, smu: Any) -> None:
+    """Raise ``WrongCommandSet`` when QCoDeS found the 2450 outside its SCPI command set.
+
+    QCoDeS's ``Keithley2450`` asks ``*LANG?`` when it connects and, when the answer is not
+    ``SCPI``, returns without adding a single parameter (fact K-3).
+    """
+    if "source_function" in getattr(smu, "parameters", {}):
+        return
+    language: str | None = None
+    with contextlib.suppress(Exception):  # only to word the message: the missing parameters decide
+        language = str(smu.ask("*LANG?")).strip()
+    seen = f"*LANG? answered {language!r}" if language else "QCoDeS added no parameters"
+    raise WrongCommandSet(name, "*LANG?", f"the Keithley 2450 is not in the SCPI command set ({seen}); "
+                          f"{COMMAND_SET_FIX}", language)
 
 
 class KeithleyCoilChannel:
@@ -52,6 +85,7 @@ class KeithleyCoilChannel:
         self.ramp_step_a = float(ramp_step_a)
         self._sleep = sleep
         self._setpoint = 0.0
+        check_command_set(name, smu)
         self._call("configure", self._configure, voltage_limit_v)
 
     def _configure(self, voltage_limit_v: float) -> None:
@@ -71,6 +105,9 @@ class KeithleyCoilChannel:
             if exc.error_code == pyvisa.constants.StatusCode.error_timeout:
                 raise InstrumentTimeout(self.name, command, "no answer; check the cable") from exc
             raise InstrumentError(self.name, command, f"VISA error: {exc}") from exc
+        except AttributeError as exc:  # parameters QCoDeS did not add: the wrong command set
+            raise WrongCommandSet(self.name, command, f"the SMU has no such setting ({exc}); "
+                                  f"{COMMAND_SET_FIX}") from exc
         except (ValueError, TypeError, KeyError, RuntimeError) as exc:
             raise InstrumentError(self.name, command, f"unexpected answer from the SMU: {exc}") from exc
 
@@ -124,6 +161,37 @@ class KeithleyCoilChannel:
         if not np.isfinite(measured):
             raise InstrumentError(self.name, "measure current", "reading is not finite", value)
         return np.array([measured])
+
+    def station_checks(self) -> list[CheckResult]:
+        """Read-back checks at zero current for ``acquire station check``; nothing is changed."""
+        role = self.name
+
+        def identity() -> tuple[bool, str]:
+            idn = self.smu.get_idn()
+            return idn.get("model") in ("2450", "MODEL 2450"), f"{idn.get('vendor')} {idn.get('model')}, " \
+                f"serial {idn.get('serial')}, firmware {idn.get('firmware')}"
+
+        def command_set() -> tuple[bool, str]:
+            language = str(self.smu.ask("*LANG?")).strip()
+            return language == "SCPI", f"*LANG? = {language}"
+
+        def at_zero() -> tuple[bool, str]:
+            current = float(self._call("source current", self.smu.source.current))
+            on = bool(self._call("output state", self.smu.output_enabled))
+            ok = abs(current) <= 1e-12 and (not on or self._setpoint != 0)
+            return ok, f"source current {current:g} A, output {'on' if on else 'off'}"
+
+        def compliance() -> tuple[bool, str]:
+            limit = float(self._call("voltage limit", self.smu.source.limit))
+            return limit > 0, f"voltage compliance {limit:g} V"
+
+        return [
+            run_check(role, "identity (*IDN?)", identity, "check the address: this is not a Keithley 2450"),
+            run_check(role, "command set (*LANG?)", command_set, COMMAND_SET_FIX),
+            run_check(role, "zero current, output off", at_zero,
+                      "ramp the coil to zero and switch the output off before commissioning"),
+            run_check(role, "voltage compliance", compliance, "set a voltage compliance for the coil"),
+        ]
 
     def snapshot(self) -> dict[str, Any]:
         return {"name": self.name, "kind": "Keithley 2450 coil channel", "setpoint_a": self._setpoint,

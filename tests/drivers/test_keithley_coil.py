@@ -67,3 +67,30 @@ def test_ceiling_and_shape_are_checked_before_the_smu_moves(smu):
     with pytest.raises(ValueError, match="takes 1 current"):
         ch.set_currents([1e-4, 1e-4])
     assert smu.source.current() == 0
+
+
+def test_a_2450_in_tsp_mode_is_a_typed_error_naming_the_fix():
+    """Fact K-3: QCoDeS adds no parameters outside SCPI; no AttributeError escapes."""
+    from drivers.keithley_coil import WrongCommandSet
+
+    smu = Keithley2450("smu_tsp", "GPIB::8::INSTR", visalib=SIM)
+    try:
+        assert "source_function" not in smu.parameters  # what QCoDeS does in TSP mode
+        with pytest.raises(WrongCommandSet, match=r"\*LANG\? answered 'TSP'.*switch the 2450 to SCPI mode") \
+                as err:
+            channel(smu)
+        assert isinstance(err.value, InstrumentError)
+        assert err.value.value == "TSP"
+        assert "MENU > System > Settings > Command Set" in str(err.value)
+    finally:
+        smu.close()
+
+
+@pytest.mark.parametrize("smu", ["GPIB::5::INSTR"], indirect=True)
+def test_station_checks_read_back_at_zero_current(smu):
+    ch = channel(smu, voltage_limit_v=1.5)
+    results = {r.check: r for r in ch.station_checks()}
+    assert all(r.ok for r in results.values()), results
+    assert results["command set (*LANG?)"].detail == "*LANG? = SCPI"
+    assert "1.5 V" in results["voltage compliance"].detail
+    assert smu.output_enabled() is False and smu.source.current() == 0  # nothing was switched
