@@ -75,7 +75,8 @@ def test_cw_settings_reach_the_world(rs, world):
 @pytest.mark.parametrize(("command", "code"), [
     ("SOUR:FREQ 7e9", -222), ("SOUR:FREQ 50e3", -222), ("SOUR:FREQ", -109), ("SOUR:FREQ abc", -224),
     ("SOUR:POW 31", -222), ("OUTP MAYBE", -224), ("SOUR:WARP 9", -113), ("FREQ:MODE SWEEP", -224),
-    ("FREQ:MODE LIST", -221), ("LIST:FREQ 2e9", -221), ("FREQ? 5", -108), ("LIST:SEL \"\"", -151),
+    ("FREQ:MODE LIST", 241), ("LIST:FREQ 2e9", 241),  # 241 "No current list" (fact RS-4)
+    ("FREQ? 5", -108), ("LIST:SEL \"\"", -151),
     ("*IDN", -113),
 ])
 def test_refused_commands_queue_scpi_errors_and_change_nothing(rs, world, command, code):
@@ -104,26 +105,33 @@ def load_list(rs, freqs=(2.86e9, 2.87e9, 2.88e9), power=-5.0):
     assert err(rs) == '0,"No error"'
 
 
-def test_first_external_trigger_starts_the_list_without_stepping(rs, world):
+def test_each_external_trigger_steps_one_point_and_the_list_runs_once(rs, world):
+    """Facts RS-5 (STEP: one step per trigger event) and RS-6 (EXTernal: executed once)."""
     load_list(rs)
     rs.handle("SOUR:FREQ:MODE LIST")
     seen = [(rs.handle("LIST:IND?"), world.mw_frequency_hz)]
     for _ in range(4):
         rs.trigger()
         seen.append((rs.handle("LIST:IND?"), world.mw_frequency_hz))
-    assert seen == [("0", 2.86e9), ("0", 2.86e9), ("1", 2.87e9), ("2", 2.88e9), ("0", 2.86e9)]
-    assert rs.handle("FREQ?") == "2860000000.00"
+    assert seen == [("0", 2.86e9), ("1", 2.87e9), ("2", 2.88e9), ("2", 2.88e9), ("2", 2.88e9)]
+    assert rs.handle("FREQ?") == "2880000000.00"
 
 
-def test_execute_starts_the_list_and_reset_waits_for_a_start_again(rs, world):
+def test_execute_belongs_to_the_single_source_and_reset_goes_back_to_the_start(rs, world):
+    """Fact RS-7: LIST:TRIG:EXEC is "Execute Single"; with the external source it does nothing here."""
     load_list(rs)
     rs.handle("FREQ:MODE LIST")
     rs.handle("LIST:TRIG:EXEC")
+    assert rs.handle("LIST:IND?") == "0"
     rs.trigger()
     assert rs.handle("LIST:IND?") == "1"
     rs.handle("LIST:RES")
-    rs.trigger()
     assert (rs.handle("LIST:IND?"), world.mw_frequency_hz) == ("0", 2.86e9)
+    rs.trigger()
+    assert rs.handle("LIST:IND?") == "1"
+    rs.handle("LIST:TRIG:SOUR SING")
+    rs.handle("LIST:TRIG:EXEC")
+    assert rs.handle("LIST:IND?") == "2"
     rs.handle("FREQ:MODE CW")
     assert world.mw_frequency_hz == rs.frequency_hz
 

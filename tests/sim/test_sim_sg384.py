@@ -80,9 +80,11 @@ def test_plain_settings_round_trip(sg):
 def test_list_mode(sg, world):
     assert ask(sg, "LSTS?", "LSTE?") == ["0", "0"]
     assert sg.handle("LSTC? 3") == "1"
-    ask(sg, "LSTP 0,2.86e9,N,N,-5", "LSTP 1,2.87e9", "LSTP 2,2.88e9,N,N,-6")
+    # Fact SG-4: 15 fields, the type-N power (AMPR) is field 5.
+    ask(sg, "LSTP 0,2.86e9,N,N,N,-5" + ",N" * 10, "LSTP 1,2.87e9" + ",N" * 14,
+        "LSTP 2,2.88e9,N,N,N,-6" + ",N" * 10)
     assert lerr(sg) == 0
-    assert sg.handle("LSTP? 1") == "2.87e9" + ",N" * 14
+    assert sg.handle("LSTP? 1") == "2.87E9" + ",N" * 14
     sg.handle("LSTE 1")
     assert (world.mw_frequency_hz, world.mw_power_dbm) == (2.86e9, -5.0)
     sg.trigger()
@@ -103,8 +105,10 @@ def test_list_mode(sg, world):
 
 
 @pytest.mark.parametrize(("command", "code"), [
-    ("LSTP 3,2.87e9", 10), ("LSTP 0,9e9", 10), ("LSTP 0,2.87e9,N,N,30", 10), ("LSTP 0", 116),
-    ("LSTP 0," + ",".join(["N"] * 16), 115), ("LSTP 0,abc", 118), ("LSTI 5", 10), ("LSTE 7", 10),
+    ("LSTP 3,2.87e9" + ",N" * 14, 10), ("LSTP 0,9e9" + ",N" * 14, 10),
+    ("LSTP 0,2.87e9,N,N,N,30" + ",N" * 10, 10), ("LSTP 0", 116), ("LSTP 0,2.87e9", 116),
+    ("LSTP 0," + ",".join(["N"] * 16), 115), ("LSTP 0,abc" + ",N" * 14, 118), ("LSTI 5", 10),
+    ("LSTE 7", 10), ("LSTP 0,2.87e9,N,N,-10" + ",N" * 11, 10),  # -10 "V" in OFSL (field 4)
 ])
 def test_bad_list_points(sg, command, code):
     sg.handle("LSTC? 3")

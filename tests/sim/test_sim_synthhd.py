@@ -18,14 +18,20 @@ def hd(world):
 
 
 def test_identity_and_versions(world):
-    assert SimSynthHD(world).handle("+-v0v1") == "SynthHD\n1429\n3.22\n2.06\n"
-    assert SimSynthHD(world, "1").handle("v1") == "1.06\n"
+    """Fact HD-1: 'Version 2.x' / 'Version 1.4', sub-version HD or HDPRO from v2 on."""
+    assert SimSynthHD(world).handle("+-v0v1v2") == "SynthHD\n1429\n3.22\nVersion 2.06\nHD\n"
+    assert SimSynthHD(world, "2pro").handle("v2") == "HDPRO\n"
+    v1 = SimSynthHD(world, "1")
+    assert v1.handle("v1v2") == "Version 1.4\n"  # no sub-version before v2: ignored
+    assert v1.rejected == [("v2", "no sub-version before hardware v2")]
     with pytest.raises(ValueError, match="version"):
         SimSynthHD(world, "7")
 
 
 def test_concatenated_settings_reach_the_world(hd, world):
     assert hd.handle("C0f2870.5W-5.5E1r1") == ""
+    assert world.mw_output is False  # fact HD-4: still muted
+    assert hd.handle("h1") == ""
     assert hd.handle("f?W?E?r?p") == "2870.5000000\n-5.500\n1\n1\n1\n"
     assert (world.mw_frequency_hz, world.mw_power_dbm, world.mw_output) == (2870.5e6, -5.5, True)
     hd.handle("h0")
