@@ -106,14 +106,11 @@ class RohdeSchwarzSource(CheckedVisaSource, RohdeSchwarzSGS100A):
             set_cmd="SOUR:FREQ:MODE {}", vals=vals.Enum("CW", "LIST"),
             docstring="CW: fixed frequency; LIST: the selected list, stepped by triggers.",
         )
-        self.list_position = self.add_parameter(
-            "list_position", label="List index", get_cmd="SOUR:LIST:IND?", get_parser=int,
-            docstring="Index of the list point on the output now.",
-        )
-        self.list_points = self.add_parameter(
-            "list_points", label="List length", get_cmd="SOUR:LIST:FREQ:POIN?", get_parser=int,
-            docstring="Number of frequencies in the selected list.",
-        )
+        if not self.list_mode_unavailable:  # no LIST subsystem is documented for the SGS100A
+            self.list_points = self.add_parameter(
+                "list_points", label="List length", get_cmd="SOUR:LIST:FREQ:POIN?", get_parser=int,
+                docstring="Number of frequencies in the selected list.",
+            )
         self._connected()
 
     def _option_frequency_max_hz(self, options_max_hz: dict[str, float]) -> float:
