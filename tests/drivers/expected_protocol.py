@@ -30,6 +30,8 @@ class Exchange:
     sent: str
     reply: str | None = None
     fact: str = ""
+    terminated: bool = True
+    """False: a serial reply is written without its ``\\n`` (a reply cut short on the wire)."""
 
 
 Script = Sequence["Exchange | tuple[str, str | None]"]
@@ -61,6 +63,11 @@ class Protocol:
                                   f"got {message!r}")
                 return None
             return expected.reply
+
+    def last_terminated(self) -> bool:
+        """Whether the reply just served should carry its line terminator."""
+        position = len(self.received) - 1
+        return not (0 <= position < len(self.exchanges)) or self.exchanges[position].terminated
 
     @property
     def done(self) -> bool:
@@ -103,7 +110,9 @@ def serial_protocol(script: Script) -> Iterator[tuple[str, Protocol]]:
 
     def handle(line: str) -> str:
         reply = protocol.answer(line.strip())
-        return "" if reply is None else reply + "\n"
+        if reply is None:
+            return ""
+        return reply + "\n" if protocol.last_terminated() else reply
 
     server = PtyLineServer(handle, "expected-protocol")
     port = server.start()

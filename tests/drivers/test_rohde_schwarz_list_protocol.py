@@ -73,6 +73,18 @@ def test_a_list_error_is_reported_with_the_instrument_text():
         src.close()
 
 
+@pytest.mark.parametrize("answer", ['-222,"Data out of ra', "-222", ""])
+def test_a_truncated_error_answer_is_reported_as_garbled(answer):
+    script = [*connect_script(), Exchange("SOUR:FREQ:MODE?", "CW"),
+              Exchange('SOUR:LIST:SEL "qdm_sweep"', None), Exchange("SYST:ERR?", answer), *CLOSE]
+    with visa_protocol(script) as (address, _):
+        src = open_source(address)
+        with pytest.raises(InstrumentError, match="garbled answer to the error query") as err:
+            src.arm_list(FREQS, -5.0)
+        assert err.value.value == answer
+        src.close()
+
+
 @pytest.mark.parametrize("answer", ["", "1,2", "-1", "3", "zero"])
 def test_a_bad_index_answer_after_arming_is_an_error(answer):
     """RS-8: LIST:INDex? as a live index is unconfirmed; its answer is checked."""

@@ -120,6 +120,20 @@ def test_an_unanswered_version_query_is_a_timeout():
     assert err.value.command == "v1"
 
 
+def test_a_reply_cut_short_is_a_timeout_and_a_garbled_one_an_error():
+    script = [*connect_script(), Exchange("f?", "2870.00", terminated=False),
+              Exchange("W?", "-5.0dBm?"), *SAFE]
+    with serial_protocol(script) as (port, _):
+        src = open_source(port)
+        with pytest.raises(InstrumentTimeout, match="no complete answer") as err:
+            src.frequency()
+        assert err.value.command == "f?"
+        with pytest.raises(InstrumentError, match="garbled") as err:
+            src.power()
+        assert err.value.value == "-5.0dBm?"
+        src.close()
+
+
 def test_a_table_power_above_the_ceiling_sends_nothing():
     with serial_protocol([*connect_script(), *SAFE]) as (port, _):
         src = open_source(port)
