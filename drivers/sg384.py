@@ -220,6 +220,9 @@ class SG384Source(CheckedVisaSource, SG384):
                       "lower the SG384's AMPR setting below the lab ceiling before switching RF on"),
             run_check(role, "list memory (LSTS?)", lambda: (True, f"{int(_query_number(self, 'LSTS?'))} "
                                                           "list points in memory")),
+            run_check(role, "list mode off (LSTE?)", self._check_list_off,
+                      "a list is enabled from an earlier session: CW frequency settings may be refused "
+                      "while it runs (fact SG-10); disable it (LSTE 0) or let the next sweep delete it"),
             run_check(role, "error queue (LERR?)", self._check_error_queue,
                       "read the errors on the SG384's front panel and clear their cause"),
         ]
@@ -227,6 +230,10 @@ class SG384Source(CheckedVisaSource, SG384):
     def _check_options(self) -> tuple[bool, str]:
         installed = [name for k, name in OPTIONS.items() if _query_number(self, f"OPTN? {k}") == 1]
         return True, "installed: " + (", ".join(installed) if installed else "none")
+
+    def _check_list_off(self) -> tuple[bool, str]:
+        enabled = _query_number(self, "LSTE?") == 1
+        return not enabled, "list mode is enabled" if enabled else "list mode is off"
 
     def _check_rf_off(self) -> tuple[bool, str]:
         on = _query_number(self, "ENBR?") == 1

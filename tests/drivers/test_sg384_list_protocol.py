@@ -237,7 +237,10 @@ def test_station_checks_report_rf_on_and_a_power_above_the_ceiling(source, sim):
     sim.enbr = True
     sim.ampr_dbm = 10.0
     sim.errors.append(111)
+    sim.handle("LSTC? 1")
+    sim.handle("LSTE 1")  # a list left enabled by an earlier session
     results = {r.check: r for r in source.station_checks()}
+    assert results["list mode off (LSTE?)"].ok is False
     assert results["RF output off (ENBR?)"].ok is False
     assert "front panel" in results["RF output off (ENBR?)"].fix
     assert results["power setting (AMPR?)"].ok is False
