@@ -391,9 +391,11 @@ def lockin_modulation_sequence(
 ) -> PulseSequence:
     """The CW lock-in sequence: laser on, MW switch and camera reference square waves, forever.
 
-    The MW switch is on for the first half of every modulation period. The heliCam C3 takes the
-    same square wave on its reference input (``camera_trigger``) and demodulates against it, so
-    the camera's in-phase signal is (MW on) - (MW off).
+    The MW switch is on for the first half of every modulation period; ``camera_trigger`` carries
+    the same square wave. The heliCam driver selects internal demodulation (``ExtTqp = 0``): the
+    camera demodulates against its own reference at the same frequency, not against this line, so
+    the phase between the MW gating and the camera's reference is measured (``measure_phase``),
+    not assumed; at phase 0 the in-phase signal is (MW off) - (MW on).
     """
     cmap = ChannelMap.of(channels)
     period_s, pulses = _modulation_period(modulation_hz, clock_hz)
@@ -415,8 +417,12 @@ def lockin_modulation_program(
 
 
 TRIGGER_PULSE_S = 1e-6
-"""Width of the TTL pulses that step the MW list and start a camera volume (well above the
-microsecond-scale minimum pulse widths of the sources' and the camera's trigger inputs)."""
+"""Width of the TTL pulse that steps the MW list (well above the sources' trigger minimum widths)."""
+
+CAMERA_START_PULSE_S = 20e-6
+"""Width of the ``camera_start`` pulse. The heliCam C3 starts a volume on the falling edge of its
+external trigger and needs the pulse wider than 10 us (C3 user manual, external triggering):
+twice that, so cable and input filtering cannot bring it under the limit."""
 
 
 POINT_TAIL_PERIODS = 2
@@ -464,8 +470,8 @@ def stepped_point_sequence(
     """One hardware-timed sweep point under the lock-in modulation, run once and ending in STOP.
 
     With ``step`` the point opens with the ``mw_trigger`` pulse that steps the MW list; after
-    ``timing.settle`` modulation periods ``camera_start`` starts the camera's volume (see
-    :class:`SteppedPointTiming`). Software starts the program once per point and reads the volume
+    ``timing.settle`` modulation periods a ``camera_start`` pulse of ``CAMERA_START_PULSE_S`` starts
+    the camera's volume on its falling edge (see :class:`SteppedPointTiming`). Software starts the program once per point and reads the volume
     and the list index while the board is stopped, so its latency cannot shift the timing inside
     a point, and a pause between points leaves source and camera waiting.
     """
@@ -483,7 +489,7 @@ def stepped_point_sequence(
               else period(name="settle")]
     if timing.settle > 1:
         blocks.append(period(repetitions=timing.settle - 1, name="settle"))
-    blocks.append(period(Pulse("camera_start", 0.0, TRIGGER_PULSE_S, "camera volume start"),
+    blocks.append(period(Pulse("camera_start", 0.0, CAMERA_START_PULSE_S, "camera volume start"),
                          name="camera start"))
     if timing.volume + timing.tail > 1:
         blocks.append(period(repetitions=timing.volume + timing.tail - 1, name="volume"))

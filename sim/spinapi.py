@@ -476,6 +476,33 @@ class SimSpinAPI:
         finally:
             self.simulation_cpu_s += time.thread_time() - cpu0
 
+    def pulses_s(self, line: str, after_s: float, until_s: float) -> np.ndarray:
+        """(n, 2) world-clock (rise, fall) of the high pulses on ``line`` whose fall is in ``(after_s, until_s]``.
+
+        An instrument that triggers on the falling edge and needs a minimum width (the heliCam's
+        external trigger) reads its input through this. Nothing while the board is stopped.
+        """
+        if not self.running or line not in self.wiring or until_s <= after_s:
+            return np.zeros((0, 2))
+        assert self.timeline is not None and self.started_at_s is not None
+        tl, t0 = self.timeline, self.started_at_s
+        cpu0 = time.thread_time()
+        try:
+            intervals = tl.high_intervals_s(self.wiring[line]) + t0
+            if tl.periodic:
+                assert tl.period_start_cycles is not None and tl.period_s is not None
+                ps = t0 + tl.period_start_cycles / tl.clock_hz
+                repeating = intervals[intervals[:, 0] >= ps]
+                k_max = int(np.ceil((until_s - t0 - tl.duration_s) / tl.period_s)) + 1
+                if len(repeating) and k_max >= 1:
+                    k = np.arange(1, k_max + 1)[:, None, None]
+                    extra = (repeating[None] + k * tl.period_s).reshape(-1, 2)
+                    intervals = np.concatenate([intervals, extra])
+            falls = intervals[:, 1]
+            return intervals[(falls > after_s) & (falls <= until_s)]
+        finally:
+            self.simulation_cpu_s += time.thread_time() - cpu0
+
     def _rising_edges_s(self, bit: int, after_s: float, until_s: float) -> np.ndarray:
         assert self.timeline is not None and self.started_at_s is not None
         tl = self.timeline
