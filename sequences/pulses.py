@@ -471,7 +471,8 @@ def stepped_point_sequence(
 
     With ``step`` the point opens with the ``mw_trigger`` pulse that steps the MW list; after
     ``timing.settle`` modulation periods a ``camera_start`` pulse of ``CAMERA_START_PULSE_S`` starts
-    the camera's volume on its falling edge (see :class:`SteppedPointTiming`). Software starts the program once per point and reads the volume
+    the camera's volume on its falling edge (see :class:`SteppedPointTiming`). Software starts the
+    program once per point and reads the volume
     and the list index while the board is stopped, so its latency cannot shift the timing inside
     a point, and a pause between points leaves source and camera waiting.
     """

@@ -188,7 +188,8 @@ class SimLibHeLIC:
             self._map_array[i] = _Map(ident, comment, 0, None, None, b"sim", 0, lo, hi, default, 0xFF)
         self._regdesc = _RegDesc(0, None, len(_MAPS), ct.cast(self._map_array, ct.POINTER(_Map)))
         pitch = (ct.c_float * 2)(_PIXEL_PITCH_M, _PIXEL_PITCH_M)
-        self._sensor = _Sensor(b"heliSens S3.1 (simulated)", b"sim", pitch, (ct.c_ushort * 2)(cols + TEST_COLS, rows + TEST_ROWS), 0)
+        self._sensor = _Sensor(b"heliSens S3.1 (simulated)", b"sim", pitch,
+                               (ct.c_ushort * 2)(cols + TEST_COLS, rows + TEST_ROWS), 0)
         self._sysdesc = _SysDesc(b"c3cam_sim", None, None, None, ct.pointer(self._sensor), None, None, None)
         self._camdata = _CamData()
 
@@ -269,7 +270,8 @@ class SimLibHeLIC:
         if not lo <= int(value) <= hi:
             return ERR_RANGE
         with self._lock:
-            if name == "AcqStop" and int(value) == 1 and self._values["AcqStop"] == 0 and self._running_volumes:
+            stopping = name == "AcqStop" and int(value) == 1 and self._values["AcqStop"] == 0
+            if stopping and self._running_volumes:
                 self._stale_frames = self._values["SensNFrames"]  # the volume in flight stays buffered
             if name == "AcqStop" and int(value) == 0:
                 self._running_volumes = 0

@@ -477,7 +477,7 @@ class SimSpinAPI:
             self.simulation_cpu_s += time.thread_time() - cpu0
 
     def pulses_s(self, line: str, after_s: float, until_s: float) -> np.ndarray:
-        """(n, 2) world-clock (rise, fall) of the high pulses on ``line`` whose fall is in ``(after_s, until_s]``.
+        """(n, 2) world-clock (rise, fall) of the pulses on ``line`` falling in ``(after_s, until_s]``.
 
         An instrument that triggers on the falling edge and needs a minimum width (the heliCam's
         external trigger) reads its input through this. Nothing while the board is stopped.

@@ -5,10 +5,10 @@ input and its ``camera_start`` line to the camera's external trigger. Here simul
 moves while the camera produces frames, so the camera carries the cables: before each frame it
 synthesises, every rising edge the board's timeline put on a linked line since the last frame is
 delivered (the source steps its list at the edge's time, not when software asks), and in
-external-trigger mode a volume waits for the falling edge of the next ``camera_start`` pulse. The camera also tells the
-board how far time has come, so a program that runs once (a hardware-timed sweep point) leaves the
-World without laser and MW gating after its STOP. A line with no cable attached delivers nothing,
-which is how a missing trigger cable looks in the lab. Code that lets simulated time pass outside
+external-trigger mode a volume waits for the falling edge of the next ``camera_start`` pulse.
+The camera also tells the board how far time has come, so a program that runs once (a
+hardware-timed sweep point) leaves the World without laser and MW gating after its STOP. A line with
+no cable attached delivers nothing, which is how a missing trigger cable looks in the lab. Code that lets simulated time pass outside
 a frame (a test charging a bus round trip) calls ``camera.frame_hook(now)`` to deliver what is due.
 """
 
