@@ -9,7 +9,8 @@ external-trigger mode a volume waits for the falling edge of the next ``camera_s
 The camera also tells the board how far time has come, so a program that runs once (a
 hardware-timed sweep point) leaves the World without laser and MW gating after its STOP. A line with
 no cable attached delivers nothing, which is how a missing trigger cable looks in the lab.
-Code that lets simulated time pass outside a frame (a test charging a bus round trip) calls ``camera.frame_hook(now)`` to deliver what is due.
+Code that lets simulated time pass outside a frame (a test charging a bus round trip)
+calls ``camera.frame_hook(now)`` to deliver what is due.
 """
 
 from __future__ import annotations
