@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from instrument.checks import CheckResult
 from instrument.protocols import (
     InstrumentDisconnected,
     InstrumentError,
@@ -698,6 +699,38 @@ class HeliCamC3:
         z = complex(iq[0], iq[1])
         self.last_phase_rad = float(np.angle(z))
         return self.last_phase_rad, float(abs(z))
+
+    def station_checks(self) -> list[CheckResult]:
+        """Commissioning: identity, register read-back at the standard lock-in settings, flush."""
+        rows, cols = self._sensor_shape
+        results = [CheckResult(
+            self.name, "identity", True,
+            f"heliCam C3 sensor {cols} x {rows}, usable {self._shape[1]} x {self._shape[0]}, "
+            f"pixel {self.pixel_size_m * 1e6:.3g} um, demodulation reference internal (ExtTqp = 0)")]
+        previous = self.trigger
+        try:
+            self.set_trigger("internal")
+            s = self.configure(6250.0, 208.0, 4)
+            expected = {"CamMode": CAM_MODE_RAW_IQ, "SensTqp": self._registers.sens_tqp,
+                        "SensNavM2": self._registers.sens_navm2, "SensNFrames": 4, "TrigFreeExtN": 1,
+                        "ExtTqp": 0}
+            got = {k: self.get_setting(k) for k in expected}
+            wrong = {k: v for k, v in got.items() if v != expected[k]}
+            results.append(CheckResult(
+                self.name, "register read-back", not wrong,
+                f"fd {s.modulation_frequency_hz:.6g} Hz, {s.frame_rate_hz:.5g} frames/s; read back {got}; "
+                f"{self.flushed_volumes} stale volume(s) flushed",
+                "" if not wrong else f"registers {sorted(wrong)} did not keep their values: update the "
+                "heliCam firmware / SDK so its register description matches the camera"))
+            raw = self.acquire(4)
+            results.append(CheckResult(self.name, "internal-trigger volume", raw.shape[0] == 4,
+                                       f"{raw.shape[0]} frames of {raw.shape[1]} x {raw.shape[2]} pixels"))
+        except Exception as exc:  # noqa: BLE001 - a commissioning check reports, it does not stop
+            results.append(CheckResult(self.name, "register read-back", False, str(exc),
+                                       "check the USB 3 cable and that the heliCam SDK is installed"))
+        finally:
+            self.set_trigger(previous)
+        return results
 
     # ---- safety --------------------------------------------------------------------------------
 

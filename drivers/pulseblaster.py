@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import PureWindowsPath
 from typing import Any
 
+from instrument.checks import CheckResult
 from instrument.protocols import (
     ESR_PRO_500,
     InstrumentError,
@@ -348,6 +349,31 @@ class PulseBlaster:
     def safe_state_words() -> list[tuple[int, int, int, int]]:
         """The safe-state program: one word, every flag off, BRANCH to itself (address 0)."""
         return [(0, int(Opcode.BRANCH), 0, SAFE_STATE_CYCLES)]
+
+    def station_checks(self) -> list[CheckResult]:
+        """Commissioning: identity, the safe-state program run and the status word read back."""
+        results = []
+        version = self.library.pb_get_version() if hasattr(self.library, "pb_get_version") else b""
+        if isinstance(version, bytes):
+            version = version.decode(errors="replace")
+        c = self.constraints
+        results.append(CheckResult(self.name, "identity", True,
+                                   f"board {self.board}, spinapi {version or '(no version)'}, "
+                                   f"{c.clock_hz / 1e6:g} MHz, {c.memory_words} words"))
+        try:
+            self.safe_state()
+            names = self.status_names()
+        except Exception as exc:  # noqa: BLE001 - a commissioning check reports, it does not stop
+            return [*results, CheckResult(self.name, "safe-state program", False, str(exc),
+                                          "power-cycle the PulseBlaster and check the spinapi install")]
+        ok = "running" in names
+        results.append(CheckResult(
+            self.name, "safe-state program", ok,
+            "all-low BRANCH-to-self loaded and started; pb_read_status bits 0-4: "
+            + (", ".join(names) or "none"),
+            "" if ok else "the board did not report running after pb_start: check the board clock "
+            "(pb_core_clock) and measure the outputs with a scope before trusting them low"))
+        return results
 
     def close(self) -> None:
         """Make the board safe and release it. Safe to call twice."""

@@ -361,3 +361,13 @@ def test_windows_search_includes_the_sdk_libhelic_folder(monkeypatch):
     monkeypatch.setattr(helicam.sys, "platform", "win32")
     monkeypatch.setenv("PROGRAMFILES", r"C:\Program Files")
     assert r"C:\Program Files\Heliotis\heliCam\libHeLIC\libHeLIC.dll" in helicam.library_search_paths()
+
+
+def test_station_checks_read_registers_back_and_report_failures(cam, lib):
+    checks = {r.check: r for r in cam.station_checks()}
+    assert checks["identity"].ok and "usable 16 x 12" in checks["identity"].detail
+    assert checks["register read-back"].ok and "'ExtTqp': 0" in checks["register read-back"].detail
+    assert checks["internal-trigger volume"].ok
+    lib.inject_fault("HE_SetMap", -3)
+    bad = {r.check: r for r in cam.station_checks()}["register read-back"]
+    assert bad.ok is False and "HE_SetMap" in bad.detail and "USB" in bad.fix

@@ -275,3 +275,14 @@ def test_constraints_are_reported_and_drive_the_compiler(world):
         compile_sequence(seq, constraints=c)
     assert len(compile_sequence(seq).instructions) > 3  # the reference board holds it
     pb.close()
+
+
+def test_station_checks_report_the_safe_state_program(pb, world):
+    checks = {r.check: r for r in pb.station_checks()}
+    assert checks["identity"].ok and "500 MHz" in checks["identity"].detail
+    assert checks["safe-state program"].ok and "running" in checks["safe-state program"].detail
+    lib = BrokenLib()
+    broken = PulseBlaster("pb", library=lib)
+    lib.fail = True
+    bad = {r.check: r for r in broken.station_checks()}["safe-state program"]
+    assert bad.ok is False and "power-cycle" in bad.fix
