@@ -97,3 +97,16 @@ def test_table_shows_failures_with_what_was_seen():
     assert lines[0].split() == ["INSTRUMENT", "CHECK", "RESULT", "DETAIL", "/", "WHAT", "TO", "DO"]
     assert "FAIL" in lines[2] and "check the cable" in lines[2] and "seen: timed out" in lines[3]
     assert "skip" in lines[4]
+
+
+def test_example_lab_file_names_every_real_driver():
+    from instrument.station import BUILDERS, bundled_station, read_station_file
+
+    config, _ = read_station_file(bundled_station("example_lab.yaml"))
+    used = {entry["driver"] for entry in config["instruments"].values()}
+    real = {name for name in BUILDERS if not name.startswith("sim_")}
+    assert real <= used, f"example_lab.yaml lacks {sorted(real - used)}"
+    roles = config["instruments"]
+    assert {"mw", "pulser", "camera", "coils"} <= set(roles)
+    assert all("trigger_from" in e for e in roles.values() if e["driver"] in ("sg384", "smb100a", "sgs100a",
+                                                                             "synthhd"))
