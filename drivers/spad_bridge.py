@@ -32,6 +32,7 @@ from drivers.spad_frames import (
     encode_frame,
     per_frame_counts,
 )
+from instrument.checks import CheckResult
 from instrument.protocols import InstrumentDisconnected, InstrumentError, InstrumentTimeout
 
 __all__ = [
@@ -477,6 +478,25 @@ class SpadArray(Instrument):
             have += len(good)
             self._previous, self._previous_serial = batch.frames[-1], int(batch.serials[-1])
         return np.concatenate(counts)[:n]
+
+    def station_checks(self) -> list[CheckResult]:
+        """Commissioning: frames arrive, parse without discarded bytes, and counters step forward."""
+        check = "frames arrive and parse"
+        try:
+            counts = self.read_counts(3, timeout_s=min(self.timeout_s, 5.0))
+        except InstrumentError as exc:
+            hint = self.reader.counters().hint  # bytes arrived but could not be trusted
+            return [CheckResult(self.name, check, False, str(exc), hint or (
+                f"check the cable and the port ({self.reader.transport.description}); for a direct SPI "
+                "read the FPGA must be built with SPI_SLAVE = 1"))]
+        c = self.reader.counters()
+        ok = not c.hint and c.frames_rejected == 0
+        detail = (f"{len(counts)} frames, {int(counts.sum())} photons; parser: {c.frames_emitted} emitted, "
+                  f"{c.bytes_discarded} bytes discarded, {c.frames_rejected} rejected"
+                  + (f", {c.v2_frames} framing-v2" if c.v2_frames else ""))
+        self.discard_pending()
+        fix = "" if ok else (c.hint or "frames were rejected: check the byte order and cabling")
+        return [CheckResult(self.name, check, ok, detail, fix)]
 
     def safe_state(self) -> None:
         """The array has no hazardous output; stop reading (a failure to stop is only logged)."""

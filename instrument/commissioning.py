@@ -227,7 +227,7 @@ def run_checks(instruments: Mapping[str, Instrument], limits: Any,
         finally:
             camera[1].set_trigger(previous)
     else:
-        missing = "a pulse generator" if not pulser else "a camera with an external trigger"
+        missing = "pulse generator" if not pulser else "camera with an external trigger"
         for role, _ in sources:
             results.append(CheckResult(role, "list steps on mw_trigger", None,
                                        f"skipped: the station has no {missing} to time it"))

@@ -306,3 +306,21 @@ def test_an_unexpected_error_in_the_reader_is_reported_not_swallowed():
         reader._thread.join(2)
         reader.get(1, timeout_s=0.1)
     assert not reader.running and not reader.connected and transport.closes >= 1
+
+
+def test_station_checks_pass_on_good_frames_and_name_the_option_for_per_frame_counters():
+    good = SpadArray("spad_check_ok", "scripted", transport=ScriptedTransport([
+        b"".join(encode_frame(f) for f in frames(6))]), timeout_s=2)
+    try:
+        (result,) = good.station_checks()
+        assert result.ok and "0 rejected" in result.detail
+    finally:
+        good.close()
+    rng = np.random.default_rng(2)
+    per_frame = b"".join(encode_frame(c) for c in rng.integers(0, 5000, (400, 256)).astype(np.uint32))
+    bad = SpadArray("spad_check_bad", "scripted", transport=ScriptedTransport([per_frame]), timeout_s=0.5)
+    try:
+        (result,) = bad.station_checks()
+        assert result.ok is False and "cumulative=False" in result.fix and "cumulative=False" in result.detail
+    finally:
+        bad.close()
