@@ -12,9 +12,23 @@ here come from the heliCam C3 user manual (v1.15):
 * internal trigger: TrigFreeExtN = 1; external trigger: TrigFreeExtN = 0, ExtTqp = 0,
   EnTrigOnPos = 0.
 
+* usable area: the centre 280 columns x 292 rows of the 300 x 300 sensor; the outer rows and
+  columns are test pixels (user manual). Pixel size and field of view refer to the usable area.
+
 The library is called through its C entry points (``HE_Open``, ``HE_GetRegDesc``, ``HE_SetMap``,
-``HE_AllocCamData``, ``HE_Acquire``, ``HE_GetCamData`` ...). ``HE_Acquire`` returns the number of
-bytes transferred, 0 on a timeout or missed trigger. The simulated library in ``sim.helicam``
+``HE_AllocCamData``, ``HE_Acquire``, ``HE_ProcessCamData``, ``HE_GetCamData`` ...) in the order of
+the heliSDK programmer's manual flow chart and the vendor examples: configure, flush (``HE_Acquire``
+while it returns a positive byte count), then per volume ``HE_Acquire`` -> ``HE_ProcessCamData`` ->
+``HE_GetCamData`` (the result pointer is valid only after ``HE_ProcessCamData``). ``HE_Acquire``
+returns the bytes transferred; no volume (a missed external trigger, a timeout) is a value <= 0
+(the public labscript heliCam worker sees -116 while waiting for a trigger).
+
+Demodulation reference: this driver sets ``ExtTqp = 0``, so the camera demodulates against its own
+internal reference at ``fd`` (from ``SensTqp``), not against the PulseBlaster's ``camera_trigger``
+square wave. The phase between that reference and the MW gating is therefore not fixed by design:
+``measure_phase`` reads it from the I/Q data, and the last value is kept in the snapshot.
+
+Facts and their sources: ``docs/hardware/helicam.md``. The simulated library in ``sim.helicam``
 offers the same entry points with the same ctypes arguments, so this driver runs unchanged on it.
 """
 
@@ -30,11 +44,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PureWindowsPath
 from typing import Any
 
 import numpy as np
 
+from instrument.checks import CheckResult
 from instrument.protocols import (
     InstrumentDisconnected,
     InstrumentError,
@@ -62,6 +77,17 @@ RAW_OFFSET = 512
 RAW_MAX = 1023
 DEFAULT_FIELD_OF_VIEW_M = 150e-6
 """Sample-plane field of view of the seed-000 microscope (34x magnification)."""
+
+SENSOR_TEST_ROWS = 8
+"""Rows outside the usable area (292 of 300 are usable; split evenly above and below: inferred)."""
+SENSOR_TEST_COLS = 20
+"""Columns outside the usable area (280 of 300 are usable; split evenly left and right: inferred)."""
+ACQUIRE_TIMEOUT_CODE = -116
+"""``HE_Acquire``'s code while no volume came (seen by the public labscript heliCam worker; inferred)."""
+FLUSH_TIMEOUT_MS = 20
+"""Library timeout while flushing stale volumes after configuring (the normal timeout is restored)."""
+FLUSH_MAX_VOLUMES = 16
+"""A camera that still delivers volumes after this many flushes while stopped is reported."""
 
 CAM_MODE_RAW_IQ = 0
 DF_I16Q16 = 0x1
@@ -200,9 +226,7 @@ def _check_pointer(result: Any, func: Any, args: tuple) -> Any:
 
 
 def _check_acquire(result: int, func: Any, args: tuple) -> int:
-    if result < 0:
-        raise HeliCamError("LibHeLIC", "HE_Acquire", f"returned error code {result}", result)
-    return result  # 0 is a timeout, reported by the driver with the settings that caused it
+    return int(result)  # <= 0 is no volume: the driver says why, knowing the trigger mode
 
 
 def _name(func: Any) -> str:
@@ -222,6 +246,7 @@ _SIGNATURES: dict[str, tuple[list[Any], Any, Callable[..., Any]]] = {
         [Handle, ct.c_uint, ct.c_uint, ct.c_uint, ct.c_void_p, ct.c_uint], ct.c_int, _check_status
     ),
     "HE_Acquire": ([Handle], ct.c_int, _check_acquire),
+    "HE_ProcessCamData": ([Handle, ct.c_uint, ct.c_uint, ct.c_void_p], ct.POINTER(CamData), _check_pointer),
     "HE_GetCamData": (
         [Handle, ct.c_uint, ct.c_uint, ct.POINTER(CamDataMeta)], ct.POINTER(CamData), _check_pointer
     ),
@@ -235,8 +260,10 @@ def library_search_paths() -> list[str]:
         paths.append(env)
     if sys.platform == "win32":
         program_files = os.environ.get("PROGRAMFILES", r"C:\Program Files")
-        base = Path(program_files) / "Heliotis" / "heliCam"
-        paths += ["libHeLIC.dll", str(base / "libHeLIC.dll"), str(base / "bin" / "libHeLIC.dll")]
+        base = PureWindowsPath(program_files) / "Heliotis" / "heliCam"
+        # the SDK installs the DLL under heliCam\libHeLIC\ (user manual); older layouts kept it higher up
+        paths += ["libHeLIC.dll", str(base / "libHeLIC" / "libHeLIC.dll"), str(base / "libHeLIC.dll"),
+                  str(base / "bin" / "libHeLIC.dll")]
     else:
         if found := ctypes.util.find_library("helic"):
             paths.append(found)
@@ -436,7 +463,14 @@ class HeliCamC3:
             if not sensor:
                 raise HeliCamError(name, "HE_GetSysDesc", "library reports no sensor description")
             cols, rows = (int(v) for v in sensor.contents.size)
-            self._shape = (rows, cols)
+            if rows <= SENSOR_TEST_ROWS or cols <= SENSOR_TEST_COLS:
+                raise HeliCamError(name, "HE_GetSysDesc",
+                                   f"sensor of {cols} x {rows} pixels has no usable area inside its "
+                                   f"{SENSOR_TEST_COLS} test columns and {SENSOR_TEST_ROWS} test rows")
+            self._sensor_shape = (rows, cols)
+            self._shape = (rows - SENSOR_TEST_ROWS, cols - SENSOR_TEST_COLS)
+            r0, c0 = SENSOR_TEST_ROWS // 2, SENSOR_TEST_COLS // 2
+            self._usable = (slice(r0, r0 + self._shape[0]), slice(c0, c0 + self._shape[1]))
             self._lib.HE_SetTimeout(self._handle, int(self.timeout_s * 1000))
         except BaseException:
             self._open = False
@@ -447,17 +481,26 @@ class HeliCamC3:
         self._settings: LockInSettings | None = None
         self._volumes = 0
         self.last_volume: VolumeInfo | None = None
+        self.flushed_volumes = 0
+        """Stale volumes drained by the last ``configure`` (the manual's flush after configuring)."""
+        self.last_phase_rad: float | None = None
+        """Lock-in phase last measured by ``measure_phase`` (internal reference vs. the signal)."""
 
     # ---- properties ----------------------------------------------------------------------------
 
     @property
     def shape(self) -> tuple[int, int]:
-        """Image shape (rows, cols) as the library reports the sensor (300x300 on a C3)."""
+        """Image shape (rows, cols) of the usable area (292 x 280 on a C3's 300 x 300 sensor)."""
         return self._shape
 
     @property
+    def sensor_shape(self) -> tuple[int, int]:
+        """The whole sensor (rows, cols) as the library reports it, test rows and columns included."""
+        return self._sensor_shape
+
+    @property
     def pixel_size_m(self) -> float:
-        """Sample-plane pixel size: field of view over the number of columns."""
+        """Sample-plane pixel size: field of view over the usable columns."""
         return self._field_of_view_m / self._shape[1]
 
     @property
@@ -471,7 +514,11 @@ class HeliCamC3:
     def snapshot(self) -> dict[str, Any]:
         """Settings and register values for the run's station snapshot."""
         snap: dict[str, Any] = {"name": self.name, "model": "heliCam C3", "trigger": self.trigger,
-                                "shape": list(self._shape), "pixel_size_m": self.pixel_size_m}
+                                "shape": list(self._shape), "sensor_shape": list(self._sensor_shape),
+                                "pixel_size_m": self.pixel_size_m,
+                                "demodulation_reference": "internal (ExtTqp = 0)",
+                                "lockin_phase_rad": self.last_phase_rad,
+                                "flushed_volumes": self.flushed_volumes}
         if self._settings and self._registers:
             snap.update(vars(self._settings))
             snap["registers"] = {"SensTqp": self._registers.sens_tqp, "SensNavM2": self._registers.sens_navm2,
@@ -544,6 +591,7 @@ class HeliCamC3:
                 self._set("EnTrigOnPos", 0)
             self._set("EnSynFOut", 1)
             self._lib.HE_AllocCamData(self._handle, CAM_DATA_SLOT, DF_I16Q16, 0, None, 0)
+            self.flushed_volumes = self._flush()
             self._set("AcqStop", 0)
             self._registers = regs
             self._volumes = 0
@@ -554,6 +602,22 @@ class HeliCamC3:
                 cycles_per_frame=regs.cycles_per_frame,
             )
             return self._settings
+
+    def _flush(self) -> int:
+        """Drain volumes left in the buffer before the new settings (``HE_Acquire`` while > 0).
+
+        Runs while acquisition is stopped (AcqStop = 1) with a short timeout, so it ends as soon as
+        the buffer is empty; the normal timeout is restored afterwards.
+        """
+        self._lib.HE_SetTimeout(self._handle, FLUSH_TIMEOUT_MS)
+        try:
+            for flushed in range(FLUSH_MAX_VOLUMES + 1):
+                if self._lib.HE_Acquire(self._handle) <= 0:
+                    return flushed
+            raise HeliCamError(self.name, "flush", f"the camera still delivers volumes after "
+                               f"{FLUSH_MAX_VOLUMES} flushes with acquisition stopped; power-cycle it")
+        finally:
+            self._lib.HE_SetTimeout(self._handle, int(self.timeout_s * 1000))
 
     # ---- acquisition ---------------------------------------------------------------------------
 
@@ -570,21 +634,29 @@ class HeliCamC3:
                 raise HeliCamError(self.name, "acquire", "camera not configured; call configure() first")
             n_bytes = self._lib.HE_Acquire(self._handle)
             t_end = self._clock()
-            if n_bytes == 0:
+            if n_bytes in (0, ACQUIRE_TIMEOUT_CODE) or (n_bytes < 0 and self.trigger == "external"):
+                # a missed external trigger is a negative code (the labscript worker sees -116)
                 raise InstrumentTimeout(
                     self.name, "HE_Acquire",
-                    f"no volume within {self.timeout_s:g} s (trigger={self.trigger}); check the trigger "
-                    "cable and that the pulse generator is running", self.timeout_s)
+                    f"no volume within {self.timeout_s:g} s (trigger={self.trigger}, code {n_bytes}); "
+                    "check the trigger cable, that the pulse generator is running and that camera_start "
+                    "pulses are wider than 10 us (the camera starts on their falling edge)",
+                    self.timeout_s)
+            if n_bytes < 0:
+                raise HeliCamError(self.name, "HE_Acquire", f"returned error code {n_bytes}", n_bytes)
+            # the result pointer is valid only after HE_ProcessCamData (programmer's manual flow)
+            self._lib.HE_ProcessCamData(self._handle, CAM_DATA_SLOT, 0, None)
             meta = CamDataMeta()
             cd = self._lib.HE_GetCamData(self._handle, CAM_DATA_SLOT, 0, ct.pointer(meta)).contents
             shape = tuple(int(meta.dimSz[i]) for i in range(meta.numDim - 1, -1, -1))
             n = self._registers.sens_nframes
-            expected = (n, *self._shape, 2)
+            expected = (n, *self._sensor_shape, 2)
             count = math.prod(expected)
             if shape != expected or cd.size < count * 2 or not cd.data:
                 raise HeliCamError(self.name, "HE_GetCamData",
                                    f"volume has shape {shape} and {cd.size} bytes, expected {expected}")
-            raw = np.ctypeslib.as_array((ct.c_int16 * count).from_address(cd.data)).reshape(expected).copy()
+            full = np.ctypeslib.as_array((ct.c_int16 * count).from_address(cd.data)).reshape(expected)
+            raw = full[:, self._usable[0], self._usable[1], :].copy()  # test rows and columns dropped
             period = self._registers.frame_period_s
             self.last_volume = VolumeInfo(self._volumes, n, t_end - n * period, period)
             self._volumes += 1
@@ -610,6 +682,55 @@ class HeliCamC3:
             rows, cols = self._shape
             raise ValueError(f"{self.name}: raw frames must be (n, {rows}, {cols}, 2), got {raw.shape}")
         return raw[..., 0].astype(np.float32) - np.float32(RAW_OFFSET)
+
+    def measure_phase(self, raw: np.ndarray) -> tuple[float, float]:
+        """Lock-in phase and amplitude of the modulated signal in raw I/Q frames.
+
+        The camera demodulates against its internal reference (``ExtTqp = 0``), so the signal sits
+        at an angle in the I/Q plane that depends on how the reference and the MW gating line up.
+        Returns ``(phase_rad, amplitude_du)`` of the frame- and pixel-averaged I + jQ (offset
+        removed) and keeps the phase in ``last_phase_rad`` and the snapshot. ``demodulate`` reads
+        only I, so a phase far from 0 or pi loses signal (cos(phase)).
+        """
+        raw = np.asarray(raw)
+        if raw.ndim != 4 or raw.shape[-1] != 2:
+            raise ValueError(f"{self.name}: raw frames must be (n, rows, cols, 2), got {raw.shape}")
+        iq = raw.astype(np.float64).mean(axis=(0, 1, 2)) - RAW_OFFSET
+        z = complex(iq[0], iq[1])
+        self.last_phase_rad = float(np.angle(z))
+        return self.last_phase_rad, float(abs(z))
+
+    def station_checks(self) -> list[CheckResult]:
+        """Commissioning: identity, register read-back at the standard lock-in settings, flush."""
+        rows, cols = self._sensor_shape
+        results = [CheckResult(
+            self.name, "identity", True,
+            f"heliCam C3 sensor {cols} x {rows}, usable {self._shape[1]} x {self._shape[0]}, "
+            f"pixel {self.pixel_size_m * 1e6:.3g} um, demodulation reference internal (ExtTqp = 0)")]
+        previous = self.trigger
+        try:
+            self.set_trigger("internal")
+            s = self.configure(6250.0, 208.0, 4)
+            expected = {"CamMode": CAM_MODE_RAW_IQ, "SensTqp": self._registers.sens_tqp,
+                        "SensNavM2": self._registers.sens_navm2, "SensNFrames": 4, "TrigFreeExtN": 1,
+                        "ExtTqp": 0}
+            got = {k: self.get_setting(k) for k in expected}
+            wrong = {k: v for k, v in got.items() if v != expected[k]}
+            results.append(CheckResult(
+                self.name, "register read-back", not wrong,
+                f"fd {s.modulation_frequency_hz:.6g} Hz, {s.frame_rate_hz:.5g} frames/s; read back {got}; "
+                f"{self.flushed_volumes} stale volume(s) flushed",
+                "" if not wrong else f"registers {sorted(wrong)} did not keep their values: update the "
+                "heliCam firmware / SDK so its register description matches the camera"))
+            raw = self.acquire(4)
+            results.append(CheckResult(self.name, "internal-trigger volume", raw.shape[0] == 4,
+                                       f"{raw.shape[0]} frames of {raw.shape[1]} x {raw.shape[2]} pixels"))
+        except Exception as exc:  # noqa: BLE001 - a commissioning check reports, it does not stop
+            results.append(CheckResult(self.name, "register read-back", False, str(exc),
+                                       "check the USB 3 cable and that the heliCam SDK is installed"))
+        finally:
+            self.set_trigger(previous)
+        return results
 
     # ---- safety --------------------------------------------------------------------------------
 

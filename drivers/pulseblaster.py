@@ -4,15 +4,24 @@ The real library is wrapped with ctypes (``argtypes``, ``restype`` and an ``errc
 :class:`PulseBlasterError` with the ``pb_get_error`` text). Any object with the same call surface
 (``sim.spinapi.SimSpinAPI``) can be injected instead and goes through the same return-code check.
 
-A program is checked against the board's limits before anything is sent: every instruction on
-the clock grid, at least 5 cycles long, flags in 24 bits, data in 20 bits, LOOP >= 1,
-LONG_DELAY >= 2, fits the instruction memory, and no pulse below the lab's ``pulse_min_s``.
+A program is checked against the board's limits (``constraints``, from
+``instrument.protocols.ESR_PRO_500``) before anything is sent: every instruction on the clock grid,
+at least 5 cycles long, flags in 24 bits, data in 20 bits, LOOP >= 1, LONG_DELAY >= 2, fits the
+instruction memory, and no pulse below the lab's ``pulse_min_s``.
+
+Safe state: spinapi.h says ``pb_stop`` leaves the TTL outputs "either in the same state they were
+in ... or return to ground", so stopping alone proves nothing. ``safe_state`` loads and runs a
+one-word program that BRANCHes to itself with every flag (short-pulse field included) off: the
+outputs are then driven low by a running program, whatever ``pb_stop`` does. ``pb_read_status`` is
+read as unsigned with only bits 0-4 defined (stopped, reset, running, waiting, scanning; bits 5-31
+reserved, "should not be assumed ... set to 0", spinapi.h). Facts: ``docs/hardware/pulseblaster.md``.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import logging
 import os
 import sys
@@ -20,15 +29,25 @@ from collections.abc import Callable
 from pathlib import PureWindowsPath
 from typing import Any
 
-from instrument.protocols import InstrumentError, Opcode, PulseProgram, SafetyLimits
+from instrument.checks import CheckResult
+from instrument.protocols import (
+    ESR_PRO_500,
+    InstrumentError,
+    Opcode,
+    PulseGeneratorConstraints,
+    PulseProgram,
+    SafetyLimits,
+)
 
 log = logging.getLogger(__name__)
 
 PULSE_PROGRAM = 0
-MIN_CYCLES = 5
-MAX_CYCLES = 2**32 - 1
-MAX_DATA = 2**20 - 1
 MAX_FLAGS = 2**24 - 1
+"""The 24-bit output/control word of pb_inst_pbonly (outputs plus the short-pulse field)."""
+STATUS_BITS = {0: "stopped", 1: "reset", 2: "running", 3: "waiting", 4: "scanning"}
+"""``pb_read_status`` bits defined by spinapi.h; bits 5-31 are reserved and may be set."""
+STATUS_MASK = 0x1F
+SAFE_STATE_CYCLES = 10
 SHORT_PULSE_SHIFT = 21
 SHORT_PULSE_ON = 0x7 << SHORT_PULSE_SHIFT
 """ESR-PRO bits 21-23 = 111: outputs follow the flags for the whole instruction."""
@@ -51,7 +70,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any], bool]] = {
     "pb_start": (ctypes.c_int, [], True),
     "pb_stop": (ctypes.c_int, [], True),
     "pb_reset": (ctypes.c_int, [], True),
-    "pb_read_status": (ctypes.c_int, [], True),
+    "pb_read_status": (ctypes.c_uint32, [], False),  # a bit word, not an error code (see status)
 }
 
 
@@ -117,7 +136,7 @@ class PulseBlaster:
         library: object | None = None,
         board: int = 0,
         clock_hz: float = 500e6,
-        memory_words: int = 4096,
+        memory_words: int = ESR_PRO_500.memory_words,
         short_pulse_bits: bool = True,
         limits: SafetyLimits | None = None,
     ) -> None:
@@ -197,6 +216,11 @@ class PulseBlaster:
     def clock_hz(self) -> float:
         return self._clock_hz
 
+    @property
+    def constraints(self) -> PulseGeneratorConstraints:
+        """This board's limits: the ESR-PRO's, at its clock and instruction memory."""
+        return dataclasses.replace(ESR_PRO_500, clock_hz=self._clock_hz, memory_words=self.memory_words)
+
     def check(self, program: PulseProgram) -> list[tuple[int, int, int, int]]:
         """Validate a program against the board; returns (flags, opcode, data, cycles) per instruction."""
         n = len(program.instructions)
@@ -209,6 +233,7 @@ class PulseBlaster:
                 "repetitions or fewer sweep points per program", n,
             )
         period = 1.0 / self._clock_hz
+        limits = self.constraints
         words = []
         for i, inst in enumerate(program.instructions):
             where = f"instruction {i} ({Opcode(inst.opcode).name})"
@@ -220,13 +245,13 @@ class PulseBlaster:
                     f"{where}: {inst.duration_s:.12g} s is not a multiple of the {period * 1e9:g} ns clock "
                     "period; round it in the sequence", inst.duration_s,
                 )
-            if cycles < MIN_CYCLES:
+            if cycles < limits.min_cycles:
                 raise PulseBlasterError(
                     self.name, "load",
-                    f"{where}: {cycles} clock cycles is shorter than the board's minimum of {MIN_CYCLES}",
-                    inst.duration_s,
+                    f"{where}: {cycles} clock cycles is shorter than the board's minimum of "
+                    f"{limits.min_cycles}", inst.duration_s,
                 )
-            if cycles > MAX_CYCLES:
+            if cycles > limits.max_cycles:
                 raise PulseBlasterError(
                     self.name, "load", f"{where}: longer than 2**32-1 cycles; use LONG_DELAY",
                     inst.duration_s,
@@ -239,7 +264,7 @@ class PulseBlaster:
                 )
             if not 0 <= inst.flags <= MAX_FLAGS:
                 raise PulseBlasterError(self.name, "load", f"{where}: flags exceed 24 bits", inst.flags)
-            if not 0 <= inst.data <= MAX_DATA:
+            if not 0 <= inst.data <= limits.max_data:
                 raise PulseBlasterError(self.name, "load", f"{where}: data exceeds 20 bits", inst.data)
             if inst.opcode == Opcode.LOOP and inst.data < 1:
                 raise PulseBlasterError(self.name, "load", f"{where}: LOOP count must be >= 1", inst.data)
@@ -288,28 +313,67 @@ class PulseBlaster:
         self._api["pb_stop"]()
 
     def status(self) -> int:
-        """spinapi status bits: 1 stopped, 2 reset, 4 running, 8 waiting."""
+        """spinapi status bits 0-4 (1 stopped, 2 reset, 4 running, 8 waiting, 16 scanning).
+
+        Read as unsigned; the reserved bits 5-31 are masked off (spinapi.h: they may be set).
+        """
         self._require_open("pb_read_status")
-        return self._api["pb_read_status"]()
+        return int(self._api["pb_read_status"]()) & 0xFFFFFFFF & STATUS_MASK
+
+    def status_names(self) -> list[str]:
+        """The defined status bits that are set, by name (``["running"]`` ...)."""
+        word = self.status()
+        return [name for bit, name in STATUS_BITS.items() if word >> bit & 1]
 
     def safe_state(self) -> None:
-        """Stop the board and drive every output low (laser and MW switch off).
+        """Drive every output low (laser and MW switch off) with a program proven to do so.
 
-        Raises ``InstrumentError`` if the library refused: the laser or MW switch may still be on.
+        ``pb_stop`` alone may leave the outputs as they were (spinapi.h), so a one-word program
+        that BRANCHes to itself with all flags off is loaded and left running. Raises
+        ``InstrumentError`` if the library refused: the laser or MW switch may still be on.
         """
         if not self._open:
             return
         try:
             self._api["pb_stop"]()
-            # pb_stop may leave the outputs where they were: run a one-word all-low program.
-            self._write_words([(0, int(Opcode.STOP), 0, MIN_CYCLES * 2)])
+            self._write_words(self.safe_state_words())
+            self._api["pb_reset"]()
             self._api["pb_start"]()
-            self._api["pb_stop"]()
             self.program = None
         except Exception as exc:
             log.exception("%s: could not put the PulseBlaster in its safe state", self.name)
-            raise InstrumentError(self.name, "pb_stop / all-low program",
+            raise InstrumentError(self.name, "all-low BRANCH-to-self program",
                                   f"outputs may still be high ({exc}); power-cycle the PulseBlaster") from exc
+
+    @staticmethod
+    def safe_state_words() -> list[tuple[int, int, int, int]]:
+        """The safe-state program: one word, every flag off, BRANCH to itself (address 0)."""
+        return [(0, int(Opcode.BRANCH), 0, SAFE_STATE_CYCLES)]
+
+    def station_checks(self) -> list[CheckResult]:
+        """Commissioning: identity, the safe-state program run and the status word read back."""
+        results = []
+        version = self.library.pb_get_version() if hasattr(self.library, "pb_get_version") else b""
+        if isinstance(version, bytes):
+            version = version.decode(errors="replace")
+        c = self.constraints
+        results.append(CheckResult(self.name, "identity", True,
+                                   f"board {self.board}, spinapi {version or '(no version)'}, "
+                                   f"{c.clock_hz / 1e6:g} MHz, {c.memory_words} words"))
+        try:
+            self.safe_state()
+            names = self.status_names()
+        except Exception as exc:  # noqa: BLE001 - a commissioning check reports, it does not stop
+            return [*results, CheckResult(self.name, "safe-state program", False, str(exc),
+                                          "power-cycle the PulseBlaster and check the spinapi install")]
+        ok = "running" in names
+        results.append(CheckResult(
+            self.name, "safe-state program", ok,
+            "all-low BRANCH-to-self loaded and started; pb_read_status bits 0-4: "
+            + (", ".join(names) or "none"),
+            "" if ok else "the board did not report running after pb_start: check the board clock "
+            "(pb_core_clock) and measure the outputs with a scope before trusting them low"))
+        return results
 
     def close(self) -> None:
         """Make the board safe and release it. Safe to call twice."""

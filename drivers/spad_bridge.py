@@ -24,12 +24,15 @@ from qcodes.instrument import Instrument
 from drivers.port_errors import PORT_ERRORS
 from drivers.spad_frames import (
     COLS,
+    LEGACY_FRAME_BYTES,
     ROWS,
+    V2_FRAME_BYTES,
     ParserCounters,
     SpadFrameParser,
     encode_frame,
     per_frame_counts,
 )
+from instrument.checks import CheckResult
 from instrument.protocols import InstrumentDisconnected, InstrumentError, InstrumentTimeout
 
 __all__ = [
@@ -48,7 +51,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PIXEL_PITCH_M = 55e-6  # SPAD pitch on the chip (seed 003, section VIII)
-SPIDEV_MAX_TRANSFER_BYTES = 4096  # the spidev kernel driver's default bufsiz
+SPIDEV_MAX_SPEED_HZ = 6_250_000
+"""clk / 8 for a 50 MHz FPGA clock: the fastest SCLK the SPI slave is built for (inferred clock)."""
 
 
 class Transport(Protocol):
@@ -110,26 +114,36 @@ class SerialTransport:
 
 
 class SpidevTransport:
-    """The FPGA's SPI output read directly by a Linux SPI host through spidev.
+    """Frames read straight from the FPGA by a Linux SPI host through spidev.
 
-    spidev is imported when the port opens, so this module imports where spidev is missing.
+    The FPGA must be built with ``SPI_SLAVE = 1`` (``firmware/fpga/spad_fpga.v``): the host is the
+    SPI master and clocks one frame out per transfer (chip select held low for the transfer), in
+    SPI mode 0, MSB first. The master-mode FPGA (the Arduino bridge's) drives SCLK itself and
+    cannot be read this way. spidev is imported when the port opens, so this module imports where
+    spidev is missing.
 
     Args:
         bus: SPI bus number (``/dev/spidev<bus>.<device>``).
         device: chip select.
-        max_speed_hz: SPI clock; the seed-003 FPGA runs its SPI near 50 kHz.
-        mode: SPI mode (clock polarity and phase).
-        transfer_bytes: bytes clocked per transfer, at most 4096 (spidev's buffer size).
+        max_speed_hz: SCLK. 1 MHz by default: the slave synchronises SCLK to its own clock and
+            needs SCLK below clk / 8, which 1 MHz meets for any FPGA clock from 8 MHz up, and it
+            is slow enough for jumper wires. A 1028-byte frame then takes 8.2 ms (about 120
+            frames/s); the counters are cumulative, so a slower read loses no photons, only time
+            resolution. (The 50 kHz of the seed's FPGA is its master-mode rate to the Arduino.)
+        mode: SPI mode; the slave FPGA speaks mode 0 only.
+        transfer_bytes: bytes per transfer = one frame: 1028 (legacy framing) or 1040 (framing v2).
     """
 
     def __init__(self, bus: int = 0, device: int = 0, max_speed_hz: int = 1_000_000, mode: int = 0,
-                 transfer_bytes: int = SPIDEV_MAX_TRANSFER_BYTES) -> None:
-        if not 1 <= transfer_bytes <= SPIDEV_MAX_TRANSFER_BYTES:
+                 transfer_bytes: int = LEGACY_FRAME_BYTES) -> None:
+        if transfer_bytes not in (LEGACY_FRAME_BYTES, V2_FRAME_BYTES):
             raise ValueError(
-                f"transfer_bytes must be 1..{SPIDEV_MAX_TRANSFER_BYTES} (spidev's bufsiz), "
-                f"got {transfer_bytes}")
-        if mode not in (0, 1, 2, 3):
-            raise ValueError(f"SPI mode must be 0..3, got {mode}")
+                f"transfer_bytes must be one frame, {LEGACY_FRAME_BYTES} (legacy) or {V2_FRAME_BYTES} "
+                f"(framing v2): the FPGA sends one frame per chip-select, got {transfer_bytes}")
+        if mode != 0:
+            raise ValueError(f"the SPAD FPGA's SPI slave speaks mode 0 only (CPOL 0, CPHA 0), got {mode}")
+        if not 0 < max_speed_hz <= SPIDEV_MAX_SPEED_HZ:
+            raise ValueError(f"max_speed_hz must be in (0, {SPIDEV_MAX_SPEED_HZ}] Hz, got {max_speed_hz}")
         self.bus, self.device = bus, device
         self.max_speed_hz = max_speed_hz
         self.mode = mode
@@ -149,6 +163,7 @@ class SpidevTransport:
             spi.open(self.bus, self.device)
             spi.max_speed_hz = self.max_speed_hz
             spi.mode = self.mode
+            spi.lsbfirst = False  # MSB first, as the FPGA shifts
         except OSError as exc:
             spi.close()
             raise InstrumentDisconnected(
@@ -281,6 +296,8 @@ class SpadReader:
             except queue.Empty:
                 error = InstrumentDisconnected if not self.connected else InstrumentTimeout
                 cause = f"; last error: {self.last_error}" if self.last_error else ""
+                if hint := self.counters().hint:  # e.g. per-frame (not cumulative) counters
+                    cause += f"; {hint}"
                 raise error("spad", "read frames",
                             f"got {len(frames)} of {n} frames in {timeout_s} s{cause}",
                             self.transport.description) from None
@@ -461,6 +478,25 @@ class SpadArray(Instrument):
             have += len(good)
             self._previous, self._previous_serial = batch.frames[-1], int(batch.serials[-1])
         return np.concatenate(counts)[:n]
+
+    def station_checks(self) -> list[CheckResult]:
+        """Commissioning: frames arrive, parse without discarded bytes, and counters step forward."""
+        check = "frames arrive and parse"
+        try:
+            counts = self.read_counts(3, timeout_s=min(self.timeout_s, 5.0))
+        except InstrumentError as exc:
+            hint = self.reader.counters().hint  # bytes arrived but could not be trusted
+            return [CheckResult(self.name, check, False, str(exc), hint or (
+                f"check the cable and the port ({self.reader.transport.description}); for a direct SPI "
+                "read the FPGA must be built with SPI_SLAVE = 1"))]
+        c = self.reader.counters()
+        ok = not c.hint and c.frames_rejected == 0
+        detail = (f"{len(counts)} frames, {int(counts.sum())} photons; parser: {c.frames_emitted} emitted, "
+                  f"{c.bytes_discarded} bytes discarded, {c.frames_rejected} rejected"
+                  + (f", {c.v2_frames} framing-v2" if c.v2_frames else ""))
+        self.discard_pending()
+        fix = "" if ok else (c.hint or "frames were rejected: check the byte order and cabling")
+        return [CheckResult(self.name, check, ok, detail, fix)]
 
     def safe_state(self) -> None:
         """The array has no hazardous output; stop reading (a failure to stop is only logged)."""

@@ -25,6 +25,7 @@ removes the ambiguity.
 
 from __future__ import annotations
 
+import logging
 import re
 import zlib
 from dataclasses import dataclass
@@ -43,6 +44,16 @@ _ALL_ONES = b"\xff" * PAYLOAD_BYTES
 _NOT_ONES = re.compile(rb"[^\xff]")
 # A pixel saturates near 3 Mcps, so 2**24 counts between two frames means a frame gap of 5.6 s.
 DEFAULT_MAX_COUNTS_PER_FRAME = 1 << 24
+NOT_CUMULATIVE_HINT_FRAMES = 300
+"""Frames' worth of bytes discarded, with headers in place but counters not stepping forward, after
+which the parser says the counters look per-frame (a firmware variant) and names ``cumulative``."""
+NOT_CUMULATIVE_HINT = (
+    "{n} bytes discarded although frame headers sit one frame apart: the counters do not step "
+    "forward as cumulative counters do. If this firmware sends per-frame counts (not cumulative), "
+    "parse with SpadFrameParser(cumulative=False) (station file: cumulative: false)"
+)
+
+log = logging.getLogger(__name__)
 
 
 def _dtype(byteorder: str) -> np.dtype:
@@ -98,6 +109,8 @@ class ParserCounters:
     v2_sequence_gaps: int = 0
     banners: int = 0
     ambiguous_locks: int = 0  # legacy locks between look-alike starts (counters stuck at all ones)
+    not_cumulative_starts: int = 0  # frame starts whose headers fit but whose counters went backwards
+    hint: str = ""  # what the stream looks like when nothing can be emitted (and the option to use)
 
 
 class SpadFrameParser:
@@ -138,6 +151,7 @@ class SpadFrameParser:
         self._broken = True
         self._follows: list[bool] = []
         self.last_continuous = np.zeros(0, dtype=bool)
+        self._discarded_since_emit = 0
 
     # Counters as attributes, the names other tools use.
     @property
@@ -199,6 +213,11 @@ class SpadFrameParser:
         self.counters.banners += window.count(BANNER) - self._discard_tail.count(BANNER)
         self._discard_tail = window[-(len(BANNER) + 2):]
         self.counters.bytes_discarded += n
+        self._discarded_since_emit += n
+        if (self.cumulative and not self.counters.hint and self.counters.not_cumulative_starts
+                and self._discarded_since_emit >= NOT_CUMULATIVE_HINT_FRAMES * LEGACY_FRAME_BYTES):
+            self.counters.hint = NOT_CUMULATIVE_HINT.format(n=self._discarded_since_emit)
+            log.warning("SPAD parser: %s", self.counters.hint)
         self._broken = True
         del self._buf[:n]
 
@@ -276,6 +295,9 @@ class SpadFrameParser:
                 continue
             if self._is_header(pos + L) and self._is_header(pos + 2 * L):
                 first, second = self._counters_at(pos), self._counters_at(pos + L)
+                if (self.cumulative and not self._step_ok(first, second) and not np.all(first == 0xFFFFFFFF)
+                        and not np.all(second == 0xFFFFFFFF)):
+                    self.counters.not_cumulative_starts += 1  # headers fit, counters went backwards
                 if self._step_ok(first, second) and not np.all(first == 0xFFFFFFFF):
                     score = float(np.sum(second - first, dtype=np.float64)) if self.cumulative else 0.0
                     fits = self._reference is None or self._step_ok(self._reference, first)
@@ -332,6 +354,7 @@ class SpadFrameParser:
         self._implausible_streak = 0
         self._discard_tail.clear()
         self.counters.frames_emitted += k
+        self._discarded_since_emit = 0
         del self._buf[:k * L]
         return True
 
@@ -429,6 +452,7 @@ class SpadFrameParser:
         self._broken = False
         self._discard_tail.clear()
         self.counters.frames_emitted += 1
+        self._discarded_since_emit = 0
         del self._buf[:n_bytes]
 
     def _reject(self, n_bytes: int) -> None:

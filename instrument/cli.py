@@ -24,6 +24,7 @@ COMMANDS = (
     "instrument.commands.coil_scan",
     "instrument.commands.schedule",
     "instrument.commands.gui",
+    "instrument.commands.station_check",
 )
 DEFAULT_COMMAND = "odmr"
 

@@ -207,12 +207,40 @@ class ListSweepSource(MicrowaveSource, Protocol):
     def abort_list(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class PulseGeneratorConstraints:
+    """What a pulse generator can run; the driver reports its board's, the compiler obeys them.
+
+    ``output_bits``: outputs are bits 0 to ``output_bits - 1``; ``min_cycles``/``max_cycles``: the
+    length of one instruction in clock cycles; ``max_data``: the largest data field (loop count,
+    jump address, LONG_DELAY multiplier); ``memory_words``: instructions the board holds.
+    """
+
+    clock_hz: float
+    output_bits: int
+    min_cycles: int
+    max_cycles: int
+    max_data: int
+    memory_words: int
+
+
+ESR_PRO_500 = PulseGeneratorConstraints(
+    clock_hz=500e6, output_bits=21, min_cycles=5, max_cycles=2**32 - 1, max_data=2**20 - 1,
+    memory_words=4096,
+)
+"""The SpinCore PulseBlaster ESR-PRO 500 (docs/hardware/pulseblaster.md): the one place these
+numbers are written. Sequences compiled without a board in hand (plots, plans) use it."""
+
+
 @runtime_checkable
 class PulseGenerator(Instrument, Protocol):
-    """A TTL pulse generator that runs a compiled ``PulseProgram``."""
+    """A TTL pulse generator that runs a compiled ``PulseProgram`` within its ``constraints``."""
 
     @property
     def clock_hz(self) -> float: ...
+
+    @property
+    def constraints(self) -> PulseGeneratorConstraints: ...
 
     def load(self, program: PulseProgram) -> None: ...
 

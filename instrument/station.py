@@ -41,6 +41,8 @@ class Station:
     sim_parts: dict[str, Any] = field(default_factory=dict)
     """Simulators by role, for simulated instruments that need each other (a stimulus is clocked
     by the camera's frames)."""
+    station_check: dict[str, Any] | None = None
+    """The last ``acquire station check`` report of this station, kept in its snapshot."""
     _cleanup: list[Callable[[], None]] = field(default_factory=list)
 
     def __getitem__(self, role: str) -> Instrument:
@@ -63,6 +65,8 @@ class Station:
                     take() if take else {"name": inst.name})
             except Exception as exc:  # noqa: BLE001 - a snapshot failure must not stop a run
                 snap["instruments"][role] = {"name": inst.name, "snapshot_error": str(exc)}
+        if self.station_check is not None:
+            snap["station_check"] = self.station_check
         return snap
 
     def close(self) -> None:

@@ -28,7 +28,6 @@ from instrument.protocols import (
     TriggerableCamera,
 )
 from sequences.pulses import (
-    MEMORY_WORDS,
     ChannelMap,
     PulseSequenceError,
     SteppedPointTiming,
@@ -114,9 +113,10 @@ def plan_stepping(
     else:
         try:
             timing = point_timing(pulser, camera)
-            memory = int(getattr(pulser, "memory_words", MEMORY_WORDS))
+            limits = pulser.constraints
             first_point, next_point = (
-                stepped_point_program(timing, step, modulation_hz, channels, pulser.clock_hz, memory)
+                stepped_point_program(timing, step, modulation_hz, channels, limits.clock_hz,
+                                      limits.memory_words)
                 for step in (False, True))
         except PulseSequenceError as exc:
             missing = f"the stepped pulse program cannot be built: {exc}"

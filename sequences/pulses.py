@@ -14,27 +14,40 @@ Channel delays (AOM rise, MW switch latency) are given per channel: a channel wi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from instrument.protocols import Opcode, PulseInstruction, PulseProgram
+from instrument.protocols import (
+    ESR_PRO_500,
+    Opcode,
+    PulseGeneratorConstraints,
+    PulseInstruction,
+    PulseProgram,
+)
 
 DEFAULT_CHANNELS: Mapping[str, int] = MappingProxyType(
     {"laser": 0, "mw_switch": 1, "camera_trigger": 2, "spad_gate": 3, "mw_trigger": 4, "camera_start": 5}
 )
 """Output bit of each line in the standard QDM wiring."""
 
-OUTPUT_BITS = 21
-"""ESR-PRO outputs are bits 0-20; bits 21-23 are the short-pulse control field."""
-
-MIN_CYCLES = 5
-MAX_CYCLES = 2**32 - 1
-MAX_DATA = 2**20 - 1
-MEMORY_WORDS = 4096
 GRID_TOLERANCE_CYCLES = 1e-3
+# The board's limits come from the pulse generator (``PulseGenerator.constraints``); without one
+# in hand the reference board ``ESR_PRO_500`` is assumed.
+
+
+def board_constraints(
+    clock_hz: float = ESR_PRO_500.clock_hz, memory_words: int | None = None,
+    constraints: PulseGeneratorConstraints | None = None,
+) -> PulseGeneratorConstraints:
+    """The constraints to compile for: ``constraints`` if given, else the reference board at ``clock_hz``."""
+    if constraints is not None:
+        return constraints
+    memory = ESR_PRO_500.memory_words if memory_words is None else memory_words
+    return dataclasses.replace(ESR_PRO_500, clock_hz=float(clock_hz), memory_words=memory)
 
 
 class PulseSequenceError(ValueError):
@@ -51,10 +64,10 @@ class ChannelMap:
     def __post_init__(self) -> None:
         seen: dict[int, str] = {}
         for name, bit in self.bits.items():
-            if not isinstance(bit, int) or not 0 <= bit < OUTPUT_BITS:
+            if not isinstance(bit, int) or not 0 <= bit < ESR_PRO_500.output_bits:
                 raise PulseSequenceError(
                     f"channel '{name}' is mapped to bit {bit!r}; "
-                    f"the ESR-PRO outputs are bits 0-{OUTPUT_BITS - 1}"
+                    f"the ESR-PRO outputs are bits 0-{ESR_PRO_500.output_bits - 1}"
                 )
             if bit in seen:
                 raise PulseSequenceError(f"channels '{seen[bit]}' and '{name}' are both mapped to bit {bit}")
@@ -149,11 +162,14 @@ def _cycles(value_s: float, clock_hz: float, what: str) -> int:
     return n
 
 
-def block_segments(block: Block, index: int, channels: ChannelMap, clock_hz: float) -> list[tuple[int, int]]:
+def block_segments(block: Block, index: int, channels: ChannelMap, clock_hz: float,
+                   constraints: PulseGeneratorConstraints | None = None) -> list[tuple[int, int]]:
     """Constant-output stretches (flags, clock cycles) of one pass through a block, delays applied.
 
     Raises PulseSequenceError naming the pulse for anything the board cannot run.
     """
+    c = board_constraints(clock_hz, constraints=constraints)
+    min_cycles, max_data, output_bits = c.min_cycles, c.max_data, c.output_bits  # the board's limits
     bname = f"block '{block.name}'" if block.name else f"block {index}"
     for p in block.pulses:  # name the pulse, not the block, when a pulse is off the grid
         who = f"{p.label} in {bname}"
@@ -161,13 +177,13 @@ def block_segments(block: Block, index: int, channels: ChannelMap, clock_hz: flo
         _cycles(p.start_s, clock_hz, f"{who}: start")
         _cycles(p.duration_s, clock_hz, f"{who}: duration")
     length = _cycles(block.duration_s, clock_hz, f"{bname} duration")
-    if length < MIN_CYCLES:
+    if length < min_cycles:
         raise PulseSequenceError(
-            f"{bname} lasts {length} clock cycles, less than the minimum of {MIN_CYCLES}"
+            f"{bname} lasts {length} clock cycles, less than the minimum of {min_cycles}"
         )
-    if not isinstance(block.repetitions, int) or not 1 <= block.repetitions <= MAX_DATA:
+    if not isinstance(block.repetitions, int) or not 1 <= block.repetitions <= max_data:
         raise PulseSequenceError(
-            f"{bname}: repetitions must be an integer from 1 to {MAX_DATA}, got {block.repetitions!r}"
+            f"{bname}: repetitions must be an integer from 1 to {max_data}, got {block.repetitions!r}"
         )
     # (start, end, bit, pulse) intervals in cycles after the channel delay.
     intervals: list[tuple[int, int, int, Pulse]] = []
@@ -176,10 +192,10 @@ def block_segments(block: Block, index: int, channels: ChannelMap, clock_hz: flo
         bit = channels.bit(p.channel, who)
         start = _cycles(p.start_s, clock_hz, f"{who}: start")
         dur = _cycles(p.duration_s, clock_hz, f"{who}: duration")
-        if dur < MIN_CYCLES:
+        if dur < min_cycles:
             raise PulseSequenceError(
                 f"{who} lasts {dur} clock cycles ({p.duration_s * 1e9:g} ns); the board's minimum is "
-                f"{MIN_CYCLES} cycles ({MIN_CYCLES * 1e9 / clock_hz:g} ns)"
+                f"{min_cycles} cycles ({min_cycles * 1e9 / clock_hz:g} ns)"
             )
         if start < 0 or start + dur > length:
             raise PulseSequenceError(
@@ -219,13 +235,13 @@ def block_segments(block: Block, index: int, channels: ChannelMap, clock_hz: flo
     for s, e, bit, _ in intervals:
         changes.setdefault(s, []).append((bit, +1))
         changes.setdefault(e, []).append((bit, -1))
-    level = [0] * OUTPUT_BITS
+    level = [0] * output_bits
     segments: list[tuple[int, int]] = []
     bounds = sorted(set(changes) | {0, length})
     for lo, hi in zip(bounds, bounds[1:], strict=False):
         for bit, step in changes.get(lo, ()):
             level[bit] += step
-        flags = sum(1 << b for b in range(OUTPUT_BITS) if level[b] > 0)
+        flags = sum(1 << b for b in range(output_bits) if level[b] > 0)
         if segments and segments[-1][0] == flags:
             segments[-1] = (flags, segments[-1][1] + hi - lo)
         else:
@@ -233,11 +249,11 @@ def block_segments(block: Block, index: int, channels: ChannelMap, clock_hz: flo
     # Every stretch between output changes becomes one instruction: it must be long enough.
     t = 0
     for _, n in segments:
-        if n < MIN_CYCLES:
+        if n < min_cycles:
             near = [iv[3].label for iv in intervals if {iv[0], iv[1]} & {t, t + n}]
             raise PulseSequenceError(
                 f"{bname}: outputs change twice within {n} clock cycles at {t * 1e9 / clock_hz:g} ns "
-                f"({', '.join(dict.fromkeys(near))}); edges must be at least {MIN_CYCLES} cycles apart"
+                f"({', '.join(dict.fromkeys(near))}); edges must be at least {min_cycles} cycles apart"
             )
         t += n
     return segments
@@ -253,43 +269,47 @@ def _merge(segments: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _long(cycles: int) -> list[tuple[int, Opcode, int]]:
+def _long(cycles: int, c: PulseGeneratorConstraints) -> list[tuple[int, Opcode, int]]:
     """A stretch as few words as possible: one CONTINUE, or LONG_DELAY (length x k) + remainder."""
-    if cycles <= MAX_CYCLES:
+    min_cycles, max_cycles, max_data = c.min_cycles, c.max_cycles, c.max_data
+    if cycles <= max_cycles:
         return [(cycles, Opcode.CONTINUE, 0)]
-    k = -(-cycles // MAX_CYCLES)
+    k = -(-cycles // max_cycles)
     while True:
-        if k > MAX_DATA:
+        if k > max_data:
             raise PulseSequenceError(f"a wait of {cycles} clock cycles is too long even for LONG_DELAY")
         base, rest = divmod(cycles, k)
         if rest == 0:
             return [(base, Opcode.LONG_DELAY, k)]
-        if rest >= MIN_CYCLES:
+        if rest >= min_cycles:
             return [(base, Opcode.LONG_DELAY, k), (rest, Opcode.CONTINUE, 0)]
-        if base + rest <= MAX_CYCLES:
+        if base + rest <= max_cycles:
             head = [(base, Opcode.LONG_DELAY, k - 1)] if k > 2 else [(base, Opcode.CONTINUE, 0)]
             return head + [(base + rest, Opcode.CONTINUE, 0)]
         k += 1
 
 
-def _split(cycles: int, head: bool = False, tail: bool = False) -> list[tuple[int, Opcode, int]]:
+def _split(cycles: int, c: PulseGeneratorConstraints, head: bool = False,
+           tail: bool = False) -> list[tuple[int, Opcode, int]]:
     """A stretch as (cycles, opcode, data) words; ``head``/``tail`` force a CONTINUE at that end.
 
     LOOP and END_LOOP replace the first and last word of a repeated group, and BRANCH the last
     word of a program that runs forever, so those words must be plain CONTINUEs.
     """
+    max_cycles = c.max_cycles
     first: list[tuple[int, Opcode, int]] = []
     last: list[tuple[int, Opcode, int]] = []
-    if head and cycles > MAX_CYCLES:
-        first = [(MAX_CYCLES // 2, Opcode.CONTINUE, 0)]
-        cycles -= MAX_CYCLES // 2
-    if tail and cycles > MAX_CYCLES:
-        last = [(MAX_CYCLES // 2, Opcode.CONTINUE, 0)]
-        cycles -= MAX_CYCLES // 2
-    return first + _long(cycles) + last
+    if head and cycles > max_cycles:
+        first = [(max_cycles // 2, Opcode.CONTINUE, 0)]
+        cycles -= max_cycles // 2
+    if tail and cycles > max_cycles:
+        last = [(max_cycles // 2, Opcode.CONTINUE, 0)]
+        cycles -= max_cycles // 2
+    return first + _long(cycles, c) + last
 
 
-def _emit(groups: list[_Group], loop_forever: bool) -> list[tuple[int, Opcode, int, int]]:
+def _emit(groups: list[_Group], loop_forever: bool,
+          c: PulseGeneratorConstraints) -> list[tuple[int, Opcode, int, int]]:
     """(flags, opcode, data, cycles) words for the groups."""
     words: list[tuple[int, Opcode, int, int]] = []
     for gi, g in enumerate(groups):
@@ -298,25 +318,25 @@ def _emit(groups: list[_Group], loop_forever: bool) -> list[tuple[int, Opcode, i
         for si, (flags, n) in enumerate(g.segments):
             head = si == 0 and g.repetitions > 1
             tail = si == len(g.segments) - 1 and (g.repetitions > 1 or (last_group and loop_forever))
-            words += [(flags, op, data, c) for c, op, data in _split(n, head, tail)]
+            words += [(flags, op, data, n_) for n_, op, data in _split(n, c, head, tail)]
         if g.repetitions > 1:
-            f, _, _, c = words[first_at]
-            words[first_at] = (f, Opcode.LOOP, g.repetitions, c)
-            f, _, _, c = words[-1]
-            words[-1] = (f, Opcode.END_LOOP, first_at, c)
+            f, _, _, n_ = words[first_at]
+            words[first_at] = (f, Opcode.LOOP, g.repetitions, n_)
+            f, _, _, n_ = words[-1]
+            words[-1] = (f, Opcode.END_LOOP, first_at, n_)
     if loop_forever:
-        f, _, _, c = words[-1]
-        words[-1] = (f, Opcode.BRANCH, 0, c)
+        f, _, _, n_ = words[-1]
+        words[-1] = (f, Opcode.BRANCH, 0, n_)
     else:
-        words.append((0, Opcode.STOP, 0, MIN_CYCLES))
+        words.append((0, Opcode.STOP, 0, c.min_cycles))
     return words
 
 
-def _group_blocks(sequence: PulseSequence, clock_hz: float) -> list[_Group]:
+def _group_blocks(sequence: PulseSequence, c: PulseGeneratorConstraints) -> list[_Group]:
     channels = sequence.channels
     groups: list[_Group] = []
     for i, block in enumerate(sequence.blocks):
-        segs = block_segments(block, i, channels, clock_hz)
+        segs = block_segments(block, i, channels, c.clock_hz, c)
         reps = block.repetitions
         if len(segs) == 1 or (sequence.loop_forever and len(sequence.blocks) == 1):
             # A constant block repeated is one longer stretch; a lone block looping forever
@@ -339,21 +359,26 @@ def _group_blocks(sequence: PulseSequence, clock_hz: float) -> list[_Group]:
 
 
 def compile_sequence(
-    sequence: PulseSequence, clock_hz: float = 500e6, memory_words: int = MEMORY_WORDS
+    sequence: PulseSequence, clock_hz: float = ESR_PRO_500.clock_hz, memory_words: int | None = None,
+    constraints: PulseGeneratorConstraints | None = None,
 ) -> PulseProgram:
-    """Compile a sequence to a PulseBlaster program, refusing anything the board cannot run."""
+    """Compile a sequence to a pulse program, refusing anything the board cannot run.
+
+    ``constraints`` (a pulse generator's own) override ``clock_hz`` and ``memory_words``.
+    """
+    c = board_constraints(clock_hz, memory_words, constraints)
     if not sequence.blocks:
         raise PulseSequenceError("the sequence has no blocks")
-    groups = _group_blocks(sequence, clock_hz)
-    words = _emit(groups, sequence.loop_forever)
-    if len(words) > memory_words:
+    groups = _group_blocks(sequence, c)
+    words = _emit(groups, sequence.loop_forever, c)
+    if len(words) > c.memory_words:
         worst = max(groups, key=lambda g: len(g.segments))
         raise PulseSequenceError(
-            f"the program needs {len(words)} instructions but the board holds {memory_words}; "
+            f"the program needs {len(words)} instructions but the board holds {c.memory_words}; "
             f"{worst.name} alone has {len(worst.segments)} output changes; use repetitions or fewer points"
         )
-    period = 1.0 / clock_hz
-    instructions = tuple(PulseInstruction(f, op, d, c * period) for f, op, d, c in words)
+    period = 1.0 / c.clock_hz
+    instructions = tuple(PulseInstruction(f, op, d, n * period) for f, op, d, n in words)
     return PulseProgram(instructions, dict(sequence.channels.bits), sequence.description)
 
 
@@ -362,10 +387,11 @@ def lockin_modulation_period_cycles(modulation_hz: float, clock_hz: float = 500e
     if not math.isfinite(modulation_hz) or modulation_hz <= 0:
         raise PulseSequenceError(f"modulation frequency must be > 0 Hz, got {modulation_hz!r}")
     half = round(clock_hz / modulation_hz / 2)
-    if half < MIN_CYCLES:
+    min_cycles = ESR_PRO_500.min_cycles
+    if half < min_cycles:
         raise PulseSequenceError(
             f"modulation at {modulation_hz:g} Hz needs half periods of {clock_hz / modulation_hz / 2:.3g} "
-            f"clock cycles; the board needs at least {MIN_CYCLES}"
+            f"clock cycles; the board needs at least {min_cycles}"
         )
     return half
 
@@ -391,9 +417,11 @@ def lockin_modulation_sequence(
 ) -> PulseSequence:
     """The CW lock-in sequence: laser on, MW switch and camera reference square waves, forever.
 
-    The MW switch is on for the first half of every modulation period. The heliCam C3 takes the
-    same square wave on its reference input (``camera_trigger``) and demodulates against it, so
-    the camera's in-phase signal is (MW on) - (MW off).
+    The MW switch is on for the first half of every modulation period; ``camera_trigger`` carries
+    the same square wave. The heliCam driver selects internal demodulation (``ExtTqp = 0``): the
+    camera demodulates against its own reference at the same frequency, not against this line, so
+    the phase between the MW gating and the camera's reference is measured (``measure_phase``),
+    not assumed; at phase 0 the in-phase signal is (MW off) - (MW on).
     """
     cmap = ChannelMap.of(channels)
     period_s, pulses = _modulation_period(modulation_hz, clock_hz)
@@ -415,8 +443,12 @@ def lockin_modulation_program(
 
 
 TRIGGER_PULSE_S = 1e-6
-"""Width of the TTL pulses that step the MW list and start a camera volume (well above the
-microsecond-scale minimum pulse widths of the sources' and the camera's trigger inputs)."""
+"""Width of the TTL pulse that steps the MW list (well above the sources' trigger minimum widths)."""
+
+CAMERA_START_PULSE_S = 20e-6
+"""Width of the ``camera_start`` pulse. The heliCam C3 starts a volume on the falling edge of its
+external trigger and needs the pulse wider than 10 us (C3 user manual, external triggering):
+twice that, so cable and input filtering cannot bring it under the limit."""
 
 
 POINT_TAIL_PERIODS = 2
@@ -464,8 +496,9 @@ def stepped_point_sequence(
     """One hardware-timed sweep point under the lock-in modulation, run once and ending in STOP.
 
     With ``step`` the point opens with the ``mw_trigger`` pulse that steps the MW list; after
-    ``timing.settle`` modulation periods ``camera_start`` starts the camera's volume (see
-    :class:`SteppedPointTiming`). Software starts the program once per point and reads the volume
+    ``timing.settle`` modulation periods a ``camera_start`` pulse of ``CAMERA_START_PULSE_S`` starts
+    the camera's volume on its falling edge (see :class:`SteppedPointTiming`). Software starts the
+    program once per point and reads the volume
     and the list index while the board is stopped, so its latency cannot shift the timing inside
     a point, and a pause between points leaves source and camera waiting.
     """
@@ -483,7 +516,7 @@ def stepped_point_sequence(
               else period(name="settle")]
     if timing.settle > 1:
         blocks.append(period(repetitions=timing.settle - 1, name="settle"))
-    blocks.append(period(Pulse("camera_start", 0.0, TRIGGER_PULSE_S, "camera volume start"),
+    blocks.append(period(Pulse("camera_start", 0.0, CAMERA_START_PULSE_S, "camera volume start"),
                          name="camera start"))
     if timing.volume + timing.tail > 1:
         blocks.append(period(repetitions=timing.volume + timing.tail - 1, name="volume"))
@@ -502,7 +535,7 @@ def stepped_point_program(
     modulation_hz: float = 6250.0,
     channels: ChannelMap | Mapping[str, int] = DEFAULT_CHANNELS,
     clock_hz: float = 500e6,
-    memory_words: int = MEMORY_WORDS,
+    memory_words: int | None = None,
 ) -> PulseProgram:
     """Compiled :func:`stepped_point_sequence` (a dozen instructions).
 
@@ -515,7 +548,7 @@ def stepped_point_program(
 
 @functools.lru_cache(maxsize=16)
 def _stepped_point_program(timing: SteppedPointTiming, step: bool, modulation_hz: float, bits: tuple,
-                           delays: tuple, clock_hz: float, memory_words: int) -> PulseProgram:
+                           delays: tuple, clock_hz: float, memory_words: int | None) -> PulseProgram:
     cmap = ChannelMap(dict(bits), dict(delays))
     sequence = stepped_point_sequence(timing, step, modulation_hz, cmap, clock_hz)
     return compile_sequence(sequence, clock_hz, memory_words)

@@ -1,9 +1,25 @@
 """Simulated LibHeLIC: the heliCam C3's library entry points, timing and limits over the World.
 
 ``SimLibHeLIC`` offers the C entry points the driver calls (``HE_Open``, ``HE_GetRegDesc``,
-``HE_SetMap``, ``HE_Acquire``, ``HE_GetCamData`` ...) with the same ctypes arguments and return
-conventions: status calls return a negative code on error, ``HE_Acquire`` returns the bytes
-transferred (0 on timeout), pointer calls return NULL on error. It supports raw-I/Q mode only.
+``HE_SetMap``, ``HE_Acquire``, ``HE_ProcessCamData``, ``HE_GetCamData`` ...) with the same ctypes
+arguments and return conventions: status calls return a negative code on error, ``HE_Acquire``
+returns the bytes transferred (a negative code, ``ERR_TIMEOUT``, when no volume came), pointer
+calls return NULL on error. It supports raw-I/Q mode only.
+
+Facts implemented (``docs/hardware/helicam.md``), strictly:
+
+* H1 ``HE_GetCamData`` is valid only after ``HE_ProcessCamData`` for the volume just acquired
+  (programmer's manual flow chart, vendor examples): before, it returns NULL.
+* H2 after acquisition is stopped the buffer still holds the volume that was in flight; the next
+  ``HE_Acquire`` returns it (stale, the old settings) until flushed (``HE_Acquire`` while > 0).
+* H3 no volume (stopped, or a missed external trigger) is a negative ``HE_Acquire`` code, -116.
+* H4 external trigger: a volume starts on the falling edge of a pulse wider than 10 us on the
+  trigger input (C3 user manual, external triggering); narrower pulses are ignored and counted in
+  ``rejected_trigger_pulses``.
+* H5 the sensor is the World's image plus 8 test rows and 20 test columns around it (the C3's
+  usable area is the centre 280 x 292 of 300 x 300); test pixels read the unmodulated level.
+* H6 the camera demodulates against its internal reference; ``phase_rad`` is the angle between
+  that reference and the MW gating, which the driver can measure from I and Q.
 
 Signal model per pixel and frame (integration over ``Nc`` demodulation cycles):
 
@@ -43,6 +59,14 @@ ERR_BAD_HANDLE = -2
 ERR_RANGE = -3
 ERR_NOT_SUPPORTED = -4
 ERR_DISCONNECTED = -5
+ERR_TIMEOUT = -116
+"""What ``HE_Acquire`` returns when no volume came (the public labscript heliCam worker sees -116)."""
+ERR_NOT_PROCESSED = -6
+
+TEST_ROWS, TEST_COLS = 8, 20
+"""Test rows and columns around the usable area (300 x 300 sensor, 280 x 292 usable)."""
+TRIGGER_MIN_WIDTH_S = 10e-6
+"""External trigger pulses must be wider than this (C3 user manual)."""
 
 
 class _Map(ct.Structure):
@@ -114,10 +138,10 @@ class SimLibHeLIC:
         frame_hook: called with each frame's start time (world clock) before the frame is
             synthesised; the sim stimulus uses it to play coil waveforms frame by frame.
         volume_trigger: in external-trigger mode, called with the time the camera is ready for the
-            next volume; returns the time of the next start edge on its trigger input (``inf``:
-            none will come, the acquisition times out) or ``None`` when the line is not driven
-            (the camera is then clocked by the reference alone, as before). The station links it
-            to the simulated PulseBlaster's ``camera_start`` line.
+            next volume; returns the (rise, fall) times of the pulses on its trigger input whose
+            fall comes after that (empty: none will come, the acquisition times out) or ``None``
+            when the line is not driven (the camera is then clocked by the reference alone, as
+            before). The station links it to the simulated PulseBlaster's ``camera_start`` line.
         connected: ``False`` makes every call fail as if the USB cable were pulled.
     """
 
@@ -130,8 +154,11 @@ class SimLibHeLIC:
         self.readout_dead_time_s = readout_dead_time_s
         self.phase_rad = phase_rad
         self.frame_hook: Callable[[float], None] | None = None
-        self.volume_trigger: Callable[[float], float | None] | None = None
+        self.volume_trigger: Callable[[float], np.ndarray | None] | None = None
         self.connected = True
+        self.rejected_trigger_pulses = 0
+        """External trigger pulses ignored for being no wider than 10 us."""
+        self.stale_volumes_returned = 0
         self.volumes_acquired = 0
         self.synthesis_cpu_s = 0.0
         """CPU time spent computing frames (the real camera does this in hardware)."""
@@ -146,6 +173,9 @@ class SimLibHeLIC:
         self._alloc_format: int | None = None
         self._faults: dict[str, _Fault] = {}
         self._buffer = np.zeros(0, np.int16)
+        self._processed = False
+        self._stale_frames = 0
+        self._running_volumes = 0
         self._pl_cache: tuple[tuple, np.ndarray, np.ndarray] | None = None
         self._model_cache: tuple[tuple, tuple[np.ndarray, np.ndarray]] | None = None
         self._bank: np.ndarray | None = None
@@ -158,7 +188,8 @@ class SimLibHeLIC:
             self._map_array[i] = _Map(ident, comment, 0, None, None, b"sim", 0, lo, hi, default, 0xFF)
         self._regdesc = _RegDesc(0, None, len(_MAPS), ct.cast(self._map_array, ct.POINTER(_Map)))
         pitch = (ct.c_float * 2)(_PIXEL_PITCH_M, _PIXEL_PITCH_M)
-        self._sensor = _Sensor(b"heliSens S3.1 (simulated)", b"sim", pitch, (ct.c_ushort * 2)(cols, rows), 0)
+        self._sensor = _Sensor(b"heliSens S3.1 (simulated)", b"sim", pitch,
+                               (ct.c_ushort * 2)(cols + TEST_COLS, rows + TEST_ROWS), 0)
         self._sysdesc = _SysDesc(b"c3cam_sim", None, None, None, ct.pointer(self._sensor), None, None, None)
         self._camdata = _CamData()
 
@@ -239,6 +270,11 @@ class SimLibHeLIC:
         if not lo <= int(value) <= hi:
             return ERR_RANGE
         with self._lock:
+            stopping = name == "AcqStop" and int(value) == 1 and self._values["AcqStop"] == 0
+            if stopping and self._running_volumes:
+                self._stale_frames = self._values["SensNFrames"]  # the volume in flight stays buffered
+            if name == "AcqStop" and int(value) == 0:
+                self._running_volumes = 0
             self._values[name] = int(value)
         return 0
 
@@ -275,32 +311,68 @@ class SimLibHeLIC:
         v = self._values
         if v["CamMode"] != 0 or self._alloc_format != _DF_I16Q16:
             return ERR_NOT_SUPPORTED
+        self._processed = False
+        if self._stale_frames:  # H2: the volume that was in flight when acquisition stopped
+            n_stale, self._stale_frames = self._stale_frames, 0
+            self.stale_volumes_returned += 1
+            return self._deliver(self._test_level(n_stale))
         triggered = v["TrigFreeExtN"] == 1 or self.world.mw_gate_modulation_hz > 0
         if v["AcqStop"] == 1 or not triggered:
             # Stopped, or waiting for an external trigger that the pulse generator is not sending.
             self.world.clock.advance(min(self._timeout_s, 10.0))
-            return 0
+            return ERR_TIMEOUT
         if self.volumes_acquired:
             # readout and re-arm between volumes: the sensor does not integrate meanwhile
             self.world.clock.advance(self.readout_dead_time_s)
         if v["TrigFreeExtN"] == 0 and self.volume_trigger is not None:
             now = self.world.clock.now()
-            start = self.volume_trigger(now)
-            if start is not None:
-                if start - now > self._timeout_s:  # no start edge within the timeout
+            pulses = self.volume_trigger(now)
+            if pulses is not None:
+                start = self._falling_edge_start(np.asarray(pulses, float).reshape(-1, 2), now)
+                if start is None or start - now > self._timeout_s:  # no valid start within the timeout
                     self.world.clock.advance(min(self._timeout_s, 10.0))
-                    return 0
+                    return ERR_TIMEOUT
                 self.world.clock.advance(max(0.0, start - now))
         cpu0 = time.thread_time()
         volume = self._synthesise(v["SensNFrames"])
         self.synthesis_cpu_s += time.thread_time() - cpu0
+        self.volumes_acquired += 1
+        self._running_volumes += 1
+        return self._deliver(volume)
+
+    def _deliver(self, volume: np.ndarray) -> int:
         self._buffer = volume
         self._camdata = _CamData(volume.nbytes, _DF_I16Q16, 0, 1, volume.ctypes.data)
-        self.volumes_acquired += 1
         return volume.nbytes
+
+    def _test_level(self, n_frames: int) -> np.ndarray:
+        rows, cols = self.world.shape
+        return np.full((n_frames, rows + TEST_ROWS, cols + TEST_COLS, 2), 512, np.int16)
+
+    def _falling_edge_start(self, pulses: np.ndarray, now: float) -> float | None:
+        """H4: the first falling edge after ``now`` of a pulse wider than 10 us; narrower ones are ignored."""
+        for rise, fall in pulses:
+            if fall < now - 1e-12:
+                continue
+            if fall - rise <= TRIGGER_MIN_WIDTH_S:
+                self.rejected_trigger_pulses += 1
+                continue
+            return float(fall)
+        return None
+
+    def HE_ProcessCamData(self, handle, idx: int, mode: int, param) -> object:  # noqa: N802
+        """Process the volume just acquired (raw I/Q needs no conversion); NULL if there is none."""
+        if self._fault("HE_ProcessCamData") is not None or self._bad(handle) or not self._buffer.size:
+            return ct.POINTER(_CamData)()
+        if idx != 1 or mode != 0:
+            return ct.POINTER(_CamData)()
+        self._processed = True
+        return ct.pointer(self._camdata)
 
     def HE_GetCamData(self, handle, idx: int, add_ref: int, meta_ptr):  # noqa: N802
         if self._fault("HE_GetCamData") is not None or self._bad(handle) or not self._buffer.size:
+            return ct.POINTER(_CamData)()
+        if not self._processed:  # H1: the result pointer is valid only after HE_ProcessCamData
             return ct.POINTER(_CamData)()
         if meta_ptr:
             meta = meta_ptr.contents
@@ -362,7 +434,9 @@ class SimLibHeLIC:
         t_int = n_cycles / fd
         t0 = self.world.clock.now()
         rows, cols = self.world.shape
-        out = np.empty((n_frames, rows, cols, 2), np.int16)
+        full = self._test_level(n_frames)  # H5: test rows and columns around the usable area
+        r0, c0 = TEST_ROWS // 2, TEST_COLS // 2
+        out = full[:, r0:r0 + rows, c0:c0 + cols, :]
         frame = np.empty((rows, cols, 2), np.float32)
         model = None
         for k in range(n_frames):
@@ -377,4 +451,4 @@ class SimLibHeLIC:
             np.clip(frame, 0, 1023, out=frame)
             out[k] = frame
         self.world.clock.advance(n_frames * period)
-        return out
+        return full

@@ -10,6 +10,11 @@ resets it when opened, the bridge starts each time a driver opens the port: bann
 "Setup complete", then frames from a frame boundary; it pauses while the port is closed.
 Damage injection (dropped and inserted bytes, resets with a new banner) exercises the driver's
 parser. The frame bytes are written here independently of the driver, as the FPGA does.
+
+Facts implemented (``docs/hardware/spad_bridge.md``): S1 legacy frames (0xFFFFFFFF + 256 cumulative
+uint32, MSB first, row-major, wrapping at 2**32), S2 framing v2 when asked, S3 the master-mode
+path through the Arduino's USB CDC port. The spidev path (S4-S6, the FPGA's slave mode) is tested
+against the Verilog itself under cocotb (``firmware/fpga/tb_spad_fpga_slave.py``), not simulated here.
 """
 
 from __future__ import annotations

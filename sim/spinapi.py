@@ -6,12 +6,21 @@ it unchanged. On ``pb_start`` the loaded program is executed into a :class:`Time
 levels with clock-cycle resolution; the timeline drives the shared :class:`~sim.world.World`
 (laser and MW gating) and stays available for the pulsed-measurement physics.
 
-Board facts reproduced (SpinCore ESR-PRO manual and spinapi header): 24-bit output/control word of
-which bits 0-20 are outputs and bits 21-23 select the short-pulse mode (7 = outputs follow the
-word for the whole instruction, 1-5 = high for that many clock periods then low, 0 = all low);
-20-bit data field; opcodes 0-8; LOOP count >= 1; LONG_DELAY multiplier >= 2; instructions of at
-least 5 and at most 2**32 - 1 clock cycles; lengths given in ns and quantised to the clock stated
-with ``pb_core_clock``.
+Board facts reproduced (``docs/hardware/pulseblaster.md``; SpinCore ESR-PRO manual and spinapi.h),
+strictly:
+
+* P1 24-bit output/control word: bits 0-20 outputs, bits 21-23 the short-pulse field (7 = outputs
+  follow the word for the whole instruction, 1-6 = high for that many clock periods then low --
+  6 is SIX_PERIOD, defined in spinapi.h though not in the manual --, 0 = all low).
+* P2 20-bit data field; opcodes 0-8; LOOP count >= 1; LONG_DELAY multiplier >= 2; instructions of
+  at least 5 and at most 2**32 - 1 clock cycles (``instrument.protocols.ESR_PRO_500``); lengths in
+  ns, quantised to the clock stated with ``pb_core_clock``.
+* P3 ``pb_read_status``: bits 0-4 stopped, reset, running, waiting, scanning; bits 5-31 reserved
+  and not guaranteed 0 (``reserved_status_bits`` sets some, as a board may).
+* P4 ``pb_stop``/``pb_reset``: "TTL outputs will either remain in the same state ... or return to
+  ground" (spinapi.h). By default the sim returns them to ground; ``pessimistic_stop=True`` takes
+  the other branch (outputs hold, and a lone STOP word drives nothing), so only a running program
+  with all flags off proves the outputs low.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from instrument.protocols import Opcode
+from instrument.protocols import ESR_PRO_500, Opcode
 from sim.world import World
 
 OK = 0
@@ -34,15 +43,16 @@ PULSE_PROGRAM = 0
 OUTPUT_MASK = 0x1FFFFF
 SHORT_PULSE_SHIFT = 21
 SHORT_PULSE_ON = 7
-MIN_CYCLES = 5
-MAX_CYCLES = 2**32 - 1
-MAX_DATA = 2**20 - 1
+MIN_CYCLES = ESR_PRO_500.min_cycles
+MAX_CYCLES = ESR_PRO_500.max_cycles
+MAX_DATA = ESR_PRO_500.max_data
 MAX_FLAGS = 2**24 - 1
 
 STATUS_STOPPED = 0x1
 STATUS_RESET = 0x2
 STATUS_RUNNING = 0x4
 STATUS_WAITING = 0x8
+STATUS_SCANNING = 0x10
 
 SIM_WIRING = {"laser": 0, "mw_switch": 1, "camera_trigger": 2, "spad_gate": 3, "mw_trigger": 4,
               "camera_start": 5}
@@ -248,6 +258,8 @@ class SimSpinAPI:
         wiring: output bit of each simulated line (laser, mw_switch, camera_trigger, ...).
         latency_s: delay between a line's TTL edge and its physical effect (AOM rise, MW switch
             latency), used by the spin physics; the sequences' channel delays compensate it.
+        pessimistic_stop: P4's other branch: stopping leaves the outputs as they were.
+        reserved_status_bits: bits 5-31 ``pb_read_status`` also sets (P3).
     """
 
     def __init__(
@@ -255,10 +267,14 @@ class SimSpinAPI:
         world: World,
         clock_hz: float = 500e6,
         n_boards: int = 1,
-        memory_words: int = 4096,
+        memory_words: int = ESR_PRO_500.memory_words,
         wiring: dict[str, int] | None = None,
         latency_s: dict[str, float] | None = None,
+        pessimistic_stop: bool = False,
+        reserved_status_bits: int = 0,
     ) -> None:
+        self.pessimistic_stop = pessimistic_stop
+        self.reserved_status_bits = int(reserved_status_bits) & ~0x1F & 0xFFFFFFFF
         self.world = world
         self.latency_s = dict(latency_s or {})
         self.board_clock_hz = float(clock_hz)
@@ -341,6 +357,9 @@ class SimSpinAPI:
         self._log("pb_read_status")
         if not self._initialised:
             return self._fail("board not initialised")
+        return self._status() | self.reserved_status_bits
+
+    def _status(self) -> int:
         if self.timeline is None or self._stopped_by_user:
             return STATUS_STOPPED
         if self.timeline.waiting and not self._finite_running():
@@ -376,8 +395,6 @@ class SimSpinAPI:
             return self._fail(f"{where}: instruction memory full ({self.memory_words} words)")
         if not 0 <= flags <= MAX_FLAGS:
             return self._fail(f"{where}: flags 0x{flags:X} do not fit the 24-bit output/control word")
-        if (flags >> SHORT_PULSE_SHIFT) == 6:
-            return self._fail(f"{where}: short-pulse field 6 (bits 21-23) is not a defined mode")
         try:
             opcode = Opcode(inst)
         except ValueError:
@@ -429,7 +446,8 @@ class SimSpinAPI:
         self.started_at_s = self.world.clock.now()
         self.start_count += 1
         self._stopped_by_user = False
-        self._drive_world(timeline)
+        if not (self.pessimistic_stop and all(i.opcode == Opcode.STOP for i in self._program)):
+            self._drive_world(timeline)  # P4 pessimistic: a lone STOP word drives nothing
         self.simulation_cpu_s += time.thread_time() - cpu0
         return self._ok()
 
@@ -445,7 +463,8 @@ class SimSpinAPI:
         if not self._initialised:
             return self._fail("board not initialised")
         self._stopped_by_user = True
-        self._outputs_low()
+        if not self.pessimistic_stop:  # P4: outputs return to ground (or, pessimistic, hold)
+            self._outputs_low()
         return self._ok()
 
     @property
@@ -473,6 +492,33 @@ class SimSpinAPI:
         cpu0 = time.thread_time()
         try:
             return self._rising_edges_s(self.wiring[line], after_s, until_s)
+        finally:
+            self.simulation_cpu_s += time.thread_time() - cpu0
+
+    def pulses_s(self, line: str, after_s: float, until_s: float) -> np.ndarray:
+        """(n, 2) world-clock (rise, fall) of the pulses on ``line`` falling in ``(after_s, until_s]``.
+
+        An instrument that triggers on the falling edge and needs a minimum width (the heliCam's
+        external trigger) reads its input through this. Nothing while the board is stopped.
+        """
+        if not self.running or line not in self.wiring or until_s <= after_s:
+            return np.zeros((0, 2))
+        assert self.timeline is not None and self.started_at_s is not None
+        tl, t0 = self.timeline, self.started_at_s
+        cpu0 = time.thread_time()
+        try:
+            intervals = tl.high_intervals_s(self.wiring[line]) + t0
+            if tl.periodic:
+                assert tl.period_start_cycles is not None and tl.period_s is not None
+                ps = t0 + tl.period_start_cycles / tl.clock_hz
+                repeating = intervals[intervals[:, 0] >= ps]
+                k_max = int(np.ceil((until_s - t0 - tl.duration_s) / tl.period_s)) + 1
+                if len(repeating) and k_max >= 1:
+                    k = np.arange(1, k_max + 1)[:, None, None]
+                    extra = (repeating[None] + k * tl.period_s).reshape(-1, 2)
+                    intervals = np.concatenate([intervals, extra])
+            falls = intervals[:, 1]
+            return intervals[(falls > after_s) & (falls <= until_s)]
         finally:
             self.simulation_cpu_s += time.thread_time() - cpu0
 
@@ -564,7 +610,8 @@ def _instruction_outputs(inst: _Inst, cycles: int) -> list[tuple[int, int]]:
     return [(high, outputs)] + ([(cycles - high, 0)] if cycles > high else [])
 
 
-def execute(program: list[_Inst], clock_hz: float, memory_words: int = 4096) -> Timeline:
+def execute(program: list[_Inst], clock_hz: float,
+            memory_words: int = ESR_PRO_500.memory_words) -> Timeline:
     """Run a program into a timeline.
 
     A LOOP body is executed once and recorded as a :class:`Run` repeated ``count`` times, so long

@@ -5,17 +5,19 @@ input and its ``camera_start`` line to the camera's external trigger. Here simul
 moves while the camera produces frames, so the camera carries the cables: before each frame it
 synthesises, every rising edge the board's timeline put on a linked line since the last frame is
 delivered (the source steps its list at the edge's time, not when software asks), and in
-external-trigger mode a volume waits for the next ``camera_start`` edge. The camera also tells the
-board how far time has come, so a program that runs once (a hardware-timed sweep point) leaves the
-World without laser and MW gating after its STOP. A line with no cable attached delivers nothing,
-which is how a missing trigger cable looks in the lab. Code that lets simulated time pass outside
-a frame (a test charging a bus round trip) calls ``camera.frame_hook(now)`` to deliver what is due.
+external-trigger mode a volume waits for the falling edge of the next ``camera_start`` pulse.
+The camera also tells the board how far time has come, so a program that runs once (a
+hardware-timed sweep point) leaves the World without laser and MW gating after its STOP. A line with
+no cable attached delivers nothing, which is how a missing trigger cable looks in the lab.
+Code that lets simulated time pass outside a frame (a test charging a bus round trip)
+calls ``camera.frame_hook(now)`` to deliver what is due.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+
+import numpy as np
 
 from sim.helicam import SimLibHeLIC
 from sim.spinapi import SimSpinAPI
@@ -69,18 +71,18 @@ class PulseTriggerLink:
             self._delivered_until[line] = max(after, t_s)
         return delivered
 
-    def next_volume_start(self, ready_s: float) -> float | None:
-        """Time of the next ``camera_start`` edge at or after ``ready_s``.
+    def next_volume_start(self, ready_s: float) -> np.ndarray | None:
+        """``camera_start`` pulses (rise, fall) whose falling edge comes at or after ``ready_s``.
 
         ``None`` when the running program never raises the line (the camera follows its reference
-        as before); ``inf`` when the board is stopped or no further edge will come.
+        as before); an empty array when the board is stopped or no further pulse will come within
+        the camera's timeout. The camera decides which pulse starts it (falling edge, width).
         """
         self.board.follow_to(ready_s)
         if not self.board.drives(self.camera_start_line):
-            return None if self.board.running else math.inf
+            return None if self.board.running else np.zeros((0, 2))
         horizon = ready_s + min(max(self.camera.timeout_s, 1e-3), 10.0)
-        edges = self.board.rising_edges_s(self.camera_start_line, ready_s - 1e-12, horizon)
-        return float(edges[0]) if len(edges) else math.inf
+        return self.board.pulses_s(self.camera_start_line, ready_s - 1e-12, horizon)
 
     def _on_frame(self, t_s: float) -> None:
         if self._previous_hook is not None:

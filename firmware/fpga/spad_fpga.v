@@ -13,14 +13,26 @@
 // CRC-32 (zlib polynomial, reflected, init and final XOR 0xFFFFFFFF) of everything after the
 // header, all MSB first.
 //
-// SPI mode 0: SCLK idles low, MOSI changes while SCLK is low, the slave samples on the rising edge;
-// SS is low for a whole frame and high for GAP_CLKS clocks between frames.
+// SPI_SLAVE = 0 (master, for the Arduino bridge): SPI mode 0, SCLK idles low, MOSI changes while
+// SCLK is low, the slave samples on the rising edge; SS is low for a whole frame and high for
+// GAP_CLKS clocks between frames.
+//
+// SPI_SLAVE = 1 (slave, for a Linux host reading over spidev): the host is the master and clocks
+// frames out on demand. SPI mode 0 (spidev SPI_MODE_0), MSB first (spidev's default; SPI_LSB_FIRST
+// not set). Each assertion of spi_cs_n_in (low) is one frame: at the falling edge of CS the FPGA
+// takes the counters of the last completed chip readout and puts the frame's first bit on MISO;
+// MISO changes after each falling SCLK edge, the host samples on the rising edge. Bytes clocked
+// past the frame's end read 0x00; MISO is high-Z while CS is high. SCLK and CS are synchronised to
+// clk, so SCLK must stay below clk / 8 and the host must leave 4 clk periods between CS falling
+// and the first SCLK edge (spidev's cs setup delay, or a slow enough SCLK). frames_sent counts
+// frames clocked out completely.
 module spad_fpga #(
     parameter integer CHIP_DIV   = 4,   // clk cycles per chip_clk half period
     parameter integer COUNT_BITS = 8,   // width of the on-chip pixel counters
-    parameter integer SPI_DIV    = 2,   // clk cycles per SCLK half period
-    parameter integer GAP_CLKS   = 64,  // SS high time between frames
-    parameter integer FRAMING_V2 = 0
+    parameter integer SPI_DIV    = 2,   // clk cycles per SCLK half period (master mode)
+    parameter integer GAP_CLKS   = 64,  // SS high time between frames (master mode)
+    parameter integer FRAMING_V2 = 0,
+    parameter integer SPI_SLAVE  = 0    // 1: SPI slave for a spidev host, 0: master for the bridge
 ) (
     input  wire        clk,
     input  wire        rst,
@@ -30,14 +42,20 @@ module spad_fpga #(
     output reg         spi_sclk,
     output reg         spi_mosi,
     output reg         spi_ss_n,
-    output reg  [31:0] frames_sent,
+    input  wire        spi_sclk_in,    // slave mode: the host's SCLK
+    input  wire        spi_cs_n_in,    // slave mode: the host's chip select, active low
+    output wire        spi_miso,       // slave mode: data to the host (high-Z while CS is high)
+    output wire [31:0] frames_sent,
     output reg  [31:0] readouts_done
 );
     localparam integer FRAME_BYTES = FRAMING_V2 ? 1040 : 1028;
     localparam integer PAYLOAD_AT = FRAMING_V2 ? 12 : 4;
 
     reg [31:0] acc [0:255];   // cumulative counters, wrap at 2**32
-    reg [31:0] snap [0:255];  // the frame being sent
+    reg [31:0] snap [0:255];  // the frame being sent (master mode)
+    reg [31:0] m_frames;      // frames sent in master mode
+    reg [31:0] s_frames;      // frames clocked out by the host in slave mode
+    assign frames_sent = SPI_SLAVE ? s_frames : m_frames;
 
     // ---------------------------------------------------------------- chip readout
     reg [15:0] div_cnt;
@@ -149,7 +167,7 @@ module spad_fpga #(
             spi_sclk <= 0;
             spi_mosi <= 0;
             spi_ss_n <= 1;
-            frames_sent <= 0;
+            m_frames <= 0;
             byte_idx <= 0;
             bit_idx <= 7;
             crc <= 32'hFFFFFFFF;
@@ -160,7 +178,7 @@ module spad_fpga #(
                     spi_sclk <= 0;
                     if (tx_cnt < GAP_CLKS - 1) begin
                         tx_cnt <= tx_cnt + 1;
-                    end else if (rd_state == RD_TRIG) begin
+                    end else if (rd_state == RD_TRIG && !SPI_SLAVE) begin
                         // Snapshot between two readouts, so every counter covers the same
                         // readouts; they go on accumulating while this frame is sent.
                         tx_cnt <= 0;
@@ -195,7 +213,7 @@ module spad_fpga #(
                         tx_cnt <= 0;
                         if (bit_idx == 0) begin
                             if (byte_idx == FRAME_BYTES - 1) begin
-                                frames_sent <= frames_sent + 1;
+                                m_frames <= m_frames + 1;
                                 tx_state <= TX_GAP;
                             end else begin
                                 byte_idx <= byte_idx + 1;
@@ -211,6 +229,100 @@ module spad_fpga #(
                     end
                 end
             endcase
+        end
+    end
+    // ---------------------------------------------------------------- SPI slave (spidev host)
+    reg [31:0] done [0:255];    // the counters as of the last completed readout
+    reg [31:0] s_snap [0:255];  // the frame the host is clocking out
+    reg [31:0] done_at;       // readouts_done when `done` was taken
+    reg [2:0]  sclk_sync, cs_sync;
+    reg        miso_r;
+    reg [10:0] s_byte_idx;
+    reg [2:0]  s_bit_idx;
+    reg [7:0]  s_byte;
+    reg [31:0] s_crc;
+    reg        s_active;
+    integer    q;
+    wire sclk_fall = sclk_sync[2] && !sclk_sync[1];
+    wire cs_fall = cs_sync[2] && !cs_sync[1];
+    wire cs_rise = !cs_sync[2] && cs_sync[1];
+    assign spi_miso = (SPI_SLAVE && !spi_cs_n_in) ? miso_r : 1'bz;
+
+    // Byte idx of the frame the slave is sending (same layout as frame_byte, its own snapshot and CRC).
+    function [7:0] slave_byte(input [10:0] idx);
+        reg [31:0] word;
+        reg [10:0] p;
+        reg [31:0] final_crc;
+        begin
+            if (idx >= FRAME_BYTES) begin
+                slave_byte = 8'h00;
+            end else if (idx < 4) begin
+                slave_byte = 8'hFF;
+            end else if (FRAMING_V2 && idx < 8) begin
+                case (idx)
+                    4: slave_byte = "S";
+                    5: slave_byte = "P";
+                    6: slave_byte = "D";
+                    default: slave_byte = "2";
+                endcase
+            end else if (FRAMING_V2 && idx < 12) begin
+                slave_byte = frames_sent >> (8 * (11 - idx));
+            end else if (idx < PAYLOAD_AT + 1024) begin
+                p = idx - PAYLOAD_AT;
+                word = s_snap[p >> 2];
+                slave_byte = word >> (8 * (3 - p[1:0]));
+            end else begin
+                final_crc = ~s_crc;
+                slave_byte = final_crc >> (8 * (FRAME_BYTES - 1 - idx));
+            end
+        end
+    endfunction
+
+    always @(posedge clk) begin
+        if (rst || !SPI_SLAVE) begin
+            sclk_sync <= 3'b000;
+            cs_sync <= 3'b111;
+            miso_r <= 0;
+            s_active <= 0;
+            s_byte_idx <= 0;
+            s_bit_idx <= 7;
+            s_crc <= 32'hFFFFFFFF;
+            done_at <= 0;
+            s_frames <= 0;
+            if (rst) for (q = 0; q < 256; q = q + 1) done[q] <= 32'd0;
+        end else begin
+            sclk_sync <= {sclk_sync[1:0], spi_sclk_in};
+            cs_sync <= {cs_sync[1:0], spi_cs_n_in};
+            if (readouts_done != done_at && rd_state == RD_TRIG) begin
+                // a readout has completed and its last column is in acc: keep a coherent copy
+                for (q = 0; q < 256; q = q + 1) done[q] <= acc[q];
+                done_at <= readouts_done;
+            end
+            if (cs_fall) begin
+                for (q = 0; q < 256; q = q + 1) s_snap[q] <= done[q];
+                s_active <= 1;
+                s_byte_idx <= 0;
+                s_bit_idx <= 7;
+                s_byte <= 8'hFF;  // byte 0 of every frame
+                s_crc <= 32'hFFFFFFFF;
+                miso_r <= 1'b1;
+            end else if (cs_rise) begin
+                if (s_active && s_byte_idx >= FRAME_BYTES) s_frames <= s_frames + 1;
+                s_active <= 0;
+            end else if (s_active && sclk_fall) begin
+                if (s_bit_idx == 0) begin
+                    // next byte: the CRC covers every byte after the header and before the CRC
+                    s_byte = slave_byte(s_byte_idx + 1);
+                    if (FRAMING_V2 && s_byte_idx + 1 >= 4 && s_byte_idx + 1 < FRAME_BYTES - 4)
+                        s_crc <= crc32_byte(s_crc, s_byte);
+                    s_byte_idx <= s_byte_idx + 1;
+                    s_bit_idx <= 7;
+                    miso_r <= s_byte[7];
+                end else begin
+                    s_bit_idx <= s_bit_idx - 1;
+                    miso_r <= s_byte[s_bit_idx - 1];
+                end
+            end
         end
     end
 endmodule

@@ -28,7 +28,9 @@ module tb_top #(
     spad_fpga #(.CHIP_DIV(CHIP_DIV), .COUNT_BITS(COUNT_BITS), .SPI_DIV(SPI_DIV), .GAP_CLKS(GAP_CLKS),
                 .FRAMING_V2(FRAMING_V2)) dut (
         .clk(clk), .rst(rst), .chip_clk(chip_clk), .chip_trigger(chip_trigger), .row_sdata(row_sdata),
-        .spi_sclk(spi_sclk), .spi_mosi(spi_mosi), .spi_ss_n(spi_ss_n), .frames_sent(frames_sent),
+        .spi_sclk(spi_sclk), .spi_mosi(spi_mosi), .spi_ss_n(spi_ss_n),
+        .spi_sclk_in(1'b0), .spi_cs_n_in(1'b1), .spi_miso(),  // slave-mode pins unused in master mode
+        .frames_sent(frames_sent),
         .readouts_done(readouts_done));
 
     reg sclk_d;

@@ -251,3 +251,123 @@ def test_a_camera_that_fails_to_set_up_releases_its_handle(world, lib):
         HeliCamC3("cam", lib, clock=world.clock.now)
     assert lib._handle == 0  # HE_Close was called: the SDK allows one open handle per camera
     HeliCamC3("cam", lib, clock=world.clock.now).close()  # so the camera can be opened again
+
+
+# ---- facts of docs/hardware/helicam.md -----------------------------------------------------------
+
+
+def test_h1_result_pointer_needs_process_cam_data(world, lib):
+    # the simulator refuses the old flow (HE_Acquire -> HE_GetCamData), as the manual's flow requires
+    cam = HeliCamC3("cam", lib, clock=world.clock.now)
+    cam.configure(6250, 208, 2)
+    handle = cam._handle
+    assert lib.HE_Acquire(handle) > 0
+    meta = ct.pointer(__import__("drivers.helicam", fromlist=["CamDataMeta"]).CamDataMeta())
+    assert not lib.HE_GetCamData(handle, 1, 0, meta)  # NULL: not processed yet
+    assert lib.HE_ProcessCamData(handle, 1, 0, None)
+    assert lib.HE_GetCamData(handle, 1, 0, meta)
+    assert lib.HE_Acquire(handle) > 0
+    assert not lib.HE_GetCamData(handle, 1, 0, meta)  # a new volume needs processing again
+    cam.close()
+
+
+def test_h1_the_driver_processes_each_volume(cam, lib):
+    cam.configure(6250, 208, 5)
+    lib.inject_fault("HE_ProcessCamData", -1)
+    with pytest.raises(HeliCamError, match="HE_ProcessCamData"):
+        cam.acquire(5)
+    assert cam.acquire(5).shape == (5, 12, 16, 2)
+
+
+def test_h2_configure_flushes_the_volume_left_from_the_old_settings(cam, lib):
+    cam.configure(6250, 208, 5)
+    cam.acquire(5)
+    cam.configure(6250, 208, 7)  # the volume in flight under SensNFrames = 5 is still buffered
+    assert cam.flushed_volumes == 1 and lib.stale_volumes_returned == 1
+    raw = cam.acquire(7)  # without the flush this would be the stale 5-frame volume
+    assert raw.shape == (7, 12, 16, 2)
+    assert cam.snapshot()["flushed_volumes"] == 1
+
+
+def test_h3_a_missed_external_trigger_is_a_negative_code(world, lib):
+    cam = HeliCamC3("cam", lib, trigger="external", timeout_s=0.1, clock=world.clock.now)
+    cam.configure(6250, 208, 2)
+    world.mw_gate_modulation_hz = 6250
+    lib.inject_fault("HE_Acquire", -116)
+    with pytest.raises(InstrumentTimeout, match=r"code -116.*wider than 10 us"):
+        cam.acquire(2)
+    lib.inject_fault("HE_Acquire", -9)  # any negative code in external mode: no volume came
+    with pytest.raises(InstrumentTimeout, match="code -9"):
+        cam.acquire(2)
+    cam.close()
+
+
+@pytest.mark.parametrize("width_s, starts", [(1e-6, False), (10e-6, False), (20e-6, True)])
+def test_h4_external_trigger_starts_on_the_falling_edge_of_a_wide_pulse(world, lib, width_s, starts):
+    cam = HeliCamC3("cam", lib, trigger="external", timeout_s=0.5, clock=world.clock.now)
+    cam.configure(6250, 208, 2)
+    world.mw_gate_modulation_hz = 6250  # the pulse generator runs
+    t0 = world.clock.now()
+    lib.volume_trigger = lambda now: np.array([[t0 + 1e-3, t0 + 1e-3 + width_s]])
+    if starts:
+        cam.acquire(2)
+        assert cam.last_volume.first_frame_time_s == pytest.approx(t0 + 1e-3 + width_s)
+        assert lib.rejected_trigger_pulses == 0
+    else:
+        with pytest.raises(InstrumentTimeout):
+            cam.acquire(2)
+        assert lib.rejected_trigger_pulses == 1
+    cam.close()
+
+
+def test_h5_test_rows_and_columns_are_cropped_from_the_usable_area(cam, lib, world):
+    assert cam.sensor_shape == (12 + 8, 16 + 20) and cam.shape == world.shape == (12, 16)
+    assert cam.pixel_size_m == pytest.approx(150e-6 / 16)  # field of view over the usable columns
+    cam.configure(6250, 208, 50)
+    raw = cam.acquire(50)
+    # the usable pixels carry the per-pixel offsets; the test pixels (constant 512) are gone
+    per_pixel = raw[..., 0].mean(axis=0)
+    assert np.corrcoef(per_pixel.ravel(), lib._offsets[..., 0].ravel())[0, 1] > 0.9
+    assert cam.snapshot()["sensor_shape"] == [20, 36]
+
+
+def test_h5_a_sensor_without_usable_area_is_refused(lib):
+    lib._sensor.size[0] = 20  # 20 columns: all test columns
+    with pytest.raises(HeliCamError, match="no usable area"):
+        HeliCamC3("cam", lib)
+
+
+def test_h6_lockin_phase_is_measured_and_reported():
+    world = World(shape=(12, 16), seed=3)
+    world.mw_output, world.mw_power_dbm = True, -5.0
+    world.mw_frequency_hz = world.resonance_estimate_hz() - 1.515e6
+    lib = SimLibHeLIC(world, phase_rad=0.6)
+    cam = HeliCamC3("cam", lib, clock=world.clock.now)
+    s = cam.configure(6250, 208, 100)
+    world.mw_gate_modulation_hz = s.modulation_frequency_hz
+    phase, amplitude = cam.measure_phase(cam.acquire(100))
+    assert phase == pytest.approx(0.6, abs=0.05) and amplitude > 5
+    assert cam.snapshot()["lockin_phase_rad"] == phase
+    assert cam.snapshot()["demodulation_reference"].startswith("internal")
+    with pytest.raises(ValueError, match="raw frames"):
+        cam.measure_phase(np.zeros((2, 3)))
+    cam.close()
+
+
+def test_windows_search_includes_the_sdk_libhelic_folder(monkeypatch):
+    from drivers import helicam
+
+    monkeypatch.delenv("HELIC_LIBRARY", raising=False)
+    monkeypatch.setattr(helicam.sys, "platform", "win32")
+    monkeypatch.setenv("PROGRAMFILES", r"C:\Program Files")
+    assert r"C:\Program Files\Heliotis\heliCam\libHeLIC\libHeLIC.dll" in helicam.library_search_paths()
+
+
+def test_station_checks_read_registers_back_and_report_failures(cam, lib):
+    checks = {r.check: r for r in cam.station_checks()}
+    assert checks["identity"].ok and "usable 16 x 12" in checks["identity"].detail
+    assert checks["register read-back"].ok and "'ExtTqp': 0" in checks["register read-back"].detail
+    assert checks["internal-trigger volume"].ok
+    lib.inject_fault("HE_SetMap", -3)
+    bad = {r.check: r for r in cam.station_checks()}["register read-back"]
+    assert bad.ok is False and "HE_SetMap" in bad.detail and "USB" in bad.fix

@@ -218,3 +218,71 @@ def test_ctypes_binding_sets_signatures_and_errcheck(monkeypatch):
     pb.program = BLINK
     with pytest.raises(PulseBlasterError, match="spinapi error -91: bad clock"):
         pb.start()
+
+
+# ---- facts of docs/hardware/pulseblaster.md -----------------------------------------------------
+
+
+def test_p4_safe_state_is_a_running_all_low_branch_even_if_stop_holds_outputs(world):
+    # spinapi.h: pb_stop may leave the TTL outputs as they were; the sim takes that branch here
+    lib = SimSpinAPI(world, pessimistic_stop=True)
+    pb = PulseBlaster("pb", library=lib)
+    pb.load(prog((1, 0, 0, 100e-9), (1, Opcode.BRANCH, 0, 100e-9)))  # laser on, forever
+    pb.start()
+    assert world.laser_on
+    # the old safe state (pb_stop, then a lone STOP word) leaves the laser on under this reading
+    lib.pb_stop()
+    pb._write_words([(0, int(Opcode.STOP), 0, 10)])
+    lib.pb_start()
+    assert world.laser_on
+    pb.safe_state()
+    assert not world.laser_on and world.mw_gate_modulation_hz == 0.0
+    assert lib.running and lib.timeline.periodic  # the all-low program keeps running
+    assert [(i.flags, i.opcode, i.data) for i in lib._program] == [(0, Opcode.BRANCH, 0)]
+    assert pb.status_names() == ["running"]
+    pb.close()
+    assert not world.laser_on
+
+
+def test_p3_status_is_unsigned_and_only_bits_0_to_4_count(world):
+    lib = SimSpinAPI(world, reserved_status_bits=0xFFFFFFE0)
+    pb = PulseBlaster("pb", library=lib)
+    assert pb.status() == 0x1 and pb.status_names() == ["stopped"]
+    pb.load(BLINK)
+    pb.start()
+    assert pb.status() == 0x4 and pb.status_names() == ["running"]
+    pb.close()
+
+
+def test_p1_six_period_short_pulse_is_accepted_by_board_and_driver(pb, lib):
+    pb.load(prog(((6 << 21) | 1, 0, 0, 20e-9), (0, Opcode.STOP, 0, 10e-9)))
+    assert lib._program[0].flags == (6 << 21) | 1  # the driver keeps a short-pulse field it is given
+    pb.start()
+    assert lib.timeline.edges_ns(0) == [(0.0, True), (12.0, False)]
+
+
+def test_constraints_are_reported_and_drive_the_compiler(world):
+    from instrument.protocols import ESR_PRO_500
+    from sequences.pulses import Block, ChannelMap, Pulse, PulseSequence, PulseSequenceError, compile_sequence
+
+    pb = PulseBlaster("pb", library=SimSpinAPI(world), memory_words=3)
+    c = pb.constraints
+    assert (c.clock_hz, c.memory_words, c.min_cycles, c.max_data, c.output_bits) == (
+        500e6, 3, ESR_PRO_500.min_cycles, ESR_PRO_500.max_data, 21)
+    comb = Block(100e-9, tuple(Pulse("laser", t * 1e-9, 10e-9) for t in (0, 20, 40, 60)))
+    seq = PulseSequence((comb,), ChannelMap(), loop_forever=True)
+    with pytest.raises(PulseSequenceError, match="board holds 3"):
+        compile_sequence(seq, constraints=c)
+    assert len(compile_sequence(seq).instructions) > 3  # the reference board holds it
+    pb.close()
+
+
+def test_station_checks_report_the_safe_state_program(pb, world):
+    checks = {r.check: r for r in pb.station_checks()}
+    assert checks["identity"].ok and "500 MHz" in checks["identity"].detail
+    assert checks["safe-state program"].ok and "running" in checks["safe-state program"].detail
+    lib = BrokenLib()
+    broken = PulseBlaster("pb", library=lib)
+    lib.fail = True
+    bad = {r.check: r for r in broken.station_checks()}["safe-state program"]
+    assert bad.ok is False and "power-cycle" in bad.fix

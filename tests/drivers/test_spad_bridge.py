@@ -131,10 +131,12 @@ def test_timeout_names_what_arrived():
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="queue_frames"):
         SpadReader(ScriptedTransport([]), queue_frames=0)
-    with pytest.raises(ValueError, match="4096"):
-        SpidevTransport(transfer_bytes=8192)
-    with pytest.raises(ValueError, match="mode"):
-        SpidevTransport(mode=5)
+    with pytest.raises(ValueError, match="one frame, 1028 .* or 1040"):
+        SpidevTransport(transfer_bytes=4096)
+    with pytest.raises(ValueError, match="mode 0 only"):
+        SpidevTransport(mode=1)
+    with pytest.raises(ValueError, match="max_speed_hz"):
+        SpidevTransport(max_speed_hz=20_000_000)
     with pytest.raises(ValueError, match="baudrate"):
         SerialTransport("/dev/null", baudrate=0)
 
@@ -146,29 +148,33 @@ def test_port_names_select_the_transport():
     assert isinstance(transport_for_port("/dev/ttyACM0", 115200), SerialTransport)
 
 
-def test_spidev_is_imported_lazily_and_reads_at_most_4096_bytes(monkeypatch):
+def test_spidev_is_imported_lazily_and_reads_one_frame_per_transfer(monkeypatch):
+    # the slave-mode FPGA sends one frame per chip-select assertion, mode 0, MSB first
     calls = []
 
     class FakeSpiDev:
         max_speed_hz = 0
-        mode = 0
+        mode = 3
+        lsbfirst = True
 
         def open(self, bus, device):
             calls.append(("open", bus, device))
 
         def readbytes(self, n):
-            calls.append(("readbytes", n))
-            return [0xFF] * n
+            calls.append(("readbytes", n, self.mode, self.lsbfirst, self.max_speed_hz))
+            return list(encode_frame(np.arange(256)))[:n]
 
         def close(self):
             calls.append(("close",))
 
     monkeypatch.setitem(sys.modules, "spidev", types.SimpleNamespace(SpiDev=FakeSpiDev))
-    spi = SpidevTransport(1, 0, max_speed_hz=50_000)
+    spi = SpidevTransport(1, 0)
     spi.open()
-    assert spi.read() == b"\xff" * 4096
+    data = spi.read()
+    assert len(data) == 1028 and data[:4] == b"\xff" * 4
     spi.close()
-    assert calls == [("open", 1, 0), ("readbytes", 4096), ("close",)]
+    assert calls == [("open", 1, 0), ("readbytes", 1028, 0, False, 1_000_000), ("close",)]
+    assert SpidevTransport(transfer_bytes=1040).transfer_bytes == 1040  # framing v2
 
 
 def test_missing_spidev_is_a_clear_error(monkeypatch):
@@ -300,3 +306,21 @@ def test_an_unexpected_error_in_the_reader_is_reported_not_swallowed():
         reader._thread.join(2)
         reader.get(1, timeout_s=0.1)
     assert not reader.running and not reader.connected and transport.closes >= 1
+
+
+def test_station_checks_pass_on_good_frames_and_name_the_option_for_per_frame_counters():
+    good = SpadArray("spad_check_ok", "scripted", transport=ScriptedTransport([
+        b"".join(encode_frame(f) for f in frames(6))]), timeout_s=2)
+    try:
+        (result,) = good.station_checks()
+        assert result.ok and "0 rejected" in result.detail
+    finally:
+        good.close()
+    rng = np.random.default_rng(2)
+    per_frame = b"".join(encode_frame(c) for c in rng.integers(0, 5000, (400, 256)).astype(np.uint32))
+    bad = SpadArray("spad_check_bad", "scripted", transport=ScriptedTransport([per_frame]), timeout_s=0.5)
+    try:
+        (result,) = bad.station_checks()
+        assert result.ok is False and "cumulative=False" in result.fix and "cumulative=False" in result.detail
+    finally:
+        bad.close()

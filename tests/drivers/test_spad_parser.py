@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from drivers.spad_frames import (
     BANNER,
     LEGACY_FRAME_BYTES,
+    NOT_CUMULATIVE_HINT_FRAMES,
     V2_FRAME_BYTES,
     SpadFrameParser,
     encode_frame,
@@ -303,3 +304,28 @@ def test_idle_line_of_all_ones_then_frames():
     parser = SpadFrameParser()
     out = feed_in_chunks(parser, data, seed=18)
     assert frame_index(out, truth) == [0, 1, 2, 3, 4, 5]
+
+
+def test_per_frame_counters_under_the_cumulative_default_are_named_with_the_option():
+    # a firmware variant that sends per-readout counts: headers fit, counters jump back and forth
+    rng = np.random.default_rng(4)
+    counts = rng.integers(0, 5000, (400, 256)).astype(np.uint32)
+    stream = b"".join(encode_frame(c) for c in counts)
+    parser = SpadFrameParser()
+    assert len(parser.feed(stream)) == 0  # nothing can be trusted as cumulative
+    hint = parser.counters.hint
+    assert "cumulative=False" in hint and "do not step forward" in hint
+    assert parser.counters.bytes_discarded >= NOT_CUMULATIVE_HINT_FRAMES * LEGACY_FRAME_BYTES
+    # the option named in the hint parses the same stream
+    assert len(SpadFrameParser(cumulative=False).feed(stream)) >= 398
+
+
+def test_no_hint_for_garbage_or_a_few_discarded_frames():
+    parser = SpadFrameParser()
+    parser.feed(np.random.default_rng(1).integers(0, 255, 400 * 1028, dtype=np.uint8).tobytes())
+    assert parser.counters.hint == ""  # no headers one frame apart: not a counting problem
+    rng = np.random.default_rng(5)
+    few = b"".join(encode_frame(c) for c in rng.integers(0, 5000, (20, 256)).astype(np.uint32))
+    parser = SpadFrameParser()
+    parser.feed(few)
+    assert parser.counters.hint == ""  # too few frames' worth to say so yet

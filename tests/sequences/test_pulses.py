@@ -3,10 +3,9 @@
 import pytest
 
 from drivers.pulseblaster import PulseBlaster
-from instrument.protocols import Opcode
+from instrument.protocols import ESR_PRO_500, Opcode
 from sequences.pulses import (
     DEFAULT_CHANNELS,
-    MAX_CYCLES,
     Block,
     ChannelMap,
     Pulse,
@@ -89,7 +88,7 @@ def test_long_wait_uses_long_delay_and_keeps_its_length():
     total = sum(i.duration_s * (i.data if i.opcode == Opcode.LONG_DELAY else 1)
                 for i in p.instructions if i.opcode != Opcode.STOP)
     assert total == pytest.approx(wait_s + 20 * NS, abs=1e-12)
-    assert all(i.duration_s * 500e6 <= MAX_CYCLES for i in p.instructions)
+    assert all(i.duration_s * 500e6 <= ESR_PRO_500.max_cycles for i in p.instructions)
     assert run(p).duration_s == pytest.approx(wait_s + 20 * NS, abs=1e-12)
 
 

@@ -68,8 +68,8 @@ def test_instruction_rules_and_return_codes(lib):
     assert lib.pb_inst_pbonly(ON, 9, 0, 100.0) < 0
     assert lib.pb_inst_pbonly(ON, Opcode.CONTINUE, 0, float("nan")) < 0
     assert lib.pb_inst_pbonly(ON, Opcode.CONTINUE, 0, 2**33 * 2.0) < 0
-    assert lib.pb_inst_pbonly(6 << 21, Opcode.CONTINUE, 0, 100.0) < 0
-    assert lib.pb_inst_pbonly(ON, Opcode.STOP, 0, 100.0) == 1  # good words still get addresses
+    assert lib.pb_inst_pbonly((6 << 21) | 1, Opcode.CONTINUE, 0, 100.0) == 1  # P1: SIX_PERIOD is defined
+    assert lib.pb_inst_pbonly(ON, Opcode.STOP, 0, 100.0) == 2  # good words still get addresses
 
 
 def test_memory_limit(world):
@@ -123,6 +123,20 @@ def test_short_pulse_bits(lib):
     ])
     lib.pb_start()
     assert lib.timeline.edges_ns(0) == [(0.0, True), (6.0, False), (60.0, True), (70.0, False)]
+
+
+def test_short_pulse_six_period_is_six_clock_periods(lib):
+    # P1: spinapi.h defines SIX_PERIOD (bits 21-23 = 110), which the ESR-PRO manual's table omits
+    program(lib, [((6 << 21) | 1, Opcode.CONTINUE, 0, 20.0), (0, Opcode.STOP, 0, 10.0)])
+    lib.pb_start()
+    assert lib.timeline.edges_ns(0) == [(0.0, True), (12.0, False)]
+
+
+def test_reserved_status_bits_are_set_as_a_board_may(world):
+    # P3: bits 5-31 are reserved and "should not be assumed" to be 0
+    lib = SimSpinAPI(world, reserved_status_bits=0xFFFFFFE0)
+    lib.pb_init()
+    assert lib.pb_read_status() == 0xFFFFFFE0 | STATUS_STOPPED
 
 
 def test_subroutine_and_branch_forever(lib, world):

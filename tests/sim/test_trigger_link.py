@@ -10,6 +10,7 @@ from drivers.pulseblaster import PulseBlaster
 from instrument.protocols import Opcode, PulseInstruction, PulseProgram
 from instrument.station import StationFileError, build_station
 from sequences.pulses import (
+    CAMERA_START_PULSE_S,
     lockin_modulation_program,
     stepped_point_program,
     stepped_point_timing,
@@ -93,7 +94,8 @@ def test_an_external_trigger_camera_waits_for_each_point_programs_camera_start(w
         pb.start()
         camera.acquire(2)
         start = camera.last_volume.first_frame_time_s - board.started_at_s
-        assert start == pytest.approx(timing.settle * period, abs=1e-7)
+        # the camera starts on the falling edge of the camera_start pulse (C3 user manual)
+        assert start == pytest.approx(timing.settle * period + CAMERA_START_PULSE_S, abs=1e-7)
         assert world.mw_gate_modulation_hz == pytest.approx(6250.0) and world.laser_on
     assert 2 / settings.frame_rate_hz <= timing.volume * period
     world.clock.advance(timing.periods * period)  # the program has reached its STOP
@@ -137,3 +139,17 @@ def test_station_refuses_a_trigger_from_that_is_no_simulated_pulser(tmp_path):
                     "  camera: {driver: helicam_c3}\n")
     with pytest.raises(StationFileError, match="takes its trigger from 'camera'"):
         build_station(path, simulated=True, image_shape=(4, 4))
+
+
+def test_camera_start_pulse_is_wider_than_the_cameras_10_us_minimum(world):
+    # heliCam C3 user manual, external triggering: start on the falling edge, width > 10 us
+    timing = stepped_point_timing(6250.0, 2 / 208, 2e-3)
+    board = SimSpinAPI(world)
+    pb = PulseBlaster("pb", library=board)
+    pb.load(stepped_point_program(timing, step=True))
+    pb.start()
+    t0 = board.started_at_s
+    pulses = board.pulses_s("camera_start", t0 - 1e-12, t0 + 1)
+    assert len(pulses) == 1
+    width = pulses[0, 1] - pulses[0, 0]
+    assert width > 10e-6 and width == pytest.approx(CAMERA_START_PULSE_S)
