@@ -75,6 +75,7 @@ DEFAULT_OPTIONS: dict = {
     "saturation_level": None,
     "precision": "single",
     "max_iter": 50,
+    "backend": "numpy",
 }
 """Defaults of ``fit_odmr``; ``fit_options()`` returns them with overrides, for metadata.
 
@@ -168,6 +169,7 @@ class _Setup:
     max_center_err_fwhm: float
     fwhm_range: tuple[float, float]  # normalised
     max_iter: int
+    backend: str
     dtype: np.dtype
     saturation_level: float | None
     templates: _Templates
@@ -206,6 +208,7 @@ def fit_odmr(
     precision: str = "single",
     max_iter: int = 50,
     chunk_pixels: int | None = None,
+    backend: str = "numpy",
 ) -> OdmrFit:
     """Fit every spectrum in a cube with a baseline plus ``n_peaks`` lines.
 
@@ -234,6 +237,9 @@ def fit_odmr(
             shot-noise error, at twice the speed; results are float64 either way.
         max_iter: Levenberg-Marquardt iteration limit per pixel.
         chunk_pixels: pixels fitted together; by default as many as fit in ``WORK_BYTES`` of buffers.
+        backend: "numpy" (default) or "torch": the Levenberg-Marquardt iterations in PyTorch, on the
+            GPU when one is present (``torch.cuda.is_available()``), else on the CPU. Guess, checks
+            and results are the same code; ``torch_lm`` says what differs.
 
     Returns:
         OdmrFit with arrays of shape ``spectra.shape[:-1]`` (plus a peak axis when n_peaks > 1).
@@ -251,6 +257,7 @@ def fit_odmr(
         saturation_level=saturation_level_for(spectra.dtype, saturation_level),
         precision=precision,
         max_iter=max_iter,
+        backend=backend,
     )
     with single_threaded_blas():
         setup = make_setup(freqs, spectra.shape, **options)
@@ -288,6 +295,7 @@ def make_setup(
     saturation_level: float | None = None,
     precision: str = "single",
     max_iter: int = 50,
+    backend: str = "numpy",
 ) -> _Setup:
     """Check the options against the sweep and precompute what every pixel shares."""
     freqs = np.asarray(freqs, dtype=np.float64)
@@ -320,6 +328,8 @@ def make_setup(
     dx = float(np.abs(steps).min() / half_span)
     offsets = offsets_hz / half_span
     dtype = np.dtype(np.float32 if precision == "single" else np.float64)
+    if backend not in ("numpy", "torch"):
+        raise ValueError(f"unknown backend {backend!r}; choose 'numpy' or 'torch'")
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {ESTIMATORS}")
     bad_bound = max_center_err_hz is not None and max_center_err_hz <= 0
@@ -347,6 +357,7 @@ def make_setup(
         max_center_err_fwhm=float(max_center_err_fwhm),
         fwhm_range=fwhm_range,
         max_iter=int(max_iter),
+        backend=backend,
         dtype=dtype,
         saturation_level=saturation_level,
         templates=_make_templates(model, x, dx, offsets, dtype, int(n_peaks) > 1),
@@ -414,17 +425,65 @@ def default_chunk_pixels(setup: _Setup) -> int:
     return max(64, WORK_BYTES // per_pixel)
 
 
-def fit_packed(setup: _Setup, flat: np.ndarray, chunk_pixels: int | None = None) -> np.ndarray:
-    """Fit (N, F) spectra chunk by chunk; returns (N, packed_width) results."""
+def fit_packed(
+    setup: _Setup,
+    flat: np.ndarray,
+    chunk_pixels: int | None = None,
+    start: np.ndarray | None = None,
+) -> np.ndarray:
+    """Fit (N, F) spectra chunk by chunk; returns (N, packed_width) results.
+
+    ``start``: optional (P, N) starting parameters in physical units (baseline, centres, FWHMs,
+    amplitudes) instead of the matched-filter guess.
+    """
     out = np.empty((flat.shape[0], packed_width(setup.n_peaks)))
     step = max(1, int(chunk_pixels or default_chunk_pixels(setup)))
     with single_threaded_blas():
-        for start in range(0, flat.shape[0], step):
-            out[start : start + step] = _fit_chunk(setup, flat[start : start + step])
+        for i in range(0, flat.shape[0], step):
+            part = None if start is None else start[:, i : i + step]
+            out[i : i + step] = _fit_chunk(setup, flat[i : i + step], part)
     return out
 
 
-def _fit_chunk(setup: _Setup, raw: np.ndarray) -> np.ndarray:
+def refit_from(
+    freqs: np.ndarray, spectra: np.ndarray, start: dict[str, np.ndarray], **options
+) -> OdmrFit:
+    """Fit (N, F) spectra from given starting parameters instead of the matched-filter guess.
+
+    ``start`` holds "baseline" (N,), "center", "fwhm", "amplitude" ((N,) or (N, n_peaks)) in the
+    data's units, e.g. the mean of a pixel's neighbours (see ``outliers.refit_outliers``).
+    """
+    spectra = np.asarray(spectra)
+    if spectra.ndim != 2:
+        raise ValueError(f"refit_from takes (N, F) spectra, got shape {spectra.shape}")
+    opts = fit_options(**options)
+    opts["saturation_level"] = saturation_level_for(spectra.dtype, opts["saturation_level"])
+    setup = make_setup(freqs, spectra.shape, **opts)
+    k = setup.n_peaks
+    n = spectra.shape[0]
+    theta = np.empty((1 + 3 * k, n))
+    theta[0] = np.asarray(start["baseline"], dtype=float).reshape(n)
+    for j, name in enumerate(("center", "fwhm", "amplitude")):
+        theta[1 + j * k : 1 + (j + 1) * k] = np.asarray(start[name], dtype=float).reshape(n, k).T
+    packed = fit_packed(setup, spectra, start=theta)
+    fit = unpack(packed, k, opts["model"], opts["hyperfine"])
+    fit.options = opts
+    return fit
+
+
+def _start_to_normalised(setup: _Setup, start: np.ndarray, offset, scale) -> tuple[np.ndarray, np.ndarray]:
+    """Physical (P, N) start -> normalised parameters and the feature sign (dips -1)."""
+    k = setup.n_peaks
+    theta = np.empty_like(start)
+    theta[0] = (start[0] - offset) / scale
+    theta[1 : 1 + k] = (start[1 : 1 + k] - setup.f_mid) / setup.half_span
+    theta[1 + k : 1 + 2 * k] = start[1 + k : 1 + 2 * k] / setup.half_span
+    theta[1 + 2 * k :] = start[1 + 2 * k :] / scale
+    sign = np.where(np.sum(start[1 + 2 * k :], axis=0) > 0, 1.0, -1.0)
+    return theta, sign
+
+
+def _fit_chunk(setup: _Setup, raw: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
     """Screen, normalise, guess, fit and check one chunk of (N, F) spectra."""
     n, f = raw.shape
     k = setup.n_peaks
@@ -453,12 +512,24 @@ def _fit_chunk(setup: _Setup, raw: np.ndarray) -> np.ndarray:
     cost = np.full(n, np.nan)
     if todo.size:
         yn = y if todo.size == n else y[todo]
-        theta0, sign = _initial_guess(setup, yn)
+        if start is None:
+            theta0, sign = _initial_guess(setup, yn)
+        else:
+            theta0, sign = _start_to_normalised(setup, start[:, todo], offset[todo], scale[todo])
+            theta0 = np.where(np.isfinite(theta0), theta0, _initial_guess(setup, yn)[0])
         lower, upper = _bounds(setup, sign)
         model = MultipletModel(setup.shape, setup.x, setup.offsets, k, capacity=todo.size, dtype=setup.dtype)
-        res = levenberg_marquardt(
-            model, yn, theta0, lower, upper, max_iter=setup.max_iter, chi2_tol=CHI2_TOL
-        )
+        if setup.backend == "torch":
+            from instrument.analysis.torch_lm import levenberg_marquardt_torch
+
+            res = levenberg_marquardt_torch(
+                setup.shape, setup.x, setup.offsets, k, yn, theta0, lower, upper,
+                max_iter=setup.max_iter, chi2_tol=CHI2_TOL,
+            )
+        else:
+            res = levenberg_marquardt(
+                model, yn, theta0, lower, upper, max_iter=setup.max_iter, chi2_tol=CHI2_TOL
+            )
         th, cv, conv = res.theta, res.covariance, res.converged
         if setup.estimator == "poisson":
             counts = np.asarray(raw[todo], dtype=np.float64)
