@@ -27,6 +27,9 @@ class VectorRunResult:
     """One per stored sweep, in order (I-off first)."""
     delta_b_t: np.ndarray | None
     """(rows, cols, 3) B(I-on) - B(I-off) in T; NaN where either fit failed; None for one sweep."""
+    drift: dict | None = None
+    """Per-sweep shift of the PL image against the first sweep (``drift.DriftResult.as_metadata``)
+    and whether the cubes were shifted back; None for one sweep."""
 
     @property
     def converged_fraction(self) -> float:
@@ -48,14 +51,33 @@ def run_spectra(run: StoredRun) -> tuple[np.ndarray, np.ndarray]:
 
 
 def analyse_vector_run(
-    run: StoredRun, *, bias_t: np.ndarray | None = None, hyperfine: str | None = None, **options
+    run: StoredRun,
+    *,
+    bias_t: np.ndarray | None = None,
+    hyperfine: str | None = None,
+    correct_drift_above_px: float = 0.5,
+    **options,
 ) -> VectorRunResult:
     """Fit B, D, E per pixel for every sweep of ``run`` (see ``fit_vector_field`` for options).
+
+    With several sweeps, each sweep's PL image is registered to the first's; when some sweep moved
+    by more than ``correct_drift_above_px`` pixels, the cubes are shifted back before the fits
+    (pixels the shift uncovers are NaN and come back LINES_FAILED). A drift above a pixel warns.
 
     Raises:
         ValueError: incomplete run, or a sweep that cannot hold eight lines.
     """
     freqs, spectra = run_spectra(run)
+    drift_info = None
+    if spectra.shape[0] > 1:
+        from instrument.analysis.drift import correct_drift, register_sweeps
+
+        drift = register_sweeps(spectra.mean(axis=-1))
+        moved = float(np.max(np.hypot(drift.shifts_px[:, 0], drift.shifts_px[:, 1])))
+        corrected = moved > correct_drift_above_px
+        if corrected:
+            spectra = correct_drift(spectra, drift.shifts_px)
+        drift_info = {**drift.as_metadata(), "corrected": corrected}
     fits = [fit_vector_field(freqs, s, bias_t=bias_t, hyperfine=hyperfine, **options) for s in spectra]
     delta = None
     if len(fits) == 2:
@@ -65,7 +87,7 @@ def analyse_vector_run(
             fits[1] = fit_vector_field(freqs, spectra[1], bias_t=ref, hyperfine=hyperfine, **options)
             fits[1].ambiguity = fits[0].ambiguity
         delta = fits[1].b_t - fits[0].b_t
-    return VectorRunResult(freqs, fits, delta)
+    return VectorRunResult(freqs, fits, delta, drift_info)
 
 
 def save_vector_analysis(result: VectorRunResult, path: Path, options: dict | None = None) -> Path:
@@ -86,4 +108,7 @@ def save_vector_analysis(result: VectorRunResult, path: Path, options: dict | No
             g.attrs["fit_options"] = json.dumps(fit.options, default=str)
         if result.delta_b_t is not None:
             f["delta_b_t"] = result.delta_b_t
+        if result.drift is not None:
+            f["drift_shifts_px"] = np.asarray(result.drift["shifts_px"])
+            f.attrs["drift"] = json.dumps(result.drift)
     return path

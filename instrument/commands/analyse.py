@@ -99,7 +99,8 @@ def _run_vector(args: argparse.Namespace, stored: Any, out: Any, isotope: str | 
     median = np.nanmedian(result.fits[0].b_t.reshape(-1, 3), axis=0)
     add_run_metadata(out, args.run_id, {f"analysis_{tag}": {"file": str(path), **options,
                                                             "converged_fraction": result.converged_fraction,
-                                                            "median_b_t": median.tolist()}})
+                                                            "median_b_t": median.tolist(),
+                                                            "drift": result.drift}})
     print(f"run {args.run_id} vector fit ({tag}): {result.converged_fraction:.1%} of pixels fitted")
     print(f"  median B {median[0] * 1e3:+.4f}, {median[1] * 1e3:+.4f}, {median[2] * 1e3:+.4f} mT")
     if result.fits[0].ambiguity:

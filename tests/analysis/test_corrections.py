@@ -41,6 +41,10 @@ def test_drift_is_measured_per_sweep_corrected_and_warned_about():
         warnings.simplefilter("error")  # sub-pixel drift: no warning
         small = drift.register_sweeps(cubes[:2].mean(axis=-1))
     assert not small.exceeded
+    noise = np.random.default_rng(1).poisson(1e6, (2, 40, 50)).astype(float)
+    with pytest.warns(drift.DriftWarning, match="too little texture"):
+        blank = drift.register_sweeps(noise)
+    assert blank.reliable.tolist() == [True, False] and not blank.shifts_px.any()
     with pytest.raises(ValueError, match="NaN"):
         drift.register_sweeps(np.full((2, 4, 4), np.nan))
     with pytest.raises(ValueError, match="shifts"):

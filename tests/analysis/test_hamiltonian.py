@@ -50,7 +50,7 @@ def test_exact_lines_match_an_independent_diagonalisation_and_differ_from_first_
 
 def test_exact_fit_recovers_b_to_the_noise_floor_where_first_order_cannot():
     rng = np.random.default_rng(1)
-    n = 1500
+    n = 600
     b = B0 + rng.normal(0, 30e-6, (n, 3))
     d = 2.870e9 + rng.normal(0, 30e3, n)
     lines = reference_lines(b, d, np.zeros(n))

@@ -63,7 +63,7 @@ def test_refit_from_a_start_reaches_the_same_optimum_as_the_guess():
 def test_torch_backend_matches_numpy_within_a_small_fraction_of_the_uncertainty():
     pytest.importorskip("torch")
     rng = np.random.default_rng(3)
-    n = 300
+    n = 150
     center = 2.870e9 + rng.uniform(-4e6, 4e6, n)
     mean = rng.uniform(4e4, 1.2e5, n)[:, None] * (
         1 - rng.uniform(0.012, 0.018, n)[:, None] * lorentzian(FREQS, center[:, None], 1.2e6)

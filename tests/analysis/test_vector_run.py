@@ -38,6 +38,7 @@ def eight_line_run(tmp_path_factory):
     return out, run_id
 
 
+@pytest.mark.filterwarnings("ignore:the PL images")
 def test_analyse_vector_stores_b_d_e_maps_and_the_coils_vector_field(eight_line_run, capsys):
     out, run_id = eight_line_run
     bias = ",".join(f"{v * 1e3:.3f}" for v in B0)
@@ -54,8 +55,12 @@ def test_analyse_vector_stores_b_d_e_maps_and_the_coils_vector_field(eight_line_
     assert np.all(np.abs(b_off - B0) < 5 * err + 1e-8)
     assert np.all(np.abs(delta - COIL) < 5 * np.sqrt(2) * err + 1e-8)
     assert run.metadata["analysis_vec"]["converged_fraction"] == 1.0
+    drift = run.metadata["analysis_vec"]["drift"]
+    # Uniform test images: nothing to register against, so nothing is shifted (and it says so).
+    assert drift["corrected"] is False and drift["reliable"] == [True, False]
 
 
+@pytest.mark.filterwarnings("ignore:the PL images")
 def test_analyse_vector_without_bias_reports_the_ambiguity_and_refuses_bad_bias(eight_line_run, capsys):
     out, run_id = eight_line_run
     assert main(["--out", str(out), "analyse", str(run_id), "--vector", "--hyperfine", "none"]) == 0
