@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from instrument.analysis.fieldmap import vector_field
+from instrument.analysis.fieldmap import vector_field, vector_field_from_lines
 from instrument.physics.constants import D_HZ, GAMMA_E_HZ_PER_T
 from instrument.physics.nv import NV_AXES
 
@@ -220,8 +220,6 @@ def solve_field_from_lines(
     theta[:, 3] = D_HZ / 1e6
     theta[usable, 3] = c[usable].mean(axis=1)
     # First-order start with the bias' assignment, in mT.
-    from instrument.analysis.fieldmap import vector_field_from_lines
-
     start, _ = vector_field_from_lines(np.where(usable[:, None], c, D_HZ / 1e6) * 1e6, bias, axes)
     theta[:, :3] = start * KILO
     frames = nv_frames(axes)
