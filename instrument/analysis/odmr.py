@@ -438,6 +438,11 @@ def fit_packed(
     """
     out = np.empty((flat.shape[0], packed_width(setup.n_peaks)))
     step = max(1, int(chunk_pixels or default_chunk_pixels(setup)))
+    if chunk_pixels is None and setup.backend == "torch":
+        from instrument.analysis.torch_lm import default_device
+
+        if default_device() != "cpu":
+            step *= 16  # a GPU wants large batches; 16 x WORK_BYTES fits any accelerator's memory
     with single_threaded_blas():
         for i in range(0, flat.shape[0], step):
             part = None if start is None else start[:, i : i + step]
