@@ -4,10 +4,13 @@ Runs both in the same process on the same synthetic cube (single Lorentzian dips
 known truth) and prints throughput ratio, median centre errors, failure counts and peak memory
 against the input size; then the same for an 8-line fit (four NV axes, both branches).
 
+The single-line cube is ordinary widefield data (1.2-1.8 % contrast, 4e4-1.2e5 counts per point,
+101 points over 20 MHz, 1.0-1.3 MHz lines); fit_odmr runs at its defaults (``fit_options()``).
 curve_fit is timed on a random subset of pixels and its rate extrapolated to the whole cube
 (it is a plain per-pixel loop, so its time is linear in the pixel count). It gets a well-scaled
-problem (MHz around the sweep centre) and the usual heuristic start; both fitters' results pass the
-same acceptance test (finite errors, centre inside the sweep, amplitude above 5 standard errors).
+problem (MHz around the sweep centre) and the usual heuristic start; a curve_fit pixel counts when it
+returned finite errors, a dip and a centre inside the sweep. Accuracy: the share of the subset's
+pixels whose centre is within 400 kHz of the truth (rejected pixels count as misses).
 
 Usage: python benchmarks/odmr_fit.py [--size 200] [--points 101] [--curve-fit-pixels 1500]
 """
@@ -31,17 +34,20 @@ from instrument.analysis.odmr import fit_odmr  # noqa: E402
 from instrument.physics.constants import D_HZ, GAMMA_E_HZ_PER_T  # noqa: E402
 from instrument.physics.nv import NV_AXES, lorentzian  # noqa: E402
 
-MIN_SNR = 5.0
+WITHIN_HZ = 400e3
 
 
 def single_dip_cube(size: int, points: int, rng: np.random.Generator):
-    """(size, size, points) photon counts: one Lorentzian dip per pixel, Poisson noise."""
-    freqs = np.linspace(2.864e9, 2.876e9, points)
-    center = 2.870e9 + rng.uniform(-2e6, 2e6, (size, size))
-    fwhm = rng.uniform(0.8e6, 1.2e6, (size, size))
-    contrast = rng.uniform(0.015, 0.025, (size, size))
-    counts = 1e5
-    mean = counts * (1 - contrast[..., None] * lorentzian(freqs, center[..., None], fwhm[..., None]))
+    """(size, size, points) photon counts of ordinary widefield data: one Lorentzian dip per pixel
+    with 1.2-1.8 % contrast, 1.0-1.3 MHz FWHM, 4e4-1.2e5 counts per point, Poisson noise, a 20 MHz
+    sweep."""
+    freqs = np.linspace(2.860e9, 2.880e9, points)
+    center = 2.870e9 + rng.uniform(-4e6, 4e6, (size, size))
+    fwhm = rng.uniform(1.0e6, 1.3e6, (size, size))
+    contrast = rng.uniform(0.012, 0.018, (size, size))
+    counts = rng.uniform(4e4, 1.2e5, (size, size))
+    dip = contrast[..., None] * lorentzian(freqs, center[..., None], fwhm[..., None])
+    mean = counts[..., None] * (1 - dip)
     return freqs, rng.poisson(mean).astype(np.float64), center
 
 
@@ -96,8 +102,8 @@ def curve_fit_loop(freqs, spectra, p0_fn, n_peaks):
                     continue
                 err = np.sqrt(np.diag(cov))
                 c, a = p[1::3], p[3::3]
-                ok = np.all(np.isfinite(err)) and np.all((c > x[0]) & (c < x[-1]))
-                ok = ok and np.all(np.abs(a) >= MIN_SNR * err[3::3])
+                # What a per-pixel user keeps: a fit that returned finite errors and a centre in the sweep.
+                ok = np.all(np.isfinite(err)) and np.all((c > x[0]) & (c < x[-1])) and np.all(a < 0)
                 if ok:
                     centers[i] = np.sort(f0 + 1e6 * c)
             seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
@@ -187,8 +193,16 @@ def main() -> None:
         f"(float64 input), {n / cpu_ours32 / cf_cpu_rate:.1f}x (float32)"
     )
     print(f"    fit_odmr {n / cpu_ours:.0f} fits per CPU second, curve_fit {cf_cpu_rate:.0f}")
+    share_ours = np.mean(np.abs(sub_err) < WITHIN_HZ)
+    share_cf = np.mean(np.abs(cf_err) < WITHIN_HZ)
+    print(
+        f"  WITHIN 400 kHz of the truth on the same {pick.size} pixels: fit_odmr (defaults) "
+        f"{share_ours:.2%}, curve_fit {share_cf:.2%}; fit_odmr on all pixels "
+        f"{np.mean(np.abs(ours_err) < WITHIN_HZ):.2%}"
+    )
+    print(f"  fit_odmr defaults: {fit.options}")
     print(f"  centre error (kHz)            median |err|      RMS   ({pick.size} pixels for both, then all)")
-    print(f"    fit_odmr                   {kilo(np.median(np.abs(sub_err)))}  {kilo(rms(sub_err))}")
+    print(f"    fit_odmr                   {kilo(np.nanmedian(np.abs(sub_err)))}  {kilo(rms(sub_err))}")
     print(f"    curve_fit                  {kilo(np.nanmedian(np.abs(cf_err)))}  {kilo(rms(cf_err))}")
     print(f"    fit_odmr, all pixels       {kilo(np.nanmedian(np.abs(ours_err)))}  {kilo(rms(ours_err))}")
     print(

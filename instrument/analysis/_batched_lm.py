@@ -152,6 +152,7 @@ def levenberg_marquardt(
     cost = np.einsum("nf,nf->n", resid_buf, resid_buf).astype(np.float64)
     jtj, jtr = normal_equations(jac_buf, resid_buf, scales)
     lam = np.full(n, 1e-3)
+    nu = np.full(n, 2.0)  # growth of lam after consecutive rejections (Nielsen's schedule)
     diag_idx = np.arange(p)
 
     def finish(mask: np.ndarray, converged: bool) -> None:
@@ -185,11 +186,12 @@ def levenberg_marquardt(
             break
         if n_frozen > 0.15 * active.size:  # copying the survivors costs less than carrying the finished
             keep = ~frozen
-            active, theta, cost, lam, step, ok = (
+            active, theta, cost, lam, nu, step, ok = (
                 active[keep],
                 theta[:, keep],
                 cost[keep],
                 lam[keep],
+                nu[keep],
                 step[:, keep],
                 ok[keep],
             )
@@ -209,12 +211,22 @@ def levenberg_marquardt(
             (better & (cost - cost_t <= chi2_tol * cost_t / dof)) | (small_step & ok) | (ok & (cost_t == 0))
         )
 
+        # Nielsen's update: a step that gained what the linear model promised (ratio near 1) cuts
+        # the damping by up to 3, a poor one barely; rejections double the growth each time. In
+        # the flat amplitude-width valleys of noisy spectra this converges several times faster
+        # than fixed factors.
+        gain = np.einsum("pn,pn->n", step, jtr)
+        promised = 2.0 * gain - np.einsum("pn,pqn,qn->n", step, jtj, step)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = np.where(promised > 0, (cost - cost_t) / promised, 0.0)
+        shrink = np.maximum(1.0 / 3.0, 1.0 - (2.0 * np.clip(rho, 0.0, 1.0) - 1.0) ** 3)
+        lam = np.where(better, lam * shrink, lam * nu)
+        nu = np.where(better, 2.0, nu * 2.0)
         theta = np.where(better, trial, theta)
         cost = np.where(better, cost_t, cost)
         jtj_t, jtr_t = normal_equations(jac_t, resid_t, scales)
         jtj = np.where(better, jtj_t, jtj)
         jtr = np.where(better, jtr_t, jtr)
-        lam = np.where(better, lam * 0.3, lam * 5.0)
         done |= ~frozen & (lam > 1e12)  # no downhill step left: a (local) minimum within the bounds
         if np.any(done):
             finish(done, True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,7 @@ def save_analysis(result: CwFieldMap, run_dir: Path, name: str = ANALYSIS_NAME,
         f["b_nv_err_t"] = result.b_nv_err_t
         f["converged"] = result.converged
         f.attrs["description"] = "CW-ODMR fit: B_NV = (f_off - f_on) / gamma_e on the lower branch"
+        f.attrs["fit_options"] = json.dumps(result.fit_off.options)  # the defaults the fit used
     return path
 
 

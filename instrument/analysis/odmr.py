@@ -4,9 +4,15 @@
 plus ``n_peaks`` lines (Lorentzian or Gaussian, optionally hyperfine multiplets with a shared width and
 fixed splitting). Dips (PL) and peaks (lock-in) both work; the sign is found from the data.
 
-Pixels that cannot give a trustworthy answer (non-finite or saturated samples, flat spectra, no
-significant resonance, a resonance at or beyond the sweep edge, no convergence) come back with
-``converged`` False, NaN parameters and a ``FitReason`` code saying why.
+Every pixel whose fit is determined is kept with its standard errors. Only what is actually wrong is
+rejected (non-finite or saturated samples, flat spectra, no convergence, undetermined parameters, a
+line at or beyond the sweep edge, a width outside the physical range, a centre whose standard error
+exceeds a stated bound); such pixels come back with ``converged`` False, NaN parameters and a
+``FitReason`` code saying why. An amplitude-significance cut (``min_snr``) is available but off by
+default: at ordinary widefield signal-to-noise (1-2 % contrast, 1e5 counts) a 5-sigma amplitude rule
+throws away ~17 % of pixels whose centres are good to a fraction of the line width, because the
+amplitude error is inflated by its correlation with the width. ``fit_options()`` gives the defaults,
+and every ``OdmrFit`` carries the options it was made with (``OdmrFit.options``) for the run's metadata.
 """
 
 from __future__ import annotations
@@ -18,11 +24,15 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from instrument.analysis._batched_lm import levenberg_marquardt
+from instrument.analysis._batched_lm import cholesky_solve, levenberg_marquardt
 from instrument.analysis._multiplet_model import MultipletModel
 from instrument.analysis.lineshapes import LINE_SHAPES, line, multiplet_offsets_hz
 
 MAX_PEAKS = 8
+ESTIMATORS = ("least_squares", "poisson")
+CHI2_TOL = 1e-4
+"""Levenberg-Marquardt stops when a step would lower the cost by less than this many residual
+variances: the parameters are then within ~0.01 standard errors of the optimum."""
 WORK_BYTES = 16 * 2**20
 """Working memory per chunk of pixels; large chunks amortise numpy's per-call cost, small ones stay
 in cache and bound the memory."""
@@ -48,6 +58,46 @@ class FitReason(enum.IntEnum):
     """The iteration limit was reached."""
     SINGULAR = 8
     """The parameters are not determined by the data (singular normal equations)."""
+    UNCERTAIN = 9
+    """A line centre's standard error exceeds the bound (``max_center_err_hz``)."""
+
+
+DEFAULT_OPTIONS: dict = {
+    "model": "lorentzian",
+    "n_peaks": 1,
+    "hyperfine": None,
+    "estimator": "least_squares",
+    "min_snr": 0.0,
+    "min_delta_chi2": 0.0,
+    "max_center_err_hz": None,
+    "max_center_err_fwhm": 0.5,
+    "fwhm_range_hz": None,
+    "saturation_level": None,
+    "precision": "single",
+    "max_iter": 50,
+    "backend": "numpy",
+}
+"""Defaults of ``fit_odmr``; ``fit_options()`` returns them with overrides, for metadata.
+
+- ``estimator``: "least_squares" or "poisson" (maximum likelihood for photon counts).
+- ``min_snr`` 0: no amplitude-significance cut (a line is kept whenever its centre is determined).
+- ``min_delta_chi2`` 0: no detection cut. ``OdmrFit.delta_chi2`` (how much the lines lower the
+  residual sum against a flat spectrum, in residual variances) is stored for every fitted pixel;
+  pure noise gives ~8 (median) to ~25 (1 in 1000), so ``min_delta_chi2=25`` blanks regions without
+  a resonance at the cost of the faintest real lines.
+- centre bound: a centre's standard error above ``max_center_err_hz`` (if set) or above
+  ``max_center_err_fwhm`` times the line's fitted FWHM (a line not located within its own half width)
+  is UNCERTAIN.
+- ``fwhm_range_hz`` None: widths from the smallest sample spacing to the sweep span are physical.
+"""
+
+
+def fit_options(**overrides) -> dict:
+    """The options ``fit_odmr`` uses: its defaults updated with ``overrides`` (unknown names refused)."""
+    unknown = set(overrides) - set(DEFAULT_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown fit option(s) {sorted(unknown)}; known: {sorted(DEFAULT_OPTIONS)}")
+    return {**DEFAULT_OPTIONS, **overrides}
 
 
 @dataclass
@@ -75,9 +125,17 @@ class OdmrFit:
     converged: np.ndarray
     reason: np.ndarray
     """FitReason codes (uint8)."""
+    delta_chi2: np.ndarray | None = None
+    """Least-squares cost of a flat spectrum minus that of the fit, in residual variances (the
+    detection statistic); NaN where no fit was made."""
+    residual_rms: np.ndarray | None = None
+    """RMS residual of the fit (data units); for Poisson counts residual_rms**2 / baseline is the
+    reduced chi-square. NaN where no fit was made."""
     model: str = "lorentzian"
     n_peaks: int = 1
     hyperfine: str | None = None
+    options: dict | None = None
+    """The fit options used (``fit_options()`` form), for the run's metadata."""
 
     def reason_counts(self) -> dict[str, int]:
         """Number of pixels per FitReason name, for summaries."""
@@ -104,8 +162,14 @@ class _Setup:
     offsets: np.ndarray  # multiplet offsets (normalised)
     shape: str
     n_peaks: int
+    estimator: str
     min_snr: float
+    min_delta_chi2: float
+    max_center_err: float | None  # normalised absolute bound, or None
+    max_center_err_fwhm: float
+    fwhm_range: tuple[float, float]  # normalised
     max_iter: int
+    backend: str
     dtype: np.dtype
     saturation_level: float | None
     templates: _Templates
@@ -134,11 +198,17 @@ def fit_odmr(
     model: str = "lorentzian",
     n_peaks: int = 1,
     hyperfine: str | None = None,
-    min_snr: float = 5.0,
+    estimator: str = "least_squares",
+    min_snr: float = 0.0,
+    min_delta_chi2: float = 0.0,
+    max_center_err_hz: float | None = None,
+    max_center_err_fwhm: float = 0.5,
+    fwhm_range_hz: tuple[float, float] | None = None,
     saturation_level: float | None = None,
     precision: str = "single",
     max_iter: int = 50,
     chunk_pixels: int | None = None,
+    backend: str = "numpy",
 ) -> OdmrFit:
     """Fit every spectrum in a cube with a baseline plus ``n_peaks`` lines.
 
@@ -149,7 +219,17 @@ def fit_odmr(
         n_peaks: 1 to 8 lines (multiplets when ``hyperfine`` is set).
         hyperfine: None, "15N" (doublet, 3.03 MHz) or "14N" (triplet, 2.16 MHz); each peak becomes a
             multiplet with shared width and fixed splitting, and ``center`` is its centre.
-        min_snr: a line whose amplitude is below ``min_snr`` standard errors is rejected (NO_RESONANCE).
+        estimator: "least_squares" (default) or "poisson": maximum likelihood for photon counts
+            (Fisher scoring from the least-squares optimum; errors from the Fisher information).
+            Needs counts in photons (non-negative; divide a camera's ADU by its gain first).
+        min_delta_chi2: reject pixels whose lines lower the residual sum by less than this many
+            residual variances against a flat spectrum (NO_RESONANCE); 0 (default) keeps all.
+        min_snr: a line whose amplitude is below ``min_snr`` standard errors is rejected
+            (NO_RESONANCE); 0 (the default) keeps every determined line.
+        max_center_err_hz: a centre whose standard error is above this (Hz) is rejected (UNCERTAIN).
+        max_center_err_fwhm: the same bound relative to the line's fitted FWHM (default 0.5).
+        fwhm_range_hz: (lowest, highest) physical FWHM in Hz; default from the smallest sample
+            spacing to the sweep span. Widths outside are WIDTH_OUT_OF_RANGE.
         saturation_level: samples at or above it mark the pixel SATURATED; defaults to the integer
             dtype's maximum for integer data and to no check for float data.
         precision: "single" or "double" arithmetic for the per-sample work. Spectra are normalised
@@ -157,29 +237,39 @@ def fit_odmr(
             shot-noise error, at twice the speed; results are float64 either way.
         max_iter: Levenberg-Marquardt iteration limit per pixel.
         chunk_pixels: pixels fitted together; by default as many as fit in ``WORK_BYTES`` of buffers.
+        backend: "numpy" (default) or "torch": the Levenberg-Marquardt iterations in PyTorch, on the
+            GPU when one is present (``torch.cuda.is_available()``), else on the CPU. Guess, checks
+            and results are the same code; ``torch_lm`` says what differs.
 
     Returns:
         OdmrFit with arrays of shape ``spectra.shape[:-1]`` (plus a peak axis when n_peaks > 1).
     """
+    options = fit_options(
+        model=model,
+        n_peaks=n_peaks,
+        hyperfine=hyperfine,
+        estimator=estimator,
+        min_snr=min_snr,
+        min_delta_chi2=min_delta_chi2,
+        max_center_err_hz=max_center_err_hz,
+        max_center_err_fwhm=max_center_err_fwhm,
+        fwhm_range_hz=None if fwhm_range_hz is None else tuple(float(v) for v in fwhm_range_hz),
+        saturation_level=saturation_level_for(spectra.dtype, saturation_level),
+        precision=precision,
+        max_iter=max_iter,
+        backend=backend,
+    )
     with single_threaded_blas():
-        setup = make_setup(
-            freqs,
-            spectra.shape,
-            model=model,
-            n_peaks=n_peaks,
-            hyperfine=hyperfine,
-            min_snr=min_snr,
-            saturation_level=saturation_level_for(spectra.dtype, saturation_level),
-            precision=precision,
-            max_iter=max_iter,
-        )
+        setup = make_setup(freqs, spectra.shape, **options)
     if type(spectra).__module__.startswith("dask"):
         packed = fit_dask_packed(setup, spectra, chunk_pixels).compute()
     else:
         spectra = np.asarray(spectra)
         packed = fit_packed(setup, spectra.reshape(-1, spectra.shape[-1]), chunk_pixels)
         packed = packed.reshape(*spectra.shape[:-1], packed.shape[-1])
-    return unpack(np.asarray(packed), setup.n_peaks, model, hyperfine)
+    fit = unpack(np.asarray(packed), setup.n_peaks, model, hyperfine)
+    fit.options = options
+    return fit
 
 
 def saturation_level_for(dtype, saturation_level: float | None) -> float | None:
@@ -196,10 +286,16 @@ def make_setup(
     model: str = "lorentzian",
     n_peaks: int = 1,
     hyperfine: str | None = None,
-    min_snr: float = 5.0,
+    estimator: str = "least_squares",
+    min_snr: float = 0.0,
+    min_delta_chi2: float = 0.0,
+    max_center_err_hz: float | None = None,
+    max_center_err_fwhm: float = 0.5,
+    fwhm_range_hz: tuple[float, float] | None = None,
     saturation_level: float | None = None,
     precision: str = "single",
     max_iter: int = 50,
+    backend: str = "numpy",
 ) -> _Setup:
     """Check the options against the sweep and precompute what every pixel shares."""
     freqs = np.asarray(freqs, dtype=np.float64)
@@ -232,6 +328,20 @@ def make_setup(
     dx = float(np.abs(steps).min() / half_span)
     offsets = offsets_hz / half_span
     dtype = np.dtype(np.float32 if precision == "single" else np.float64)
+    if backend not in ("numpy", "torch"):
+        raise ValueError(f"unknown backend {backend!r}; choose 'numpy' or 'torch'")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; choose one of {ESTIMATORS}")
+    bad_bound = max_center_err_hz is not None and max_center_err_hz <= 0
+    if min_snr < 0 or min_delta_chi2 < 0 or max_center_err_fwhm <= 0 or bad_bound:
+        raise ValueError("min_snr must be >= 0 and the centre-error bounds > 0")
+    if fwhm_range_hz is None:
+        fwhm_range = (dx, 2.0)
+    else:
+        lo_w, hi_w = (float(v) for v in fwhm_range_hz)
+        if not 0 < lo_w < hi_w:
+            raise ValueError(f"fwhm_range_hz must be (low, high) with 0 < low < high, got {fwhm_range_hz}")
+        fwhm_range = (lo_w / half_span, hi_w / half_span)
     return _Setup(
         x=x,
         f_mid=float(f_mid),
@@ -240,8 +350,14 @@ def make_setup(
         offsets=offsets,
         shape=model,
         n_peaks=int(n_peaks),
+        estimator=estimator,
         min_snr=float(min_snr),
+        min_delta_chi2=float(min_delta_chi2),
+        max_center_err=None if max_center_err_hz is None else float(max_center_err_hz) / half_span,
+        max_center_err_fwhm=float(max_center_err_fwhm),
+        fwhm_range=fwhm_range,
         max_iter=int(max_iter),
+        backend=backend,
         dtype=dtype,
         saturation_level=saturation_level,
         templates=_make_templates(model, x, dx, offsets, dtype, int(n_peaks) > 1),
@@ -250,8 +366,8 @@ def make_setup(
 
 def packed_width(n_peaks: int) -> int:
     """Columns of the packed result: per peak centre, FWHM, amplitude, contrast and their errors;
-    baseline and its error; converged; reason."""
-    return 8 * n_peaks + 4
+    baseline and its error; converged; reason; delta_chi2; residual_rms."""
+    return 8 * n_peaks + 6
 
 
 def fit_dask_packed(setup: _Setup, spectra, chunk_pixels: int | None = None):
@@ -309,17 +425,70 @@ def default_chunk_pixels(setup: _Setup) -> int:
     return max(64, WORK_BYTES // per_pixel)
 
 
-def fit_packed(setup: _Setup, flat: np.ndarray, chunk_pixels: int | None = None) -> np.ndarray:
-    """Fit (N, F) spectra chunk by chunk; returns (N, packed_width) results."""
+def fit_packed(
+    setup: _Setup,
+    flat: np.ndarray,
+    chunk_pixels: int | None = None,
+    start: np.ndarray | None = None,
+) -> np.ndarray:
+    """Fit (N, F) spectra chunk by chunk; returns (N, packed_width) results.
+
+    ``start``: optional (P, N) starting parameters in physical units (baseline, centres, FWHMs,
+    amplitudes) instead of the matched-filter guess.
+    """
     out = np.empty((flat.shape[0], packed_width(setup.n_peaks)))
     step = max(1, int(chunk_pixels or default_chunk_pixels(setup)))
+    if chunk_pixels is None and setup.backend == "torch":
+        from instrument.analysis.torch_lm import default_device
+
+        if default_device() != "cpu":
+            step *= 16  # a GPU wants large batches; 16 x WORK_BYTES fits any accelerator's memory
     with single_threaded_blas():
-        for start in range(0, flat.shape[0], step):
-            out[start : start + step] = _fit_chunk(setup, flat[start : start + step])
+        for i in range(0, flat.shape[0], step):
+            part = None if start is None else start[:, i : i + step]
+            out[i : i + step] = _fit_chunk(setup, flat[i : i + step], part)
     return out
 
 
-def _fit_chunk(setup: _Setup, raw: np.ndarray) -> np.ndarray:
+def refit_from(
+    freqs: np.ndarray, spectra: np.ndarray, start: dict[str, np.ndarray], **options
+) -> OdmrFit:
+    """Fit (N, F) spectra from given starting parameters instead of the matched-filter guess.
+
+    ``start`` holds "baseline" (N,), "center", "fwhm", "amplitude" ((N,) or (N, n_peaks)) in the
+    data's units, e.g. the mean of a pixel's neighbours (see ``outliers.refit_outliers``).
+    """
+    spectra = np.asarray(spectra)
+    if spectra.ndim != 2:
+        raise ValueError(f"refit_from takes (N, F) spectra, got shape {spectra.shape}")
+    opts = fit_options(**options)
+    opts["saturation_level"] = saturation_level_for(spectra.dtype, opts["saturation_level"])
+    setup = make_setup(freqs, spectra.shape, **opts)
+    k = setup.n_peaks
+    n = spectra.shape[0]
+    theta = np.empty((1 + 3 * k, n))
+    theta[0] = np.asarray(start["baseline"], dtype=float).reshape(n)
+    for j, name in enumerate(("center", "fwhm", "amplitude")):
+        theta[1 + j * k : 1 + (j + 1) * k] = np.asarray(start[name], dtype=float).reshape(n, k).T
+    packed = fit_packed(setup, spectra, start=theta)
+    fit = unpack(packed, k, opts["model"], opts["hyperfine"])
+    fit.options = opts
+    return fit
+
+
+def _start_to_normalised(setup: _Setup, start: np.ndarray, offset, scale) -> tuple[np.ndarray, np.ndarray]:
+    """Physical (P, N) start -> normalised parameters and the feature sign (dips -1)."""
+    k = setup.n_peaks
+    theta = np.empty_like(start)
+    theta[0] = (start[0] - offset) / scale
+    theta[1 : 1 + k] = (start[1 : 1 + k] - setup.f_mid) / setup.half_span
+    theta[1 + k : 1 + 2 * k] = start[1 + k : 1 + 2 * k] / setup.half_span
+    theta[1 + 2 * k :] = start[1 + 2 * k :] / scale
+    sign = np.where(np.sum(start[1 + 2 * k :], axis=0) > 0, 1.0, -1.0)
+    return theta, sign
+
+
+def _fit_chunk(setup: _Setup, raw: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
     """Screen, normalise, guess, fit and check one chunk of (N, F) spectra."""
     n, f = raw.shape
     k = setup.n_peaks
@@ -345,16 +514,112 @@ def _fit_chunk(setup: _Setup, raw: np.ndarray) -> np.ndarray:
 
     theta = np.full((1 + 3 * k, n), np.nan)
     cov = np.full((1 + 3 * k, 1 + 3 * k, n), np.nan)
+    cost = np.full(n, np.nan)
     if todo.size:
         yn = y if todo.size == n else y[todo]
-        theta0, sign = _initial_guess(setup, yn)
+        if start is None:
+            theta0, sign = _initial_guess(setup, yn)
+        else:
+            theta0, sign = _start_to_normalised(setup, start[:, todo], offset[todo], scale[todo])
+            theta0 = np.where(np.isfinite(theta0), theta0, _initial_guess(setup, yn)[0])
         lower, upper = _bounds(setup, sign)
         model = MultipletModel(setup.shape, setup.x, setup.offsets, k, capacity=todo.size, dtype=setup.dtype)
-        res = levenberg_marquardt(model, yn, theta0, lower, upper, max_iter=setup.max_iter)
-        theta[:, todo] = res.theta
-        cov[:, :, todo] = res.covariance
-        reason[todo] = _judge(setup, res.theta, res.covariance, res.converged)
-    return _to_physical(setup, theta, cov, offset, scale, reason)
+        if setup.backend == "torch":
+            from instrument.analysis.torch_lm import levenberg_marquardt_torch
+
+            res = levenberg_marquardt_torch(
+                setup.shape, setup.x, setup.offsets, k, yn, theta0, lower, upper,
+                max_iter=setup.max_iter, chi2_tol=CHI2_TOL,
+            )
+        else:
+            res = levenberg_marquardt(
+                model, yn, theta0, lower, upper, max_iter=setup.max_iter, chi2_tol=CHI2_TOL
+            )
+        th, cv, conv = res.theta, res.covariance, res.converged
+        if setup.estimator == "poisson":
+            counts = np.asarray(raw[todo], dtype=np.float64)
+            th, cv, ml_ok = poisson_refine(model, counts, th, lower, upper, offset[todo], scale[todo])
+            conv = conv & ml_ok
+        theta[:, todo] = th
+        cov[:, :, todo] = cv
+        cost[todo] = res.cost
+        reason[todo] = _judge(setup, th, cv, conv)
+    dof = max(f - (1 + 3 * k), 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        delta_chi2 = (f - cost) / (cost / dof)  # the normalised spectrum's flat-model cost is f
+    reason[(reason == 0) & ~(delta_chi2 >= setup.min_delta_chi2)] = FitReason.NO_RESONANCE
+    residual_rms = np.sqrt(cost / dof) * scale
+    packed = _to_physical(setup, theta, cov, offset, scale, reason)
+    return np.concatenate([packed, delta_chi2[:, None], residual_rms[:, None]], axis=1)
+
+
+def poisson_refine(model, counts, theta, lower, upper, offset, scale, max_iter: int = 20):
+    """Poisson maximum likelihood by Fisher scoring, started at the least-squares optimum.
+
+    The model lives in normalised units (data = offset + scale * model), so the scoring works on
+    the normalised parameters with the raw counts' weights 1 / mu. Steps that raise the negative
+    log-likelihood are halved (up to five times). The covariance is the inverse Fisher
+    information, with no residual scaling: Poisson noise is known, not estimated.
+
+    Returns theta, covariance (P, P, N) and a mask of pixels whose scoring settled.
+    """
+    if np.any(counts < 0):
+        raise ValueError("the poisson estimator needs photon counts (>= 0); divide ADU by the camera gain")
+    p, n = theta.shape
+    f = counts.shape[1]
+    mbuf = np.empty((n, f), model.dtype)
+    jbuf = np.empty((p - 1, n, f), model.dtype)
+
+    def evaluate(th):
+        scales = model.evaluate(th, mbuf, jbuf)
+        mu = offset[:, None] + scale[:, None] * mbuf.astype(np.float64)
+        jac = np.empty((p, n, f))
+        jac[0] = scale[:, None]
+        jac[1:] = jbuf * (scales[1:, :, None] * scale[None, :, None])
+        return np.maximum(mu, 1e-12), jac
+
+    def nll(mu):
+        return np.einsum("nf->n", mu - counts * np.log(mu))
+
+    theta = theta.copy()
+    mu, jac = evaluate(theta)
+    current = nll(mu)
+    settled = np.zeros(n, dtype=bool)
+    info = np.empty((p, p, n))
+    for _ in range(max_iter):
+        w = 1.0 / mu
+        info = np.einsum("pnf,qnf,nf->pqn", jac, jac, w)
+        score = np.einsum("pnf,nf->pn", jac, (counts - mu) * w)
+        step, ok = cholesky_solve(info, score)
+        step = np.where(ok, step, 0.0)
+        # A step that would gain less than 1e-4 in log-likelihood (it moves the parameters by ~0.01
+        # standard errors) is the end; so is one the bounds cut to nothing.
+        clipped = np.clip(theta + step, lower, upper) - theta
+        settled |= ok & (
+            (np.einsum("pn,pn->n", step, score) < 1e-4) | np.all(np.abs(clipped) < 1e-12, axis=0)
+        )
+        frac = np.ones(n)
+        for _half in range(6):
+            trial = np.clip(theta + frac * step, lower, upper)
+            mu_t, jac_t = evaluate(trial)
+            new = nll(mu_t)
+            good = new <= current
+            if good.all():
+                break
+            frac = np.where(good, frac, 0.5 * frac)
+        good &= ~settled
+        theta = np.where(good, trial, theta)
+        current = np.where(good, new, current)
+        mu = np.where(good[:, None], mu_t, mu)
+        jac = np.where(good[None, :, None], jac_t, jac)
+        if settled.all():
+            break
+    w = 1.0 / mu
+    info = np.einsum("pnf,qnf,nf->pqn", jac, jac, w)
+    ident = np.broadcast_to(np.eye(p)[:, :, None], (p, p, n)).copy()
+    cov, ok = cholesky_solve(info, ident)
+    cov[:, :, ~ok] = np.nan
+    return theta, cov, settled
 
 
 def _make_templates(
@@ -519,10 +784,18 @@ def _judge(setup: _Setup, theta: np.ndarray, cov: np.ndarray, converged: np.ndar
     # A centre beyond the sweep is a sweep that misses the resonance, whatever the amplitude says.
     beyond = np.any((centers < setup.x.min()) | (centers > setup.x.max()), axis=0)
     reason[(reason == 0) & beyond] = FitReason.OUTSIDE_SWEEP
-    weak = np.any(~(np.abs(amps) >= setup.min_snr * amp_err), axis=0)
-    reason[(reason == 0) & weak] = FitReason.NO_RESONANCE
-    bad_width = np.any((widths < setup.dx) | (widths > 2.0), axis=0)
+    if setup.min_snr > 0:
+        weak = np.any(~(np.abs(amps) >= setup.min_snr * amp_err), axis=0)
+        reason[(reason == 0) & weak] = FitReason.NO_RESONANCE
+    lo_w, hi_w = setup.fwhm_range
+    bad_width = np.any((widths < lo_w) | (widths > hi_w), axis=0)
     reason[(reason == 0) & bad_width] = FitReason.WIDTH_OUT_OF_RANGE
+    center_err = np.sqrt(np.abs(var[1 : 1 + k]))
+    bound = setup.max_center_err_fwhm * widths
+    if setup.max_center_err is not None:
+        bound = np.minimum(bound, setup.max_center_err)
+    uncertain = np.any(~(center_err <= bound), axis=0)
+    reason[(reason == 0) & uncertain] = FitReason.UNCERTAIN
     lowest = centers + setup.offsets.min() - 0.5 * widths
     highest = centers + setup.offsets.max() + 0.5 * widths
     outside = np.any((lowest < setup.x.min()) | (highest > setup.x.max()), axis=0)
@@ -591,6 +864,8 @@ def unpack(
         baseline_err=packed[..., 8 * k + 1].copy(),
         converged=packed[..., 8 * k + 2].astype(bool).reshape(pix),
         reason=packed[..., 8 * k + 3].astype(np.uint8).reshape(pix),
+        delta_chi2=packed[..., 8 * k + 4].copy(),
+        residual_rms=packed[..., 8 * k + 5].copy(),
         model=model,
         n_peaks=k,
         hyperfine=hyperfine,

@@ -22,6 +22,9 @@ from instrument.analysis.odmr import (
     single_threaded_blas,
     unpack,
 )
+from instrument.analysis.odmr import (
+    fit_options as resolved_fit_options,
+)
 
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
 DEFAULT_PIXELS_PER_TASK = 16384
@@ -67,7 +70,8 @@ def analyse_maps(
         branch: -1 if the fitted line is the ms=0 -> ms=-1 line, +1 for the upper one.
         pixels_per_task: pixels per dask task (the unit of parallel work).
         connect_timeout_s: how long to try reaching a scheduler address.
-        **fit_options: passed to ``fit_odmr`` (model, n_peaks, hyperfine, min_snr, saturation_level,
+        **fit_options: passed to ``fit_odmr`` (see ``odmr.fit_options``: model, n_peaks, hyperfine,
+            min_snr, max_center_err_hz, max_center_err_fwhm, fwhm_range_hz, saturation_level,
             precision, max_iter).
 
     Returns:
@@ -84,6 +88,7 @@ def analyse_maps(
     for i, cube in enumerate(cubes):
         if cube.shape != shape:
             raise ValueError(f"map {i} has shape {cube.shape}, map 0 has {shape}; all maps must match")
+    fit_options_ = dict(fit_options)
     sat = saturation_level_for(cubes[0].dtype, fit_options.pop("saturation_level", None))
     with single_threaded_blas():
         setup = make_setup(freqs, shape, saturation_level=sat, **fit_options)
@@ -97,6 +102,9 @@ def analyse_maps(
         lazy.append(fit_dask_packed(setup, arr))
     packed = _compute(lazy, scheduler, connect_timeout_s)
     fits = [unpack(np.asarray(p), setup.n_peaks, setup.shape, fit_options.get("hyperfine")) for p in packed]
+    used = {**resolved_fit_options(**fit_options_), "saturation_level": sat}
+    for fit in fits:
+        fit.options = used
     ref_fit = fits.pop() if reference is not None else None
     b_nv = None
     if ref_fit is not None:

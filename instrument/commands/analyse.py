@@ -23,6 +23,11 @@ def add_parser(sub: Any) -> None:
                    help="remove a 2-D polynomial background of order N from the B_NV map (1: plane)")
     a.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="fit on a dask.distributed cluster, e.g. tcp://host:8786 (default: local threads)")
+    a.add_argument("--vector", action="store_true",
+                   help="fit all eight NV lines with the exact Hamiltonian: B vector, D and E maps")
+    a.add_argument("--bias-mt", default=None, metavar="BX,BY,BZ",
+                   help="approximate bias field in mT (NV_AXES frame) for --vector: picks among the "
+                   "symmetry-equivalent solutions (default: reported as ambiguous)")
     a.add_argument("--tag", default=None,
                    help="name of this analysis: letters, digits, underscores (default: from the options)")
     a.set_defaults(handler=run)
@@ -42,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if stored.metadata.get("sequence", {}).get("name") != "cw_odmr":
         raise UsageError(f"run {args.run_id} is not a CW-ODMR run; 'acquire analyse' re-fits CW-ODMR runs")
     isotope = None if args.hyperfine == "none" else args.hyperfine
+    if args.vector:
+        return _run_vector(args, stored, out, isotope)
     options = {"model": args.model, "hyperfine": isotope, "background_order": args.background_order,
                "scheduler": args.scheduler}
     tag = args.tag or "_".join(str(v) for k, v in options.items() if k != "scheduler" and v is not None)
@@ -62,4 +69,41 @@ def run(args: argparse.Namespace) -> int:
     print(f"  B_NV range {lo * 1e6:+.2f} .. {hi * 1e6:+.2f} uT ({result.converged_fraction:.1%} fitted)")
     print(f"  results    {path}")
     print(f"  figure     {figure}")
+    return EXIT_OK
+
+
+def _run_vector(args: argparse.Namespace, stored: Any, out: Any, isotope: str | None) -> int:
+    """``--vector``: exact-Hamiltonian B, D, E maps of every sweep, stored as analysis-TAG.h5."""
+    import numpy as np
+
+    from instrument.analysis.vector_run import analyse_vector_run, save_vector_analysis
+
+    bias = None
+    if args.bias_mt is not None:
+        try:
+            bias = np.array([float(v) for v in args.bias_mt.split(",")]) * 1e-3
+        except ValueError:
+            bias = None
+        if bias is None or bias.shape != (3,):
+            raise UsageError(f"--bias-mt must be three numbers BX,BY,BZ in mT, got {args.bias_mt!r}")
+    tag = args.tag or f"vector_{isotope or 'none'}"
+    if not re.fullmatch(r"\w+", tag):
+        raise UsageError(f"--tag may hold only letters, digits and underscores, got {tag!r}")
+    options = {"vector": True, "hyperfine": isotope, "model": args.model,
+               "bias_t": None if bias is None else bias.tolist()}
+    try:
+        result = analyse_vector_run(stored, bias_t=bias, hyperfine=isotope, model=args.model)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    path = save_vector_analysis(result, stored.run_dir / f"analysis-{tag}.h5", options)
+    median = np.nanmedian(result.fits[0].b_t.reshape(-1, 3), axis=0)
+    add_run_metadata(out, args.run_id, {f"analysis_{tag}": {"file": str(path), **options,
+                                                            "converged_fraction": result.converged_fraction,
+                                                            "median_b_t": median.tolist(),
+                                                            "drift": result.drift}})
+    print(f"run {args.run_id} vector fit ({tag}): {result.converged_fraction:.1%} of pixels fitted")
+    print(f"  median B {median[0] * 1e3:+.4f}, {median[1] * 1e3:+.4f}, {median[2] * 1e3:+.4f} mT")
+    if result.fits[0].ambiguity:
+        print(f"  note: {result.fits[0].ambiguity}")
+    print(f"  results  {path}")
     return EXIT_OK

@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     save_analysis(result, where)
     lo, hi = result.field_range_t
     add_run_metadata(out, writer.run_id, {"b_nv_range_t": [lo, hi],
-                                          "converged_fraction": result.converged_fraction})
+                                          "converged_fraction": result.converged_fraction,
+                                          "fit_options": result.fit_off.options})
     figure = None
     if not args.no_figure:
         figure = plot_cw_result(result, where / FIGURE_NAME,

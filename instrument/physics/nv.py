@@ -2,7 +2,8 @@
 
 Resonances are first order in the field projection, f = D -/+ gamma_e * (B . n). The second-order
 transverse shift (about 3 (gamma_e B_perp)^2 / (2 D)) is neglected: with the bias along one NV
-axis and microtesla sample fields it stays below a kilohertz on the measured axis.
+axis and microtesla sample fields it stays below a kilohertz on the measured axis. Off-axis
+biases (all eight lines) need the exact Hamiltonian: ``instrument.analysis.hamiltonian``.
 """
 
 from __future__ import annotations
