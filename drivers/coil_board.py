@@ -24,6 +24,7 @@ command                                reply                       meaning
 ``WDT?``                               ``<s>``                     host watchdog timeout
 ``WAV <ch>,<amps>,<frames>[,...]``     ``OK``                      append 1..4 segments to a table
 ``WAV? <ch>``                          ``<queued>,<free>``         segments queued and room left
+``WAV?``                               ``<free0>,...,<free11>``    room left in every channel
 ``WCLR``                               ``OK``                      clear every table (not playing)
 ``PLAY``                               ``OK``                      arm: the next frame edge starts
 ``STOP``                               ``OK``                      stop; played channels ramp to 0 A

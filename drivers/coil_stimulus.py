@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 SEGMENTS_PER_LINE = 4  # the firmware's limit for one WAV line
 MAX_FRAMES = 65535  # longest segment the firmware holds
+LINE_BYTES_PER_S = 115200 / 10  # 8N1: ten bits a byte
+LINE_BUDGET = 0.7  # share of the line the streamed tables may take (room for polls and retries)
 
 
 class StimulusPlaybackError(InstrumentError):
@@ -35,11 +37,11 @@ class StimulusPlaybackError(InstrumentError):
 def encode_segments(values_a: np.ndarray) -> list[tuple[float, int]]:
     """Run-length segments of one channel's per-frame currents, ending in a hold at 0 A.
 
-    Values are compared as the line protocol writes them (7 significant digits), far below the
-    DAC's 156 nA step, so merging never changes a current.
+    Values are rounded as the stream writes them (4 significant digits: at most 50 nA at 1 mA,
+    below half the DAC's 156 nA step), so merging never changes what the DAC is set to.
     """
     out: list[tuple[float, int]] = []
-    for text in (f"{v:.6e}" for v in values_a):
+    for text in (f"{v:.3e}" for v in values_a):
         value = float(text)
         if out and out[-1][0] == value and out[-1][1] < MAX_FRAMES:
             out[-1] = (value, out[-1][1] + 1)
@@ -112,6 +114,8 @@ class CoilBoardStimulus:
     def start(self, waveforms: Callable[[float], np.ndarray]) -> None:
         """Check and load the tables, arm them: they start with the camera's next frame."""
         values = self.plan(waveforms)
+        segments = {k: encode_segments(values[:, k]) for k in range(self.n_channels)}
+        self._check_line(segments, len(values) / float(self.frame_rate_hz()))
         self.stop()
         if np.any(self.board.setpoints != 0):
             self.board.set_currents(np.zeros(self.n_channels))  # no DC current under a table
@@ -119,7 +123,7 @@ class CoilBoardStimulus:
         self.frames_planned = len(values)
         self.board._ok("WCLR")
         self.board._ok("CLR")
-        self._pending = {k: encode_segments(values[:, k]) for k in range(self.n_channels)}
+        self._pending = segments
         self.pump()
         self.board._ok("PLAY")
         if self.background and any(self._pending.values()):
@@ -127,17 +131,43 @@ class CoilBoardStimulus:
             self._thread = threading.Thread(target=self._stream, name=f"{self.name}-stream", daemon=True)
             self._thread.start()
 
+    def _room(self) -> list[int]:
+        reply = self.board.ask("WAV?")
+        try:
+            room = [int(v) for v in reply.split(",")]
+        except ValueError:
+            raise InstrumentError(self.name, "WAV?", "expected the room of every channel", reply) from None
+        if len(room) != self.n_channels:
+            raise InstrumentError(self.name, "WAV?", f"expected {self.n_channels} numbers", reply)
+        return room
+
+    def _check_line(self, segments: dict[int, list[tuple[float, int]]], seconds: float) -> None:
+        """Refuse tables the serial line cannot stream as fast as the frames use them."""
+        total = sum(len(s) for s in segments.values())
+        if all(len(segments[k]) <= room for k, room in enumerate(self._room())):
+            return  # everything fits on the board before the first frame
+        per_segment = len(self._line(0, [(-8.888e-4, 9)] * SEGMENTS_PER_LINE)) / SEGMENTS_PER_LINE
+        need = total * per_segment / max(seconds, 1e-9)
+        if need > LINE_BUDGET * LINE_BYTES_PER_S:
+            raise ValueError(
+                f"{self.name}: the waveforms need {total / seconds:.0f} table segments/s, about "
+                f"{need:.0f} bytes/s, more than {LINE_BUDGET:.0%} of the coil board's 115200 baud line "
+                f"({LINE_BUDGET * LINE_BYTES_PER_S:.0f} bytes/s); drive fewer coils or lower the firing rate")
+
+    @staticmethod
+    def _line(k: int, take: list[tuple[float, int]]) -> str:
+        return f"WAV {k}," + ",".join(f"{a:.3e},{n}" for a, n in take)
+
     def pump(self) -> int:
         """Top up every table as far as the board has room; returns the segments still to send."""
-        for k, segments in self._pending.items():
-            if not segments:
-                continue
-            free = int(self.board.ask(f"WAV? {k}").split(",")[1])
-            while free and segments:
-                take = segments[:min(free, SEGMENTS_PER_LINE)]
-                self.board._ok(f"WAV {k}," + ",".join(f"{a:.6e},{n}" for a, n in take))
-                del segments[:len(take)]
-                free -= len(take)
+        if any(self._pending.values()):
+            for k, free in enumerate(self._room()):
+                segments = self._pending.get(k)
+                while free and segments:
+                    take = segments[:min(free, SEGMENTS_PER_LINE)]
+                    self.board._ok(self._line(k, take))
+                    del segments[:len(take)]
+                    free -= len(take)
         return sum(len(s) for s in self._pending.values())
 
     def status(self) -> dict[str, Any]:

@@ -118,6 +118,8 @@ class SimCoilBoard:
             return f"{self.setpoints[self._channel(arg)]:.6e}"
         if head == "MEAS?":
             return f"{self._measured(self._channel(arg)):.6e}"
+        if line == "WAV?":
+            return ",".join(str(self.depth - len(t)) for t in self.tables)
         if head == "WAV?":
             k = self._channel(arg)
             return f"{len(self.tables[k])},{self.depth - len(self.tables[k])}"

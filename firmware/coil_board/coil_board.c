@@ -497,6 +497,13 @@ static void handle(char *line)
         cmd_max(arg);
     } else if (!strcmp(line, "CUR")) {
         cmd_cur(arg);
+    } else if (!strcmp(line, "WAV?") && !*arg) {
+        /* room left in every channel's ring: one short query per top-up keeps the line for tables */
+        char *p = buf;
+        for (uint8_t k = 0; k < NCH; k++)
+            p += snprintf_P(p, sizeof(buf) - (size_t)(p - buf), k ? PSTR(",%u") : PSTR("%u"),
+                            DEPTH - ring_count[k]);
+        reply(buf);
     } else if (!strcmp(line, "CUR?") || !strcmp(line, "MEAS?") || !strcmp(line, "WAV?")) {
         if ((ch = channel_arg(arg, &end)) < 0)
             return;

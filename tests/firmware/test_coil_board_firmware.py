@@ -73,7 +73,7 @@ def test_ceilings_refuse_above_the_hardware_and_the_channel_ceiling(build):
     replies, dacs = run(build, ["S MAX 1,2.0e-4", "S MAX? 1", "S CUR 1,3.0e-4", "S CUR 1,-3.0e-4",
                                 "S CUR 0,6.0e-3", "S MAX 0,6.0e-3", "S WAV 1,1.0e-4,2,3.0e-4,1",
                                 "S WAV? 1", "S CUR 1,1.5e-4", "S EN 2", "Q", "S MAX 1,1.0e-4", "S CUR 12,0",
-                                "S CUR 1,abc", "S BOGUS"])
+                                "S CUR 1,abc", "S BOGUS", "S WAV 4,1.0e-4,3", "S WAV?"])
     assert replies[0] == "OK" and float(replies[1]) == pytest.approx(2e-4, abs=LSB_A)
     for refused in (replies[2], replies[3], replies[4], replies[5], replies[6]):
         assert refused.startswith("ERR 4 ")
@@ -82,6 +82,7 @@ def test_ceilings_refuse_above_the_hardware_and_the_channel_ceiling(build):
     assert replies[10].startswith("ERR 4 setpoint above the new ceiling")
     assert replies[11].startswith("ERR 3 ") and replies[12].startswith("ERR 2 ")
     assert replies[13] == "ERR 1 unknown command"
+    assert replies[15] == ",".join(["16"] * 4 + ["15"] + ["16"] * 7)  # room left in every ring
 
 
 def test_playback_gives_every_frame_its_tabled_current(build):
