@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 SEGMENTS_PER_LINE = 4  # the firmware's limit for one WAV line
 MAX_FRAMES = 65535  # longest segment the firmware holds
 LINE_BYTES_PER_S = 115200 / 10  # 8N1: ten bits a byte
-LINE_BUDGET = 0.7  # share of the line the streamed tables may take (room for polls and retries)
+LINE_BUDGET = 0.8  # share of the line the streamed tables may take (polls take ~2 %, the rest is slack)
 
 
 class StimulusPlaybackError(InstrumentError):
@@ -146,8 +146,9 @@ class CoilBoardStimulus:
         total = sum(len(s) for s in segments.values())
         if all(len(segments[k]) <= room for k, room in enumerate(self._room())):
             return  # everything fits on the board before the first frame
-        per_segment = len(self._line(0, [(-8.888e-4, 9)] * SEGMENTS_PER_LINE)) / SEGMENTS_PER_LINE
-        need = total * per_segment / max(seconds, 1e-9)
+        sent = sum(len(self._line(k, s[i:i + SEGMENTS_PER_LINE])) + 1
+                   for k, s in segments.items() for i in range(0, len(s), SEGMENTS_PER_LINE))
+        need = sent / max(seconds, 1e-9)  # at best 4 segments a line; fewer when a ring is nearly full
         if need > LINE_BUDGET * LINE_BYTES_PER_S:
             raise ValueError(
                 f"{self.name}: the waveforms need {total / seconds:.0f} table segments/s, about "

@@ -98,7 +98,7 @@ def test_station_checks_see_the_tables_and_an_idle_board(rig):
 def test_tables_the_serial_line_cannot_stream_in_time_are_refused(rig):
     _, sim, _, stim = rig
     busy = firing_pattern(list(range(sim.n)), sim.n, 20.0, rate_hz=5.0, seed=3)
-    with pytest.raises(ValueError, match="segments/s, .* more than 70% of the coil board's 115200 baud line"):
+    with pytest.raises(ValueError, match="segments/s, .* more than 80% of the coil board's 115200 baud line"):
         stim.start(busy)
     assert sim.state == "IDLE"
     calm = firing_pattern(list(range(sim.n)), sim.n, 20.0, rate_hz=0.5, seed=3)
