@@ -83,6 +83,10 @@ class CoilBoardStimulus:
         return self.board.n_channels
 
     @property
+    def channel_names(self) -> list[str]:
+        return list(self.board.channel_names)
+
+    @property
     def playing(self) -> bool:
         return self._thread is not None or bool(self._pending)
 
