@@ -104,3 +104,35 @@ def test_tables_the_serial_line_cannot_stream_in_time_are_refused(rig):
     calm = firing_pattern(list(range(sim.n)), sim.n, 20.0, rate_hz=0.5, seed=3)
     stim.start(calm)  # streams: fewer segments a second than the line carries
     assert sim.state == "ARMED"
+
+
+def test_the_streaming_thread_keeps_the_rings_filled_and_reports_a_fault(rig):
+    import threading
+    import time
+
+    world, sim, board, _ = rig
+    stim = CoilBoardStimulus("stimulus", board, lambda: FRAME_RATE_HZ, poll_s=0.001)
+    waveforms = firing_pattern([0, 4], sim.n, 1.0, rate_hz=3.0, start_s=0.05, seed=2)
+    stim.start(waveforms)
+    n = int(1.1 * FRAME_RATE_HZ)
+    seen = []
+    for _ in range(n):
+        deadline = time.monotonic() + 10.0  # liveness only: a dead thread fails here, a slow one waits
+        while any(stim._pending.get(k) and not sim.tables[k] for k in (0, 4)):
+            assert time.monotonic() < deadline, "the streaming thread stopped topping up the rings"
+            time.sleep(0.001)
+        with sim._lock:
+            if all(sim.tables[k] for k in (0, 4)):
+                sim.frame_edge()
+                seen.append(world.coil_currents_a[[0, 4]].copy())
+    t = np.arange(len(seen)) / FRAME_RATE_HZ
+    alive = np.array([not world.sample.coils[k].dead for k in (0, 4)])
+    np.testing.assert_allclose(np.array(seen), waveforms.matrix(t)[:, [0, 4]] * alive, rtol=5e-4, atol=1e-9)
+    assert len(seen) == n
+    sim.latched = "9 clock edge during the update of frame 7"  # the board reports a fault
+    deadline = time.monotonic() + 10.0
+    while stim.fault is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    with pytest.raises(StimulusPlaybackError, match="clock edge during the update of frame 7"):
+        stim.stop()
+    assert not any(t.name == "stimulus-stream" for t in threading.enumerate())
