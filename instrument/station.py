@@ -453,26 +453,33 @@ def _coil_board_stimulus(role: str, entry: dict[str, Any], station: Station) -> 
 
 
 def _nidaq_counter(role: str, entry: dict[str, Any], station: Station) -> Instrument:
-    """An NI-DAQmx counter gated by the pulse generator; with --sim the simulated photon counter."""
+    """An NI-DAQmx counter gated by the pulse generator; with --sim the same driver on a simulated card."""
     pulser = entry.get("pulser", "pulser")
     if pulser not in station.instruments:
         raise StationFileError(f"instrument {role!r}: list the pulse generator {pulser!r} before it")
     gate = entry.get("gate", "spad_gate")
-    if station.simulated:
-        from sim.spin import SimPhotonCounter
-
-        return SimPhotonCounter(role, station.world, station.instruments[pulser].library, shape=(1, 1),
-                                photon_rate_hz=float(entry.get("sim_photon_rate_hz", 2e8)), gate=gate)
     from drivers.nidaq_counter import NiGatedCounter
 
+    photon_terminal = entry.get("photon_terminal", "/Dev1/PFI0")
+    gate_terminal = entry.get("gate_terminal", "/Dev1/PFI1")
+    counter = entry.get("counter", "Dev1/ctr0")
+    library = None
+    if station.simulated:
+        from sim.nidaqmx import SimNidaqmx
+
+        library = SimNidaqmx(station.world, station.instruments[pulser].library, photon_terminal,
+                             {gate_terminal: gate}, float(entry.get("sim_photon_rate_hz", 2e8)),
+                             device=counter.strip("/").split("/")[0])
     try:
-        return NiGatedCounter(
-            role, station.instruments[pulser], counter=entry.get("counter", "Dev1/ctr0"),
-            photon_terminal=entry.get("photon_terminal", "/Dev1/PFI0"),
-            gate_terminal=entry.get("gate_terminal", "/Dev1/PFI1"), gate=gate,
-            gating=entry.get("gating", "pause_trigger"), timeout_s=float(entry.get("timeout_s", 10.0)))
+        driver = NiGatedCounter(
+            role, station.instruments[pulser], counter=counter, photon_terminal=photon_terminal,
+            gate_terminal=gate_terminal, gate=gate, gating=entry.get("gating", "pause_trigger"),
+            timeout_s=float(entry.get("timeout_s", 10.0)), nidaqmx_module=library)
     except ValueError as exc:
         raise StationFileError(f"instrument {role!r} (nidaq_counter): {exc}") from exc
+    if library is not None:
+        driver.spins = library.spins  # type: ignore[attr-defined]  # the report shows the simulated truth
+    return driver
 
 
 def _keithley2450_coil(role: str, entry: dict[str, Any], station: Station) -> Instrument:

@@ -7,6 +7,7 @@ import pytest
 
 from drivers.coil_board import CoilBoard
 from drivers.coil_stimulus import CoilBoardStimulus
+from drivers.nidaq_counter import NiGatedCounter
 from instrument.cli import main
 from instrument.station import BUILDERS, build_station, read_station_file
 
@@ -51,8 +52,9 @@ def test_with_sim_the_new_roles_are_the_real_drivers_on_simulated_hardware(sim_s
     coils, stimulus = sim_station["coils"], sim_station["stimulus"]
     assert isinstance(coils, CoilBoard) and coils.protocol == 2
     assert isinstance(stimulus, CoilBoardStimulus) and stimulus.board is coils  # one box, one port
-    assert sim_station["counter"].shape == (1, 1)  # the simulated stand-in for one counter input
-    checks = coils.station_checks() + stimulus.station_checks()
+    counter = sim_station["counter"]
+    assert isinstance(counter, NiGatedCounter) and counter.shape == (1, 1)  # on a simulated card
+    checks = coils.station_checks() + stimulus.station_checks() + counter.station_checks()
     assert all(c.ok for c in checks), [c for c in checks if not c.ok]
 
 
