@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <util/atomic.h>
 
 #ifndef UART_UBRR
 #define UART_UBRR 16 /* 115200 baud with U2X at 16 MHz (-2.1 %, ATmega328P datasheet table 20-6) */
@@ -74,20 +75,24 @@ static volatile uint8_t rx_head, rx_tail;
 
 static void dac_write(uint8_t ch, uint16_t code)
 {
-    /* AD5686R: 24-bit word, command 0011 (write to and update DAC n), one-hot address, data MSB first */
+    /* AD5686R: 24-bit word, command 0011 (write to and update DAC n), one-hot address, data MSB first.
+       Atomic: the frame interrupt writes DACs too, and must never start a word inside another. */
     uint8_t sync = (uint8_t)(2 - ch / 4); /* chip 0 on PB2, chip 1 on PB1, chip 2 on PB0 */
-    PORTB &= (uint8_t)~(1 << sync);
-    SPDR = (uint8_t)(0x30 | (1 << (ch % 4)));
-    while (!(SPSR & (1 << SPIF)))
-        ;
-    SPDR = (uint8_t)(code >> 8);
-    while (!(SPSR & (1 << SPIF)))
-        ;
-    SPDR = (uint8_t)code;
-    while (!(SPSR & (1 << SPIF)))
-        ;
-    PORTB |= (uint8_t)(1 << sync); /* the DAC updates on this rising edge */
-    dac[ch] = code;
+    ATOMIC_BLOCK(ATOMIC_RESTORESTATE)
+    {
+        PORTB &= (uint8_t)~(1 << sync);
+        SPDR = (uint8_t)(0x30 | (1 << (ch % 4)));
+        while (!(SPSR & (1 << SPIF)))
+            ;
+        SPDR = (uint8_t)(code >> 8);
+        while (!(SPSR & (1 << SPIF)))
+            ;
+        SPDR = (uint8_t)code;
+        while (!(SPSR & (1 << SPIF)))
+            ;
+        PORTB |= (uint8_t)(1 << sync); /* the DAC updates on this rising edge */
+        dac[ch] = code;
+    }
 }
 
 static void output_relay(void)
@@ -591,10 +596,11 @@ static void ramp_step(void)
             c = (c - MID > RAMP_CODES_PER_MS) ? c - RAMP_CODES_PER_MS : MID;
         else
             c = (MID - c > RAMP_CODES_PER_MS) ? c + RAMP_CODES_PER_MS : MID;
-        cli();
-        if (!(playing & (1u << ch)))
-            dac_write(ch, c);
-        sei();
+        ATOMIC_BLOCK(ATOMIC_RESTORESTATE)
+        {
+            if (!(playing & (1u << ch)))
+                dac_write(ch, c);
+        }
         moving = 1;
     }
     if (!moving) {
