@@ -401,15 +401,21 @@ def _sim_stimulus(role: str, entry: dict[str, Any], station: Station) -> Instrum
     return SimCoilStimulus(station.world, library, station.limits, name=role)
 
 
+SIM_TABLE_DEPTH = 1 << 16
+"""Waveform segments per channel of the simulated coil board: the whole table fits, so simulated
+runs never depend on how fast the streaming thread is (the firmware holds 16; tests stream)."""
+
+
 def _coil_board(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     from drivers.coil_board import CoilBoard, open_serial
 
-    options: dict[str, Any] = {"ramp_step_a": float(entry.get("ramp_step_a", 50e-6))}
+    options: dict[str, Any] = {"ramp_step_a": float(entry.get("ramp_step_a", 50e-6)),
+                               "watchdog_s": float(entry.get("watchdog_s", 1.0))}
     if station.simulated:
         from sim.coil_board import SimCoilBoard
 
-        port = _serve(station, role, SimCoilBoard(station.world))
-        options.update(sleep=station.world.clock.advance,
+        port = _serve(station, role, SimCoilBoard(station.world, depth=SIM_TABLE_DEPTH))
+        options.update(sleep=station.world.clock.advance, watchdog_s=10.0,  # a loaded CI box stalls
                        channel_names=[c.name for c in station.world.sample.coils])
     else:
         port = _need(entry, "port", role)
@@ -420,6 +426,64 @@ def _coil_board(role: str, entry: dict[str, Any], station: Station) -> Instrumen
                          **options)
     except (TypeError, ValueError) as exc:
         raise StationFileError(f"instrument {role!r} (coil_board): {exc}") from exc
+
+
+def _coil_board_stimulus(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    """The stimulus played by the coil role's board, clocked by the camera's frame output."""
+    from drivers.coil_board import CoilBoard
+    from drivers.coil_stimulus import CoilBoardStimulus
+
+    board_role, camera_role = entry.get("board", "coils"), entry.get("camera", "camera")
+    board = station.instruments.get(board_role)
+    camera = station.instruments.get(camera_role)
+    if not isinstance(board, CoilBoard) or camera is None:
+        raise StationFileError(
+            f"instrument {role!r}: list the coil board {board_role!r} (driver coil_board) and the camera "
+            f"{camera_role!r} before the stimulus in {station.source}")
+
+    def frame_rate_hz() -> float:
+        settings = getattr(camera, "settings", None)
+        if settings is None:
+            raise ValueError(f"{role}: the camera {camera_role!r} is not configured; its frame rate "
+                             "clocks the coil tables")
+        return float(settings.frame_rate_hz)
+
+    if station.simulated:
+        sim_board, library = station.sim_parts.get(board_role), station.sim_parts.get(camera_role)
+        if sim_board is None or library is None:
+            raise StationFileError(f"instrument {role!r}: the simulated board and camera must come first")
+        sim_board.clock_source = library  # the frame output cable
+    return CoilBoardStimulus(role, board, frame_rate_hz)
+
+
+def _nidaq_counter(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    """An NI-DAQmx counter gated by the pulse generator; with --sim the same driver on a simulated card."""
+    pulser = entry.get("pulser", "pulser")
+    if pulser not in station.instruments:
+        raise StationFileError(f"instrument {role!r}: list the pulse generator {pulser!r} before it")
+    gate = entry.get("gate", "spad_gate")
+    from drivers.nidaq_counter import NiGatedCounter
+
+    photon_terminal = entry.get("photon_terminal", "/Dev1/PFI0")
+    gate_terminal = entry.get("gate_terminal", "/Dev1/PFI1")
+    counter = entry.get("counter", "Dev1/ctr0")
+    library = None
+    if station.simulated:
+        from sim.nidaqmx import SimNidaqmx
+
+        library = SimNidaqmx(station.world, station.instruments[pulser].library, photon_terminal,
+                             {gate_terminal: gate}, float(entry.get("sim_photon_rate_hz", 2e8)),
+                             device=counter.strip("/").split("/")[0])
+    try:
+        driver = NiGatedCounter(
+            role, station.instruments[pulser], counter=counter, photon_terminal=photon_terminal,
+            gate_terminal=gate_terminal, gate=gate, gating=entry.get("gating", "pause_trigger"),
+            timeout_s=float(entry.get("timeout_s", 10.0)), nidaqmx_module=library)
+    except ValueError as exc:
+        raise StationFileError(f"instrument {role!r} (nidaq_counter): {exc}") from exc
+    if library is not None:
+        driver.spins = library.spins  # type: ignore[attr-defined]  # the report shows the simulated truth
+    return driver
 
 
 def _keithley2450_coil(role: str, entry: dict[str, Any], station: Station) -> Instrument:
@@ -452,5 +516,7 @@ BUILDERS: dict[str, Callable[[str, dict[str, Any], Station], Instrument]] = {
     "sim_coils": _sim_coils,
     "sim_stimulus": _sim_stimulus,
     "coil_board": _coil_board,
+    "coil_board_stimulus": _coil_board_stimulus,
+    "nidaq_counter": _nidaq_counter,
     "keithley2450_coil": _keithley2450_coil,
 }

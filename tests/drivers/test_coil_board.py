@@ -208,3 +208,86 @@ def test_a_board_that_fails_the_handshake_releases_its_port():
     with pytest.raises(InstrumentError, match="not a QDM-COIL board"):
         CoilBoard("coils", port, LIMITS)
     assert port.closed
+
+
+# ---- protocol 2.0: per-channel ceilings in the firmware, watchdog, station checks -------------------
+
+HELLO2 = [("*IDN?", "QDM-COIL,2,SN8,2.0"), ("MAX?", "5.000000e-03"), ("CUR? 0", "0.0"), ("CUR? 1", "0.0"),
+          ("ERR?", "0 none"), ("MAX 0,1.000000e-03", "OK"), ("MAX 1,2.000000e-04", "OK"), ("WDT 1.5", "OK")]
+
+
+def test_a_2x_board_gets_the_station_ceilings_and_its_watchdog_armed():
+    port = Scripted(HELLO2)
+    b = CoilBoard("coils", port, LIMITS, ceilings_a=[1e-3, 2e-4], sleep=lambda s: None, watchdog_s=1.5)
+    assert port.script == [] and b.protocol == 2
+    b._closing.set()  # stop the keep-alive before the script runs dry
+
+
+def test_an_earlier_trip_is_cleared_and_a_board_driving_above_a_ceiling_is_refused():
+    script = [("*IDN?", "QDM-COIL,2,SN8,2.0"), ("MAX?", "5.0e-03"), ("CUR? 0", "0.0"), ("CUR? 1", "3.0e-04"),
+              ("ERR?", "7 watchdog: host silent, channels ramped to 0"), ("CLR", "OK"),
+              ("MAX 0,1.000000e-03", "OK")]
+    port = Scripted(script)
+    with pytest.raises(SafetyLimitError, match="channel 1 current = 0.0003 A exceeds .*send ZERO"):
+        CoilBoard("coils", port, LIMITS, ceilings_a=[1e-3, 2e-4], watchdog_s=None)
+    assert port.closed and port.script == []
+
+
+@pytest.fixture
+def sim_board2():
+    world = World(shape=(16, 16))
+    now = [0.0]
+    sim = SimCoilBoard(world, monotonic=lambda: now[0])
+    port = sim.start()
+    driver = CoilBoard("coils", open_serial(port), LIMITS, ceilings_a=8e-4, sleep=world.clock.advance,
+                       watchdog_s=None)  # no keep-alive: the test is the host that goes silent
+    yield world, sim, driver, now
+    driver.close()
+    sim.stop()
+
+
+def test_the_firmware_refuses_above_the_channel_ceiling_even_if_the_driver_would_not(sim_board2):
+    _, sim, driver, _ = sim_board2
+    assert sim.ceilings.tolist() == [8e-4] * driver.n_channels
+    with pytest.raises(InstrumentError, match="board error 4: .*channel ceiling"):
+        driver.ask("CUR 0,9.0e-04")
+    with pytest.raises(InstrumentError, match="board error 4: .*hardware ceiling"):
+        driver.ask("MAX 0,6.0e-03")
+    assert sim.setpoints[0] == 0
+
+
+def test_a_silent_host_trips_the_watchdog_to_zero_and_the_driver_still_reaches_safety(sim_board2):
+    world, sim, driver, now = sim_board2
+    driver.set_currents(np.full(driver.n_channels, 5e-4))
+    assert np.any(world.coil_currents_a > 0)
+    now[0] += 2.5  # the host says nothing for longer than the 2 s power-up timeout
+    sim.frame_edge()  # the firmware checks every millisecond; the simulator at the next event
+    assert sim.tripped and np.all(world.coil_currents_a == 0) and sim.enabled == 0
+    with pytest.raises(InstrumentError, match="board error 7"):
+        driver.set_currents(np.full(driver.n_channels, 1e-4))
+    assert driver.ask("ERR?").startswith("7 watchdog")
+    driver.safe_state()  # CUR is refused after the trip: ZERO still works
+    assert driver.setpoints.tolist() == [0.0] * driver.n_channels
+
+
+def test_station_checks_report_identity_firmware_zero_readback_ceiling_and_watchdog(sim_board2):
+    _, sim, driver, now = sim_board2
+    checks = {c.check: c for c in driver.station_checks()}
+    assert [checks[k].ok for k in ("identity", "firmware version", "read-back at zero current", "ceiling",
+                                   "watchdog")] == [True] * 5
+    assert "SIM0001" in checks["identity"].detail and "2.0-sim" in checks["firmware version"].detail
+    sim.ceilings[3] = 5e-3  # a board that lost the station's ceiling
+    now[0] += 3.0
+    sim.check_watchdog()
+    checks = {c.check: c for c in driver.station_checks()}
+    assert checks["ceiling"].ok is False and "reconnect" in checks["ceiling"].fix
+    assert checks["watchdog"].ok is False and "tripped 1" in checks["watchdog"].detail
+
+
+def test_station_checks_skip_the_zero_readback_while_coils_are_driven_and_flag_old_firmware():
+    b = board([("EN 1", "OK"), ("CUR 0,5.000000e-05", "OK"), ("EN 1", "OK")])
+    b.set_currents([5e-5, 0])
+    checks = {c.check: c for c in b.station_checks()}
+    assert checks["read-back at zero current"].ok is None
+    assert checks["firmware version"].ok is False and "firmware/coil_board" in checks["firmware version"].fix
+    assert checks["watchdog"].ok is False

@@ -75,7 +75,7 @@ def test_pause_holds_the_engine_and_abort_stores_a_partial_run(qtbot, window):
     assert panel.start_button.isEnabled() and not panel.abort_button.isEnabled()
     assert panel.progress_label.text().startswith("run aborted")
     # the station was left safe by the engine: RF off, coils at zero
-    assert not np.any(window.station["coils"].read_currents())
+    assert np.allclose(window.station["coils"].read_currents(), 0, atol=5e-6)  # a read-back is noisy
 
 
 def test_open_refit_and_export_a_stored_run(qtbot, window, tmp_path):
