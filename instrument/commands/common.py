@@ -73,11 +73,10 @@ def sweep_frequencies(args: argparse.Namespace, station: Any) -> Any:
     the sample's bias-field resonance."""
     import numpy as np
 
-    center = args.center_hz
+    center = args.center_hz if args.center_hz is not None else station.sample.resonance_hz
     if center is None:
-        if station.world is None:
-            raise UsageError("give the sweep centre with --center-hz (no simulated sample to ask)")
-        center = station.world.resonance_estimate_hz()
+        raise UsageError("give the sweep centre with --center-hz (the station's sample gives no expected "
+                         "resonance)")
     return center + np.linspace(-args.span_hz / 2, args.span_hz / 2, args.points)
 
 
@@ -94,17 +93,17 @@ def run_metadata(station: Any, command: str, **extra: Any) -> dict[str, Any]:
 
 
 def sample_name(station: Any) -> str:
-    """The name runs are stored under: the simulated sample's, else the station's."""
-    return station.world.sample.name if station.world is not None else station.name
+    """The name runs are stored under: the station's sample's (the station's own name by default)."""
+    return station.sample.name
 
 
 def drive_current_a(station: Any, current_a: float | None) -> float:
-    """``--current-a``, or else the simulated sample's coil drive current."""
+    """``--current-a``, or else the sample's reference coil drive current."""
     if current_a is not None:
         return current_a
-    if station.world is None:
+    if station.sample.drive_current_a is None:
         raise UsageError("give the coil drive current with --current-a")
-    return station.world.sample.drive_current_a
+    return station.sample.drive_current_a
 
 
 def add_run_metadata(out: Path, run_id: int, summary: dict[str, Any]) -> None:
@@ -149,11 +148,11 @@ class ProgressBar:
 def channel_names(station: Any, role: str) -> list[str]:
     """Coil name per channel of the instrument ``role`` (``coils``, ``stimulus``).
 
-    In simulation the sample's coils; else the names the driver was given; else C1..Cn.
+    The sample's coils where it names one per channel; else the names the driver was given; else C1..Cn.
     """
     inst = station[role]
     n = inst.n_channels
-    if station.world is not None and len(station.world.sample.coils) == n:
-        return [c.name for c in station.world.sample.coils]
+    if len(station.sample.coil_names) == n:
+        return list(station.sample.coil_names)
     names = getattr(inst, "channel_names", None)
     return list(names) if names else [f"C{k + 1}" for k in range(n)]

@@ -134,12 +134,10 @@ def plan_lockin(station: Any, request: LockInRequest, channel_names: list[str] |
     unknown = [c for c in r.coils if c not in names]
     if unknown:
         raise ValueError(f"unknown coil(s) {', '.join(unknown)}; the stimulus drives {', '.join(names)}")
-    center = r.center_hz
+    center = r.center_hz if r.center_hz is not None else station.sample.resonance_hz
     if center is None:
-        if station.world is None:
-            raise ValueError("give the calibration centre (the resonance to park on): no simulated sample "
-                             "to ask")
-        center = station.world.resonance_estimate_hz()
+        raise ValueError("give the calibration centre (the resonance to park on): the station's sample "
+                         "gives no expected resonance")
     if not (math.isfinite(center) and center > 0):
         raise ValueError(f"calibration centre must be a positive frequency, got {center:g} Hz")
     channels = [names.index(c) for c in r.coils] if r.coils else list(range(len(names)))
@@ -151,8 +149,7 @@ def plan_lockin(station: Any, request: LockInRequest, channel_names: list[str] |
 def overflow_policy(station: Any) -> str:
     """A simulated camera on a virtual clock may wait for the writer; anything paced by a wall clock
     (real camera, ``--realtime``) drops and counts what does not fit."""
-    world = station.world
-    return "wait" if world is not None and not world.clock.realtime else "drop"
+    return "drop" if station.realtime else "wait"
 
 
 def _status(result: Any) -> tuple[str, str]:
@@ -271,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
     with open_station(args) as station:
         for role in ROLES:
             station[role]  # a missing role is a usage error that names the station file
-        if station.world is None:
+        if not station.simulated:
             raise UsageError("the coil waveform generator is simulated only so far; run with --sim")
         try:
             plan = plan_lockin(station, request)

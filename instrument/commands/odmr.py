@@ -46,9 +46,8 @@ def coil_currents(station: Any, names: str, current_a: float | None) -> Any:
     """Current vector for the station's coil channels with ``names`` driven at ``current_a``."""
     import numpy as np
 
-    world = station.world
     n = station["coils"].n_channels
-    labels = [c.name for c in world.sample.coils] if world is not None else [f"C{i + 1}" for i in range(n)]
+    labels = list(station.sample.coil_names) or [f"C{i + 1}" for i in range(n)]
     drive = drive_current_a(station, current_a)
     currents = np.zeros(n)
     for name in filter(None, (s.strip() for s in names.split(","))):

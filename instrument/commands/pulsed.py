@@ -72,11 +72,9 @@ def add_parser(sub: Any) -> None:
     o.set_defaults(handler=run)
 
 
-def lowest_line_hz(world: Any) -> float:
-    """The simulated sample's lowest hyperfine line at its bias field: where pulsed measurements drive."""
-    from instrument.physics.nv import HYPERFINE_OFFSETS_HZ
-
-    return world.resonance_estimate_hz() + float(min(HYPERFINE_OFFSETS_HZ[world.sample.isotope]))
+def lowest_line_hz(sample: Any) -> float | None:
+    """The sample's lowest hyperfine line at its bias field (where pulsed measurements drive), or None."""
+    return sample.lowest_line_hz
 
 
 def _sweep(args: argparse.Namespace, kind: str, clock_hz: float) -> Any:
@@ -143,7 +141,7 @@ def _run_one(station: Any, out: Any, measurement: Any, desc: str) -> tuple[Any, 
     return writer, outcome, data
 
 
-def _report(station: Any, kind: str, fit: Any, counter: str) -> list[str]:
+def _report(station: Any, kind: str, fit: Any, counter: str, power_dbm: float) -> list[str]:
     # A simulated counter knows the sample's spin parameters: show them beside the fit.
     spins = getattr(station.instruments.get(counter), "spins", None)
     params = getattr(spins, "params", None)
@@ -157,13 +155,14 @@ def _report(station: Any, kind: str, fit: Any, counter: str) -> list[str]:
         if params is not None and truth is not None:
             text += f"   (simulated sample: {getattr(params, truth) / scale:.5g} {unit})"
         lines.append(text)
-    if kind == "odmr" and params is not None and station.world is not None:
-        lines[0] += f"   (simulated sample: {lowest_line_hz(station.world) / 1e6:.9g} MHz)"
+    line_hz = station.sample.lowest_line_hz
+    if kind == "odmr" and params is not None and line_hz is not None:
+        lines[0] += f"   (simulated sample: {line_hz / 1e6:.9g} MHz)"
     if kind == "rabi":
         from instrument.analysis.pulsed import rabi_pi_time_s
 
-        if params is not None and station.world is not None:
-            expected = params.rabi_hz(station.world.mw_power_dbm)
+        if params is not None:
+            expected = params.rabi_hz(power_dbm)
             lines[0] += f"   (simulated drive: {expected / 1e6:.5g} MHz)"
         lines.append(f"  {'pi pulse':<16} {rabi_pi_time_s(fit) * 1e9:.1f} ns")
     return lines
@@ -192,9 +191,10 @@ def run(args: argparse.Namespace) -> int:
         clock_hz = station["pulser"].clock_hz
         frequency = args.frequency_hz
         if frequency is None:
-            if station.world is None:
-                raise UsageError("give the MW frequency with --frequency-hz (no simulated sample to ask)")
-            frequency = lowest_line_hz(station.world)
+            frequency = lowest_line_hz(station.sample)
+        if frequency is None:
+            raise UsageError("give the MW frequency with --frequency-hz (the station's sample gives no "
+                             "expected resonance)")
         shape = station[args.counter].shape
         sweep = _sweep(args, kind, clock_hz)
 
@@ -232,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         add_run_metadata(out, writer.run_id, {"fit": {"params": fit.params, "errors": fit.errors,
                                                       "reduced_chi2": fit.reduced_chi2}})
-        report = _report(station, kind, fit, args.counter)
+        report = _report(station, kind, fit, args.counter, power)
         simulated = station.simulated
     figure = None
     if not args.no_figure:

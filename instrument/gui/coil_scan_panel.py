@@ -188,8 +188,8 @@ class CoilScanPanel(ScanPanel):
     def __init__(self, station: Any, out_dir: Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.station = station
-        world = station.world
-        drive_ua = world.sample.drive_current_a * 1e6 if world is not None else 0.0
+        drive_a = station.sample.drive_current_a
+        drive_ua = drive_a * 1e6 if drive_a is not None else 0.0
         self.folder = QLineEdit(str(Path(out_dir) / SCAN_FOLDER))
         self.coils = QLineEdit("2")
         self.coils.setToolTip("the first N coils, or names such as L1C1,L1C2")

@@ -53,8 +53,8 @@ class CwOdmrPanel(ScanPanel):
     def __init__(self, station: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.station = station
-        world = station.world
-        drive_ua = world.sample.drive_current_a * 1e6 if world is not None else 0.0
+        drive_a = station.sample.drive_current_a
+        drive_ua = drive_a * 1e6 if drive_a is not None else 0.0
         mw_ceiling = station.limits.mw_power_max_dbm
         self.image_shape = tuple(station["camera"].shape)  # read once, while no run owns the camera
         self.center = spin(1.0, 6000.0, sweep_center_mhz(station), 4, "MHz")

@@ -46,7 +46,8 @@ class PulsedPanel(ScanPanel):
         # Read once, while no run owns the instruments.
         self.clock_hz = float(station["pulser"].clock_hz)
         self.shape = tuple(station[COUNTER_ROLE].shape)
-        line_mhz = lowest_line_hz(station.world) / 1e6 if station.world is not None else D_HZ / 1e6
+        line_hz = lowest_line_hz(station.sample)
+        line_mhz = (line_hz if line_hz is not None else D_HZ) / 1e6
         self.kind = QComboBox()
         self.kind.addItems(KINDS)
         self.frequency = spin(1.0, 6000.0, line_mhz, 4, "MHz")

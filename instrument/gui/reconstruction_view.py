@@ -42,7 +42,7 @@ def reconstruct_run_map(station: Any, run_id: int, b_nv_t: np.ndarray, currents_
     from instrument.reconstruction.seed000 import measure_basis
     from instrument.station import simulated_field_maps
 
-    if station.world is None:
+    if not station.simulated:
         raise ValueError("reconstruction needs a dictionary of single-coil maps; on a real station "
                          "those come from a coil scan: run one and reconstruct its runs")
     maps = simulated_field_maps(station, seed=seed)
@@ -56,7 +56,7 @@ def reconstruct_run_map(station: Any, run_id: int, b_nv_t: np.ndarray, currents_
     filled = np.where(np.isfinite(measured), measured, np.nanmedian(measured))
     rec = DictionaryReconstructor(basis)
     coefficients = rec.fit(filled)
-    names = [station.world.sample.coils[i].name for i in maps.live]
+    names = [station.sample.coil_names[i] for i in maps.live]
     currents = np.asarray(currents_a, dtype=float)
     expected = np.array([currents[i] / maps.drive_current_a if i < len(currents) else np.nan
                          for i in maps.live])
