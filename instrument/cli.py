@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from instrument.commands.common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, default_out_dir
+from instrument.commands.common import EXIT_INTERRUPTED, EXIT_USAGE, cli_words, default_out_dir
+from instrument.services.errors import RequestError
 
 COMMANDS = (
     "instrument.commands.odmr",
@@ -107,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args([*argv, DEFAULT_COMMAND])
     try:
         return int(args.handler(args))
-    except UsageError as exc:
-        print(f"acquire: error: {exc}", file=sys.stderr)
+    except RequestError as exc:  # UsageError, and requests the services refused
+        print(f"acquire: error: {cli_words(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("acquire: interrupted; the microscope was made safe and the steps measured so far are stored",

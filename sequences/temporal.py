@@ -12,7 +12,7 @@ the slope of the lock-in signal against the MW frequency at the parked frequency
 -1 or +1 for the lower or upper resonance (f = D + branch * gamma_e * B_par). The conversion is
 linear: fields that shift the resonance by more than about a quarter line width are compressed.
 
-``run_temporal_imaging`` is what ``acquire --sim lockin --seconds S`` runs.
+``run_temporal_imaging`` is what ``acquire --sim lockin`` runs (``instrument.services.lockin``).
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ class TemporalResult:
 def check_temporal(limits: SafetyLimits, power_dbm: float, waveforms: CoilWaveforms, seconds: float) -> None:
     """Refuse an unsafe or impossible temporal run before anything moves."""
     if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"capture length must be positive, got {seconds!r} s; use --seconds S")
+        raise ValueError(f"capture length must be positive, got {seconds!r} s; raise `seconds`")
     limits.check_mw_power(power_dbm)
     for ch, peak in enumerate(waveforms.channel_peaks_a()):
         limits.check_coil_current(ch, float(peak))
@@ -321,7 +321,7 @@ def run_temporal_imaging(
         if seconds <= baseline_s + AP_DURATION_S:
             least = baseline_s + AP_DURATION_S
             raise ValueError(f"a {seconds:g} s capture leaves no room for a {AP_DURATION_S:g} s spike after "
-                             f"the {baseline_s:g} s baseline; use --seconds above {least:g}")
+                             f"the {baseline_s:g} s baseline; raise `seconds` above {least:g}")
         waveforms = firing_pattern(chans, stimulus.n_channels, seconds - baseline_s, rate_hz,
                                    start_s=baseline_s, seed=seed)
     check_temporal(limits or SafetyLimits(), power_dbm, waveforms, seconds)

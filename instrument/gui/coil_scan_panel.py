@@ -27,16 +27,15 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from instrument.commands.common import UsageError
-from instrument.gui.cw_panel import CW_ROLES, spin
+from instrument.gui.cw_panel import spin
 from instrument.gui.run_controls import RunControls, format_duration
 from instrument.gui.scan_panel import ScanPanel, sweep_center_mhz
 from instrument.gui.worker import BackgroundTask
 from instrument.protocols import SafetyLimitError
+from instrument.services.coil_scan import COIL_SCAN_ROLES  # noqa: F401 - every configuration is a CW sweep
 from sequences.engine import Progress
 from sequences.scan_health import HEALTH_ACTIONS, HealthLimits
 
-COIL_SCAN_ROLES = CW_ROLES  # every configuration is a CW-ODMR sweep
 SCAN_FOLDER = "coil-scan"
 MIN_POINTS = 5
 
@@ -256,7 +255,7 @@ class CoilScanPanel(ScanPanel):
             ValueError: the scan cannot run; the message says why.
             SafetyLimitError: a configuration exceeds a lab limit.
         """
-        from instrument.commands.coil_scan import build_coil_scan
+        from instrument.services.coil_scan import build_coil_scan
 
         if self.points.value() < MIN_POINTS:
             raise ValueError(f"a field map needs at least {MIN_POINTS} frequency points, "
@@ -267,13 +266,9 @@ class CoilScanPanel(ScanPanel):
         freqs = self.center.value() * 1e6 + np.linspace(-span_hz / 2, span_hz / 2, self.points.value())
         health = HealthLimits(self.contrast_drift.value() / 100, self.rate_drift.value() / 100,
                               self.bias_drift.value() * 1e-6, self.health_action.currentText())
-        try:
-            scan = build_coil_scan(self.station, Path(self.folder.text().strip()), self.coils.text(),
-                                   self.configs.text().strip() or None, self.current.value() * 1e-6, freqs,
-                                   self.power.value(), self.frames.value(), health, {})
-        except UsageError as exc:
-            raise ValueError(str(exc).replace("--coils", "coils").replace("--configs", "configurations")
-                             .replace("--current-a", "the coil current")) from exc
+        scan = build_coil_scan(self.station, Path(self.folder.text().strip()), self.coils.text(),
+                               self.configs.text().strip() or None, self.current.value() * 1e-6, freqs,
+                               self.power.value(), self.frames.value(), health, {})
         if self.frames.value() < 1:
             raise ValueError("frames per point must be at least 1")
         scan.check()

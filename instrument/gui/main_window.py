@@ -27,30 +27,33 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from instrument.analysis.cw_run import CwFieldMap, analyse_cw_run, fitted_curve, plot_cw_result
-from instrument.commands.common import run_metadata, sample_name
+from instrument.analysis.cw_run import CwFieldMap, analyse_cw_run, fitted_curve
 from instrument.gui.coil_scan_panel import (
-    COIL_SCAN_ROLES,
     CoilScanPanel,
     CoilScanResult,
     CoilScanRunner,
     ConfigDone,
     ScanControl,
 )
-from instrument.gui.cw_panel import CW_ROLES, CwOdmrPanel
+from instrument.gui.cw_panel import CwOdmrPanel
 from instrument.gui.live_data import IMAGE_LABELS, IMAGE_NAME, SweepCube, cube_from_run, pixel_size_of
 from instrument.gui.live_views import REFRESH_INTERVAL_MS, ImagePanel, SpectrumPanel, next_refresh_ms
-from instrument.gui.lockin_panel import LOCKIN_ROLES, LockInPanel
+from instrument.gui.lockin_panel import LockInPanel
 from instrument.gui.lockin_view import LiveTap, LockInMovieView
-from instrument.gui.pulsed_panel import COUNTER_ROLE, PulsedPanel
+from instrument.gui.pulsed_panel import PulsedPanel
 from instrument.gui.queue_view import QueueView
 from instrument.gui.reconstruction_view import ReconstructionView
 from instrument.gui.run_browser import RunBrowser
-from instrument.gui.spad_panel import SPAD_ROLE, SpadOdmrPanel
+from instrument.gui.spad_panel import SpadOdmrPanel
 from instrument.gui.station_panel import StationPanel
 from instrument.gui.worker import BackgroundTask, EngineRunner
+from instrument.services.capabilities import missing
+from instrument.services.lockin import ABORTED, STOPPED, record_lockin
+from instrument.services.pulsed import prepare_pulsed
+from instrument.services.report import plot_cw_result
+from instrument.services.runs import prepare_run, run_metadata
 from instrument.storage.runs import RunWriter, StoredRun
-from sequences.engine import Engine, LiveSink, Progress, RunOutcome, Sink
+from sequences.engine import LiveSink, Progress, RunOutcome, Sink
 
 LIVE_FRAME = "latest frame"
 SCAN_MAP = "latest field map of the coil scan"
@@ -72,16 +75,16 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"QDM acquire: {station.name}" + ("  [SIMULATED]" if station.simulated else ""))
 
         self.station_panel = StationPanel(station)
-        # One scan panel per measurement the station has the instruments for.
+        # One scan panel per measurement the station has the instruments (roles and capabilities) for.
         controls = QTabWidget()
-        has = set(station.instruments)
-        self.cw_panel: CwOdmrPanel | None = CwOdmrPanel(station) if has >= set(CW_ROLES) else None
-        self.pulsed_panel: PulsedPanel | None = (PulsedPanel(station) if {COUNTER_ROLE, "pulser", "mw"} <= has
-                                                else None)
-        self.spad_panel: SpadOdmrPanel | None = SpadOdmrPanel(station) if {SPAD_ROLE, "mw"} <= has else None
-        self.lockin_panel: LockInPanel | None = LockInPanel(station) if set(LOCKIN_ROLES) <= has else None
+        self.lacks = missing(station)
+        can = {kind for kind, problems in self.lacks.items() if not problems}
+        self.cw_panel: CwOdmrPanel | None = CwOdmrPanel(station) if "cw_odmr" in can else None
+        self.pulsed_panel: PulsedPanel | None = PulsedPanel(station) if "pulsed" in can else None
+        self.spad_panel: SpadOdmrPanel | None = SpadOdmrPanel(station) if "spad_odmr" in can else None
+        self.lockin_panel: LockInPanel | None = LockInPanel(station) if "lockin" in can else None
         self.coil_scan_panel: CoilScanPanel | None = (CoilScanPanel(station, self.out_dir)
-                                                      if set(COIL_SCAN_ROLES) <= has else None)
+                                                      if "coil_scan" in can else None)
         for panel, title in ((self.cw_panel, "CW ODMR"), (self.pulsed_panel, "Pulsed"),
                              (self.spad_panel, "SPAD ODMR"), (self.lockin_panel, "Lock-in"),
                              (self.coil_scan_panel, "Coil scan")):
@@ -156,7 +159,9 @@ class MainWindow(QMainWindow):
         self.last_outcome: RunOutcome | None = None
         self.capture_task: BackgroundTask | None = None
         self.capture_tap: LiveTap | None = None
-        self.last_capture: Any = None  # instrument.commands.lockin.LockInOutcome
+        self.last_capture: Any = None  # instrument.services.lockin.LockInOutcome
+        self.fit_task: BackgroundTask | None = None  # the field map of the CW run just completed
+        self.runs_started = 0  # a field map arriving after the next run started is not shown
         self.scan_runner: CoilScanRunner | None = None
         self.last_scan: CoilScanResult | None = None
         self.scan_map: ConfigDone | None = None
@@ -179,8 +184,6 @@ class MainWindow(QMainWindow):
             panel.resume_requested.connect(lambda: self.runner and self.runner.resume())
             panel.abort_requested.connect(self.abort_run)
         if self.lockin_panel is not None and self.movie_view is not None:
-            from instrument.commands.lockin import ABORTED, STOPPED
-
             lockin = self.lockin_panel
             lockin.start_requested.connect(self.start_capture)
             lockin.stop_requested.connect(lambda: self.capture_tap and self.capture_tap.stop(STOPPED))
@@ -204,9 +207,10 @@ class MainWindow(QMainWindow):
 
     @property
     def running(self) -> bool:
-        """A measurement (engine run, lock-in capture or coil scan) owns the instruments."""
+        """A measurement (engine run, lock-in capture or coil scan) owns the instruments, or the field map of
+        the CW run just measured is being fitted (the run ends with its map on screen)."""
         return any(job is not None and job.is_running()
-                   for job in (self.runner, self.capture_task, self.scan_runner))
+                   for job in (self.runner, self.capture_task, self.scan_runner, self.fit_task))
 
     def _set_running(self, running: bool) -> None:
         for p in self.scan_panels:
@@ -227,17 +231,19 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("a run is already going; abort it first")
             return
         station = self.station
-        self.writer = RunWriter(self.out_dir, sequence.name, sample_name(station), sequence.scalars,
-                                sequence.setpoints)
         self.live_sink = LiveSink()
         self.sequence = sequence
         self.active_panel = panel or self.active_panel
         self.image_name = next(iter(sequence.image_shapes))
         x_name = sequence.setpoints[-1]
         self.cube = SweepCube(self.image_name, x_name)
-        engine = Engine(station.instruments, station.limits,
-                        [self.writer, self.live_sink, self.cube, *probes], self._run_metadata())
-        self.runner = EngineRunner(engine, sequence, self)
+        # The same service calls as the CLI: the run is wired (writer, engine, metadata) there.
+        prepare = prepare_pulsed if panel is not None and panel is self.pulsed_panel else prepare_run
+        prepared = prepare(station, sequence, self.out_dir, self._command(),
+                           sinks=[self.live_sink, self.cube, *probes])
+        self.writer = prepared.writer
+        self.runs_started += 1
+        self.runner = EngineRunner(prepared.engine, sequence, self)
         self.runner.progress.connect(self._progress)
         self.runner.done.connect(self._run_done)
         self.runner.failed.connect(self._run_failed)
@@ -339,6 +345,28 @@ class MainWindow(QMainWindow):
         is_rabi = getattr(self.sequence, "kind", "") == "rabi"
         if run_id is not None and outcome.status == "completed" and is_rabi:
             self._calibrate_pi_pulse(run_id)
+        if run_id is not None and outcome.status == "completed" and self.sequence.name == "cw_odmr":
+            self._show_field_map(run_id)
+
+    def _show_field_map(self, run_id: int) -> None:
+        """A completed CW run ends with its field map on screen, fitted and stored as by ``acquire odmr``."""
+        from instrument.services.cw import analyse_cw
+
+        out, started = self.out_dir, self.runs_started
+        self.statusBar().showMessage(f"run {run_id} completed; fitting its field map...")
+        self.fit_task = BackgroundTask(lambda: analyse_cw(out, run_id), self)
+        self.fit_task.done.connect(lambda result: self._field_map_done(run_id, result, started))
+        self.fit_task.failed.connect(
+            lambda exc: self.statusBar().showMessage(f"run {run_id} stored; its fit failed: {exc}"))
+        self.fit_task.start()
+
+    def _field_map_done(self, run_id: int, result: CwFieldMap, started: int) -> None:
+        if started != self.runs_started or self.running:
+            return  # another run owns the views now; the map is stored beside the run
+        self.run_browser.refresh()
+        run = self.run_browser.runs.get(run_id)
+        if run is not None:
+            self._fit_done(run, result, None)
 
     def _calibrate_pi_pulse(self, run_id: int) -> None:
         """A completed Rabi run gives the pi pulse of the next Ramsey, echo or pulsed ODMR."""
@@ -375,8 +403,6 @@ class MainWindow(QMainWindow):
 
     def start_capture(self, plan: Any) -> None:
         """Run a checked lock-in capture (``LockInPlan``) in a worker thread; the movie view follows it."""
-        from instrument.commands.lockin import ABORTED, record_lockin
-
         if self.running or self.movie_view is None:
             self.statusBar().showMessage("a run is already going; abort it first")
             return
@@ -587,7 +613,8 @@ class MainWindow(QMainWindow):
 
     def _write_figure(self, run: StoredRun, path: Path) -> None:
         assert self.fit is not None
-        plot_cw_result(self.fit, path, pixel=self.image_panel.pixel, title=f"run {run.run_id}: CW ODMR")
+        plot_cw_result(self.fit, path, pixel=self.image_panel.pixel, title=f"run {run.run_id}: CW ODMR",
+                       pixel_size_m=pixel_size_of(run.metadata))
         self.statusBar().showMessage(f"figure written to {path}")
 
     def _set_spectrum_axes(self, x_name: str, x_unit: str, image_name: str, is_cw: bool) -> None:
@@ -622,8 +649,6 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         """Closing mid-run aborts the run and waits until the engine has made the hardware safe."""
         if self.capture_tap is not None:
-            from instrument.commands.lockin import ABORTED
-
             self.capture_tap.stop(ABORTED)
         for job in (self.runner, self.scan_runner, self.capture_task):
             if job is not None and job.is_running():
@@ -633,7 +658,8 @@ class MainWindow(QMainWindow):
                     print("acquire gui: the measurement did not stop within 60 s", file=sys.stderr)
         if self.movie_view is not None:
             self.movie_view.timer.stop()
-        if self.task is not None and self.task.is_running():
-            self.task.wait(60_000)
+        for task in (self.task, self.fit_task):
+            if task is not None and task.is_running():
+                task.wait(60_000)
         self.timer.stop()
         super().closeEvent(event)

@@ -49,7 +49,7 @@ def check_writable(out_dir: Path) -> Path:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise StorageError(
-            f"cannot write to output directory {out_dir}: {reason}; choose a writable one with --out DIR"
+            f"cannot write to output directory {out_dir}: {reason}; choose a writable one (`out`)"
         ) from exc
     return out_dir
 
@@ -245,7 +245,7 @@ def connect_runs_db(out_dir: Path, create: bool = False) -> Any:
 
     path = Path(out_dir) / DB_NAME
     if not create and not path.exists():
-        raise StorageError(f"no runs database in {out_dir} (expected {DB_NAME}); check --out")
+        raise StorageError(f"no runs database in {out_dir} (expected {DB_NAME}); check `out`")
     return connect(str(path))
 
 
