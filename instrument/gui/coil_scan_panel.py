@@ -119,13 +119,14 @@ def finished_config(out_dir: Path, progress: Any) -> ConfigDone:
     import h5py
 
     from instrument.analysis.cw_run import ANALYSIS_NAME
+    from instrument.storage.runs import run_folder
     from instrument.storage.scan_ledger import read_ledger
 
     row = next((r for r in read_ledger(out_dir) if r.position == progress.position), None)
     run_id = row.run_id if row is not None else None
     image = None
     if run_id is not None and progress.status == "done":
-        path = Path(out_dir) / f"run-{run_id:04d}" / ANALYSIS_NAME
+        path = run_folder(out_dir, run_id) / ANALYSIS_NAME
         if path.exists():
             with h5py.File(path, "r") as f:
                 image = f["b_nv_t"][...]
@@ -155,7 +156,7 @@ class CoilScanRunner(BackgroundTask):
         scan.on_config = lambda p: self.config_done.emit(finished_config(out, p))
 
     def _run(self) -> CoilScanResult:
-        from sequences.coil_scan import export_results
+        from instrument.storage.scan_results import export_results
 
         scan = self.scan
         ledger = scan.open_ledger()

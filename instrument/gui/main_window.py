@@ -562,7 +562,7 @@ class MainWindow(QMainWindow):
         """Export the run's summary figure (spectrum at the chosen pixel, resonance and B_NV maps)."""
         if path is None:
             chosen, _ = QFileDialog.getSaveFileName(self, "Export figure",
-                                                    str(run.run_dir / f"run-{run.run_id:04d}.png"),
+                                                    str(run.run_dir / f"{run.run_dir.name}.png"),
                                                     "PNG image (*.png);;PDF (*.pdf);;SVG (*.svg)")
             if not chosen:
                 return

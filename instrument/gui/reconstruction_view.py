@@ -1,7 +1,7 @@
 """Send a fitted CW-ODMR field map to the dictionary reconstruction; show coefficients and maps.
 
 The dictionary is one B_NV map per coil at the reference drive. For a run of a coil scan it is the
-single-coil configurations that scan measured (``sequences.coil_scan.measured_dictionary``), so
+single-coil configurations that scan measured (``instrument.storage.scan_results.measured_dictionary``), so
 the result holds on a real station as well. For any other CW-ODMR run it is measured on the
 simulated sample (as ``acquire --sim reconstruct`` does), which needs a simulated station.
 """
@@ -78,7 +78,7 @@ def reconstruct_coil_scan_run(run: Any) -> Reconstruction:
 
     from instrument.analysis.cw_run import ANALYSIS_NAME, analyse_cw_run
     from instrument.reconstruction.dictionary import DictionaryReconstructor
-    from sequences.coil_scan import measured_dictionary
+    from instrument.storage.scan_results import measured_dictionary
 
     info = run.metadata.get("coil_scan")
     if not info:

@@ -52,7 +52,8 @@ def build_coil_scan(station: Any, out: Path, coils: str, configs: str | None, cu
     Raises:
         RequestError: an unknown coil or configuration, or no drive current to use.
     """
-    from sequences.coil_scan import CoilScan, all_masks, cw_measurement, parse_configs
+    from instrument.services.coil_scan_runner import cw_measurement
+    from sequences.coil_scan import CoilScan, all_masks, parse_configs
     from sequences.mw_stepping import STEPPING_MODES
 
     if stepping not in STEPPING_MODES:
