@@ -77,6 +77,12 @@ def _save(fig: Any, path: str | Path, dpi: int) -> Path:
 
 def plot_cw_result(result: Any, path: str | Path, pixel: tuple[int, int] | None = None, title: str = "",
                    pixel_size_m: float | None = None) -> Path:
+    """Save ``cw_figure`` as ``path`` (PNG, PDF or SVG by its suffix)."""
+    return _save(cw_figure(result, pixel, title, pixel_size_m), path, 110)
+
+
+def cw_figure(result: Any, pixel: tuple[int, int] | None = None, title: str = "",
+              pixel_size_m: float | None = None) -> Any:
     """Figure with the spectrum of one pixel (data points, fit lines), the fitted resonance map and the
     B_NV map of a ``CwFieldMap``."""
     from matplotlib.figure import Figure
@@ -118,7 +124,7 @@ def plot_cw_result(result: Any, path: str | Path, pixel: tuple[int, int] | None 
         ax.plot((c + 0.5) * um if um else c, (r + 0.5) * um if um else r, "k+", ms=10)
     if title:
         fig.suptitle(title)
-    return _save(fig, path, 110)
+    return fig
 
 
 X_AXES = {"rabi": ("MW pulse length", 1e-9, "ns"), "ramsey": ("free evolution", 1e-6, "us"),
