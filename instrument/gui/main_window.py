@@ -28,6 +28,7 @@ from PyQt6.QtWidgets import (
 )
 
 from instrument.analysis.cw_run import CwFieldMap, analyse_cw_run, fitted_curve
+from instrument.gui.capture_controller import CaptureController
 from instrument.gui.coil_scan_panel import (
     CoilScanPanel,
     CoilScanResult,
@@ -48,7 +49,6 @@ from instrument.gui.spad_panel import SpadOdmrPanel
 from instrument.gui.station_panel import StationPanel
 from instrument.gui.worker import BackgroundTask, EngineRunner
 from instrument.services.capabilities import missing
-from instrument.services.lockin import ABORTED, STOPPED, record_lockin
 from instrument.services.pulsed import prepare_pulsed
 from instrument.services.report import plot_cw_result
 from instrument.services.runs import prepare_run, run_metadata
@@ -153,13 +153,12 @@ class MainWindow(QMainWindow):
         self.cube: SweepCube | None = None
         self.runner: EngineRunner | None = None
         self.writer: RunWriter | None = None
+        self.prepared: Any = None  # instrument.services.runs.SequenceRun of the engine run in flight
         self.fit: CwFieldMap | None = None
         self.fit_run_id: int | None = None
         self.task: BackgroundTask | None = None
         self.last_outcome: RunOutcome | None = None
-        self.capture_task: BackgroundTask | None = None
-        self.capture_tap: LiveTap | None = None
-        self.last_capture: Any = None  # instrument.services.lockin.LockInOutcome
+        self.capture = CaptureController(station, self.out_dir, self._command, self)
         self.fit_task: BackgroundTask | None = None  # the field map of the CW run just completed
         self.runs_started = 0  # a field map arriving after the next run started is not shown
         self.scan_runner: CoilScanRunner | None = None
@@ -186,9 +185,11 @@ class MainWindow(QMainWindow):
         if self.lockin_panel is not None and self.movie_view is not None:
             lockin = self.lockin_panel
             lockin.start_requested.connect(self.start_capture)
-            lockin.stop_requested.connect(lambda: self.capture_tap and self.capture_tap.stop(STOPPED))
-            lockin.abort_requested.connect(lambda: self.capture_tap and self.capture_tap.stop(ABORTED))
+            lockin.stop_requested.connect(self.capture.stop)
+            lockin.abort_requested.connect(self.capture.abort)
             self.movie_view.stats_changed.connect(lockin.show_capture)
+            self.capture.done.connect(self._capture_done)
+            self.capture.failed.connect(self._run_failed)
         if self.coil_scan_panel is not None:
             scan = self.coil_scan_panel
             scan.start_requested.connect(self.start_coil_scan)
@@ -210,7 +211,7 @@ class MainWindow(QMainWindow):
         """A measurement (engine run, lock-in capture or coil scan) owns the instruments, or the field map of
         the CW run just measured is being fitted (the run ends with its map on screen)."""
         return any(job is not None and job.is_running()
-                   for job in (self.runner, self.capture_task, self.scan_runner, self.fit_task))
+                   for job in (self.runner, self.capture, self.scan_runner, self.fit_task))
 
     def _set_running(self, running: bool) -> None:
         for p in self.scan_panels:
@@ -241,7 +242,7 @@ class MainWindow(QMainWindow):
         prepare = prepare_pulsed if panel is not None and panel is self.pulsed_panel else prepare_run
         prepared = prepare(station, sequence, self.out_dir, self._command(),
                            sinks=[self.live_sink, self.cube, *probes])
-        self.writer = prepared.writer
+        self.writer, self.prepared = prepared.writer, prepared
         self.runs_started += 1
         self.runner = EngineRunner(prepared.engine, sequence, self)
         self.runner.progress.connect(self._progress)
@@ -333,6 +334,8 @@ class MainWindow(QMainWindow):
 
     def _run_done(self, outcome: RunOutcome) -> None:
         self.last_outcome = outcome
+        if self.prepared is not None:
+            self.prepared.outcome = outcome
         self.timer.stop()
         self.refresh_live()
         self._set_running(False)
@@ -369,20 +372,20 @@ class MainWindow(QMainWindow):
             self._fit_done(run, result, None)
 
     def _calibrate_pi_pulse(self, run_id: int) -> None:
-        """A completed Rabi run gives the pi pulse of the next Ramsey, echo or pulsed ODMR."""
-        from instrument.analysis.pulsed import PulsedFitError
-        from sequences.pulsed import pi_pulse_from_rabi
+        """A completed Rabi run gives the pi pulse of the next Ramsey, echo or pulsed ODMR (the same
+        service calls as ``acquire pulsed``: the fit and the pi pulse are stored with the run)."""
+        from instrument.gui.wording import gui_words
+        from instrument.services.errors import RequestError
+        from instrument.services.pulsed import finish_pulsed, pi_pulse_from_run
 
         rabi = self.sequence
-        run = self.run_browser.runs.get(run_id)
-        if run is None or self.pulsed_panel is None:
+        if self.prepared is None or self.pulsed_panel is None:
             return
-        order = np.argsort(run.scalars[rabi.sweep_name])
-        data = tuple(run.scalars[k][order] for k in (rabi.sweep_name, "ratio", "ratio_err"))
         try:
-            pi = pi_pulse_from_rabi(rabi.fit(*data), rabi.frequency_hz, rabi.power_dbm, rabi.clock_hz)
-        except (PulsedFitError, ValueError) as exc:
-            self.statusBar().showMessage(f"Rabi run {run_id}: no pi pulse from the fit ({exc})")
+            pi = pi_pulse_from_run(finish_pulsed(self.out_dir, self.prepared, rabi), rabi.clock_hz)
+        except RequestError as exc:
+            self.statusBar().showMessage(f"Rabi run {run_id}: no pi pulse from the fit "
+                                         f"({gui_words(str(exc))})")
             return
         self.pulsed_panel.set_pi_pulse(pi.pi_s)
         self.statusBar().showMessage(f"Rabi run {run_id}: pi pulse {pi.pi_s * 1e9:.0f} ns "
@@ -403,28 +406,31 @@ class MainWindow(QMainWindow):
 
     def start_capture(self, plan: Any) -> None:
         """Run a checked lock-in capture (``LockInPlan``) in a worker thread; the movie view follows it."""
-        if self.running or self.movie_view is None:
+        if self.running or self.movie_view is None or self.lockin_panel is None:
             self.statusBar().showMessage("a run is already going; abort it first")
             return
-        tap = LiveTap(plan.n_frames, plan.request.frame_rate_hz, self.lockin_panel.image_shape)
-        station, out, command = self.station, self.out_dir, self._command()
-        self.capture_tap = tap
-        self.last_capture = None
         self.active_panel = self.lockin_panel
-        self.capture_task = BackgroundTask(
-            lambda: record_lockin(station, out, plan, command, on_capture=tap.attach,
-                                  aborted=lambda: tap.aborted(ABORTED)), self)
-        self.capture_task.done.connect(self._capture_done)
-        self.capture_task.failed.connect(self._run_failed)
         self._set_running(True)
+        tap = self.capture.start(plan, self.lockin_panel.image_shape)
         self.movie_view.watch(tap)
         self.views.setCurrentWidget(self.movie_view)
         self.statusBar().showMessage(f"lock-in capture of {plan.n_frames} frames started")
-        self.capture_task.start()
+
+    # the capture job's state, where the window's callers (tests, benchmarks) look for it
+    @property
+    def capture_task(self) -> BackgroundTask | None:
+        return self.capture.task
+
+    @property
+    def capture_tap(self) -> LiveTap | None:
+        return self.capture.tap
+
+    @property
+    def last_capture(self) -> Any:
+        return self.capture.last_outcome
 
     def _capture_done(self, outcome: Any) -> None:
         assert self.movie_view is not None and self.lockin_panel is not None
-        self.last_capture = outcome
         self.movie_view.finish()
         self._set_running(False)
         capture = outcome.result.capture if outcome.result is not None else None
@@ -648,12 +654,11 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         """Closing mid-run aborts the run and waits until the engine has made the hardware safe."""
-        if self.capture_tap is not None:
-            self.capture_tap.stop(ABORTED)
-        for job in (self.runner, self.scan_runner, self.capture_task):
+        if not self.capture.shutdown(60_000):
+            print("acquire gui: the lock-in capture did not stop within 60 s", file=sys.stderr)
+        for job in (self.runner, self.scan_runner):
             if job is not None and job.is_running():
-                if job is not self.capture_task:
-                    job.abort()  # type: ignore[attr-defined]
+                job.abort()
                 if not job.wait(60_000):
                     print("acquire gui: the measurement did not stop within 60 s", file=sys.stderr)
         if self.movie_view is not None:
