@@ -27,7 +27,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from instrument.analysis.cw_run import CwFieldMap, analyse_cw_run, fitted_curve
+from instrument.analysis.cw_run import CwFieldMap, fitted_curve
+from instrument.gui.analysis_jobs import AnalysisJobs
 from instrument.gui.capture_controller import CaptureController
 from instrument.gui.coil_scan_panel import (
     CoilScanPanel,
@@ -156,10 +157,10 @@ class MainWindow(QMainWindow):
         self.prepared: Any = None  # instrument.services.runs.SequenceRun of the engine run in flight
         self.fit: CwFieldMap | None = None
         self.fit_run_id: int | None = None
-        self.task: BackgroundTask | None = None
+        self.jobs = AnalysisJobs(self)  # fits and reconstructions of stored runs
+        self.jobs.failed.connect(lambda message: self.statusBar().showMessage(message))
         self.last_outcome: RunOutcome | None = None
         self.capture = CaptureController(station, self.out_dir, self._command, self)
-        self.fit_task: BackgroundTask | None = None  # the field map of the CW run just completed
         self.runs_started = 0  # a field map arriving after the next run started is not shown
         self.scan_runner: CoilScanRunner | None = None
         self.last_scan: CoilScanResult | None = None
@@ -210,8 +211,9 @@ class MainWindow(QMainWindow):
     def running(self) -> bool:
         """A measurement (engine run, lock-in capture or coil scan) owns the instruments, or the field map of
         the CW run just measured is being fitted (the run ends with its map on screen)."""
-        return any(job is not None and job.is_running()
-                   for job in (self.runner, self.capture, self.scan_runner, self.fit_task))
+        measuring = any(job is not None and job.is_running()
+                        for job in (self.runner, self.capture, self.scan_runner))
+        return measuring or self.jobs.fitting_after_a_run()
 
     def _set_running(self, running: bool) -> None:
         for p in self.scan_panels:
@@ -353,15 +355,10 @@ class MainWindow(QMainWindow):
 
     def _show_field_map(self, run_id: int) -> None:
         """A completed CW run ends with its field map on screen, fitted and stored as by ``acquire odmr``."""
-        from instrument.services.cw import analyse_cw
-
-        out, started = self.out_dir, self.runs_started
+        started = self.runs_started
         self.statusBar().showMessage(f"run {run_id} completed; fitting its field map...")
-        self.fit_task = BackgroundTask(lambda: analyse_cw(out, run_id), self)
-        self.fit_task.done.connect(lambda result: self._field_map_done(run_id, result, started))
-        self.fit_task.failed.connect(
-            lambda exc: self.statusBar().showMessage(f"run {run_id} stored; its fit failed: {exc}"))
-        self.fit_task.start()
+        self.jobs.field_map(self.out_dir, run_id,
+                            lambda result: self._field_map_done(run_id, result, started))
 
     def _field_map_done(self, run_id: int, result: CwFieldMap, started: int) -> None:
         if started != self.runs_started or self.running:
@@ -539,12 +536,7 @@ class MainWindow(QMainWindow):
         self.open_run(run)
         self.statusBar().showMessage(f"fitting run {run.run_id}...")
         options = self.run_browser.fit_options()
-        self.task = BackgroundTask(lambda: analyse_cw_run(run, **options), self)
-        self.task.done.connect(lambda result: self._fit_done(run, result, then_export, then))
-        self.task.failed.connect(
-            lambda exc: self.statusBar().showMessage(f"cannot fit run {run.run_id}: {exc}"))
-        self.task.start()
-        return self.task
+        return self.jobs.refit(run, options, lambda result: self._fit_done(run, result, then_export, then))
 
     def _fit_done(self, run: StoredRun, result: CwFieldMap, then_export: Path | None,
                   then: Callable[[], Any] | None = None) -> None:
@@ -587,11 +579,8 @@ class MainWindow(QMainWindow):
             from instrument.gui.reconstruction_view import reconstruct_coil_scan_run
 
             self.statusBar().showMessage(f"reconstructing run {run.run_id} with its scan's dictionary...")
-            self.task = BackgroundTask(lambda: reconstruct_coil_scan_run(run), self)
-            self.task.done.connect(self._reconstruction_done)
-            self.task.failed.connect(
-                lambda exc: self.statusBar().showMessage(f"cannot reconstruct run {run.run_id}: {exc}"))
-            self.task.start()
+            self.jobs.reconstruct(run.run_id, lambda: reconstruct_coil_scan_run(run),
+                                  self._reconstruction_done)
             return
         if (run.metadata.get("sequence") or {}).get("name") != "cw_odmr":
             self.statusBar().showMessage(
@@ -606,11 +595,8 @@ class MainWindow(QMainWindow):
         currents = np.asarray(run.metadata["sequence"].get("coil_currents_a", []), dtype=float)
         self.statusBar().showMessage(f"reconstructing run {run.run_id}...")
         station = self.station
-        self.task = BackgroundTask(lambda: reconstruct_run_map(station, run.run_id, b_nv, currents), self)
-        self.task.done.connect(self._reconstruction_done)
-        self.task.failed.connect(
-            lambda exc: self.statusBar().showMessage(f"cannot reconstruct run {run.run_id}: {exc}"))
-        self.task.start()
+        self.jobs.reconstruct(run.run_id, lambda: reconstruct_run_map(station, run.run_id, b_nv, currents),
+                              self._reconstruction_done)
 
     def _reconstruction_done(self, result: Any) -> None:
         self.reconstruction_view.show_result(result)
@@ -663,8 +649,6 @@ class MainWindow(QMainWindow):
                     print("acquire gui: the measurement did not stop within 60 s", file=sys.stderr)
         if self.movie_view is not None:
             self.movie_view.timer.stop()
-        for task in (self.task, self.fit_task):
-            if task is not None and task.is_running():
-                task.wait(60_000)
+        self.jobs.wait(60_000)
         self.timer.stop()
         super().closeEvent(event)
