@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from instrument.services.runs import channel_names, run_metadata, sample_name
+from instrument.services.runs import channel_names
 from instrument.settings import setting
 
 ROLES = ("mw", "pulser", "camera", "stimulus")
@@ -148,14 +148,15 @@ def _status(result: Any) -> tuple[str, str]:
 def record_lockin(station: Any, out: Path, plan: LockInPlan, command: str,
                   on_capture: Callable[[Any, Any], None] | None = None,
                   aborted: Callable[[], bool] | None = None) -> LockInOutcome:
-    """Run the temporal experiment as a stored run; returns how it ended.
+    """Run the temporal experiment (``sequences.temporal.TemporalCapture``) through the engine as a
+    stored run; returns how it ended.
 
     Args:
         station: the station (roles ``mw``, ``pulser``, ``camera``, ``stimulus``).
         out: the output directory; the run's ``frames.h5`` and ``field.h5`` go in its run folder.
         plan: a checked request (``plan_lockin``).
         command: the command line recorded with the run.
-        on_capture: passed to ``run_temporal_imaging`` (a live viewer, the operator's stop).
+        on_capture: passed to the capture (a live viewer, the operator's stop).
         aborted: whether the operator aborted; an abort that leaves too few frames for the field
             movie (e.g. during the slope calibration) then ends the run as aborted, not failed.
 
@@ -163,57 +164,38 @@ def record_lockin(station: Any, out: Path, plan: LockInPlan, command: str,
         RunAborted: SIGTERM; the instruments were made safe and the run is closed as aborted.
         ValueError: the experiment refused (e.g. no baseline frames); the run is closed as failed.
     """
-    import h5py
-    import numpy as np
-
-    from instrument.storage.runs import RunWriter, Step
+    from instrument.services.runs import add_run_metadata, prepare_run
     from sequences.engine import RunAborted
-    from sequences.temporal import run_temporal_imaging
+    from sequences.temporal import TemporalCapture
 
     r = plan.request
-    seconds = int(np.ceil(r.seconds))
-    writer = RunWriter(out, "lockin_capture", sample_name(station), {"second": "s", "mean_abs_field": "T"},
-                       ("second",))
-    writer.open(run_metadata(station, command, sequence={**r.parameters(), "center_hz": plan.center_hz}),
-                {}, seconds)
-    try:
-        result = run_temporal_imaging(
-            station.instruments, writer.run_dir, seconds=r.seconds, center_hz=plan.center_hz,
-            limits=station.limits, waveforms=plan.waveforms, power_dbm=r.power_dbm,
-            modulation_hz=r.modulation_hz, frame_rate_hz=r.frame_rate_hz,
-            frames_per_volume=r.frames_per_volume,
-            on_overflow=overflow_policy(station), metadata={"simulated": station.simulated},
-            on_capture=on_capture)
-    except RunAborted as exc:  # SIGTERM: the instruments were made safe on the way out
-        writer.close("aborted", str(exc))
-        raise
-    except BaseException as exc:
-        if isinstance(exc, Exception) and aborted is not None and aborted():
-            reason = f"{ABORTED} ({type(exc).__name__}: {exc})"
-            writer.close("aborted", reason)
-            return LockInOutcome(writer.run_id, "aborted", reason)
-        if isinstance(exc, ValueError):
-            writer.close("failed", str(exc))
-        else:
-            writer.close("failed" if isinstance(exc, Exception) else "aborted", repr(exc))
-        raise
-    try:
-        with h5py.File(result.field_path, "r") as f:
-            t = f["time_s"][...]
-            for second in range(seconds):
-                frames = np.flatnonzero((t >= second) & (t < second + 1))
-                if frames.size:
-                    mean = float(np.nanmean(np.abs(f["field_t"][frames[0]:frames[-1] + 1])))
-                    writer.write(Step(second, {"second": float(second), "mean_abs_field": mean}, {}))
-        writer.add_metadata("capture", result.capture.summary())
-        writer.add_metadata("parked_hz", result.calibration.parked_hz)
-        writer.add_metadata("frames_file", str(result.frames_path))
-        writer.add_metadata("field_file", str(result.field_path))
-    except BaseException as exc:
-        writer.close("failed", f"after the capture: {exc!r}")
-        raise
+    holder: dict[str, Any] = {}
+    sequence = TemporalCapture(
+        r.seconds, plan.center_hz, plan.waveforms, lambda: holder["run"].run_dir, power_dbm=r.power_dbm,
+        modulation_hz=r.modulation_hz, frame_rate_hz=r.frame_rate_hz, frames_per_volume=r.frames_per_volume,
+        on_overflow=overflow_policy(station), metadata={"simulated": station.simulated},
+        describe={**{k: v for k, v in r.parameters().items() if k != "name"}, "center_hz": plan.center_hz},
+        on_capture=on_capture)
+    prepared = prepare_run(station, sequence, out, command)
+    holder["run"] = prepared
+    outcome = prepared.run()
+    run_id = prepared.run_id
+    if outcome.status != "completed":
+        error = outcome.error
+        if outcome.status == "aborted" and error is None:
+            raise RunAborted(outcome.reason)  # SIGTERM: the engine closed the run as aborted
+        if isinstance(error, Exception) and aborted is not None and aborted():
+            reason = f"{ABORTED} ({type(error).__name__}: {error})"
+            add_run_metadata(out, run_id, {"status": "aborted", "end_reason": reason})
+            return LockInOutcome(run_id, "aborted", reason)
+        raise error if error is not None else RuntimeError(outcome.reason)
+    result = sequence.result
+    assert result is not None
     status, reason = _status(result)
     if result.not_made_safe:
         status, reason = "failed", reason + "; not made safe: " + "; ".join(result.not_made_safe)
-    writer.close(status, reason)
-    return LockInOutcome(writer.run_id, status, reason, result)
+    add_run_metadata(out, run_id, {
+        "capture": result.capture.summary(), "parked_hz": result.calibration.parked_hz,
+        "frames_file": str(result.frames_path), "field_file": str(result.field_path),
+        "status": status, "end_reason": reason})
+    return LockInOutcome(run_id, status, reason, result)

@@ -90,3 +90,23 @@ def test_requirements_of_every_measurement_on_the_bundled_stations(station):
     assert not any(lacking.values()), lacking
     assert missing_requirements(station.instruments, {"spad": object}) == [
         "no instrument with role 'spad' (object)"]
+
+
+def test_lockin_capture_runs_through_the_engine_and_needs_its_stimulus(station, tmp_path, mocker):
+    """The temporal experiment is an engine sequence: the engine checks its roles before anything
+    moves, stores its per-second steps and makes everything safe (one execution path)."""
+    from sequences.temporal import CoilWaveforms, TemporalCapture, run_temporal_imaging
+
+    n = station["stimulus"].n_channels
+    wf = CoilWaveforms(n, ((0.3,),) + ((),) * (n - 1), peak_a=400e-6)
+    capture = TemporalCapture(1.0, station.sample.resonance_hz, wf, tmp_path, frames_per_point=4)
+    assert capture.requires.keys() == {"mw", "pulser", "camera", "stimulus"} and capture.n_steps == 1
+    spy = mocker.spy(station["mw"], "set_output")
+    without = {k: v for k, v in station.instruments.items() if k != "stimulus"}
+    with pytest.raises(MissingInstrument, match="no instrument with role 'stimulus'"):
+        Engine(without, station.limits).run(capture)
+    assert spy.call_count == 0 and not (tmp_path / "frames.h5").exists()
+    result = run_temporal_imaging(station.instruments, tmp_path, 1.0, station.sample.resonance_hz,
+                                  waveforms=wf, limits=station.limits, on_overflow="wait", frames_per_point=4)
+    assert result.capture.completed and result.not_made_safe == []
+    assert not station.world.mw_output and np.all(station.world.coil_currents_a == 0)
