@@ -47,6 +47,7 @@ from instrument.gui.reconstruction_view import ReconstructionView
 from instrument.gui.run_browser import RunBrowser
 from instrument.gui.spad_panel import SpadOdmrPanel
 from instrument.gui.station_panel import StationPanel
+from instrument.gui.wording import gui_words
 from instrument.gui.worker import BackgroundTask, EngineRunner
 from instrument.services.capabilities import missing
 from instrument.services.pulsed import prepare_pulsed
@@ -157,7 +158,7 @@ class MainWindow(QMainWindow):
         self.fit: CwFieldMap | None = None
         self.fit_run_id: int | None = None
         self.jobs = AnalysisJobs(self)  # fits and reconstructions of stored runs
-        self.jobs.failed.connect(lambda message: self.statusBar().showMessage(message))
+        self.jobs.failed.connect(lambda message: self.statusBar().showMessage(gui_words(message)))
         self.last_outcome: RunOutcome | None = None
         self.capture = CaptureController(station, self.out_dir, self._command, self)
         self.runs_started = 0  # a field map arriving after the next run started is not shown
@@ -372,7 +373,6 @@ class MainWindow(QMainWindow):
     def _calibrate_pi_pulse(self, run_id: int) -> None:
         """A completed Rabi run gives the pi pulse of the next Ramsey, echo or pulsed ODMR (the same
         service calls as ``acquire pulsed``: the fit and the pi pulse are stored with the run)."""
-        from instrument.gui.wording import gui_words
         from instrument.services.errors import RequestError
         from instrument.services.pulsed import finish_pulsed, pi_pulse_from_run
 
@@ -395,7 +395,7 @@ class MainWindow(QMainWindow):
             self.movie_view.stop()
         self._set_running(False)
         self.active_panel.show_outcome("failed", f"{type(exc).__name__}: {exc}")
-        self.statusBar().showMessage(f"run failed: {exc}")
+        self.statusBar().showMessage(f"run failed: {gui_words(str(exc))}")
 
     # ---- lock-in capture ----------------------------------------------------------------------------
 
