@@ -45,14 +45,14 @@ from instrument.gui.pulsed_panel import PulsedPanel
 from instrument.gui.queue_view import QueueView
 from instrument.gui.reconstruction_view import ReconstructionView
 from instrument.gui.run_browser import RunBrowser
+from instrument.gui.run_controller import RunController
 from instrument.gui.spad_panel import SpadOdmrPanel
 from instrument.gui.station_panel import StationPanel
 from instrument.gui.wording import gui_words
-from instrument.gui.worker import BackgroundTask, EngineRunner
+from instrument.gui.worker import BackgroundTask
 from instrument.services.capabilities import missing
-from instrument.services.pulsed import prepare_pulsed
 from instrument.services.report import plot_cw_result
-from instrument.services.runs import prepare_run, run_metadata
+from instrument.services.runs import run_metadata
 from instrument.storage.runs import RunWriter, StoredRun
 from sequences.engine import LiveSink, Progress, RunOutcome, Sink
 
@@ -152,16 +152,15 @@ class MainWindow(QMainWindow):
 
         self.live_sink: LiveSink | None = None
         self.cube: SweepCube | None = None
-        self.runner: EngineRunner | None = None
-        self.writer: RunWriter | None = None
-        self.prepared: Any = None  # instrument.services.runs.SequenceRun of the engine run in flight
+        self.engine_run = RunController(station, self.out_dir, self)
+        self.engine_run.progress.connect(self._progress)
+        self.engine_run.done.connect(self._run_done)
+        self.engine_run.failed.connect(self._run_failed)
         self.fit: CwFieldMap | None = None
         self.fit_run_id: int | None = None
         self.jobs = AnalysisJobs(self)  # fits and reconstructions of stored runs
         self.jobs.failed.connect(lambda message: self.statusBar().showMessage(gui_words(message)))
-        self.last_outcome: RunOutcome | None = None
         self.capture = CaptureController(station, self.out_dir, self._command, self)
-        self.runs_started = 0  # a field map arriving after the next run started is not shown
         self.coil_scan = CoilScanController(self)
         self._seen_step: Any = None
         self._pending_progress: Progress | None = None
@@ -178,8 +177,8 @@ class MainWindow(QMainWindow):
 
         for panel in self.engine_panels:
             panel.start_requested.connect(lambda seq, p=panel: self.start_run(seq, panel=p))
-            panel.pause_requested.connect(lambda: self.runner and self.runner.pause())
-            panel.resume_requested.connect(lambda: self.runner and self.runner.resume())
+            panel.pause_requested.connect(self.engine_run.pause)
+            panel.resume_requested.connect(self.engine_run.resume)
             panel.abort_requested.connect(self.abort_run)
         if self.lockin_panel is not None and self.movie_view is not None:
             lockin = self.lockin_panel
@@ -214,7 +213,7 @@ class MainWindow(QMainWindow):
         """A measurement (engine run, lock-in capture or coil scan) owns the instruments, or the field map of
         the CW run just measured is being fitted (the run ends with its map on screen)."""
         measuring = any(job is not None and job.is_running()
-                        for job in (self.runner, self.capture, self.coil_scan))
+                        for job in (self.engine_run, self.capture, self.coil_scan))
         return measuring or self.jobs.fitting_after_a_run()
 
     def _set_running(self, running: bool) -> None:
@@ -235,30 +234,42 @@ class MainWindow(QMainWindow):
         if self.running:
             self.statusBar().showMessage("a run is already going; abort it first")
             return
-        station = self.station
         self.live_sink = LiveSink()
         self.sequence = sequence
         self.active_panel = panel or self.active_panel
         self.image_name = next(iter(sequence.image_shapes))
         x_name = sequence.setpoints[-1]
         self.cube = SweepCube(self.image_name, x_name)
-        # The same service calls as the CLI: the run is wired (writer, engine, metadata) there.
-        prepare = prepare_pulsed if panel is not None and panel is self.pulsed_panel else prepare_run
-        prepared = prepare(station, sequence, self.out_dir, self._command(),
-                           sinks=[self.live_sink, self.cube, *probes])
-        self.writer, self.prepared = prepared.writer, prepared
-        self.runs_started += 1
-        self.runner = EngineRunner(prepared.engine, sequence, self)
-        self.runner.progress.connect(self._progress)
-        self.runner.done.connect(self._run_done)
-        self.runner.failed.connect(self._run_failed)
         self._reset_image_choices()
         self._set_spectrum_axes(x_name, sequence.scalars[x_name], self.image_name,
                                 is_cw=sequence.name == "cw_odmr")
-        self._go_live(f"live: {sequence.name} on {station.name}")
+        self._go_live(f"live: {sequence.name} on {self.station.name}")
         self.active_panel.show_progress(Progress(0, sequence.n_steps, 0.0, "starting"))
-        self.runner.start()
+        # The same service calls as the CLI: the run is wired (writer, engine, metadata) there.
+        self.engine_run.start(sequence, self._command(), [self.live_sink, self.cube, *probes],
+                              pulsed=panel is not None and panel is self.pulsed_panel)
         self.timer.start()
+
+    # the engine-run job's state, where the window's callers (tests, benchmarks) look for it
+    @property
+    def runner(self) -> Any:
+        return self.engine_run.runner
+
+    @property
+    def writer(self) -> RunWriter | None:
+        return self.engine_run.writer
+
+    @property
+    def runs_started(self) -> int:
+        return self.engine_run.runs_started
+
+    @property
+    def last_outcome(self) -> RunOutcome | None:
+        return self.engine_run.last_outcome
+
+    @last_outcome.setter
+    def last_outcome(self, outcome: RunOutcome | None) -> None:
+        self.engine_run.last_outcome = outcome
 
     def _run_metadata(self) -> dict[str, Any]:
         """What every run started here stores about the station and how it was started."""
@@ -281,7 +292,7 @@ class MainWindow(QMainWindow):
 
     def abort_run(self) -> None:
         if self.runner is not None:
-            self.runner.abort()
+            self.engine_run.abort()
             self.statusBar().showMessage("aborting: the engine stops after the step in flight")
 
     def refresh_live(self) -> None:
@@ -337,9 +348,6 @@ class MainWindow(QMainWindow):
         self._pending_progress = progress
 
     def _run_done(self, outcome: RunOutcome) -> None:
-        self.last_outcome = outcome
-        if self.prepared is not None:
-            self.prepared.outcome = outcome
         self.timer.stop()
         self.refresh_live()
         self._set_running(False)
@@ -371,16 +379,13 @@ class MainWindow(QMainWindow):
             self._fit_done(run, result, None)
 
     def _calibrate_pi_pulse(self, run_id: int) -> None:
-        """A completed Rabi run gives the pi pulse of the next Ramsey, echo or pulsed ODMR (the same
-        service calls as ``acquire pulsed``: the fit and the pi pulse are stored with the run)."""
+        """A completed Rabi run gives the pi pulse of the next Ramsey, echo or pulsed ODMR."""
         from instrument.services.errors import RequestError
-        from instrument.services.pulsed import finish_pulsed, pi_pulse_from_run
 
-        rabi = self.sequence
-        if self.prepared is None or self.pulsed_panel is None:
+        if self.pulsed_panel is None:
             return
         try:
-            pi = pi_pulse_from_run(finish_pulsed(self.out_dir, self.prepared, rabi), rabi.clock_hz)
+            pi = self.engine_run.pi_pulse(self.sequence)
         except RequestError as exc:
             self.statusBar().showMessage(f"Rabi run {run_id}: no pi pulse from the fit "
                                          f"({gui_words(str(exc))})")
@@ -648,10 +653,8 @@ class MainWindow(QMainWindow):
             print("acquire gui: the lock-in capture did not stop within 60 s", file=sys.stderr)
         if not self.coil_scan.shutdown(60_000):
             print("acquire gui: the coil scan did not stop within 60 s", file=sys.stderr)
-        if self.runner is not None and self.runner.is_running():
-            self.runner.abort()
-            if not self.runner.wait(60_000):
-                print("acquire gui: the measurement did not stop within 60 s", file=sys.stderr)
+        if not self.engine_run.shutdown(60_000):
+            print("acquire gui: the measurement did not stop within 60 s", file=sys.stderr)
         if self.movie_view is not None:
             self.movie_view.timer.stop()
         self.jobs.wait(60_000)
