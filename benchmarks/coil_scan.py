@@ -37,6 +37,7 @@ def main() -> int:
     p.add_argument("--frames-per-point", type=int, default=4)
     p.add_argument("--configs", type=int, default=8, help="configurations timed (2^k of the first k coils)")
     a = p.parse_args()
+    from instrument.services import coil_scan_runner as runner
     from instrument.station import build_station
     from instrument.storage.runs import RunWriter
     from sequences import coil_scan as cs
@@ -60,7 +61,7 @@ def main() -> int:
 
         # ---- baseline: one engine run + fit, as 'acquire odmr' does it --------------------------
         base_out = Path(tmp) / "baseline"
-        plain = cs.cw_measurement(base_out, station.instruments, station.limits, freqs, 0.0, shape,
+        plain = runner.cw_measurement(base_out, station.instruments, station.limits, freqs, 0.0, shape,
                                   a.frames_per_point, "bench")
 
         def baseline_config(currents: np.ndarray) -> tuple[float, float]:
@@ -71,7 +72,7 @@ def main() -> int:
             outcome = Engine(station.instruments, station.limits, [writer]).run(sweep)
             t1 = time.perf_counter()
             assert outcome.status == "completed", outcome.reason
-            cs.analyse_cw_config(base_out, writer.run_id)
+            runner.analyse_cw_config(base_out, writer.run_id)
             return t1 - t0, time.perf_counter() - t1
 
         baseline_config(cs.mask_currents(masks[-1], channels, station["coils"].n_channels, drive))  # warm-up
@@ -80,7 +81,7 @@ def main() -> int:
         # Pairing them cancels the drift of a shared machine; the baseline's time is taken out of the
         # scan's intervals.
         scan_out = Path(tmp) / "scan"
-        measurement = cs.cw_measurement(scan_out, station.instruments, station.limits, freqs, 0.0, shape,
+        measurement = runner.cw_measurement(scan_out, station.instruments, station.limits, freqs, 0.0, shape,
                                         a.frames_per_point, "bench")
         base_run: list[float] = []
         base_fit: list[float] = []

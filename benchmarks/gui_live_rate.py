@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from instrument.commands.lockin import LockInRequest, plan_lockin, record_lockin  # noqa: E402
+from instrument.services.lockin import LockInRequest, plan_lockin, record_lockin  # noqa: E402
 from instrument.station import build_station  # noqa: E402
 
 

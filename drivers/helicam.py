@@ -564,6 +564,15 @@ class HeliCamC3:
         with self._lock:
             return int(self._lib.HE_GetMap(self._handle, ptr))
 
+    def settings_for(self, modulation_frequency_hz: float, frame_rate_hz: float,
+                     frames_per_volume: int) -> LockInSettings:
+        """The settings ``configure`` would give, from the register solver alone: touches no hardware,
+        so a sequence's plan can use it (``sequences.cw_odmr``)."""
+        regs = solve_registers(modulation_frequency_hz, frame_rate_hz, frames_per_volume, self.name)
+        return LockInSettings(modulation_frequency_hz=regs.demodulation_frequency_hz,
+                              frame_rate_hz=1.0 / regs.frame_period_s, frames_per_volume=regs.sens_nframes,
+                              cycles_per_frame=regs.cycles_per_frame)
+
     def configure(self, modulation_frequency_hz: float, frame_rate_hz: float,
                   frames_per_volume: int) -> LockInSettings:
         """Set up raw-I/Q lock-in acquisition; returns the settings the camera really runs with.

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from instrument.commands.common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, default_out_dir
+from instrument.commands.common import EXIT_INTERRUPTED, EXIT_USAGE, cli_words, default_out_dir
+from instrument.services.errors import RequestError
 
 COMMANDS = (
     "instrument.commands.odmr",
@@ -51,21 +52,52 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run widefield NV (QDM) measurements on a real or simulated station. With no "
         f"command, runs '{DEFAULT_COMMAND}': a CW-ODMR field map of the station's sample.",
     )
-    p.add_argument("--sim", action="store_true",
-                   help="back every instrument with the simulated microscope (no hardware needed)")
-    p.add_argument("--station", metavar="FILE",
-                   help="station YAML file (default: the bundled seed-000 lock-in QDM station)")
-    p.add_argument("--out", metavar="DIR", type=Path,
-                   help=f"where runs are stored (default: {default_out_dir()})")
-    p.add_argument("--realtime", action="store_true",
-                   help="pace the simulation to the wall clock (default: virtual time, faster)")
-    p.add_argument("--seed", type=int, help="random seed of the simulation (default: the station file's)")
-    p.add_argument("--image-shape", type=_shape, metavar="ROWSxCOLS",
-                   help="simulated image shape over the same field of view (default: the 300x300 sensor)")
+    _add_global_options(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in COMMANDS:
         importlib.import_module(module).add_parser(sub)
+    for command in _sub_parsers(p):
+        _add_global_options(command, after_command=True)
     return p
+
+
+def _add_global_options(p: argparse.ArgumentParser, after_command: bool = False) -> None:
+    """The options every command takes, before the command or after it.
+
+    After the command they default to ``SUPPRESS``, so a value given before the command stays; an
+    option string a command defines itself (``reconstruct --seed``: the network's seed) keeps the
+    command's meaning there.
+    """
+    options: list[tuple[tuple[str, ...], dict]] = [
+        (("--sim",), dict(action="store_true",
+                          help="back every instrument with the simulated microscope (no hardware needed)")),
+        (("--station",), dict(metavar="FILE",
+                              help="station YAML file (default: the bundled seed-000 lock-in QDM station)")),
+        (("--out",), dict(metavar="DIR", type=Path,
+                          help=f"where runs are stored (default: {default_out_dir()})")),
+        (("--realtime",), dict(action="store_true",
+                               help="pace the simulation to the wall clock (default: virtual time, faster)")),
+        (("--seed",), dict(type=int, help="random seed of the simulation (default: the station file's)")),
+        (("--image-shape",), dict(type=_shape, metavar="ROWSxCOLS",
+                                  help="simulated image shape over the same field of view "
+                                  "(default: the 300x300 sensor)")),
+    ]
+    for flags, kwargs in options:
+        if any(flag in p._option_string_actions for flag in flags):
+            continue
+        if after_command:
+            kwargs = {**kwargs, "default": argparse.SUPPRESS}
+        p.add_argument(*flags, **kwargs)
+
+
+def _sub_parsers(p: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every command and sub-command parser below ``p``."""
+    found: list[argparse.ArgumentParser] = []
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                found += [child, *_sub_parsers(child)]
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args([*argv, DEFAULT_COMMAND])
     try:
         return int(args.handler(args))
-    except UsageError as exc:
-        print(f"acquire: error: {exc}", file=sys.stderr)
+    except RequestError as exc:  # UsageError, and requests the services refused
+        print(f"acquire: error: {cli_words(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("acquire: interrupted; the microscope was made safe and the steps measured so far are stored",

@@ -77,7 +77,7 @@ class SafetyLimits:
         if not np.isfinite(power_dbm) or power_dbm > self.mw_power_max_dbm:
             raise SafetyLimitError(
                 "MW power", power_dbm, self.mw_power_max_dbm, "dBm",
-                "lower --power-dbm or raise limits.mw_power_max_dbm in the station file",
+                "lower `power_dbm` or raise limits.mw_power_max_dbm in the station file",
             )
 
     def check_coil_current(self, channel: int, current_a: float) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 # how acquire reports a scan paused by Ctrl-C, and one that paused itself (health check, instrument error)
-from instrument.commands.common import EXIT_INTERRUPTED, EXIT_PAUSED, short_duration
+from instrument.services.status import EXIT_INTERRUPTED, EXIT_PAUSED, short_duration
 
 QUEUE_DB = "schedule.sqlite"
 LOG_NAME = "schedule.log"

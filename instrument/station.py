@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from instrument.protocols import Instrument, SafetyLimits
+from instrument.sample import SampleDescription, SampleDescriptionError, read_sample_section
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,23 @@ class Station:
     limits: SafetyLimits
     instruments: dict[str, Instrument]
     world: Any = None
+    """The simulator's World (simulated stations only). Only this module and the simulators read it;
+    the front ends read ``sample``."""
     source: str = ""
+    sample: SampleDescription | None = None
+    """What the front ends know about the sample (from the station file, or the World in simulation)."""
+    realtime: bool = True
+    """Time runs at the wall clock's pace (a real station, or ``--realtime``); False: a virtual clock."""
     sim_parts: dict[str, Any] = field(default_factory=dict)
     """Simulators by role, for simulated instruments that need each other (a stimulus is clocked
     by the camera's frames)."""
     station_check: dict[str, Any] | None = None
     """The last ``acquire station check`` report of this station, kept in its snapshot."""
     _cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.sample is None:
+            self.sample = SampleDescription(self.name, simulated=self.simulated)
 
     def __getitem__(self, role: str) -> Instrument:
         try:
@@ -173,6 +184,13 @@ def build_station(
     station = Station(config.get("name", source), simulated, limits, {}, source=source)
     if simulated:
         station.world = _build_world(config.get("sim") or {}, source, realtime, image_shape, seed)
+        station.sample = _describe_world(station.world)
+        station.realtime = realtime
+    else:
+        try:
+            station.sample = read_sample_section(config.get("sample"), station.name, source)
+        except SampleDescriptionError as exc:
+            raise StationFileError(str(exc)) from exc
     try:
         for role, entry in config["instruments"].items():
             builder = BUILDERS[entry["driver"]]
@@ -199,6 +217,17 @@ def _build_world(sim: dict[str, Any], source: str, realtime: bool,
                   seed=int(sim.get("seed", 0) if seed is None else seed))
     world.coil_unit_fields_t()  # computed once now, not inside a simulator's first time-critical call
     return world
+
+
+def _describe_world(world: Any) -> SampleDescription:
+    """The simulated sample as the front ends see it: names and reference values, not the simulator."""
+    from instrument.physics.nv import HYPERFINE_OFFSETS_HZ
+
+    sample = world.sample
+    return SampleDescription(
+        sample.name, tuple(c.name for c in sample.coils), float(sample.drive_current_a),
+        float(world.resonance_estimate_hz()),
+        tuple(float(v) for v in HYPERFINE_OFFSETS_HZ[sample.isotope]), simulated=True)
 
 
 def simulated_field_maps(station: Station, seed: int = 0) -> Any:

@@ -6,6 +6,11 @@ configuration is one ordinary CW-ODMR run (``CwOdmrSweep``: its own I-off refere
 stored and analysed like any other, so its B_NV map, fit quality and figure are where every tool
 expects them. The single-coil configurations are the measured dictionary of the reconstruction.
 
+This module is the scan's definition (configurations, coil read-back checks, the ledger loop and
+its health checks); each configuration is measured by a runner of the service layer
+(``instrument.services.coil_scan_runner``: engine, run writer, analysis) and the results file is
+written by ``instrument.storage.scan_results``.
+
 Crash safety comes from the ledger (``instrument.storage.scan_ledger``): each configuration's state
 is one atomic row, the run id of the attempt in flight is recorded as soon as its run opens, and a
 re-run of the same scan reconciles every row with the runs on disk before it measures anything:
@@ -25,21 +30,21 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from instrument.analysis.cw_run import ANALYSIS_NAME, analyse_cw_run, save_analysis
-from instrument.protocols import CoilDriver, Instrument, InstrumentError, SafetyLimits
-from instrument.storage.runs import RunWriter, StorageError, load_run
-from instrument.storage.scan_ledger import FINISHED, ScanLedger, mark_run, read_ledger
-from sequences.cw_odmr import CwOdmrSweep
-from sequences.engine import Engine, MeasurementSequence, Progress, make_safe
-from sequences.scan_health import HealthLimits, HealthSample, health_from_spectra
+from instrument.protocols import CoilDriver, InstrumentError
+from instrument.storage.scan_ledger import FINISHED, ScanLedger, mark_run
+from instrument.storage.scan_results import (  # noqa: F401 - the scan's results file, importable here
+    RESULTS_NAME,
+    export_results,
+    measured_dictionary,
+)
+from sequences.engine import make_safe
+from sequences.scan_health import HealthLimits, HealthSample
 
 log = logging.getLogger(__name__)
-
-EXPERIMENT = "coil_scan"
 
 
 # ---- configurations -------------------------------------------------------------------------------
@@ -168,128 +173,22 @@ class Measured:
     error: BaseException | None = None
 
 
-Analyse = Callable[[Path, int], tuple[dict[str, Any], HealthSample | None]]
+class ConfigMeasurement(Protocol):
+    """Measures one configuration: the scan's runner (``instrument.services.coil_scan_runner``)."""
 
-
-def analyse_cw_config(out_dir: Path, run_id: int) -> tuple[dict[str, Any], HealthSample | None]:
-    """Fit a stored CW-ODMR configuration run; returns its summary and health sample."""
-    run = load_run(out_dir, run_id)
-    result = analyse_cw_run(run)
-    save_analysis(result, run.run_dir)
-    lo, hi = result.field_range_t
-    health = health_from_spectra(result.spectra[0], result.center_off_hz)
-    summary = {"b_nv_range_t": [lo, hi], "converged_fraction": result.converged_fraction,
-               "health": health.as_dict()}
-    return summary, health
-
-
-class _RunOpened:
-    """A sink that reports the run id to the ledger the moment the run opens."""
-
-    def __init__(self, writer: RunWriter, on_open: Callable[[int], None]) -> None:
-        self.writer = writer
-        self.on_open = on_open
-
-    def open(self, metadata: Mapping[str, Any], image_shapes: Mapping[str, tuple[int, ...]],
-             n_steps: int) -> None:
-        if self.writer.run_id is not None:
-            self.on_open(self.writer.run_id)
-
-    def write(self, step: Any) -> None:
-        pass
-
-    def close(self, status: str, reason: str = "") -> None:
-        pass
-
-
-@dataclass
-class EngineMeasurement:
-    """Measures one configuration as one engine run stored in ``out_dir``, then analyses it.
-
-    Args:
-        make_sequence: the sequence for a vector of coil currents (``CwOdmrSweep`` by default).
-        analyse: summary and health from a stored run.
-        out_dir: where runs are stored.
-        instruments: the station's instruments; ``coils`` is wrapped to check read-backs.
-        limits: lab safety limits.
-        sample_name: recorded with each run.
-        metadata: added to each run's metadata (station snapshot, command, simulated flag).
-        on_step: engine progress of the configuration in flight.
-        on_engine: receives each configuration's engine before it runs (a GUI adds its live sinks
-            and forwards pause and abort to it).
-    """
-
-    make_sequence: Callable[[np.ndarray], MeasurementSequence]
-    analyse: Analyse
     out_dir: Path
-    instruments: Mapping[str, Instrument]
-    limits: SafetyLimits
-    sample_name: str
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    on_step: Callable[[Progress], None] | None = None
-    on_engine: Callable[[Engine], None] | None = None
 
-    def check(self, currents: np.ndarray) -> None:
-        self.make_sequence(currents).check(self.limits)
+    def use_coils(self, coils: CoilDriver) -> None:
+        """Drive the coils through ``coils`` (the scan's read-back-checking wrapper) from now on."""
+
+    def check(self, currents: np.ndarray) -> None: ...
 
     def measure(self, currents: np.ndarray, info: Mapping[str, Any],
-                on_run_open: Callable[[int], None]) -> Measured:
-        sequence = self.make_sequence(currents)
-        writer = RunWriter(self.out_dir, EXPERIMENT, self.sample_name, sequence.scalars, sequence.setpoints)
-        engine = Engine(self.instruments, self.limits, [writer, _RunOpened(writer, on_run_open)],
-                        {**self.metadata, "coil_scan": dict(info)}, on_progress=self.on_step)
-        if self.on_engine is not None:
-            self.on_engine(engine)
-        outcome = engine.run(sequence)
-        if outcome.status != "completed":
-            return Measured(writer.run_id, outcome.status, outcome.reason, error=outcome.error)
-        return self.adopt(writer.run_id)
+                on_run_open: Callable[[int], None]) -> Measured: ...
 
-    def adopt(self, run_id: int) -> Measured:
-        """Analyse a completed run (also one found completed after a crash).
+    def adopt(self, run_id: int) -> Measured: ...
 
-        An analysis that fails does not lose the measurement nor stop an overnight scan: the run is
-        kept, its summary carries ``analysis_error``, and ``acquire analyse RUN`` can redo it later.
-        """
-        try:
-            summary, health = self.analyse(self.out_dir, run_id)
-        except Exception as exc:  # noqa: BLE001 - one bad fit must not end a 256-configuration scan
-            log.exception("analysis of run %d failed", run_id)
-            return Measured(run_id, "completed", summary={"analysis_error": f"{type(exc).__name__}: {exc}"})
-        return Measured(run_id, "completed", summary=summary, health=health)
-
-    def run_status(self, run_id: int) -> str:
-        """How a stored run ended: ``completed``, ``aborted``, ``failed``, or ``running`` if it died."""
-        try:
-            return str(load_run(self.out_dir, run_id).metadata.get("status", "running"))
-        except StorageError:
-            return "missing"
-
-
-def cw_measurement(
-    out_dir: Path,
-    instruments: Mapping[str, Instrument],
-    limits: SafetyLimits,
-    frequencies_hz: np.ndarray,
-    power_dbm: float,
-    image_shape: tuple[int, int],
-    frames_per_point: int,
-    sample_name: str,
-    metadata: Mapping[str, Any] | None = None,
-    on_step: Callable[[Progress], None] | None = None,
-    stepping: str = "auto",
-) -> EngineMeasurement:
-    """The standard per-configuration measurement: a CW-ODMR I-off/I-on sweep and its fit.
-
-    ``stepping`` is the sweep's MW stepping: ``auto``, ``list`` or ``software`` (``CwOdmrSweep``).
-    """
-
-    def make(currents: np.ndarray) -> MeasurementSequence:
-        return CwOdmrSweep(frequencies_hz, power_dbm, currents, image_shape=image_shape,
-                           frames_per_point=frames_per_point, stepping=stepping)
-
-    return EngineMeasurement(make, analyse_cw_config, Path(out_dir), instruments, limits, sample_name,
-                             dict(metadata or {}), on_step)
+    def run_status(self, run_id: int) -> str: ...
 
 
 # ---- the scan -------------------------------------------------------------------------------------
@@ -346,7 +245,7 @@ class CoilScan:
     names: Sequence[str]
     masks: Sequence[int]
     drive_current_a: float
-    measurement: EngineMeasurement
+    measurement: ConfigMeasurement
     health: HealthLimits = field(default_factory=HealthLimits)
     plan_extra: Mapping[str, Any] = field(default_factory=dict)
     on_config: Callable[[ScanProgress], None] | None = None
@@ -355,7 +254,7 @@ class CoilScan:
         self.channels = [int(c) for c in self.channels]
         self.scanned_names = [self.names[c] for c in self.channels]
         self.verified = VerifiedCoils(self.coils, self.names)
-        self.measurement.instruments = {**self.measurement.instruments, "coils": self.verified}
+        self.measurement.use_coils(self.verified)
 
     # ---- inspection ------------------------------------------------------------------------------
 
@@ -555,70 +454,3 @@ class CoilScan:
 
 
 # ---- results --------------------------------------------------------------------------------------
-
-RESULTS_NAME = "coil_scan_results.h5"
-
-
-def _done_maps(out_dir: Path) -> tuple[list[Any], dict[int, np.ndarray]]:
-    """The ledger's rows and the B_NV map of every configuration measured and analysed, by position."""
-    import h5py
-
-    rows = read_ledger(out_dir)
-    maps: dict[int, np.ndarray] = {}
-    for row in rows:
-        path = out_dir / f"run-{row.run_id:04d}" / ANALYSIS_NAME if row.run_id is not None else None
-        if row.status == "done" and path is not None and path.exists():
-            with h5py.File(path, "r") as f:
-                maps[row.position] = f["b_nv_t"][...]
-    return rows, maps
-
-
-def measured_dictionary(out_dir: Path, coil_names: Sequence[str]) -> dict[str, tuple[int, np.ndarray]]:
-    """The dictionary a scan has measured so far: coil name -> (run id, its single-coil B_NV map in T).
-
-    Read from the ledger and the runs' analyses, so it is there during a scan as well as after it.
-    ``coil_names`` are the scanned coils (bit k of a mask is ``coil_names[k]``).
-    """
-    out_dir = Path(out_dir)
-    rows, maps = _done_maps(out_dir)
-    found: dict[str, tuple[int, np.ndarray]] = {}
-    for row in rows:
-        bits = [k for k in range(len(coil_names)) if row.mask >> k & 1]
-        if len(bits) == 1 and row.position in maps:
-            found[coil_names[bits[0]]] = (int(row.run_id), maps[row.position])
-    return found
-
-
-def export_results(out_dir: Path, coil_names: Sequence[str]) -> Path:
-    """Write ``OUT/coil_scan_results.h5``: one entry per configuration, in scan order.
-
-    Datasets: ``mask``, ``label``, ``status``, ``run_id`` (-1 when not measured), ``b_nv_t``
-    (configuration, rows, cols; NaN when not measured), ``b_nv_range_t``, ``converged_fraction``, and
-    ``dictionary/<coil>``: the single-coil maps, the measured dictionary of the reconstruction.
-    Written to a temporary file and renamed, so a reader never sees half a file.
-    """
-    import h5py
-
-    out_dir = Path(out_dir)
-    rows, maps = _done_maps(out_dir)
-    shape = next(iter(maps.values())).shape if maps else (0, 0)
-    stack = np.full((len(rows), *shape), np.nan, dtype=np.float32)
-    for position, image in maps.items():
-        stack[position] = image
-    tmp = out_dir / (RESULTS_NAME + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        f["mask"] = np.array([r.mask for r in rows], dtype=np.int64)
-        f["label"] = np.array([r.label for r in rows], dtype=h5py.string_dtype())
-        f["status"] = np.array([r.status for r in rows], dtype=h5py.string_dtype())
-        f["run_id"] = np.array([-1 if r.run_id is None or r.status != "done" else r.run_id for r in rows])
-        f["b_nv_t"] = stack
-        ranges = [(r.summary or {}).get("b_nv_range_t", [np.nan, np.nan]) for r in rows]
-        f["b_nv_range_t"] = np.array(ranges, dtype=float)
-        fractions = [(r.summary or {}).get("converged_fraction", np.nan) for r in rows]
-        f["converged_fraction"] = np.array(fractions, dtype=float)
-        f.attrs["coils"] = list(coil_names)
-        group = f.create_group("dictionary")
-        for name, (_, image) in measured_dictionary(out_dir, coil_names).items():
-            group[name] = image
-    tmp.replace(out_dir / RESULTS_NAME)
-    return out_dir / RESULTS_NAME

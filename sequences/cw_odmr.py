@@ -54,6 +54,8 @@ from sequences.pulses import (
 log = logging.getLogger(__name__)
 
 CONFIG_LABELS = ("I-off", "I-on")
+CW_REQUIRES: dict[str, type] = {"mw": MicrowaveSource, "pulser": PulseGenerator, "camera": LockInCamera,
+                                "coils": CoilDriver}
 
 
 @dataclass
@@ -90,10 +92,12 @@ class CwOdmrSweep:
     )
     setpoints: tuple[str, ...] = ("config", "frequency_hz")
 
+    requires: Mapping[str, type] = field(default_factory=lambda: dict(CW_REQUIRES))
+    """Roles and capabilities the sweep needs; the engine checks them before anything moves."""
+
     def __post_init__(self) -> None:
         self.frequencies_hz = np.asarray(self.frequencies_hz, dtype=float)
         self.coil_currents_a = np.asarray(self.coil_currents_a, dtype=float)
-        self._plan: SteppingPlan | None = None
 
     @property
     def n_steps(self) -> int:
@@ -124,9 +128,9 @@ class CwOdmrSweep:
     def check(self, limits: SafetyLimits) -> None:
         """Refuse what cannot or must not run, before any hardware moves."""
         if self.frequencies_hz.ndim != 1 or len(self.frequencies_hz) < 5:
-            raise ValueError("a CW-ODMR sweep needs at least 5 frequency points; raise --points")
+            raise ValueError("a CW-ODMR sweep needs at least 5 frequency points; raise `points`")
         if not np.all(np.isfinite(self.frequencies_hz)) or np.any(self.frequencies_hz <= 0):
-            raise ValueError("sweep frequencies must be finite and positive; check --center-hz/--span-hz")
+            raise ValueError("sweep frequencies must be finite and positive; check `center_hz` and `span_hz`")
         if self.frames_per_point < 1:
             raise ValueError(f"frames per point must be at least 1, got {self.frames_per_point}")
         if self.stepping not in STEPPING_MODES:
@@ -137,28 +141,32 @@ class CwOdmrSweep:
         for channel, current in enumerate(self.coil_currents_a):
             limits.check_coil_current(channel, float(current))
 
-    def plan(self, instruments: Mapping[str, Instrument]) -> dict[str, Any]:
-        """Decide how the MW frequency will step on these instruments; stored in the run metadata."""
-        self._plan = plan_stepping(instruments, len(self.frequencies_hz), self.stepping, self.channels,
-                                   self._point_timing, self.modulation_hz)
-        return self._plan.metadata()
+    def plan(self, instruments: Mapping[str, Instrument]) -> SteppingPlan:
+        """How the MW frequency will step on these instruments: a value, computed without moving or
+        configuring anything (inspecting a plan is safe at any time). The engine stores its
+        ``metadata()`` with the run and hands it to ``run``."""
+        return plan_stepping(instruments, len(self.frequencies_hz), self.stepping, self.channels,
+                             self._point_timing, self.modulation_hz)
 
     def _point_timing(self, pulser: PulseGenerator, camera: TriggerableCamera) -> SteppedPointTiming:
         """Periods of one hardware-timed point on this board's clock, for the frame rate the camera
-        really runs at (configuring it; the run configures it again with the same settings)."""
-        settings = camera.configure(self.modulation_hz, self.frame_rate_hz, self.frames_per_point)
-        volume_s = settings.frames_per_volume / settings.frame_rate_hz
+        will really run at (its pure register solver, ``settings_for``; else the requested rate)."""
+        settings_for = getattr(camera, "settings_for", None)
+        if callable(settings_for):
+            settings = settings_for(self.modulation_hz, self.frame_rate_hz, self.frames_per_point)
+            volume_s = settings.frames_per_volume / settings.frame_rate_hz
+        else:
+            volume_s = self.frames_per_point / self.frame_rate_hz
         return stepped_point_timing(self.modulation_hz, volume_s, self.step_settle_s, pulser.clock_hz)
 
-    def run(self, instruments: Mapping[str, Instrument]) -> Iterator[Step]:
+    def run(self, instruments: Mapping[str, Instrument], plan: SteppingPlan | None = None) -> Iterator[Step]:
+        """The sweep's steps on ``instruments``, stepping as ``plan`` says (None: planned here)."""
         mw: MicrowaveSource = instruments["mw"]  # type: ignore[assignment]
         pulser: PulseGenerator = instruments["pulser"]  # type: ignore[assignment]
         camera: LockInCamera = instruments["camera"]  # type: ignore[assignment]
         coils: CoilDriver = instruments["coils"]  # type: ignore[assignment]
-        if self._plan is None:
-            self.plan(instruments)
-        plan, self._plan = self._plan, None  # decided afresh for every run
-        assert plan is not None
+        if plan is None:
+            plan = self.plan(instruments)
         log.info("CW ODMR: %s MW stepping (%s)", plan.mode, plan.reason)
         if plan.mode == "list":
             assert isinstance(mw, ListSweepSource) and isinstance(camera, TriggerableCamera)

@@ -30,6 +30,30 @@ class RunAborted(Exception):
     """The run was stopped on request (Ctrl-C, SIGTERM, or ``Engine.abort``)."""
 
 
+class MissingInstrument(ValueError):
+    """The station lacks a role a sequence requires, or the instrument there lacks the capability."""
+
+
+def missing_requirements(instruments: Mapping[str, Instrument], requires: Mapping[str, type]) -> list[str]:
+    """What the instruments lack of a sequence's ``requires`` (role -> protocol), one line each."""
+    problems = []
+    for role, protocol in requires.items():
+        inst = instruments.get(role)
+        if inst is None:
+            problems.append(f"no instrument with role {role!r} ({protocol.__name__})")
+        elif not isinstance(inst, protocol):
+            problems.append(f"{role!r} ({type(inst).__name__}) is not a {protocol.__name__}")
+    return problems
+
+
+def check_requirements(instruments: Mapping[str, Instrument], sequence: Any) -> None:
+    """Raise ``MissingInstrument`` naming every role or capability ``sequence.requires`` the station lacks."""
+    problems = missing_requirements(instruments, getattr(sequence, "requires", None) or {})
+    if problems:
+        raise MissingInstrument(f"{getattr(sequence, 'name', 'the sequence')} cannot run on this station: "
+                                + "; ".join(problems) + "; add them under 'instruments:' in the station file")
+
+
 class MeasurementSequence(Protocol):
     """What the engine needs from a sequence; see the module docstring."""
 
@@ -48,6 +72,8 @@ class MeasurementSequence(Protocol):
     def check(self, limits: SafetyLimits) -> None: ...
 
     def run(self, instruments: Mapping[str, Instrument]) -> Iterator[Step]: ...
+    """Optional: ``requires`` (role -> protocol: checked before anything moves) and a pure
+    ``plan(instruments)`` whose value the engine stores and passes on as ``run(instruments, plan)``."""
 
 
 class Sink(Protocol):
@@ -225,10 +251,14 @@ class Engine:
     def run(self, sequence: MeasurementSequence) -> RunOutcome:
         """Run ``sequence`` to the end, or until aborted or failed; hardware is safe afterwards.
 
-        Safety-limit violations raise before any sink opens or any instrument is touched.
-        Ctrl-C is re-raised after the run is closed as aborted, so callers can exit with 130.
+        Safety-limit violations and missing roles or capabilities (``sequence.requires``) raise before
+        any sink opens or any instrument is touched. A sequence with a ``plan(instruments)`` gets it
+        computed (without moving anything), stored in the run's metadata and passed to
+        ``run(instruments, plan)``. Ctrl-C is re-raised after the run is closed as aborted, so callers
+        can exit with 130.
         """
         sequence.check(self.limits)
+        check_requirements(self.instruments, sequence)
         metadata = {**self.metadata, "sequence": {"name": sequence.name, **sequence.parameters()}}
         opened: list[Sink] = []
         start = time.monotonic()
@@ -236,11 +266,15 @@ class Engine:
         status, reason, error = "failed", "", None
         interrupted: BaseException | None = None
         with TerminationGuard() as guard:
-            steps = sequence.run(self.instruments)
+            steps: Iterator[Step] = iter(())
             try:
-                plan = getattr(sequence, "plan", None)
-                if callable(plan):
-                    metadata["sequence"]["plan"] = plan(self.instruments)
+                planner = getattr(sequence, "plan", None)
+                if callable(planner):
+                    plan = planner(self.instruments)
+                    metadata["sequence"]["plan"] = plan.metadata() if hasattr(plan, "metadata") else plan
+                    steps = sequence.run(self.instruments, plan)  # type: ignore[call-arg]
+                else:
+                    steps = sequence.run(self.instruments)
                 for sink in self.sinks:
                     sink.open(metadata, sequence.image_shapes, sequence.n_steps)
                     opened.append(sink)

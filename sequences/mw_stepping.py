@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 STEPPING_MODES = ("auto", "list", "software")
 LIST_LINES = ("mw_trigger", "camera_start")
-SOFTWARE_FIX = "sweep with software stepping (`--mw-stepping software` of acquire odmr or acquire coil-scan)"
+SOFTWARE_FIX = "sweep with software stepping (set `mw_stepping` to software)"
 
 
 class ListSweepStalled(InstrumentError):

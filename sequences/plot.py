@@ -52,18 +52,19 @@ def sequence_traces(sequence: PulseSequence, clock_hz: float = 500e6
 def plot_sequence(sequence: PulseSequence, path: str | Path | None = None, ax: Any = None,
                   clock_hz: float = 500e6, title: str | None = None) -> Any:
     """Draw the sequence; saves a PNG when ``path`` is given. Returns the matplotlib Axes."""
-    import matplotlib
-
-    if ax is None and path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     traces, blocks = sequence_traces(sequence, clock_hz)
     total = blocks[-1][1] if blocks else 0.0
     scale, unit = _unit(total)
     own = ax is None
-    if own:
-        fig, ax = plt.subplots(figsize=(10, 0.6 * len(traces) + 1.5))
+    if own and path is not None:
+        # a figure of its own, saved and dropped: no pyplot, so no backend is chosen or switched
+        from matplotlib.figure import Figure
+
+        ax = Figure(figsize=(10, 0.6 * len(traces) + 1.5)).add_subplot()
+    elif own:
+        import matplotlib.pyplot as plt  # to be shown: pyplot's (the caller's) backend
+
+        _, ax = plt.subplots(figsize=(10, 0.6 * len(traces) + 1.5))
     names = list(traces)
     for row, name in enumerate(names):
         times, levels = traces[name]
@@ -82,5 +83,4 @@ def plot_sequence(sequence: PulseSequence, path: str | Path | None = None, ax: A
     if own and path is not None:
         ax.figure.tight_layout()
         ax.figure.savefig(path, dpi=120)
-        plt.close(ax.figure)
     return ax

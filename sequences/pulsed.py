@@ -167,6 +167,11 @@ class PulsedMeasurement(ABC):
         return self.kind
 
     @property
+    def requires(self) -> dict[str, type]:
+        """Roles and capabilities the measurement needs; the engine checks them before anything moves."""
+        return {"mw": MicrowaveSource, "pulser": PulseGenerator, self.counter_role: GatedCounter}
+
+    @property
     def scalars(self) -> dict[str, str]:
         return {self.sweep_name: self.sweep_unit, "signal": "counts", "reference": "counts",
                 "ratio": "", "ratio_err": ""}

@@ -49,9 +49,10 @@ class HealthLimits:
     def __post_init__(self) -> None:
         if self.action not in HEALTH_ACTIONS:
             raise ValueError(f"health action must be one of {', '.join(HEALTH_ACTIONS)}, got {self.action!r}")
-        for option, value in (("--max-contrast-drift", self.contrast_drift),
-                              ("--max-rate-drift", self.count_rate_drift),
-                              ("--max-bias-drift-ut", self.bias_drift_t * 1e6)):
+        # the settings as the front ends name them (`max_bias_drift_ut` is the bias limit in uT)
+        for option, value in (("`max_contrast_drift`", self.contrast_drift),
+                              ("`max_rate_drift`", self.count_rate_drift),
+                              ("`max_bias_drift_ut`", self.bias_drift_t * 1e6)):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{option} must be a positive number, got {value:g}")
 

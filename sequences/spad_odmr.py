@@ -38,6 +38,9 @@ class SpadOdmrSweep:
     image_shape: tuple[int, int] = (16, 16)
     timeout_s: float = 10.0
     name: str = "spad_odmr"
+    requires: Mapping[str, type] = field(
+        default_factory=lambda: {"mw": MicrowaveSource, "spad": PhotonCountingArray})
+    """Roles and capabilities the sweep needs; the engine checks them before anything moves."""
     scalars: Mapping[str, str] = field(
         default_factory=lambda: {"frequency_hz": "Hz", "mean_counts": "counts", "total_counts": "counts"}
     )
@@ -65,9 +68,9 @@ class SpadOdmrSweep:
     def check(self, limits: SafetyLimits) -> None:
         """Refuse what cannot or must not run, before any hardware moves."""
         if self.frequencies_hz.ndim != 1 or len(self.frequencies_hz) < 5:
-            raise ValueError("a SPAD ODMR sweep needs at least 5 frequency points; raise --points")
+            raise ValueError("a SPAD ODMR sweep needs at least 5 frequency points; raise `points`")
         if not np.all(np.isfinite(self.frequencies_hz)) or np.any(self.frequencies_hz <= 0):
-            raise ValueError("sweep frequencies must be finite and positive; check --center-hz/--span-hz")
+            raise ValueError("sweep frequencies must be finite and positive; check `center_hz` and `span_hz`")
         if self.frames_per_point < 1:
             raise ValueError(f"frames per point must be at least 1, got {self.frames_per_point}")
         if self.settle_frames < 1:

@@ -12,23 +12,26 @@ the slope of the lock-in signal against the MW frequency at the parked frequency
 -1 or +1 for the lower or upper resonance (f = D + branch * gamma_e * B_par). The conversion is
 linear: fields that shift the resonance by more than about a quarter line width are compressed.
 
-``run_temporal_imaging`` is what ``acquire --sim lockin --seconds S`` runs.
+``TemporalCapture`` is the experiment as an engine sequence (``acquire --sim lockin`` and the GUI's
+lock-in panel run it through ``instrument.services.lockin``); ``run_temporal_imaging`` runs it
+through the engine without a run store.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from instrument.physics.constants import GAMMA_E_HZ_PER_T
 from instrument.protocols import Instrument, LockInCamera, MicrowaveSource, PulseGenerator, SafetyLimits
+from instrument.storage.runs import Step
 from sequences.capture import CaptureResult, LockInCapture, capture_to_file
-from sequences.engine import TerminationGuard, make_safe
+from sequences.engine import Engine, RunAborted, make_safe
 from sequences.pulses import lockin_modulation_frequency_hz, lockin_modulation_program
 
 AP_DURATION_S = 0.3
@@ -161,6 +164,7 @@ def firing_pattern(channels: Sequence[int], n_channels: int, duration_s: float, 
     return CoilWaveforms(n_channels, tuple(tuple(o) for o in onsets), peak_a)
 
 
+@runtime_checkable
 class Stimulus(Protocol):
     """Plays coil waveforms in step with the camera (an AWG or the coil board's waveform memory;
     ``sim.stimulus.SimCoilStimulus`` in the simulated microscope)."""
@@ -262,10 +266,125 @@ class TemporalResult:
 def check_temporal(limits: SafetyLimits, power_dbm: float, waveforms: CoilWaveforms, seconds: float) -> None:
     """Refuse an unsafe or impossible temporal run before anything moves."""
     if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"capture length must be positive, got {seconds!r} s; use --seconds S")
+        raise ValueError(f"capture length must be positive, got {seconds!r} s; raise `seconds`")
     limits.check_mw_power(power_dbm)
     for ch, peak in enumerate(waveforms.channel_peaks_a()):
         limits.check_coil_current(ch, float(peak))
+
+
+@dataclass
+class TemporalCapture:
+    """The temporal experiment as an engine sequence: one execution path with every other measurement.
+
+    ``run`` parks the MW on the steepest slope (after a slope calibration), plays the coil waveforms,
+    streams every lock-in frame to ``frames.h5`` (``capture_to_file``), makes the instruments safe,
+    converts the frames to the field movie ``field.h5`` and then yields one step per second of
+    camera time (mean |B| of that second). The engine checks the limits and the roles before
+    anything moves, stores the steps and leaves the microscope safe on any exit, SIGTERM included.
+    ``result`` holds the ``TemporalResult`` once the movie is written.
+
+    Args:
+        folder: where ``frames.h5`` and ``field.h5`` go, or a function giving it once the run opens
+            (the run's own folder).
+        describe: more parameters stored with the run (the operator's request).
+        on_capture: called once the capture runs, with the capture (a viewer polls ``latest()``, an
+            operator's stop calls ``stop()``) and the slope calibration.
+    """
+
+    seconds: float
+    center_hz: float
+    waveforms: CoilWaveforms
+    folder: Path | Callable[[], Path]
+    power_dbm: float = 5.0
+    span_hz: float = 10e6
+    sweep_points: int = 41
+    frames_per_point: int = 8
+    branch: int = -1
+    modulation_hz: float = 6250.0
+    frame_rate_hz: float = 208.0
+    frames_per_volume: int = 208
+    baseline_s: float = 0.25
+    on_overflow: str = "drop"
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    describe: Mapping[str, Any] = field(default_factory=dict)
+    on_capture: Callable[[LockInCapture, SlopeCalibration], None] | None = None
+    name: str = "lockin_capture"
+    scalars: Mapping[str, str] = field(default_factory=lambda: {"second": "s", "mean_abs_field": "T"})
+    setpoints: tuple[str, ...] = ("second",)
+    requires: Mapping[str, type] = field(default_factory=lambda: {
+        "mw": MicrowaveSource, "pulser": PulseGenerator, "camera": LockInCamera, "stimulus": Stimulus})
+    result: TemporalResult | None = None
+
+    @property
+    def n_steps(self) -> int:
+        return max(1, math.ceil(self.seconds))
+
+    @property
+    def image_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {}  # the frames stream to their own file; the steps are the per-second summaries
+
+    def parameters(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "center_hz": self.center_hz, "power_dbm": self.power_dbm,
+                "span_hz": self.span_hz, "sweep_points": self.sweep_points,
+                "frames_per_point": self.frames_per_point, "branch": self.branch,
+                "modulation_hz": self.modulation_hz, "frame_rate_hz": self.frame_rate_hz,
+                "baseline_s": self.baseline_s, "onsets_s": [list(o) for o in self.waveforms.onsets_s],
+                "peak_a": self.waveforms.peak_a, **dict(self.describe)}
+
+    def check(self, limits: SafetyLimits) -> None:
+        check_temporal(limits, self.power_dbm, self.waveforms, self.seconds)
+
+    def run(self, instruments: Mapping[str, Instrument]) -> Iterator[Step]:
+        mw: MicrowaveSource = instruments["mw"]  # type: ignore[assignment]
+        pulser: PulseGenerator = instruments["pulser"]  # type: ignore[assignment]
+        camera: LockInCamera = instruments["camera"]  # type: ignore[assignment]
+        stimulus: Stimulus = instruments["stimulus"]  # type: ignore[assignment]
+        out = Path(self.folder() if callable(self.folder) else self.folder)
+        out.mkdir(parents=True, exist_ok=True)
+        frames_path, field_path = out / "frames.h5", out / "field.h5"
+        f_mod = lockin_modulation_frequency_hz(self.modulation_hz, pulser.clock_hz)
+        sweep = self.center_hz + np.linspace(-self.span_hz / 2, self.span_hz / 2, self.sweep_points)
+        params = {**self.parameters(), "modulation_hz": f_mod}
+        try:
+            pulser.load(lockin_modulation_program(self.modulation_hz, clock_hz=pulser.clock_hz))
+            pulser.start()
+            camera.configure(f_mod, self.frame_rate_hz, self.frames_per_point)
+            mw.set_power(self.power_dbm)
+            mw.set_frequency(float(sweep[0]))
+            mw.set_output(True)
+            calibration = calibrate_slope(camera, mw, sweep, self.frames_per_point, self.branch)
+            stimulus.start(self.waveforms)
+            on_capture = self.on_capture
+            capture = capture_to_file(
+                camera, frames_path, modulation_frequency_hz=f_mod, frame_rate_hz=self.frame_rate_hz,
+                frames_per_volume=self.frames_per_volume, duration_s=self.seconds,
+                on_overflow=self.on_overflow,
+                metadata={"experiment": "temporal imaging", "parked_hz": calibration.parked_hz, **params,
+                          **dict(self.metadata)},
+                on_live=None if on_capture is None else lambda capture: on_capture(capture, calibration))
+        finally:
+            # Coils first: the micro-coils are what a stuck output would damage. Everything is safe
+            # before the (long) conversion to the field movie; the engine makes sure again at the end.
+            not_made_safe = make_safe({"stimulus": stimulus, "mw": mw, "pulser": pulser, "camera": camera})
+        baseline_frames = write_field_movie(frames_path, field_path, calibration, self.waveforms,
+                                            self.baseline_s, camera)
+        self.result = TemporalResult(frames_path, field_path, capture, calibration, self.waveforms,
+                                     baseline_frames, params, not_made_safe)
+        yield from per_second_steps(field_path, self.n_steps)
+
+
+def per_second_steps(field_path: Path, seconds: int) -> Iterator[Step]:
+    """One step per second of the field movie: the mean |B| of its frames (seconds without frames are
+    skipped)."""
+    import h5py
+
+    with h5py.File(field_path, "r") as f:
+        t = f["time_s"][...]
+        for second in range(seconds):
+            frames = np.flatnonzero((t >= second) & (t < second + 1))
+            if frames.size:
+                mean = float(np.nanmean(np.abs(f["field_t"][frames[0]:frames[-1] + 1])))
+                yield Step(second, {"second": float(second), "mean_abs_field": mean}, {})
 
 
 def run_temporal_imaging(
@@ -279,20 +398,10 @@ def run_temporal_imaging(
     channels: Sequence[int] | None = None,
     rate_hz: float = 2.0,
     baseline_s: float = 0.25,
-    power_dbm: float = 5.0,
-    span_hz: float = 10e6,
-    sweep_points: int = 41,
-    frames_per_point: int = 8,
-    branch: int = -1,
-    modulation_hz: float = 6250.0,
-    frame_rate_hz: float = 208.0,
-    frames_per_volume: int = 208,
-    on_overflow: str = "drop",
-    metadata: Mapping[str, Any] | None = None,
     seed: int = 0,
-    on_capture: Callable[[LockInCapture, SlopeCalibration], None] | None = None,
+    **options: Any,
 ) -> TemporalResult:
-    """Park the MW on the steepest slope, play AP-like coil waveforms, capture, convert to field.
+    """Run ``TemporalCapture`` through the engine (no run store) and return its result.
 
     Args:
         instruments: roles ``mw`` (MicrowaveSource), ``pulser`` (PulseGenerator), ``camera``
@@ -302,59 +411,30 @@ def run_temporal_imaging(
         center_hz: centre of the calibration sweep, near the resonance of ``branch``.
         waveforms: the coil drive; default: random AP trains (``firing_pattern``) on ``channels``
             (default all) at ``rate_hz`` per coil, starting after ``baseline_s``.
-        on_overflow: ring-buffer policy of the capture (``"wait"`` only with a virtual-clock sim).
-        on_capture: called once the capture runs, with the capture (a viewer polls its ``latest()``,
-            an operator's stop calls its ``stop()``) and the slope calibration (to show frames as field).
+        options: the other ``TemporalCapture`` settings (``power_dbm``, ``on_overflow``: ``"wait"``
+            only with a virtual-clock sim, ``on_capture``, ...).
 
-    Every instrument is left safe on any exit, SIGTERM included (``safe_state`` of the stimulus, MW,
-    pulse generator and camera); what could not be made safe is logged and listed in ``not_made_safe``.
+    Raises:
+        RunAborted: SIGTERM (or Ctrl-C as KeyboardInterrupt); every instrument was left safe.
+        ValueError: the request cannot run, or the capture left no baseline frames.
     """
-    mw: MicrowaveSource = instruments["mw"]  # type: ignore[assignment]
-    pulser: PulseGenerator = instruments["pulser"]  # type: ignore[assignment]
-    camera: LockInCamera = instruments["camera"]  # type: ignore[assignment]
-    stimulus: Stimulus = instruments["stimulus"]  # type: ignore[assignment]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    frames_path, field_path = out / "frames.h5", out / "field.h5"
     if waveforms is None:
+        stimulus: Stimulus = instruments["stimulus"]  # type: ignore[assignment]
         chans = list(range(stimulus.n_channels)) if channels is None else list(channels)
         if seconds <= baseline_s + AP_DURATION_S:
             least = baseline_s + AP_DURATION_S
             raise ValueError(f"a {seconds:g} s capture leaves no room for a {AP_DURATION_S:g} s spike after "
-                             f"the {baseline_s:g} s baseline; use --seconds above {least:g}")
+                             f"the {baseline_s:g} s baseline; raise `seconds` above {least:g}")
         waveforms = firing_pattern(chans, stimulus.n_channels, seconds - baseline_s, rate_hz,
                                    start_s=baseline_s, seed=seed)
-    check_temporal(limits or SafetyLimits(), power_dbm, waveforms, seconds)
-    f_mod = lockin_modulation_frequency_hz(modulation_hz, pulser.clock_hz)
-    sweep = center_hz + np.linspace(-span_hz / 2, span_hz / 2, sweep_points)
-    params = {"seconds": seconds, "center_hz": center_hz, "power_dbm": power_dbm, "span_hz": span_hz,
-              "sweep_points": sweep_points, "frames_per_point": frames_per_point, "branch": branch,
-              "modulation_hz": f_mod, "frame_rate_hz": frame_rate_hz, "baseline_s": baseline_s,
-              "onsets_s": [list(o) for o in waveforms.onsets_s], "peak_a": waveforms.peak_a}
-    with TerminationGuard() as guard:
-        try:
-            pulser.load(lockin_modulation_program(modulation_hz, clock_hz=pulser.clock_hz))
-            pulser.start()
-            camera.configure(f_mod, frame_rate_hz, frames_per_point)
-            mw.set_power(power_dbm)
-            mw.set_frequency(float(sweep[0]))
-            mw.set_output(True)
-            calibration = calibrate_slope(camera, mw, sweep, frames_per_point, branch)
-            stimulus.start(waveforms)
-            capture = capture_to_file(
-                camera, frames_path, modulation_frequency_hz=f_mod, frame_rate_hz=frame_rate_hz,
-                frames_per_volume=frames_per_volume, duration_s=seconds, on_overflow=on_overflow,
-                metadata={"experiment": "temporal imaging", "parked_hz": calibration.parked_hz, **params,
-                          **dict(metadata or {})},
-                on_live=None if on_capture is None else lambda capture: on_capture(capture, calibration))
-        finally:
-            # Coils first: the micro-coils are what a stuck output would damage.
-            with guard.shielding():
-                roles = {"stimulus": stimulus, "mw": mw, "pulser": pulser, "camera": camera}
-                not_made_safe = make_safe(roles)
-    baseline_frames = write_field_movie(frames_path, field_path, calibration, waveforms, baseline_s, camera)
-    return TemporalResult(frames_path, field_path, capture, calibration, waveforms, baseline_frames, params,
-                          not_made_safe)
+    sequence = TemporalCapture(seconds, center_hz, waveforms, Path(out_dir), baseline_s=baseline_s, **options)
+    outcome = Engine(instruments, limits or SafetyLimits()).run(sequence)
+    if outcome.status == "aborted":
+        raise RunAborted(outcome.reason)
+    if outcome.error is not None:
+        raise outcome.error
+    assert sequence.result is not None
+    return sequence.result
 
 
 def write_field_movie(frames_path: Path, field_path: Path, calibration: SlopeCalibration,

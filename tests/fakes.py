@@ -1,5 +1,7 @@
 """Test doubles shared across test modules."""
 
+from instrument.protocols import MicrowaveConstraints
+
 
 class WorldMicrowave:
     """A minimal MicrowaveSource writing the World directly, for tests whose subject is elsewhere."""
@@ -8,6 +10,11 @@ class WorldMicrowave:
 
     def __init__(self, world) -> None:
         self.world = world
+
+    @property
+    def constraints(self) -> MicrowaveConstraints:
+        """No hardware list: sweeps with it step in software."""
+        return MicrowaveConstraints(1e6, 20e9, -120.0, 30.0)
 
     def set_frequency(self, frequency_hz: float) -> None:
         self.world.mw_frequency_hz = frequency_hz

@@ -1,4 +1,5 @@
-"""From a stored CW-ODMR run to fitted resonance maps, the B_NV map of the coils, and a figure."""
+"""From a stored CW-ODMR run to fitted resonance maps and the B_NV map of the coils (figures:
+``instrument.services.report``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from instrument.physics.constants import GAMMA_E_HZ_PER_T
 from instrument.storage.runs import StoredRun
 
 ANALYSIS_NAME = "analysis.h5"
-FIGURE_NAME = "figure.png"
 
 
 @dataclass
@@ -108,52 +108,3 @@ def fitted_curve(fit: OdmrFit, frequency_hz: np.ndarray, pixel: tuple[int, ...])
     offsets = multiplet_offsets_hz(fit.hyperfine)
     shape = multiplet(fit.model, frequency_hz, fit.center[pixel], fit.fwhm[pixel], offsets)
     return fit.baseline[pixel] + fit.amplitude[pixel] * shape
-
-
-def plot_cw_result(result: CwFieldMap, path: Path, pixel: tuple[int, int] | None = None,
-                   title: str = "") -> Path:
-    """Figure with the spectrum of one pixel, the fitted resonance map and the B_NV map."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    b_ut = result.b_nv_t * 1e6
-    if pixel is None:
-        finite = np.where(np.isfinite(b_ut), np.abs(b_ut), -1)
-        pixel = np.unravel_index(int(np.argmax(finite)), b_ut.shape)
-    r, c = pixel
-    f_mhz = result.frequencies_hz / 1e6
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
-
-    ax = axes[0]
-    for k, (label, fit, colour) in enumerate(
-        [("I-off", result.fit_off, "tab:blue"), ("I-on", result.fit_on, "tab:red")]
-    ):
-        ax.plot(f_mhz, result.spectra[k, r, c], ".", color=colour, label=f"{label} data")
-        dense = np.linspace(result.frequencies_hz[0], result.frequencies_hz[-1], 400)
-        ax.plot(dense / 1e6, fitted_curve(fit, dense, (r, c)), "-", color=colour, label=f"{label} fit")
-    ax.set_xlabel("MW frequency (MHz)")
-    ax.set_ylabel("lock-in signal (counts)")
-    ax.set_title(f"spectrum at pixel (row {r}, col {c})")
-    ax.legend(fontsize=8)
-
-    ax = axes[1]
-    im = ax.imshow(result.center_off_hz / 1e6, cmap="viridis")
-    ax.set_title("fitted resonance, I-off (MHz)")
-    fig.colorbar(im, ax=ax)
-    ax.plot(c, r, "r+", ms=10)
-
-    ax = axes[2]
-    lim = np.nanpercentile(np.abs(b_ut), 99.5) if np.isfinite(b_ut).any() else 1.0
-    im = ax.imshow(b_ut, cmap="RdBu_r", vmin=-lim, vmax=lim)
-    ax.set_title("B_NV of the coils, I-on minus I-off (uT)")
-    fig.colorbar(im, ax=ax)
-    for ax in axes[1:]:
-        ax.set_xlabel("column (px)")
-        ax.set_ylabel("row (px)")
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)

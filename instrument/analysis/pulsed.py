@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from scipy.optimize import curve_fit
@@ -297,40 +296,3 @@ def fit_pulsed_odmr(f_hz: Sequence[float], y: Sequence[float], sigma: Sequence[f
     starts = [[yv.max(), depth, c, w] for c in (lowest, lowest - hyperfine_hz) for w in (span / 10, 4 * step)]
     return _fit("odmr", model, ["offset", "depth", "center_hz", "fwhm_hz"], x, yv, s, starts,
                 ([-np.inf, 0.0, x.min() - span, step / 4], [np.inf, np.inf, x.max() + span, 2 * span]))
-
-
-X_AXES = {"rabi": ("MW pulse length", 1e-9, "ns"), "ramsey": ("free evolution", 1e-6, "us"),
-          "echo": ("total free evolution", 1e-6, "us"), "t1": ("dark time", 1e-3, "ms"),
-          "odmr": ("MW frequency", 1e6, "MHz")}
-
-
-def plot_pulsed_fit(fit: PulsedFit, path: str | Path, title: str = "") -> Path:
-    """Data with error bars, the fitted model and the residuals; saved as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    label, scale, unit = X_AXES.get(fit.kind, ("x", 1.0, ""))
-    fig, (ax, res) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True, height_ratios=(3, 1),
-                                  constrained_layout=True)
-    dense = np.linspace(fit.x.min(), fit.x.max(), 1000)
-    ax.errorbar(fit.x / scale, fit.y, fit.sigma, fmt=".", ms=4, lw=0.8, label="data")
-    ax.plot(dense / scale, fit.model(dense), "-", label="fit")
-    headline = {"rabi": ("rabi_hz", "Rabi frequency", 1e6, "MHz"), "ramsey": ("t2_star_s", "T2*", 1e-6, "us"),
-                "echo": ("t2_s", "T2", 1e-6, "us"), "t1": ("t1_s", "T1", 1e-3, "ms"),
-                "odmr": ("center_hz", "line centre", 1e6, "MHz")}
-    if fit.kind in headline:
-        name, text, div, u = headline[fit.kind]
-        ax.set_title(f"{title}  {text} = {fit.params[name] / div:.4g} +- {fit.errors[name] / div:.2g} {u}"
-                     .strip())
-    ax.set_ylabel("signal / reference")
-    ax.legend(fontsize=8)
-    res.errorbar(fit.x / scale, (fit.y - fit.model(fit.x)) / fit.sigma, 1.0, fmt=".", ms=3, lw=0.6)
-    res.axhline(0, color="0.5", lw=0.8)
-    res.set_ylabel("residual / sigma")
-    res.set_xlabel(f"{label} ({unit})")
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

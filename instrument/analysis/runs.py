@@ -144,7 +144,7 @@ def _compute(lazy: Sequence, scheduler, connect_timeout_s: float = 10.0):
         except OSError as exc:
             raise ConnectionError(
                 f"cannot reach the dask scheduler at {scheduler!r} ({exc}); start it with "
-                "`dask scheduler` and workers with `dask worker ADDRESS`, or leave --scheduler out "
+                "`dask scheduler` and workers with `dask worker ADDRESS`, or leave `scheduler` out "
                 "to fit locally"
             ) from exc
         with client:

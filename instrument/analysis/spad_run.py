@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -41,37 +40,3 @@ def analyse_spad_run(run: StoredRun, frame_period_s: float, isotope: str | None 
     sens = np.full(rate.shape, np.nan)
     sens[ok] = sensitivity_t_per_sqrt_hz(fit.contrast[ok], fit.fwhm[ok], rate[ok])
     return SpadOdmrResult(freqs, counts, fit, rate, sens)
-
-
-def plot_spad_result(result: SpadOdmrResult, path: Path, title: str = "") -> Path:
-    """Mean spectrum with fit, count-rate image, resonance map and sensitivity map."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from instrument.analysis.cw_run import fitted_curve
-
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2), constrained_layout=True)
-    f_mhz = result.frequencies_hz / 1e6
-    r, c = np.unravel_index(int(np.nanargmax(np.where(result.fit.converged, result.count_rate_hz, -1))),
-                            result.count_rate_hz.shape)
-    axes[0].plot(f_mhz, result.counts[r, c], ".", label="counts")
-    if result.fit.converged[r, c]:
-        dense = np.linspace(result.frequencies_hz[0], result.frequencies_hz[-1], 400)
-        axes[0].plot(dense / 1e6, fitted_curve(result.fit, dense, (r, c)), "-", label="fit")
-    axes[0].set(xlabel="MW frequency (MHz)", ylabel="counts per point", title=f"SPAD pixel ({r}, {c})")
-    axes[0].legend(fontsize=8)
-    for ax, data, label, cmap in (
-        (axes[1], result.count_rate_hz / 1e3, "count rate (kcps)", "gray"),
-        (axes[2], result.fit.center / 1e6, "fitted resonance (MHz)", "viridis"),
-        (axes[3], result.sensitivity_t_per_sqrt_hz * 1e9, "sensitivity (nT/sqrt(Hz))", "magma"),
-    ):
-        im = ax.imshow(data, cmap=cmap)
-        ax.set(title=label, xlabel="column", ylabel="row")
-        fig.colorbar(im, ax=ax)
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)

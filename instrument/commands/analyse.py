@@ -34,7 +34,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from instrument.analysis.cw_run import analyse_cw_run, plot_cw_result, save_analysis
+    from instrument.analysis.cw_run import analyse_cw_run, save_analysis
+    from instrument.services.report import pixel_size_of, plot_cw_result
     from instrument.storage.runs import StorageError, load_run
 
     out = args.out or default_out_dir()
@@ -61,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     path = save_analysis(result, stored.run_dir, f"analysis-{tag}.h5", options)
     figure = plot_cw_result(result, stored.run_dir / f"figure-{tag}.png",
-                            title=f"run {args.run_id} re-analysed: {tag}")
+                            title=f"run {args.run_id} re-analysed: {tag}",
+                            pixel_size_m=pixel_size_of(stored.metadata))
     lo, hi = result.field_range_t
     add_run_metadata(out, args.run_id, {f"analysis_{tag}": {"file": str(path), **options,
                                                             "b_nv_range_t": [lo, hi]}})

@@ -23,15 +23,17 @@ from instrument.commands.common import (
     UsageError,
     add_stepping_option,
     add_sweep_options,
-    channel_names,
     check_points,
-    drive_current_a,
     open_station,
     prepare_out,
     run_metadata,
-    sample_name,
     short_duration,
     sweep_frequencies,
+)
+from instrument.services.coil_scan import (  # noqa: F401 - importable here as before
+    build_coil_scan,
+    coil_names,
+    select_channels,
 )
 
 LOG_NAME = "coil_scan.log"
@@ -66,68 +68,6 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--max-bias-drift-ut", type=float, default=2.0,
                    help="allowed bias-field drift of the I-off reference in uT (default: 2)")
     c.set_defaults(handler=run)
-
-
-def coil_names(station: Any) -> list[str]:
-    """Names of the coil driver's channels (the sample's coils in simulation)."""
-    return channel_names(station, "coils")
-
-
-def select_channels(text: str, names: list[str]) -> list[int]:
-    """``N`` (the first N channels) or comma-separated coil names -> driver channels."""
-    text = text.strip()
-    if text.isdigit():
-        n = int(text)
-        if not 1 <= n <= min(16, len(names)):
-            raise UsageError(f"--coils {n}: the station has {len(names)} coils and a scan takes 1 to "
-                             f"{min(16, len(names))}")
-        return list(range(n))
-    chosen = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in names]
-    if unknown or not chosen:
-        raise UsageError(f"--coils: unknown coil(s) {', '.join(unknown) or repr(text)}; "
-                         f"the station's coils are {', '.join(names)}")
-    if len(set(chosen)) != len(chosen):
-        raise UsageError("--coils lists a coil twice")
-    return [names.index(s) for s in chosen]
-
-
-def build_coil_scan(station: Any, out: Path, coils: str, configs: str | None, current_a: float | None,
-                    frequencies_hz: Any, power_dbm: float, frames_per_point: int, health: Any,
-                    metadata: dict[str, Any], on_config: Any = None, stepping: str = "auto") -> Any:
-    """The ``CoilScan`` the options describe (not yet checked against the limits: ``scan.check()``).
-
-    Shared by ``acquire coil-scan`` and the GUI's coil-scan panel, so both pick coils,
-    configurations and the drive current the same way. ``metadata`` goes into every configuration's
-    run (station snapshot, simulated flag, command). ``stepping`` is the MW stepping of every sweep
-    (``auto``, ``list`` or ``software``). It is not part of the scan's identity: how the MW steps
-    does not change what is measured, so a scan stalled in list mode can be resumed in software
-    stepping; each run records the mode it ran in.
-
-    Raises:
-        UsageError: an unknown coil or configuration, or no drive current to use.
-    """
-    from sequences.coil_scan import CoilScan, all_masks, cw_measurement, parse_configs
-    from sequences.mw_stepping import STEPPING_MODES
-
-    if stepping not in STEPPING_MODES:
-        raise UsageError(f"--mw-stepping must be one of {', '.join(STEPPING_MODES)}, got {stepping!r}")
-    names = coil_names(station)
-    channels = select_channels(coils, names)
-    scanned = [names[c] for c in channels]
-    try:
-        masks = parse_configs(configs, scanned) if configs else all_masks(len(channels))
-    except ValueError as exc:
-        raise UsageError(f"--configs: {exc}") from exc
-    drive = drive_current_a(station, current_a)
-    shape = tuple(station["camera"].shape)
-    measurement = cw_measurement(
-        out, station.instruments, station.limits, frequencies_hz, power_dbm, shape, frames_per_point,
-        sample_name(station), metadata, stepping=stepping)
-    plan_extra = {"frequencies_hz": [float(f) for f in frequencies_hz], "power_dbm": power_dbm,
-                  "frames_per_point": frames_per_point, "image_shape": list(shape)}
-    return CoilScan(station["coils"], channels, names, masks, drive, measurement, health, plan_extra,
-                    on_config=on_config)
 
 
 def resume_command(args: argparse.Namespace) -> str:

@@ -7,12 +7,37 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-EXIT_PAUSED = 75  # a long scan paused itself and can be resumed (EX_TEMPFAIL); the scheduler retries it
+from instrument.services.errors import RequestError
+from instrument.services.runs import (  # noqa: F401 - shared by the commands, as they were importable here
+    add_run_metadata,
+    channel_names,
+    drive_current_a,
+    run_metadata,
+    sample_name,
+)
+from instrument.services.status import (  # noqa: F401 - the exit statuses of every command
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PAUSED,
+    EXIT_USAGE,
+    short_duration,
+)
+from instrument.settings import phrase
 
 
-class UsageError(Exception):
+class UsageError(RequestError):
     """Bad input from the operator: printed as one line, exit status 2."""
+
+
+def cli_flag(setting: str) -> str:
+    """The command-line flag of a setting named in an error text (``power_dbm`` -> ``--power-dbm``)."""
+    return "--" + setting.replace("_", "-")
+
+
+def cli_words(text: str) -> str:
+    """An error text from the lower layers, its settings named as this command's flags."""
+    return phrase(text, cli_flag)
 
 
 def default_out_dir() -> Path:
@@ -73,54 +98,16 @@ def sweep_frequencies(args: argparse.Namespace, station: Any) -> Any:
     the sample's bias-field resonance."""
     import numpy as np
 
-    center = args.center_hz
+    center = args.center_hz if args.center_hz is not None else station.sample.resonance_hz
     if center is None:
-        if station.world is None:
-            raise UsageError("give the sweep centre with --center-hz (no simulated sample to ask)")
-        center = station.world.resonance_estimate_hz()
+        raise UsageError("give the sweep centre with --center-hz (the station's sample gives no expected "
+                         "resonance)")
     return center + np.linspace(-args.span_hz / 2, args.span_hz / 2, args.points)
 
 
 def command_line() -> str:
     """This process's ``acquire`` command line, as stored with the runs it makes."""
     return "acquire " + " ".join(sys.argv[1:])
-
-
-def run_metadata(station: Any, command: str, **extra: Any) -> dict[str, Any]:
-    """What every stored run records besides its data: the station snapshot, simulated or not, and the
-    command that made it (plus ``extra``)."""
-    return {"station_snapshot": station.snapshot(), "simulated": station.simulated, "command": command,
-            **extra}
-
-
-def sample_name(station: Any) -> str:
-    """The name runs are stored under: the simulated sample's, else the station's."""
-    return station.world.sample.name if station.world is not None else station.name
-
-
-def drive_current_a(station: Any, current_a: float | None) -> float:
-    """``--current-a``, or else the simulated sample's coil drive current."""
-    if current_a is not None:
-        return current_a
-    if station.world is None:
-        raise UsageError("give the coil drive current with --current-a")
-    return station.world.sample.drive_current_a
-
-
-def add_run_metadata(out: Path, run_id: int, summary: dict[str, Any]) -> None:
-    """Attach analysis results to a stored (already closed) run's dataset."""
-    from instrument.storage import runs  # lazily: h5py and qcodes slow down `acquire --help`
-
-    runs.add_run_metadata(out, run_id, summary)
-
-
-def short_duration(seconds: float) -> str:
-    """``1h05m`` or ``4m09s`` for log lines; ``--`` for NaN (nothing timed yet)."""
-    if seconds != seconds:
-        return "--"
-    minutes, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(minutes, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 class ProgressBar:
@@ -146,14 +133,3 @@ class ProgressBar:
         self._bar.close()
 
 
-def channel_names(station: Any, role: str) -> list[str]:
-    """Coil name per channel of the instrument ``role`` (``coils``, ``stimulus``).
-
-    In simulation the sample's coils; else the names the driver was given; else C1..Cn.
-    """
-    inst = station[role]
-    n = inst.n_channels
-    if station.world is not None and len(station.world.sample.coils) == n:
-        return [c.name for c in station.world.sample.coils]
-    names = getattr(inst, "channel_names", None)
-    return list(names) if names else [f"C{k + 1}" for k in range(n)]

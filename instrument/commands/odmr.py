@@ -12,18 +12,16 @@ from instrument.commands.common import (
     EXIT_OK,
     ProgressBar,
     UsageError,
-    add_run_metadata,
     add_stepping_option,
     add_sweep_options,
     check_points,
+    cli_words,
     command_line,
-    drive_current_a,
     open_station,
     prepare_out,
-    run_metadata,
-    sample_name,
     sweep_frequencies,
 )
+from instrument.services.cw import coil_currents  # noqa: F401 - importable here as before
 
 
 def add_parser(sub: Any) -> None:
@@ -42,22 +40,6 @@ def add_parser(sub: Any) -> None:
     o.set_defaults(handler=run)
 
 
-def coil_currents(station: Any, names: str, current_a: float | None) -> Any:
-    """Current vector for the station's coil channels with ``names`` driven at ``current_a``."""
-    import numpy as np
-
-    world = station.world
-    n = station["coils"].n_channels
-    labels = [c.name for c in world.sample.coils] if world is not None else [f"C{i + 1}" for i in range(n)]
-    drive = drive_current_a(station, current_a)
-    currents = np.zeros(n)
-    for name in filter(None, (s.strip() for s in names.split(","))):
-        if name not in labels:
-            raise UsageError(f"unknown coil {name!r}; the station's coils are {', '.join(labels)}")
-        currents[labels.index(name)] = drive
-    return currents
-
-
 def check_limits_early(args: argparse.Namespace) -> None:
     """Refuse unsafe settings from the station file's limits before connecting to any instrument."""
     from instrument.protocols import SafetyLimitError
@@ -73,61 +55,47 @@ def check_limits_early(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     from instrument.protocols import SafetyLimitError
-    from instrument.storage.runs import RunWriter, load_run
-    from sequences.cw_odmr import CwOdmrSweep
-    from sequences.engine import Engine, LiveSink
+    from instrument.services.cw import CwOdmrRequest, build_cw_sweep, run_cw_odmr
+    from instrument.services.report import FIGURE_NAME, pixel_size_of, plot_cw_result
 
     t0 = time.monotonic()
     check_points(args.points)
     check_limits_early(args)
     out = prepare_out(args)
     with open_station(args) as station:
-        freqs = sweep_frequencies(args, station)
-        sweep = CwOdmrSweep(freqs, args.power_dbm, coil_currents(station, args.coils, args.current_a),
-                            image_shape=station["camera"].shape, frames_per_point=args.frames_per_point,
-                            stepping=args.mw_stepping)
+        request = CwOdmrRequest(sweep_frequencies(args, station), args.power_dbm, args.coils, args.current_a,
+                                args.frames_per_point, args.mw_stepping)
         try:
-            sweep.check(station.limits)
+            n_steps = build_cw_sweep(station, request).n_steps
         except (SafetyLimitError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
-        writer = RunWriter(out, "cw_odmr", sample_name(station), sweep.scalars, sweep.setpoints)
-        metadata = run_metadata(station, command_line())
-        with ProgressBar(sweep.n_steps) as bar:
-            engine = Engine(station.instruments, station.limits, [writer, LiveSink()], metadata,
-                            on_progress=bar)
-            outcome = engine.run(sweep)
-    where = writer.run_dir
+        with ProgressBar(n_steps) as bar:
+            measured = run_cw_odmr(station, request, out, command_line(), on_progress=bar)
+    run_id, where, outcome = measured.run.run_id, measured.run.run_dir, measured.outcome
     if outcome.status != "completed":
-        print(f"acquire: run {writer.run_id} {outcome.status}: {outcome.reason}", file=sys.stderr)
-        print(f"acquire: {outcome.steps_done} of {sweep.n_steps} steps are stored in {where}",
-              file=sys.stderr)
+        print(f"acquire: run {run_id} {outcome.status}: {cli_words(outcome.reason)}", file=sys.stderr)
+        print(f"acquire: {outcome.steps_done} of {n_steps} steps are stored in {where}", file=sys.stderr)
         return EXIT_FAILED
-
-    from instrument.analysis.cw_run import FIGURE_NAME, analyse_cw_run, plot_cw_result, save_analysis
-
-    stored = load_run(out, writer.run_id)
-    plan = (stored.metadata.get("sequence") or {}).get("plan") or {}
-    result = analyse_cw_run(stored)
-    save_analysis(result, where)
+    result = measured.field_map
+    plan = measured.plan
     lo, hi = result.field_range_t
-    add_run_metadata(out, writer.run_id, {"b_nv_range_t": [lo, hi],
-                                          "converged_fraction": result.converged_fraction,
-                                          "fit_options": result.fit_off.options})
     figure = None
     if not args.no_figure:
-        figure = plot_cw_result(result, where / FIGURE_NAME,
-                                title=f"run {writer.run_id}: CW ODMR, coils {args.coils}")
+        from instrument.storage.runs import load_run
+
+        pixel_size_m = pixel_size_of(load_run(out, run_id).metadata)
+        title = f"run {run_id}: CW ODMR, coils {args.coils}"
+        figure = plot_cw_result(result, where / FIGURE_NAME, title=title, pixel_size_m=pixel_size_m)
     rows, cols = result.b_nv_t.shape
-    print(f"run {writer.run_id} completed{' (simulated)' if station.simulated else ''}")
-    print(f"  points     {sweep.n_steps} ({args.points} frequencies x I-off/I-on), image {rows}x{cols}")
+    print(f"run {run_id} completed{' (simulated)' if station.simulated else ''}")
+    print(f"  points     {n_steps} ({args.points} frequencies x I-off/I-on), image {rows}x{cols}")
     if plan:
         print(f"  MW steps   {plan.get('mw_stepping_mode')} ({plan.get('mw_stepping_reason')})")
     print(f"  B_NV range {lo * 1e6:+.2f} .. {hi * 1e6:+.2f} uT "
           f"({result.converged_fraction:.1%} of pixels fitted)")
     print(f"  time       {time.monotonic() - t0:.1f} s")
-    print(f"  data       {out / 'runs.db'} (dataset {writer.run_id}), {where}")
+    print(f"  data       {out / 'runs.db'} (dataset {run_id}), {where}")
     if figure:
         print(f"  figure     {figure}")
     return EXIT_OK

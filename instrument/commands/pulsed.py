@@ -17,27 +17,21 @@ from instrument.commands.common import (
     EXIT_FAILED,
     EXIT_OK,
     ProgressBar,
+    RequestError,
     UsageError,
-    add_run_metadata,
-    check_points,
+    cli_words,
     command_line,
     open_station,
     prepare_out,
-    run_metadata,
-    sample_name,
+)
+from instrument.services.pulsed import (  # noqa: F401 - the pulsed names, as they were importable here
+    DEFAULT_REPETITIONS,
+    DEFAULT_SWEEPS,
+    KINDS,
+    NEEDS_PI,
+    lowest_line_hz,
 )
 
-KINDS = ("rabi", "ramsey", "echo", "t1", "odmr")
-NEEDS_PI = ("ramsey", "echo", "odmr")  # measurements built on a calibrated pi pulse
-# Default sweeps (start, stop, points) in s, or Hz around the line for pulsed ODMR.
-DEFAULT_SWEEPS = {
-    "rabi": (12e-9, 600e-9, 99),
-    "ramsey": (0.0, 1.8e-6, 151),
-    "echo": (1e-6, 24e-6, 58),
-    "t1": (1e-6, 10e-3, 41),  # log-spaced (see _sweep)
-    "odmr": (-4e6, 6e6, 81),
-}
-DEFAULT_REPETITIONS = {"rabi": 1000, "ramsey": 1000, "echo": 1000, "t1": 300, "odmr": 1000}
 # What the fit reports for each kind, and the spin parameter of a simulated sample it measures.
 RESULTS = {
     "rabi": [("rabi_hz", "Rabi frequency", 1e6, "MHz", None), ("detuning_hz", "detuning", 1e6, "MHz", None)],
@@ -72,78 +66,27 @@ def add_parser(sub: Any) -> None:
     o.set_defaults(handler=run)
 
 
-def lowest_line_hz(world: Any) -> float:
-    """The simulated sample's lowest hyperfine line at its bias field: where pulsed measurements drive."""
-    from instrument.physics.nv import HYPERFINE_OFFSETS_HZ
-
-    return world.resonance_estimate_hz() + float(min(HYPERFINE_OFFSETS_HZ[world.sample.isotope]))
-
-
 def _sweep(args: argparse.Namespace, kind: str, clock_hz: float) -> Any:
-    import numpy as np
+    from instrument.services.pulsed import pulsed_sweep
 
-    start, stop, points = DEFAULT_SWEEPS[kind]
-    start = start if args.start is None else args.start
-    stop = stop if args.stop is None else args.stop
-    points = points if args.points is None else args.points
-    check_points(points)
-    if not (np.isfinite(start) and np.isfinite(stop) and stop > start):
-        raise UsageError(f"--start/--stop must be finite with stop > start, got {start:g} .. {stop:g}")
-    if kind == "t1" and start > 0:
-        values = np.geomspace(start, stop, points)  # relaxometry spans decades: log spacing
-    else:
-        values = np.linspace(start, stop, points)
-    if kind == "odmr":
-        return values
-    grid = 4 if kind == "echo" else 1  # echo splits its free evolution into two halves
-    cycles = np.round(values * clock_hz / grid) * grid
-    if len(np.unique(cycles)) < len(cycles):
-        raise UsageError(
-            f"{points} points between {start:g} s and {stop:g} s are closer than the clock allows"
-        )
-    return cycles / clock_hz
+    return pulsed_sweep(kind, clock_hz, args.start, args.stop, args.points)
 
 
-def _measurement(kind: str, sweep: Any, frequency: float, power: float, args: argparse.Namespace,
-                 shape: tuple[int, int], pi: Any, clock_hz: float) -> Any:
-    from sequences.pulsed import MEASUREMENTS, ShotTiming
+def _request(kind: str, sweep: Any, frequency: float, power: float, args: argparse.Namespace) -> Any:
+    from instrument.services.pulsed import PulsedRequest
 
-    reps = args.repetitions or DEFAULT_REPETITIONS[kind]
-    timing = ShotTiming(repetitions=reps)
-    cls = MEASUREMENTS[kind]
-    common = dict(image_shape=shape, timing=timing, clock_hz=clock_hz, counter_role=args.counter)
-    if kind == "rabi" or kind == "t1":
-        return cls(sweep, frequency, power, **common)
-    if kind == "ramsey":
-        return cls(sweep, frequency + args.detuning_hz, power, pi_pulse=pi, **common)
-    if kind == "odmr":
-        return cls(frequency + sweep, frequency, power, pi_pulse=pi, **common)
-    return cls(sweep, frequency, power, pi_pulse=pi, **common)
+    return PulsedRequest(kind, frequency, power, sweep, args.repetitions, args.detuning_hz, args.counter)
 
 
-def _run_one(station: Any, out: Any, measurement: Any, desc: str) -> tuple[Any, Any, Any]:
-    """Run a measurement through the engine into storage; returns (writer, outcome, data)."""
-    import numpy as np
+def _run_one(station: Any, out: Any, measurement: Any, desc: str) -> Any:
+    """Run a measurement through the service into storage, with a progress bar; returns the result."""
+    from instrument.services.pulsed import run_pulsed
 
-    from instrument.storage.runs import RunWriter, load_run
-    from sequences.engine import Engine, LiveSink
-
-    writer = RunWriter(out, f"pulsed_{measurement.kind}", sample_name(station), measurement.scalars,
-                       measurement.setpoints)
-    metadata = run_metadata(station, command_line())
     with ProgressBar(measurement.n_steps, desc) as bar:
-        engine = Engine(station.instruments, station.limits, [writer, LiveSink()], metadata,
-                        on_progress=bar)
-        outcome = engine.run(measurement)
-    if outcome.status != "completed":
-        return writer, outcome, None
-    stored = load_run(out, writer.run_id)
-    order = np.argsort(stored.scalars[measurement.sweep_name])
-    data = tuple(stored.scalars[k][order] for k in (measurement.sweep_name, "ratio", "ratio_err"))
-    return writer, outcome, data
+        return run_pulsed(station, measurement, out, command_line(), on_progress=bar)
 
 
-def _report(station: Any, kind: str, fit: Any, counter: str) -> list[str]:
+def _report(station: Any, kind: str, fit: Any, counter: str, power_dbm: float) -> list[str]:
     # A simulated counter knows the sample's spin parameters: show them beside the fit.
     spins = getattr(station.instruments.get(counter), "spins", None)
     params = getattr(spins, "params", None)
@@ -157,23 +100,25 @@ def _report(station: Any, kind: str, fit: Any, counter: str) -> list[str]:
         if params is not None and truth is not None:
             text += f"   (simulated sample: {getattr(params, truth) / scale:.5g} {unit})"
         lines.append(text)
-    if kind == "odmr" and params is not None and station.world is not None:
-        lines[0] += f"   (simulated sample: {lowest_line_hz(station.world) / 1e6:.9g} MHz)"
+    line_hz = station.sample.lowest_line_hz
+    if kind == "odmr" and params is not None and line_hz is not None:
+        lines[0] += f"   (simulated sample: {line_hz / 1e6:.9g} MHz)"
     if kind == "rabi":
         from instrument.analysis.pulsed import rabi_pi_time_s
 
-        if params is not None and station.world is not None:
-            expected = params.rabi_hz(station.world.mw_power_dbm)
+        if params is not None:
+            expected = params.rabi_hz(power_dbm)
             lines[0] += f"   (simulated drive: {expected / 1e6:.5g} MHz)"
         lines.append(f"  {'pi pulse':<16} {rabi_pi_time_s(fit) * 1e9:.1f} ns")
     return lines
 
 
 def run(args: argparse.Namespace) -> int:
-    from instrument.analysis.pulsed import PulsedFitError, plot_pulsed_fit
     from instrument.protocols import SafetyLimitError
+    from instrument.services.pulsed import build_pulsed, pi_pulse_from_run
+    from instrument.services.report import plot_pulsed_fit
     from instrument.station import read_limits
-    from sequences.pulsed import PiPulse, pi_pulse_from_rabi
+    from sequences.pulsed import PiPulse
 
     t0 = time.monotonic()
     kind = args.kind
@@ -192,48 +137,45 @@ def run(args: argparse.Namespace) -> int:
         clock_hz = station["pulser"].clock_hz
         frequency = args.frequency_hz
         if frequency is None:
-            if station.world is None:
-                raise UsageError("give the MW frequency with --frequency-hz (no simulated sample to ask)")
-            frequency = lowest_line_hz(station.world)
+            frequency = lowest_line_hz(station.sample)
+        if frequency is None:
+            raise UsageError("give the MW frequency with --frequency-hz (the station's sample gives no "
+                             "expected resonance)")
         shape = station[args.counter].shape
         sweep = _sweep(args, kind, clock_hz)
 
         pi = None
-        runs: list[int] = []
         if kind in NEEDS_PI:
             if args.pi_ns is not None:
                 pi = PiPulse(round(args.pi_ns * 1e-9 * clock_hz) / clock_hz, frequency, power)
             else:
-                rabi = _measurement("rabi", _sweep(argparse.Namespace(start=None, stop=None, points=None),
-                                                   "rabi", clock_hz), frequency, power, args, shape, None,
-                                    clock_hz)
+                rabi_request = _request("rabi", _sweep(argparse.Namespace(start=None, stop=None, points=None),
+                                                       "rabi", clock_hz), frequency, power, args)
+                rabi = build_pulsed(rabi_request, shape, clock_hz)
                 _check(rabi, station)
-                writer, outcome, data = _run_one(station, out, rabi, "pi calibration")
-                if data is None:
-                    return _failed(writer, outcome, rabi)
+                calibration = _run_one(station, out, rabi, "pi calibration")
+                if calibration.data is None:
+                    return _failed(calibration.run, rabi)
                 try:
-                    pi = pi_pulse_from_rabi(rabi.fit(*data), frequency, power, clock_hz)
-                except (PulsedFitError, ValueError) as exc:
-                    print(f"acquire: pi-pulse calibration failed: {exc}; give --pi-ns", file=sys.stderr)
+                    pi = pi_pulse_from_run(calibration, clock_hz)
+                except RequestError as exc:
+                    print(f"acquire: {cli_words(str(exc))}", file=sys.stderr)
                     return EXIT_FAILED
-                add_run_metadata(out, writer.run_id, {"pi_pulse": vars(pi)})
-                runs.append(writer.run_id)
-                print(f"pi pulse {pi.pi_s * 1e9:.0f} ns from Rabi run {writer.run_id} "
+                print(f"pi pulse {pi.pi_s * 1e9:.0f} ns from Rabi run {calibration.run.run_id} "
                       f"(Rabi frequency {pi.rabi_hz / 1e6:.4g} MHz)")
-        measurement = _measurement(kind, sweep, frequency, power, args, shape, pi, clock_hz)
+        measurement = build_pulsed(_request(kind, sweep, frequency, power, args), shape, clock_hz, pi)
         _check(measurement, station)
-        writer, outcome, data = _run_one(station, out, measurement, kind)
-        if data is None:
-            return _failed(writer, outcome, measurement)
-        try:
-            fit = measurement.fit(*data)
-        except PulsedFitError as exc:
-            print(f"acquire: run {writer.run_id} stored, but the {kind} fit failed: {exc}", file=sys.stderr)
+        result = _run_one(station, out, measurement, kind)
+        if result.data is None:
+            return _failed(result.run, measurement)
+        if result.fit is None:
+            print(f"acquire: run {result.run.run_id} stored, but the {kind} fit failed: {result.fit_error}",
+                  file=sys.stderr)
             return EXIT_FAILED
-        add_run_metadata(out, writer.run_id, {"fit": {"params": fit.params, "errors": fit.errors,
-                                                      "reduced_chi2": fit.reduced_chi2}})
-        report = _report(station, kind, fit, args.counter)
+        fit = result.fit
+        report = _report(station, kind, fit, args.counter, power)
         simulated = station.simulated
+    writer = result.run.writer
     figure = None
     if not args.no_figure:
         from sequences.plot import plot_sequence
@@ -261,8 +203,9 @@ def _check(measurement: Any, station: Any) -> None:
         raise UsageError(str(exc)) from exc
 
 
-def _failed(writer: Any, outcome: Any, measurement: Any) -> int:
-    print(f"acquire: run {writer.run_id} {outcome.status}: {outcome.reason}", file=sys.stderr)
-    print(f"acquire: {outcome.steps_done} of {measurement.n_steps} steps are stored in {writer.run_dir}",
+def _failed(prepared: Any, measurement: Any) -> int:
+    outcome = prepared.outcome
+    print(f"acquire: run {prepared.run_id} {outcome.status}: {cli_words(outcome.reason)}", file=sys.stderr)
+    print(f"acquire: {outcome.steps_done} of {measurement.n_steps} steps are stored in {prepared.run_dir}",
           file=sys.stderr)
     return EXIT_FAILED

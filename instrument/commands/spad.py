@@ -14,10 +14,10 @@ from instrument.commands.common import (
     UsageError,
     add_sweep_options,
     check_points,
+    cli_words,
     command_line,
     open_station,
     prepare_out,
-    run_metadata,
     sweep_frequencies,
 )
 
@@ -38,11 +38,13 @@ def add_parser(sub: Any) -> None:
 def run_odmr(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from instrument.analysis.spad_run import analyse_spad_run, plot_spad_result
+    from instrument.analysis.spad_run import analyse_spad_run
     from instrument.protocols import SafetyLimitError
+    from instrument.services.report import plot_spad_result
+    from instrument.services.runs import run_sequence
     from instrument.station import bundled_station
-    from instrument.storage.runs import RunWriter, load_run
-    from sequences.engine import Engine, LiveSink
+    from instrument.storage.runs import load_run
+    from sequences.engine import LiveSink
     from sequences.spad_odmr import SpadOdmrSweep
 
     t0 = time.monotonic()
@@ -60,13 +62,12 @@ def run_odmr(args: argparse.Namespace) -> int:
         except (SafetyLimitError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
         frame_period_s = float(spad.frame_period_s())
-        writer = RunWriter(out, "spad_odmr", station.name, sweep.scalars, sweep.setpoints)
-        metadata = run_metadata(station, command_line(), spad_frame_period_s=frame_period_s)
         with ProgressBar(sweep.n_steps) as bar:
-            outcome = Engine(station.instruments, station.limits, [writer, LiveSink()], metadata,
-                             on_progress=bar).run(sweep)
+            measured = run_sequence(station, sweep, out, command_line(), sinks=[LiveSink()], on_progress=bar,
+                                    sample=station.name, spad_frame_period_s=frame_period_s)
+    writer, outcome = measured.writer, measured.outcome
     if outcome.status != "completed":
-        print(f"acquire: run {writer.run_id} {outcome.status}: {outcome.reason}", file=sys.stderr)
+        print(f"acquire: run {writer.run_id} {outcome.status}: {cli_words(outcome.reason)}", file=sys.stderr)
         return EXIT_FAILED
     result = analyse_spad_run(load_run(out, writer.run_id), frame_period_s)
     figure = plot_spad_result(result, writer.run_dir / "figure.png",

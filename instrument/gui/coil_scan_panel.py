@@ -27,16 +27,15 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from instrument.commands.common import UsageError
-from instrument.gui.cw_panel import CW_ROLES, spin
+from instrument.gui.cw_panel import spin
 from instrument.gui.run_controls import RunControls, format_duration
 from instrument.gui.scan_panel import ScanPanel, sweep_center_mhz
 from instrument.gui.worker import BackgroundTask
 from instrument.protocols import SafetyLimitError
+from instrument.services.coil_scan import COIL_SCAN_ROLES  # noqa: F401 - every configuration is a CW sweep
 from sequences.engine import Progress
 from sequences.scan_health import HEALTH_ACTIONS, HealthLimits
 
-COIL_SCAN_ROLES = CW_ROLES  # every configuration is a CW-ODMR sweep
 SCAN_FOLDER = "coil-scan"
 MIN_POINTS = 5
 
@@ -120,13 +119,14 @@ def finished_config(out_dir: Path, progress: Any) -> ConfigDone:
     import h5py
 
     from instrument.analysis.cw_run import ANALYSIS_NAME
+    from instrument.storage.runs import run_folder
     from instrument.storage.scan_ledger import read_ledger
 
     row = next((r for r in read_ledger(out_dir) if r.position == progress.position), None)
     run_id = row.run_id if row is not None else None
     image = None
     if run_id is not None and progress.status == "done":
-        path = Path(out_dir) / f"run-{run_id:04d}" / ANALYSIS_NAME
+        path = run_folder(out_dir, run_id) / ANALYSIS_NAME
         if path.exists():
             with h5py.File(path, "r") as f:
                 image = f["b_nv_t"][...]
@@ -156,7 +156,7 @@ class CoilScanRunner(BackgroundTask):
         scan.on_config = lambda p: self.config_done.emit(finished_config(out, p))
 
     def _run(self) -> CoilScanResult:
-        from sequences.coil_scan import export_results
+        from instrument.storage.scan_results import export_results
 
         scan = self.scan
         ledger = scan.open_ledger()
@@ -188,8 +188,8 @@ class CoilScanPanel(ScanPanel):
     def __init__(self, station: Any, out_dir: Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.station = station
-        world = station.world
-        drive_ua = world.sample.drive_current_a * 1e6 if world is not None else 0.0
+        drive_a = station.sample.drive_current_a
+        drive_ua = drive_a * 1e6 if drive_a is not None else 0.0
         self.folder = QLineEdit(str(Path(out_dir) / SCAN_FOLDER))
         self.coils = QLineEdit("2")
         self.coils.setToolTip("the first N coils, or names such as L1C1,L1C2")
@@ -256,7 +256,7 @@ class CoilScanPanel(ScanPanel):
             ValueError: the scan cannot run; the message says why.
             SafetyLimitError: a configuration exceeds a lab limit.
         """
-        from instrument.commands.coil_scan import build_coil_scan
+        from instrument.services.coil_scan import build_coil_scan
 
         if self.points.value() < MIN_POINTS:
             raise ValueError(f"a field map needs at least {MIN_POINTS} frequency points, "
@@ -267,13 +267,9 @@ class CoilScanPanel(ScanPanel):
         freqs = self.center.value() * 1e6 + np.linspace(-span_hz / 2, span_hz / 2, self.points.value())
         health = HealthLimits(self.contrast_drift.value() / 100, self.rate_drift.value() / 100,
                               self.bias_drift.value() * 1e-6, self.health_action.currentText())
-        try:
-            scan = build_coil_scan(self.station, Path(self.folder.text().strip()), self.coils.text(),
-                                   self.configs.text().strip() or None, self.current.value() * 1e-6, freqs,
-                                   self.power.value(), self.frames.value(), health, {})
-        except UsageError as exc:
-            raise ValueError(str(exc).replace("--coils", "coils").replace("--configs", "configurations")
-                             .replace("--current-a", "the coil current")) from exc
+        scan = build_coil_scan(self.station, Path(self.folder.text().strip()), self.coils.text(),
+                               self.configs.text().strip() or None, self.current.value() * 1e-6, freqs,
+                               self.power.value(), self.frames.value(), health, {})
         if self.frames.value() < 1:
             raise ValueError("frames per point must be at least 1")
         scan.check()

@@ -17,15 +17,12 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from instrument.commands.common import UsageError
-from instrument.commands.odmr import coil_currents
 from instrument.gui.run_controls import RunControls, format_duration
 from instrument.gui.scan_panel import ScanPanel, sweep_center_mhz
 from instrument.protocols import SafetyLimitError
+from instrument.services.cw import CwOdmrRequest, build_cw_sweep
 from sequences.cw_odmr import CwOdmrSweep
 from sequences.mw_stepping import STEPPING_MODES
-
-CW_ROLES = ("mw", "pulser", "camera", "coils")
 
 
 def spin(lo: float, hi: float, value: float, decimals: int, suffix: str) -> QDoubleSpinBox:
@@ -53,8 +50,8 @@ class CwOdmrPanel(ScanPanel):
     def __init__(self, station: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.station = station
-        world = station.world
-        drive_ua = world.sample.drive_current_a * 1e6 if world is not None else 0.0
+        drive_a = station.sample.drive_current_a
+        drive_ua = drive_a * 1e6 if drive_a is not None else 0.0
         mw_ceiling = station.limits.mw_power_max_dbm
         self.image_shape = tuple(station["camera"].shape)  # read once, while no run owns the camera
         self.center = spin(1.0, 6000.0, sweep_center_mhz(station), 4, "MHz")
@@ -110,16 +107,9 @@ class CwOdmrPanel(ScanPanel):
         center_hz = self.center.value() * 1e6
         span_hz = self.span.value() * 1e6
         freqs = center_hz + np.linspace(-span_hz / 2, span_hz / 2, self.points.value())
-        try:
-            currents = coil_currents(self.station, self.coils.text(), self.current.value() * 1e-6)
-        except UsageError as exc:
-            raise ValueError(str(exc).replace("--current-a", "the coil current")) from exc
-        sweep = CwOdmrSweep(freqs, self.power.value(), currents,
-                            image_shape=self.image_shape,
-                            frames_per_point=self.frames.value(),
-                            stepping=self.stepping.currentText())
-        sweep.check(self.station.limits)
-        return sweep
+        request = CwOdmrRequest(freqs, self.power.value(), self.coils.text(), self.current.value() * 1e-6,
+                                self.frames.value(), self.stepping.currentText())
+        return build_cw_sweep(self.station, request)
 
     def validate(self) -> CwOdmrSweep | None:
         """Check the parameters now; show the problem and disable Start if there is one.

@@ -142,6 +142,6 @@ def cube_from_run(run: StoredRun) -> tuple[SweepCube, np.ndarray]:
 
 def pixel_size_of(metadata_or_snapshot: dict[str, Any]) -> float | None:
     """The camera's pixel size on the sample from a station snapshot, if it reports one."""
-    snap = metadata_or_snapshot.get("station_snapshot", metadata_or_snapshot)
-    value = (snap.get("instruments") or {}).get("camera", {}).get("pixel_size_m")
-    return float(value) if value else None
+    from instrument.services.report import pixel_size_of as from_metadata
+
+    return from_metadata(metadata_or_snapshot)

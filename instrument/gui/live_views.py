@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QPointF, QRectF, pyqtSignal
+from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from instrument.gui.live_data import Spectra
@@ -98,8 +98,22 @@ class ImagePanel(QWidget):
             rows, cols = self.data.shape
             self.image.setRect(QRectF(0, 0, cols * self._scale, rows * self._scale))
             self.set_pixel(rows // 2, cols // 2, emit=False)
+            self.fit_view()
         self.title.setText(f"{title} ({unit})" if unit else title)
         self.frames_shown += 1
+
+    def fit_view(self) -> None:
+        """Show the whole image and nothing much beside it (the view follows the image, not the marker)."""
+        if self.data is None:
+            return
+        rows, cols = self.data.shape
+        self.plot.vb.disableAutoRange()
+        self.plot.setRange(xRange=(0, cols * self._scale), yRange=(0, rows * self._scale), padding=0)
+
+    def view_rect(self) -> tuple[float, float, float, float]:
+        """The visible (x0, x1, y0, y1) in axis units."""
+        (x0, x1), (y0, y1) = self.plot.vb.viewRange()
+        return x0, x1, y0, y1
 
     def set_pixel(self, row: int, col: int, emit: bool = True) -> None:
         self.pixel = (row, col)
@@ -175,7 +189,9 @@ class SpectrumPanel(QWidget):
             colour = GROUP_PENS.get(group, "k")
             name = self.group_names.get(group, f"group {group}") + (" fit" if fit else "")
             if fit:
-                item = plot.plot(pen=pg.mkPen(colour, width=2), name=name)
+                # Dashed and drawn over the data: a fit is told apart from the measured points at a glance.
+                item = plot.plot(pen=pg.mkPen(colour, width=2, style=Qt.PenStyle.DashLine), name=name)
+                item.setZValue(10)
             else:
                 # Lines without symbols: symbols cost more to paint than the live view can afford.
                 item = plot.plot(pen=pg.mkPen(colour, width=1.5), name=name)

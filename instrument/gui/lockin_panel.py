@@ -15,12 +15,12 @@ from typing import Any
 from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import QFormLayout, QLabel, QLineEdit, QSpinBox, QVBoxLayout, QWidget
 
-from instrument.commands.lockin import ROLES, LockInPlan, LockInRequest, plan_lockin, stimulus_channel_names
 from instrument.gui.cw_panel import spin
 from instrument.gui.lockin_view import CaptureStats
 from instrument.gui.run_controls import RunControls, format_duration
 from instrument.gui.scan_panel import ScanPanel, sweep_center_mhz
 from instrument.protocols import SafetyLimitError
+from instrument.services.lockin import ROLES, LockInPlan, LockInRequest, plan_lockin, stimulus_channel_names
 
 LOCKIN_ROLES = ROLES
 RAW_BYTES_PER_PIXEL = 4  # int16 I plus int16 Q

@@ -27,30 +27,34 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from instrument.analysis.cw_run import CwFieldMap, analyse_cw_run, fitted_curve, plot_cw_result
-from instrument.commands.common import run_metadata, sample_name
+from instrument.analysis.cw_run import CwFieldMap, fitted_curve
+from instrument.gui.analysis_jobs import AnalysisJobs
+from instrument.gui.capture_controller import CaptureController
+from instrument.gui.coil_scan_controller import CoilScanController
 from instrument.gui.coil_scan_panel import (
-    COIL_SCAN_ROLES,
     CoilScanPanel,
     CoilScanResult,
-    CoilScanRunner,
     ConfigDone,
-    ScanControl,
 )
-from instrument.gui.cw_panel import CW_ROLES, CwOdmrPanel
+from instrument.gui.cw_panel import CwOdmrPanel
 from instrument.gui.live_data import IMAGE_LABELS, IMAGE_NAME, SweepCube, cube_from_run, pixel_size_of
 from instrument.gui.live_views import REFRESH_INTERVAL_MS, ImagePanel, SpectrumPanel, next_refresh_ms
-from instrument.gui.lockin_panel import LOCKIN_ROLES, LockInPanel
+from instrument.gui.lockin_panel import LockInPanel
 from instrument.gui.lockin_view import LiveTap, LockInMovieView
-from instrument.gui.pulsed_panel import COUNTER_ROLE, PulsedPanel
+from instrument.gui.pulsed_panel import PulsedPanel
 from instrument.gui.queue_view import QueueView
 from instrument.gui.reconstruction_view import ReconstructionView
 from instrument.gui.run_browser import RunBrowser
-from instrument.gui.spad_panel import SPAD_ROLE, SpadOdmrPanel
+from instrument.gui.run_controller import RunController
+from instrument.gui.spad_panel import SpadOdmrPanel
 from instrument.gui.station_panel import StationPanel
-from instrument.gui.worker import BackgroundTask, EngineRunner
+from instrument.gui.wording import gui_words
+from instrument.gui.worker import BackgroundTask
+from instrument.services.capabilities import missing
+from instrument.services.report import plot_cw_result
+from instrument.services.runs import run_metadata
 from instrument.storage.runs import RunWriter, StoredRun
-from sequences.engine import Engine, LiveSink, Progress, RunOutcome, Sink
+from sequences.engine import LiveSink, Progress, RunOutcome, Sink
 
 LIVE_FRAME = "latest frame"
 SCAN_MAP = "latest field map of the coil scan"
@@ -72,16 +76,16 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"QDM acquire: {station.name}" + ("  [SIMULATED]" if station.simulated else ""))
 
         self.station_panel = StationPanel(station)
-        # One scan panel per measurement the station has the instruments for.
+        # One scan panel per measurement the station has the instruments (roles and capabilities) for.
         controls = QTabWidget()
-        has = set(station.instruments)
-        self.cw_panel: CwOdmrPanel | None = CwOdmrPanel(station) if has >= set(CW_ROLES) else None
-        self.pulsed_panel: PulsedPanel | None = (PulsedPanel(station) if {COUNTER_ROLE, "pulser", "mw"} <= has
-                                                else None)
-        self.spad_panel: SpadOdmrPanel | None = SpadOdmrPanel(station) if {SPAD_ROLE, "mw"} <= has else None
-        self.lockin_panel: LockInPanel | None = LockInPanel(station) if set(LOCKIN_ROLES) <= has else None
+        self.lacks = missing(station)
+        can = {kind for kind, problems in self.lacks.items() if not problems}
+        self.cw_panel: CwOdmrPanel | None = CwOdmrPanel(station) if "cw_odmr" in can else None
+        self.pulsed_panel: PulsedPanel | None = PulsedPanel(station) if "pulsed" in can else None
+        self.spad_panel: SpadOdmrPanel | None = SpadOdmrPanel(station) if "spad_odmr" in can else None
+        self.lockin_panel: LockInPanel | None = LockInPanel(station) if "lockin" in can else None
         self.coil_scan_panel: CoilScanPanel | None = (CoilScanPanel(station, self.out_dir)
-                                                      if set(COIL_SCAN_ROLES) <= has else None)
+                                                      if "coil_scan" in can else None)
         for panel, title in ((self.cw_panel, "CW ODMR"), (self.pulsed_panel, "Pulsed"),
                              (self.spad_panel, "SPAD ODMR"), (self.lockin_panel, "Lock-in"),
                              (self.coil_scan_panel, "Coil scan")):
@@ -148,18 +152,16 @@ class MainWindow(QMainWindow):
 
         self.live_sink: LiveSink | None = None
         self.cube: SweepCube | None = None
-        self.runner: EngineRunner | None = None
-        self.writer: RunWriter | None = None
+        self.engine_run = RunController(station, self.out_dir, self)
+        self.engine_run.progress.connect(self._progress)
+        self.engine_run.done.connect(self._run_done)
+        self.engine_run.failed.connect(self._run_failed)
         self.fit: CwFieldMap | None = None
         self.fit_run_id: int | None = None
-        self.task: BackgroundTask | None = None
-        self.last_outcome: RunOutcome | None = None
-        self.capture_task: BackgroundTask | None = None
-        self.capture_tap: LiveTap | None = None
-        self.last_capture: Any = None  # instrument.commands.lockin.LockInOutcome
-        self.scan_runner: CoilScanRunner | None = None
-        self.last_scan: CoilScanResult | None = None
-        self.scan_map: ConfigDone | None = None
+        self.jobs = AnalysisJobs(self)  # fits and reconstructions of stored runs
+        self.jobs.failed.connect(lambda message: self.statusBar().showMessage(gui_words(message)))
+        self.capture = CaptureController(station, self.out_dir, self._command, self)
+        self.coil_scan = CoilScanController(self)
         self._seen_step: Any = None
         self._pending_progress: Progress | None = None
         self._tick_started = 0.0
@@ -175,23 +177,27 @@ class MainWindow(QMainWindow):
 
         for panel in self.engine_panels:
             panel.start_requested.connect(lambda seq, p=panel: self.start_run(seq, panel=p))
-            panel.pause_requested.connect(lambda: self.runner and self.runner.pause())
-            panel.resume_requested.connect(lambda: self.runner and self.runner.resume())
+            panel.pause_requested.connect(self.engine_run.pause)
+            panel.resume_requested.connect(self.engine_run.resume)
             panel.abort_requested.connect(self.abort_run)
         if self.lockin_panel is not None and self.movie_view is not None:
-            from instrument.commands.lockin import ABORTED, STOPPED
-
             lockin = self.lockin_panel
             lockin.start_requested.connect(self.start_capture)
-            lockin.stop_requested.connect(lambda: self.capture_tap and self.capture_tap.stop(STOPPED))
-            lockin.abort_requested.connect(lambda: self.capture_tap and self.capture_tap.stop(ABORTED))
+            lockin.stop_requested.connect(self.capture.stop)
+            lockin.abort_requested.connect(self.capture.abort)
             self.movie_view.stats_changed.connect(lockin.show_capture)
+            self.capture.done.connect(self._capture_done)
+            self.capture.failed.connect(self._run_failed)
         if self.coil_scan_panel is not None:
             scan = self.coil_scan_panel
             scan.start_requested.connect(self.start_coil_scan)
-            scan.pause_requested.connect(lambda: self.scan_runner and self.scan_runner.pause())
-            scan.resume_requested.connect(lambda: self.scan_runner and self.scan_runner.resume())
-            scan.abort_requested.connect(lambda: self.scan_runner and self.scan_runner.abort())
+            scan.pause_requested.connect(self.coil_scan.pause)
+            scan.resume_requested.connect(self.coil_scan.resume)
+            scan.abort_requested.connect(self.coil_scan.abort)
+            self.coil_scan.step.connect(self._progress)
+            self.coil_scan.config_done.connect(self._config_done)
+            self.coil_scan.done.connect(self._coil_scan_done)
+            self.coil_scan.failed.connect(self._run_failed)
         self.image_panel.pixel_chosen.connect(lambda r, c: self.refresh_spectra())
         self.run_browser.open_requested.connect(self.open_run)
         self.run_browser.refit_requested.connect(self.refit_run)
@@ -204,9 +210,11 @@ class MainWindow(QMainWindow):
 
     @property
     def running(self) -> bool:
-        """A measurement (engine run, lock-in capture or coil scan) owns the instruments."""
-        return any(job is not None and job.is_running()
-                   for job in (self.runner, self.capture_task, self.scan_runner))
+        """A measurement (engine run, lock-in capture or coil scan) owns the instruments, or the field map of
+        the CW run just measured is being fitted (the run ends with its map on screen)."""
+        measuring = any(job is not None and job.is_running()
+                        for job in (self.engine_run, self.capture, self.coil_scan))
+        return measuring or self.jobs.fitting_after_a_run()
 
     def _set_running(self, running: bool) -> None:
         for p in self.scan_panels:
@@ -226,28 +234,42 @@ class MainWindow(QMainWindow):
         if self.running:
             self.statusBar().showMessage("a run is already going; abort it first")
             return
-        station = self.station
-        self.writer = RunWriter(self.out_dir, sequence.name, sample_name(station), sequence.scalars,
-                                sequence.setpoints)
         self.live_sink = LiveSink()
         self.sequence = sequence
         self.active_panel = panel or self.active_panel
         self.image_name = next(iter(sequence.image_shapes))
         x_name = sequence.setpoints[-1]
         self.cube = SweepCube(self.image_name, x_name)
-        engine = Engine(station.instruments, station.limits,
-                        [self.writer, self.live_sink, self.cube, *probes], self._run_metadata())
-        self.runner = EngineRunner(engine, sequence, self)
-        self.runner.progress.connect(self._progress)
-        self.runner.done.connect(self._run_done)
-        self.runner.failed.connect(self._run_failed)
         self._reset_image_choices()
         self._set_spectrum_axes(x_name, sequence.scalars[x_name], self.image_name,
                                 is_cw=sequence.name == "cw_odmr")
-        self._go_live(f"live: {sequence.name} on {station.name}")
+        self._go_live(f"live: {sequence.name} on {self.station.name}")
         self.active_panel.show_progress(Progress(0, sequence.n_steps, 0.0, "starting"))
-        self.runner.start()
+        # The same service calls as the CLI: the run is wired (writer, engine, metadata) there.
+        self.engine_run.start(sequence, self._command(), [self.live_sink, self.cube, *probes],
+                              pulsed=panel is not None and panel is self.pulsed_panel)
         self.timer.start()
+
+    # the engine-run job's state, where the window's callers (tests, benchmarks) look for it
+    @property
+    def runner(self) -> Any:
+        return self.engine_run.runner
+
+    @property
+    def writer(self) -> RunWriter | None:
+        return self.engine_run.writer
+
+    @property
+    def runs_started(self) -> int:
+        return self.engine_run.runs_started
+
+    @property
+    def last_outcome(self) -> RunOutcome | None:
+        return self.engine_run.last_outcome
+
+    @last_outcome.setter
+    def last_outcome(self, outcome: RunOutcome | None) -> None:
+        self.engine_run.last_outcome = outcome
 
     def _run_metadata(self) -> dict[str, Any]:
         """What every run started here stores about the station and how it was started."""
@@ -270,7 +292,7 @@ class MainWindow(QMainWindow):
 
     def abort_run(self) -> None:
         if self.runner is not None:
-            self.runner.abort()
+            self.engine_run.abort()
             self.statusBar().showMessage("aborting: the engine stops after the step in flight")
 
     def refresh_live(self) -> None:
@@ -326,7 +348,6 @@ class MainWindow(QMainWindow):
         self._pending_progress = progress
 
     def _run_done(self, outcome: RunOutcome) -> None:
-        self.last_outcome = outcome
         self.timer.stop()
         self.refresh_live()
         self._set_running(False)
@@ -339,22 +360,35 @@ class MainWindow(QMainWindow):
         is_rabi = getattr(self.sequence, "kind", "") == "rabi"
         if run_id is not None and outcome.status == "completed" and is_rabi:
             self._calibrate_pi_pulse(run_id)
+        if run_id is not None and outcome.status == "completed" and self.sequence.name == "cw_odmr":
+            self._show_field_map(run_id)
+
+    def _show_field_map(self, run_id: int) -> None:
+        """A completed CW run ends with its field map on screen, fitted and stored as by ``acquire odmr``."""
+        started = self.runs_started
+        self.statusBar().showMessage(f"run {run_id} completed; fitting its field map...")
+        self.jobs.field_map(self.out_dir, run_id,
+                            lambda result: self._field_map_done(run_id, result, started))
+
+    def _field_map_done(self, run_id: int, result: CwFieldMap, started: int) -> None:
+        if started != self.runs_started or self.running:
+            return  # another run owns the views now; the map is stored beside the run
+        self.run_browser.refresh()
+        run = self.run_browser.runs.get(run_id)
+        if run is not None:
+            self._fit_done(run, result, None)
 
     def _calibrate_pi_pulse(self, run_id: int) -> None:
         """A completed Rabi run gives the pi pulse of the next Ramsey, echo or pulsed ODMR."""
-        from instrument.analysis.pulsed import PulsedFitError
-        from sequences.pulsed import pi_pulse_from_rabi
+        from instrument.services.errors import RequestError
 
-        rabi = self.sequence
-        run = self.run_browser.runs.get(run_id)
-        if run is None or self.pulsed_panel is None:
+        if self.pulsed_panel is None:
             return
-        order = np.argsort(run.scalars[rabi.sweep_name])
-        data = tuple(run.scalars[k][order] for k in (rabi.sweep_name, "ratio", "ratio_err"))
         try:
-            pi = pi_pulse_from_rabi(rabi.fit(*data), rabi.frequency_hz, rabi.power_dbm, rabi.clock_hz)
-        except (PulsedFitError, ValueError) as exc:
-            self.statusBar().showMessage(f"Rabi run {run_id}: no pi pulse from the fit ({exc})")
+            pi = self.engine_run.pi_pulse(self.sequence)
+        except RequestError as exc:
+            self.statusBar().showMessage(f"Rabi run {run_id}: no pi pulse from the fit "
+                                         f"({gui_words(str(exc))})")
             return
         self.pulsed_panel.set_pi_pulse(pi.pi_s)
         self.statusBar().showMessage(f"Rabi run {run_id}: pi pulse {pi.pi_s * 1e9:.0f} ns "
@@ -366,7 +400,7 @@ class MainWindow(QMainWindow):
             self.movie_view.stop()
         self._set_running(False)
         self.active_panel.show_outcome("failed", f"{type(exc).__name__}: {exc}")
-        self.statusBar().showMessage(f"run failed: {exc}")
+        self.statusBar().showMessage(f"run failed: {gui_words(str(exc))}")
 
     # ---- lock-in capture ----------------------------------------------------------------------------
 
@@ -375,30 +409,31 @@ class MainWindow(QMainWindow):
 
     def start_capture(self, plan: Any) -> None:
         """Run a checked lock-in capture (``LockInPlan``) in a worker thread; the movie view follows it."""
-        from instrument.commands.lockin import ABORTED, record_lockin
-
-        if self.running or self.movie_view is None:
+        if self.running or self.movie_view is None or self.lockin_panel is None:
             self.statusBar().showMessage("a run is already going; abort it first")
             return
-        tap = LiveTap(plan.n_frames, plan.request.frame_rate_hz, self.lockin_panel.image_shape)
-        station, out, command = self.station, self.out_dir, self._command()
-        self.capture_tap = tap
-        self.last_capture = None
         self.active_panel = self.lockin_panel
-        self.capture_task = BackgroundTask(
-            lambda: record_lockin(station, out, plan, command, on_capture=tap.attach,
-                                  aborted=lambda: tap.aborted(ABORTED)), self)
-        self.capture_task.done.connect(self._capture_done)
-        self.capture_task.failed.connect(self._run_failed)
         self._set_running(True)
+        tap = self.capture.start(plan, self.lockin_panel.image_shape)
         self.movie_view.watch(tap)
         self.views.setCurrentWidget(self.movie_view)
         self.statusBar().showMessage(f"lock-in capture of {plan.n_frames} frames started")
-        self.capture_task.start()
+
+    # the capture job's state, where the window's callers (tests, benchmarks) look for it
+    @property
+    def capture_task(self) -> BackgroundTask | None:
+        return self.capture.task
+
+    @property
+    def capture_tap(self) -> LiveTap | None:
+        return self.capture.tap
+
+    @property
+    def last_capture(self) -> Any:
+        return self.capture.last_outcome
 
     def _capture_done(self, outcome: Any) -> None:
         assert self.movie_view is not None and self.lockin_panel is not None
-        self.last_capture = outcome
         self.movie_view.finish()
         self._set_running(False)
         capture = outcome.result.capture if outcome.result is not None else None
@@ -416,32 +451,36 @@ class MainWindow(QMainWindow):
         if self.running or self.coil_scan_panel is None:
             self.statusBar().showMessage("a run is already going; abort it first")
             return
-        scan.measurement.metadata = self._run_metadata()
         self.live_sink = LiveSink()
         self.cube = SweepCube(IMAGE_NAME, "frequency_hz")
         self.sequence = None
-        self.scan_map = None
-        self.last_scan = None
         self.active_panel = self.coil_scan_panel
-        self.scan_runner = CoilScanRunner(scan, ScanControl([self.live_sink, self.cube]), self)
-        self.scan_runner.step.connect(self._progress)
-        self.scan_runner.config_done.connect(self._config_done)
-        self.scan_runner.done.connect(self._coil_scan_done)
-        self.scan_runner.failed.connect(self._run_failed)
         self.image_name = IMAGE_NAME
         self._reset_image_choices()
         self._set_spectrum_axes("frequency_hz", "Hz", IMAGE_NAME, is_cw=True)
         self.spectrum_panel.clear()
         self._go_live(f"live: coil scan of {', '.join(scan.scanned_names)} in {scan.measurement.out_dir}")
-        self.scan_runner.start()
+        self.coil_scan.start(scan, self._run_metadata(), [self.live_sink, self.cube])
         self.timer.start()
+
+    # the coil-scan job's state, where the window's callers (tests, benchmarks) look for it
+    @property
+    def scan_runner(self) -> Any:
+        return self.coil_scan.runner
+
+    @property
+    def last_scan(self) -> CoilScanResult | None:
+        return self.coil_scan.last_scan
+
+    @property
+    def scan_map(self) -> ConfigDone | None:
+        return self.coil_scan.scan_map
 
     def _config_done(self, done: ConfigDone) -> None:
         assert self.coil_scan_panel is not None
         self.coil_scan_panel.show_config(done)
         if done.b_nv_t is None:
             return
-        self.scan_map = done
         if self.image_choice.findText(SCAN_MAP) < 0:
             self.image_choice.addItem(SCAN_MAP)
             self.image_choice.setCurrentText(SCAN_MAP)  # the field map is what a coil scan is for
@@ -450,7 +489,6 @@ class MainWindow(QMainWindow):
 
     def _coil_scan_done(self, result: CoilScanResult) -> None:
         assert self.coil_scan_panel is not None
-        self.last_scan = result
         self.timer.stop()
         self.refresh_live()
         self._set_running(False)
@@ -507,12 +545,7 @@ class MainWindow(QMainWindow):
         self.open_run(run)
         self.statusBar().showMessage(f"fitting run {run.run_id}...")
         options = self.run_browser.fit_options()
-        self.task = BackgroundTask(lambda: analyse_cw_run(run, **options), self)
-        self.task.done.connect(lambda result: self._fit_done(run, result, then_export, then))
-        self.task.failed.connect(
-            lambda exc: self.statusBar().showMessage(f"cannot fit run {run.run_id}: {exc}"))
-        self.task.start()
-        return self.task
+        return self.jobs.refit(run, options, lambda result: self._fit_done(run, result, then_export, then))
 
     def _fit_done(self, run: StoredRun, result: CwFieldMap, then_export: Path | None,
                   then: Callable[[], Any] | None = None) -> None:
@@ -536,7 +569,7 @@ class MainWindow(QMainWindow):
         """Export the run's summary figure (spectrum at the chosen pixel, resonance and B_NV maps)."""
         if path is None:
             chosen, _ = QFileDialog.getSaveFileName(self, "Export figure",
-                                                    str(run.run_dir / f"run-{run.run_id:04d}.png"),
+                                                    str(run.run_dir / f"{run.run_dir.name}.png"),
                                                     "PNG image (*.png);;PDF (*.pdf);;SVG (*.svg)")
             if not chosen:
                 return
@@ -555,11 +588,8 @@ class MainWindow(QMainWindow):
             from instrument.gui.reconstruction_view import reconstruct_coil_scan_run
 
             self.statusBar().showMessage(f"reconstructing run {run.run_id} with its scan's dictionary...")
-            self.task = BackgroundTask(lambda: reconstruct_coil_scan_run(run), self)
-            self.task.done.connect(self._reconstruction_done)
-            self.task.failed.connect(
-                lambda exc: self.statusBar().showMessage(f"cannot reconstruct run {run.run_id}: {exc}"))
-            self.task.start()
+            self.jobs.reconstruct(run.run_id, lambda: reconstruct_coil_scan_run(run),
+                                  self._reconstruction_done)
             return
         if (run.metadata.get("sequence") or {}).get("name") != "cw_odmr":
             self.statusBar().showMessage(
@@ -574,11 +604,8 @@ class MainWindow(QMainWindow):
         currents = np.asarray(run.metadata["sequence"].get("coil_currents_a", []), dtype=float)
         self.statusBar().showMessage(f"reconstructing run {run.run_id}...")
         station = self.station
-        self.task = BackgroundTask(lambda: reconstruct_run_map(station, run.run_id, b_nv, currents), self)
-        self.task.done.connect(self._reconstruction_done)
-        self.task.failed.connect(
-            lambda exc: self.statusBar().showMessage(f"cannot reconstruct run {run.run_id}: {exc}"))
-        self.task.start()
+        self.jobs.reconstruct(run.run_id, lambda: reconstruct_run_map(station, run.run_id, b_nv, currents),
+                              self._reconstruction_done)
 
     def _reconstruction_done(self, result: Any) -> None:
         self.reconstruction_view.show_result(result)
@@ -587,7 +614,8 @@ class MainWindow(QMainWindow):
 
     def _write_figure(self, run: StoredRun, path: Path) -> None:
         assert self.fit is not None
-        plot_cw_result(self.fit, path, pixel=self.image_panel.pixel, title=f"run {run.run_id}: CW ODMR")
+        plot_cw_result(self.fit, path, pixel=self.image_panel.pixel, title=f"run {run.run_id}: CW ODMR",
+                       pixel_size_m=pixel_size_of(run.metadata))
         self.statusBar().showMessage(f"figure written to {path}")
 
     def _set_spectrum_axes(self, x_name: str, x_unit: str, image_name: str, is_cw: bool) -> None:
@@ -621,19 +649,14 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         """Closing mid-run aborts the run and waits until the engine has made the hardware safe."""
-        if self.capture_tap is not None:
-            from instrument.commands.lockin import ABORTED
-
-            self.capture_tap.stop(ABORTED)
-        for job in (self.runner, self.scan_runner, self.capture_task):
-            if job is not None and job.is_running():
-                if job is not self.capture_task:
-                    job.abort()  # type: ignore[attr-defined]
-                if not job.wait(60_000):
-                    print("acquire gui: the measurement did not stop within 60 s", file=sys.stderr)
+        if not self.capture.shutdown(60_000):
+            print("acquire gui: the lock-in capture did not stop within 60 s", file=sys.stderr)
+        if not self.coil_scan.shutdown(60_000):
+            print("acquire gui: the coil scan did not stop within 60 s", file=sys.stderr)
+        if not self.engine_run.shutdown(60_000):
+            print("acquire gui: the measurement did not stop within 60 s", file=sys.stderr)
         if self.movie_view is not None:
             self.movie_view.timer.stop()
-        if self.task is not None and self.task.is_running():
-            self.task.wait(60_000)
+        self.jobs.wait(60_000)
         self.timer.stop()
         super().closeEvent(event)

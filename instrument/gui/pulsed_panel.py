@@ -7,27 +7,26 @@ need the pi pulse: the panel takes it in ns (a completed Rabi run in the GUI fil
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import numpy as np
 from PyQt6.QtWidgets import QComboBox, QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
-from instrument.commands.common import UsageError
-from instrument.commands.pulsed import (
-    DEFAULT_REPETITIONS,
-    DEFAULT_SWEEPS,
-    KINDS,
-    NEEDS_PI,
-    _measurement,
-    _sweep,
-    lowest_line_hz,
-)
 from instrument.gui.cw_panel import spin
 from instrument.gui.run_controls import RunControls, format_duration
 from instrument.gui.scan_panel import ScanPanel
 from instrument.physics.constants import D_HZ
 from instrument.protocols import SafetyLimitError
+from instrument.services.pulsed import (
+    DEFAULT_REPETITIONS,
+    DEFAULT_SWEEPS,
+    KINDS,
+    NEEDS_PI,
+    PulsedRequest,
+    build_pulsed,
+    lowest_line_hz,
+    pulsed_sweep,
+)
 from sequences.pulsed import PiPulse
 
 COUNTER_ROLE = "counter"
@@ -46,7 +45,8 @@ class PulsedPanel(ScanPanel):
         # Read once, while no run owns the instruments.
         self.clock_hz = float(station["pulser"].clock_hz)
         self.shape = tuple(station[COUNTER_ROLE].shape)
-        line_mhz = lowest_line_hz(station.world) / 1e6 if station.world is not None else D_HZ / 1e6
+        line_hz = lowest_line_hz(station.sample)
+        line_mhz = (line_hz if line_hz is not None else D_HZ) / 1e6
         self.kind = QComboBox()
         self.kind.addItems(KINDS)
         self.frequency = spin(1.0, 6000.0, line_mhz, 4, "MHz")
@@ -123,19 +123,15 @@ class PulsedPanel(ScanPanel):
             raise ValueError(f"{kind} needs the pi pulse: run a Rabi measurement first, or enter it in ns")
         if self.repetitions.value() < 1:
             raise ValueError("shots per point must be at least 1")
-        args = argparse.Namespace(start=self.start.value() / scale, stop=self.stop.value() / scale,
-                                  points=self.points.value(), repetitions=self.repetitions.value(),
-                                  detuning_hz=self.detuning.value() * 1e6, counter=COUNTER_ROLE)
         frequency = self.frequency.value() * 1e6
-        try:
-            values = _sweep(args, kind, self.clock_hz)
-        except UsageError as exc:
-            raise ValueError(str(exc).replace("--start/--stop", "sweep start/stop")
-                             .replace("--points", "points")) from exc
+        values = pulsed_sweep(kind, self.clock_hz, self.start.value() / scale, self.stop.value() / scale,
+                              self.points.value())
         pi = None
         if kind in NEEDS_PI:
             pi = PiPulse(round(self.pi_ns.value() * 1e-9 * self.clock_hz) / self.clock_hz, frequency, power)
-        measurement = _measurement(kind, values, frequency, power, args, self.shape, pi, self.clock_hz)
+        request = PulsedRequest(kind, frequency, power, values, self.repetitions.value(),
+                                self.detuning.value() * 1e6, COUNTER_ROLE)
+        measurement = build_pulsed(request, self.shape, self.clock_hz, pi)
         measurement.check(self.station.limits)
         return measurement
 

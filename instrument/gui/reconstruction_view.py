@@ -1,7 +1,7 @@
 """Send a fitted CW-ODMR field map to the dictionary reconstruction; show coefficients and maps.
 
 The dictionary is one B_NV map per coil at the reference drive. For a run of a coil scan it is the
-single-coil configurations that scan measured (``sequences.coil_scan.measured_dictionary``), so
+single-coil configurations that scan measured (``instrument.storage.scan_results.measured_dictionary``), so
 the result holds on a real station as well. For any other CW-ODMR run it is measured on the
 simulated sample (as ``acquire --sim reconstruct`` does), which needs a simulated station.
 """
@@ -42,7 +42,7 @@ def reconstruct_run_map(station: Any, run_id: int, b_nv_t: np.ndarray, currents_
     from instrument.reconstruction.seed000 import measure_basis
     from instrument.station import simulated_field_maps
 
-    if station.world is None:
+    if not station.simulated:
         raise ValueError("reconstruction needs a dictionary of single-coil maps; on a real station "
                          "those come from a coil scan: run one and reconstruct its runs")
     maps = simulated_field_maps(station, seed=seed)
@@ -56,7 +56,7 @@ def reconstruct_run_map(station: Any, run_id: int, b_nv_t: np.ndarray, currents_
     filled = np.where(np.isfinite(measured), measured, np.nanmedian(measured))
     rec = DictionaryReconstructor(basis)
     coefficients = rec.fit(filled)
-    names = [station.world.sample.coils[i].name for i in maps.live]
+    names = [station.sample.coil_names[i] for i in maps.live]
     currents = np.asarray(currents_a, dtype=float)
     expected = np.array([currents[i] / maps.drive_current_a if i < len(currents) else np.nan
                          for i in maps.live])
@@ -78,7 +78,7 @@ def reconstruct_coil_scan_run(run: Any) -> Reconstruction:
 
     from instrument.analysis.cw_run import ANALYSIS_NAME, analyse_cw_run
     from instrument.reconstruction.dictionary import DictionaryReconstructor
-    from sequences.coil_scan import measured_dictionary
+    from instrument.storage.scan_results import measured_dictionary
 
     info = run.metadata.get("coil_scan")
     if not info:

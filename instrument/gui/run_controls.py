@@ -7,6 +7,7 @@ import math
 from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+from instrument.gui.wording import gui_words
 from sequences.engine import Progress
 
 
@@ -69,7 +70,7 @@ class RunControls(QWidget):
     def show_problem(self, problem: str | None, summary: str = "") -> None:
         """A problem disables Start and says why; no problem shows ``summary``."""
         if problem:
-            self.message.setText(f"Cannot start: {problem}")
+            self.message.setText(f"Cannot start: {gui_words(problem)}")
             self.message.setStyleSheet("color:#c62828;")
         else:
             self.message.setText(summary)
@@ -95,7 +96,7 @@ class RunControls(QWidget):
         )
 
     def show_outcome(self, status: str, reason: str) -> None:
-        self.progress_label.setText(f"run {status}" + (f": {reason}" if reason else ""))
+        self.progress_label.setText(f"run {status}" + (f": {gui_words(reason)}" if reason else ""))
 
     def _pause_toggled(self, paused: bool) -> None:
         self.pause_button.setText("Resume" if paused else "Pause")

@@ -12,10 +12,9 @@ from instrument.physics.constants import D_HZ
 
 
 def sweep_center_mhz(station: Any) -> float:
-    """Default sweep centre in MHz: the simulated sample's bias-field resonance, else the zero-field
-    splitting D."""
-    world = station.world
-    return (world.resonance_estimate_hz() if world is not None else D_HZ) / 1e6
+    """Default sweep centre in MHz: the sample's expected resonance, else the zero-field splitting D."""
+    resonance = station.sample.resonance_hz
+    return (resonance if resonance is not None else D_HZ) / 1e6
 
 
 class ScanPanel(QWidget):

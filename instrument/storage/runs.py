@@ -34,6 +34,11 @@ DB_NAME = "runs.db"
 IMAGES_NAME = "images.h5"
 
 
+def run_folder(out_dir: Path, run_id: int) -> Path:
+    """The folder of run ``run_id`` in ``out_dir``: the one place the ``run-NNNN`` layout is written."""
+    return Path(out_dir) / f"run-{int(run_id):04d}"
+
+
 class StorageError(RuntimeError):
     """The output location cannot be used; the message says why and what to do."""
 
@@ -49,7 +54,7 @@ def check_writable(out_dir: Path) -> Path:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise StorageError(
-            f"cannot write to output directory {out_dir}: {reason}; choose a writable one with --out DIR"
+            f"cannot write to output directory {out_dir}: {reason}; choose a writable one (`out`)"
         ) from exc
     return out_dir
 
@@ -149,7 +154,7 @@ class RunWriter:
                     n_steps: int) -> int:
         assert self._saver is not None
         self.run_id = int(self._saver.run_id)
-        self.run_dir = self.out_dir / f"run-{self.run_id:04d}"
+        self.run_dir = run_folder(self.out_dir, self.run_id)
         self.run_dir.mkdir(exist_ok=True)
         full = {
             **metadata,
@@ -245,7 +250,7 @@ def connect_runs_db(out_dir: Path, create: bool = False) -> Any:
 
     path = Path(out_dir) / DB_NAME
     if not create and not path.exists():
-        raise StorageError(f"no runs database in {out_dir} (expected {DB_NAME}); check --out")
+        raise StorageError(f"no runs database in {out_dir} (expected {DB_NAME}); check `out`")
     return connect(str(path))
 
 
@@ -281,4 +286,4 @@ def load_run(out_dir: Path, run_id: int) -> StoredRun:
     scalars: dict[str, np.ndarray] = {}
     for dependent in data.values():
         scalars.update({k: np.asarray(v) for k, v in dependent.items()})
-    return StoredRun(run_id, out_dir / f"run-{run_id:04d}", metadata, scalars)
+    return StoredRun(run_id, run_folder(out_dir, run_id), metadata, scalars)

@@ -169,7 +169,7 @@ def _difference(old: dict[str, Any], new: dict[str, Any], path: Path) -> str:
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     return (
         f"{path.parent} already holds a different coil scan (differs in: {', '.join(changed)}); "
-        "re-run with the same options to resume it, or choose a new --out for a new scan"
+        "re-run with the same options to resume it, or choose a new `out` folder for a new scan"
     )
 
 

@@ -30,7 +30,7 @@ def start_long_capture(window):
 
 
 @pytest.mark.parametrize(("field", "value", "says"), [
-    ("seconds", 0.3, "capture for more than 0.55 s"),
+    ("seconds", 0.3, "raise capture length above 0.55 s"),
     ("power", 20.0, "MW power"),
     ("coils", "L1C1,L9C9", "unknown coil(s) L9C9"),
     ("frame_rate", 4000.0, "at most half the modulation frequency"),

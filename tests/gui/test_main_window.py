@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from instrument.gui.main_window import LIVE_FRAME
 from instrument.storage.runs import load_run
 from tests.gui.conftest import SHAPE, configure, run_to_end
 
@@ -22,6 +23,7 @@ def test_scan_updates_the_live_image_and_spectra_and_is_stored(qtbot, window):
     assert window.last_update_cost_ms > 0
     assert window.timer.interval() >= max(REFRESH_INTERVAL_MS,
                                           int(window.last_update_cost_ms * (1 / MAX_GUI_SHARE - 1)))
+    window.image_choice.setCurrentText(LIVE_FRAME)  # the run ended on its field map; the last frame is here
     assert window.image_panel.data.shape == SHAPE
     assert np.isfinite(window.image_panel.data).all()
     # the spectrum at the chosen pixel holds every measured point (both sweeps), the mean too
@@ -219,3 +221,45 @@ def test_reconstruction_is_refused_for_a_pulsed_run(qtbot, window):
 def test_no_panel_offers_pause_or_abort_before_a_run(window):
     for panel in window.scan_panels:
         assert not panel.pause_button.isEnabled() and not panel.abort_button.isEnabled(), type(panel).__name__
+
+
+def test_image_view_fits_its_range_to_the_image(window, station):
+    """The whole image fills the view: a 16-pixel image is not shown in a view twice its size."""
+    pixel_um = station.world.pixel_size_m * 1e6
+    width = SHAPE[1] * pixel_um
+    window.image_panel.set_image(np.ones(SHAPE), "test", "counts")
+    x0, x1, y0, y1 = window.image_panel.view_rect()
+    # the aspect is locked, so one axis may show more than the image; never less, and the other fits
+    assert x0 <= 1e-6 * width and x1 >= width * (1 - 1e-6) and y0 <= 1e-6 * width
+    assert min(x1 - x0, y1 - y0) == pytest.approx(width, rel=0.02)
+    # what the widget's shape adds lies evenly on both sides of the image, not on one side of a wide view
+    assert (x0 + x1) / 2 == pytest.approx(width / 2, rel=0.02)
+    assert (y0 + y1) / 2 == pytest.approx(width / 2, rel=0.02)
+    # a marker moved to a corner does not widen the view (auto-range is off once the image is shown)
+    window.image_panel.set_pixel(SHAPE[0] - 1, SHAPE[1] - 1, emit=False)
+    assert window.image_panel.view_rect() == (x0, x1, y0, y1)
+
+
+def test_fit_curves_are_dashed_apart_from_the_data(window):
+    from PyQt6.QtCore import Qt
+
+    panel = window.spectrum_panel
+    data, fit = panel._curve("pixel", 0), panel._curve("pixel", 0, fit=True)
+    assert data.opts["pen"].style() == Qt.PenStyle.SolidLine
+    assert fit.opts["pen"].style() == Qt.PenStyle.DashLine
+    assert fit.zValue() > data.zValue()
+
+
+def test_a_cw_scan_ends_with_its_field_map_on_screen(qtbot, window):
+    """As ``acquire odmr`` ends with a field map, so does a CW scan started from the GUI: no Re-fit needed."""
+    configure(window, points=21, frames=1)
+    run_to_end(qtbot, window)
+    run_id = window.writer.run_id
+    qtbot.waitUntil(lambda: window.fit is not None and window.fit_run_id == run_id, timeout=30_000)
+    assert window.image_choice.currentText() == "B_NV of the coils"
+    assert window.image_panel.unit == "uT"
+    assert np.isfinite(window.image_panel.data).any()
+    # fitted and stored beside the run, with its summary in the dataset, as the CLI does
+    run = load_run(window.out_dir, run_id)
+    assert (run.run_dir / "analysis.h5").exists()
+    assert "converged_fraction" in run.metadata

@@ -14,8 +14,9 @@ import numpy as np
 
 from drivers.coil_board import CoilBoard, open_serial
 from instrument.protocols import SafetyLimits
+from instrument.services.coil_scan_runner import EngineMeasurement
 from instrument.storage.runs import Step, load_run
-from sequences.coil_scan import CoilScan, EngineMeasurement, all_masks
+from sequences.coil_scan import CoilScan, all_masks
 from sequences.scan_health import HealthLimits, HealthSample
 from sim.coil_board import SimCoilBoard
 from sim.world import World

@@ -129,7 +129,7 @@ def test_different_plan_in_the_same_directory_is_refused(tmp_path):
     run_scan(tmp_path, channels=(0,))
     scan, _, board = make_scan(tmp_path, channels=(0, 1))
     board.stop()
-    with pytest.raises(LedgerMismatch, match="differs in: channels, coils, masks.*choose a new --out"):
+    with pytest.raises(LedgerMismatch, match="differs in: channels, coils, masks.*choose a new `out` folder"):
         scan.open_ledger()
 
 

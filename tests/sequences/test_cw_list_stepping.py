@@ -134,7 +134,7 @@ def test_a_missing_trigger_cable_stops_the_sweep_keeping_the_points_measured(tmp
     message = str(outcome.error)
     assert "stayed at point 1 of 21 (index 0)" in message and "to point 2" in message
     assert "mw_trigger" in message and "cable" in message
-    assert "`--mw-stepping software`" in message
+    assert "set `mw_stepping` to software" in message
     assert [s.values["frequency_hz"] for s in sink.steps] == [freqs[0]]  # point 0 was right: kept
     assert sink.status == "failed"
 
@@ -148,7 +148,7 @@ def test_a_camera_that_misses_its_start_trigger_is_detected(tmp_path):
     assert isinstance(outcome.error, InstrumentTimeout)
     message = str(outcome.error)
     assert "no volume at point 2 of 21" in message and "missed the PulseBlaster's camera_start" in message
-    assert "step settle time (0.1 ms)" in message and "`--mw-stepping software`" in message
+    assert "step settle time (0.1 ms)" in message and "set `mw_stepping` to software" in message
     assert [s.values["frequency_hz"] for s in sink.steps] == [freqs[0]]
 
 

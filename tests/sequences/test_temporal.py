@@ -47,7 +47,7 @@ def test_unsafe_runs_are_refused_before_anything_moves():
         check_temporal(limits, 0.0, wf, 1.0)
     with pytest.raises(SafetyLimitError, match="MW power"):
         check_temporal(SafetyLimits(), 20.0, CoilWaveforms(2, ((), ())), 1.0)
-    with pytest.raises(ValueError, match="--seconds"):
+    with pytest.raises(ValueError, match="`seconds`"):
         check_temporal(SafetyLimits(), 0.0, CoilWaveforms(2, ((), ())), 0.0)
 
 
@@ -92,7 +92,7 @@ def test_default_drive_fits_inside_the_capture(tmp_path):
     from types import SimpleNamespace
 
     untouched = {"mw": None, "pulser": None, "camera": None, "stimulus": SimpleNamespace(n_channels=12)}
-    with pytest.raises(ValueError, match="--seconds"):  # refused before any instrument is used
+    with pytest.raises(ValueError, match="`seconds`"):  # refused before any instrument is used
         run_temporal_imaging(untouched, tmp_path, seconds=0.5, center_hz=2.78e9)
     wf = firing_pattern(range(12), 12, duration_s=1.75, rate_hz=3.0, start_s=0.25, seed=0)
     assert wf.end_s <= 2.0 and min(min(o) for o in wf.onsets_s if o) >= 0.25

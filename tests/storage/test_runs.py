@@ -61,7 +61,7 @@ def test_process_killed_mid_run_keeps_every_flushed_step(tmp_path):
 def test_unwritable_output_is_refused_without_creating_anything(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    with pytest.raises(StorageError, match="cannot write to output directory .*--out"):
+    with pytest.raises(StorageError, match="cannot write to output directory .*`out`"):
         check_writable(blocker / "runs")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 

@@ -1,0 +1,95 @@
+"""The engine-run job (CW ODMR, pulsed, SPAD ODMR): a checked sequence wired by the service layer,
+run in a worker thread, and what follows a completed run (a Rabi run's pi pulse).
+
+The controller owns the job's state (the runner, the run writer, how the last run ended); the main
+window wires its signals to the panels and the live views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PyQt6.QtCore import QObject, pyqtSignal
+
+from instrument.gui.worker import EngineRunner
+
+
+class RunController(QObject):
+    """Runs one sequence at a time on the station, through the same service calls as the CLI.
+
+    Signals:
+        progress(Progress): after each step (emitted from the engine's thread, queued here).
+        done(RunOutcome): the run ended (completed, aborted or failed) and is stored.
+        failed(Exception): the engine itself raised (a sink could not open, a missing instrument).
+    """
+
+    progress = pyqtSignal(object)
+    done = pyqtSignal(object)
+    failed = pyqtSignal(object)
+
+    def __init__(self, station: Any, out_dir: Path, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.station = station
+        self.out_dir = Path(out_dir)
+        self.runner: EngineRunner | None = None
+        self.prepared: Any = None  # instrument.services.runs.SequenceRun of the run in flight
+        self.last_outcome: Any = None  # sequences.engine.RunOutcome
+        self.runs_started = 0
+
+    @property
+    def writer(self) -> Any:
+        return self.prepared.writer if self.prepared is not None else None
+
+    def is_running(self) -> bool:
+        return self.runner is not None and self.runner.is_running()
+
+    def start(self, sequence: Any, command: str, sinks: Sequence[Any], pulsed: bool = False) -> None:
+        """Wire ``sequence`` and run it (a pulsed measurement's run is ``pulsed_KIND``, as by the CLI)."""
+        from instrument.services.pulsed import prepare_pulsed
+        from instrument.services.runs import prepare_run
+
+        prepare = prepare_pulsed if pulsed else prepare_run
+        self.prepared = prepare(self.station, sequence, self.out_dir, command, sinks=list(sinks))
+        self.runs_started += 1
+        self.runner = EngineRunner(self.prepared.engine, sequence, self)
+        self.runner.progress.connect(self.progress)
+        self.runner.done.connect(self._done)
+        self.runner.failed.connect(self.failed)
+        self.runner.start()
+
+    def pause(self) -> None:
+        if self.runner is not None:
+            self.runner.pause()
+
+    def resume(self) -> None:
+        if self.runner is not None:
+            self.runner.resume()
+
+    def abort(self) -> None:
+        if self.runner is not None:
+            self.runner.abort()
+
+    def shutdown(self, timeout_ms: int = 60_000) -> bool:
+        """Abort a run in flight and wait until the engine made the hardware safe; False if it did not."""
+        if not self.is_running():
+            return True
+        self.abort()
+        return self.runner.wait(timeout_ms)  # type: ignore[union-attr]
+
+    def pi_pulse(self, rabi: Any) -> Any:
+        """The pi pulse the completed Rabi run just measured gives (fit and pi pulse stored with the run).
+
+        Raises:
+            RequestError: the fit gave no pi pulse; says why.
+        """
+        from instrument.services.pulsed import finish_pulsed, pi_pulse_from_run
+
+        return pi_pulse_from_run(finish_pulsed(self.out_dir, self.prepared, rabi), rabi.clock_hz)
+
+    def _done(self, outcome: Any) -> None:
+        self.last_outcome = outcome
+        if self.prepared is not None:
+            self.prepared.outcome = outcome
+        self.done.emit(outcome)

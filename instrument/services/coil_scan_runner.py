@@ -1,0 +1,155 @@
+"""The coil scan's runner: each configuration measured as one engine run, stored and analysed.
+
+``sequences.coil_scan.CoilScan`` decides what to measure and keeps the ledger; this module wires the
+engine, the run writer and the CW-ODMR analysis for it (``cw_measurement``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from instrument.analysis.cw_run import analyse_cw_run, save_analysis
+from instrument.protocols import CoilDriver, Instrument, SafetyLimits
+from instrument.storage.runs import RunWriter, StorageError, load_run
+from sequences.coil_scan import Measured
+from sequences.cw_odmr import CwOdmrSweep
+from sequences.engine import Engine, MeasurementSequence, Progress
+from sequences.scan_health import HealthSample, health_from_spectra
+
+log = logging.getLogger("sequences.coil_scan")  # the scan's log: the CLI routes it to the scan's log file
+
+EXPERIMENT = "coil_scan"
+
+
+Analyse = Callable[[Path, int], tuple[dict[str, Any], HealthSample | None]]
+
+
+def analyse_cw_config(out_dir: Path, run_id: int) -> tuple[dict[str, Any], HealthSample | None]:
+    """Fit a stored CW-ODMR configuration run; returns its summary and health sample."""
+    run = load_run(out_dir, run_id)
+    result = analyse_cw_run(run)
+    save_analysis(result, run.run_dir)
+    lo, hi = result.field_range_t
+    health = health_from_spectra(result.spectra[0], result.center_off_hz)
+    summary = {"b_nv_range_t": [lo, hi], "converged_fraction": result.converged_fraction,
+               "health": health.as_dict()}
+    return summary, health
+
+
+class _RunOpened:
+    """A sink that reports the run id to the ledger the moment the run opens."""
+
+    def __init__(self, writer: RunWriter, on_open: Callable[[int], None]) -> None:
+        self.writer = writer
+        self.on_open = on_open
+
+    def open(self, metadata: Mapping[str, Any], image_shapes: Mapping[str, tuple[int, ...]],
+             n_steps: int) -> None:
+        if self.writer.run_id is not None:
+            self.on_open(self.writer.run_id)
+
+    def write(self, step: Any) -> None:
+        pass
+
+    def close(self, status: str, reason: str = "") -> None:
+        pass
+
+
+@dataclass
+class EngineMeasurement:
+    """Measures one configuration as one engine run stored in ``out_dir``, then analyses it.
+
+    Args:
+        make_sequence: the sequence for a vector of coil currents (``CwOdmrSweep`` by default).
+        analyse: summary and health from a stored run.
+        out_dir: where runs are stored.
+        instruments: the station's instruments; ``coils`` is wrapped to check read-backs.
+        limits: lab safety limits.
+        sample_name: recorded with each run.
+        metadata: added to each run's metadata (station snapshot, command, simulated flag).
+        on_step: engine progress of the configuration in flight.
+        on_engine: receives each configuration's engine before it runs (a GUI adds its live sinks
+            and forwards pause and abort to it).
+    """
+
+    make_sequence: Callable[[np.ndarray], MeasurementSequence]
+    analyse: Analyse
+    out_dir: Path
+    instruments: Mapping[str, Instrument]
+    limits: SafetyLimits
+    sample_name: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    on_step: Callable[[Progress], None] | None = None
+    on_engine: Callable[[Engine], None] | None = None
+
+    def use_coils(self, coils: CoilDriver) -> None:
+        """Run every configuration with ``coils`` in the role ``coils`` (the scan's checked wrapper)."""
+        self.instruments = {**self.instruments, "coils": coils}
+
+    def check(self, currents: np.ndarray) -> None:
+        self.make_sequence(currents).check(self.limits)
+
+    def measure(self, currents: np.ndarray, info: Mapping[str, Any],
+                on_run_open: Callable[[int], None]) -> Measured:
+        sequence = self.make_sequence(currents)
+        writer = RunWriter(self.out_dir, EXPERIMENT, self.sample_name, sequence.scalars, sequence.setpoints)
+        engine = Engine(self.instruments, self.limits, [writer, _RunOpened(writer, on_run_open)],
+                        {**self.metadata, "coil_scan": dict(info)}, on_progress=self.on_step)
+        if self.on_engine is not None:
+            self.on_engine(engine)
+        outcome = engine.run(sequence)
+        if outcome.status != "completed":
+            return Measured(writer.run_id, outcome.status, outcome.reason, error=outcome.error)
+        return self.adopt(writer.run_id)
+
+    def adopt(self, run_id: int) -> Measured:
+        """Analyse a completed run (also one found completed after a crash).
+
+        An analysis that fails does not lose the measurement nor stop an overnight scan: the run is
+        kept, its summary carries ``analysis_error``, and ``acquire analyse RUN`` can redo it later.
+        """
+        try:
+            summary, health = self.analyse(self.out_dir, run_id)
+        except Exception as exc:  # noqa: BLE001 - one bad fit must not end a 256-configuration scan
+            log.exception("analysis of run %d failed", run_id)
+            return Measured(run_id, "completed", summary={"analysis_error": f"{type(exc).__name__}: {exc}"})
+        return Measured(run_id, "completed", summary=summary, health=health)
+
+    def run_status(self, run_id: int) -> str:
+        """How a stored run ended: ``completed``, ``aborted``, ``failed``, or ``running`` if it died."""
+        try:
+            return str(load_run(self.out_dir, run_id).metadata.get("status", "running"))
+        except StorageError:
+            return "missing"
+
+
+def cw_measurement(
+    out_dir: Path,
+    instruments: Mapping[str, Instrument],
+    limits: SafetyLimits,
+    frequencies_hz: np.ndarray,
+    power_dbm: float,
+    image_shape: tuple[int, int],
+    frames_per_point: int,
+    sample_name: str,
+    metadata: Mapping[str, Any] | None = None,
+    on_step: Callable[[Progress], None] | None = None,
+    stepping: str = "auto",
+) -> EngineMeasurement:
+    """The standard per-configuration measurement: a CW-ODMR I-off/I-on sweep and its fit.
+
+    ``stepping`` is the sweep's MW stepping: ``auto``, ``list`` or ``software`` (``CwOdmrSweep``).
+    """
+
+    def make(currents: np.ndarray) -> MeasurementSequence:
+        return CwOdmrSweep(frequencies_hz, power_dbm, currents, image_shape=image_shape,
+                           frames_per_point=frames_per_point, stepping=stepping)
+
+    return EngineMeasurement(make, analyse_cw_config, Path(out_dir), instruments, limits, sample_name,
+                             dict(metadata or {}), on_step)
