@@ -12,7 +12,17 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from instrument.commands.common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, default_out_dir
+from instrument.commands.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    UsageError,
+    default_out_dir,
+    stopped_message,
+)
+from instrument.signals import Terminated, sigterm_raises
+from instrument.storage import folder_lock
+from instrument.storage.errors import StorageError
 
 COMMANDS = (
     "instrument.commands.odmr",
@@ -74,15 +84,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args([*argv, DEFAULT_COMMAND])
+    # Exit status: 0 done, 1 failed, 2 usage, 75 paused (resumable), 130 Ctrl-C, 143 SIGTERM.
     try:
-        return int(args.handler(args))
+        with sigterm_raises():
+            return int(args.handler(args))
     except UsageError as exc:
         print(f"acquire: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("acquire: interrupted; the microscope was made safe and the steps measured so far are stored",
-              file=sys.stderr)
+    except StorageError as exc:
+        print(f"acquire: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt as exc:
+        print(stopped_message("interrupted (Ctrl-C)", exc), file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated as exc:
+        print(stopped_message("terminated by SIGTERM", exc), file=sys.stderr)
+        return exc.exit_code
+    finally:
+        folder_lock.release_all()
 
 
 if __name__ == "__main__":

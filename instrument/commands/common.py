@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from instrument.signals import EXIT_INTERRUPTED, EXIT_TERMINATED
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+__all__ = ["EXIT_INTERRUPTED", "EXIT_TERMINATED"]  # re-exported: the one exit-status convention
 EXIT_PAUSED = 75  # a long scan paused itself and can be resumed (EX_TEMPFAIL); the scheduler retries it
 
 
@@ -23,13 +26,30 @@ def default_out_dir() -> Path:
 
 
 def prepare_out(args: argparse.Namespace) -> Path:
-    """The output directory of ``--out`` (or the default), proven writable before anything runs."""
-    from instrument.storage.runs import StorageError, check_writable
+    """The output directory of ``--out`` (or the default), proven writable and locked for this process
+    (another process measuring into it is refused at once, naming it), before anything runs."""
+    from instrument.storage.errors import FolderBusy, StorageError
+    from instrument.storage.folder_lock import lock_folder
+    from instrument.storage.paths import check_out_path
+    from instrument.storage.runs import check_writable
 
     try:
-        return check_writable(args.out or default_out_dir())
+        out = check_writable(check_out_path(args.out or default_out_dir()))
+        lock_folder(out, command_line())
+    except FolderBusy as exc:
+        raise UsageError(str(exc).replace("use another one", "use another --out")) from exc
     except StorageError as exc:
         raise UsageError(str(exc)) from exc
+    return out
+
+
+def stopped_message(how: str, exc: BaseException) -> str:
+    """The line printed when Ctrl-C or SIGTERM stopped a command: what was kept, and that it is safe."""
+    outcome = getattr(exc, "outcome", None)
+    kept = (f"; {outcome.steps_done} steps of the run are stored" if outcome is not None
+            else "; what was measured so far is stored")
+    phase = getattr(exc, "phase", "")
+    return f"acquire: {how}{' during ' + phase if phase else ''}; the microscope was made safe{kept}"
 
 
 def open_station(args: argparse.Namespace) -> Any:
@@ -38,6 +58,14 @@ def open_station(args: argparse.Namespace) -> Any:
 
     if args.image_shape and not args.sim:
         raise UsageError("--image-shape applies to the simulated camera only; add --sim")
+    if not args.sim:  # a real station's instruments have one owner at a time
+        from instrument.storage.errors import FolderBusy
+        from instrument.storage.folder_lock import lock_station
+
+        try:
+            lock_station(args.station, command_line())
+        except FolderBusy as exc:
+            raise UsageError(str(exc)) from exc
     try:
         return build_station(args.station, simulated=args.sim, realtime=args.realtime,
                              image_shape=args.image_shape, seed=args.seed)

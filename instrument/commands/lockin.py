@@ -213,7 +213,14 @@ def record_lockin(station: Any, out: Path, plan: LockInPlan, command: str,
             writer.close("aborted", reason)
             return LockInOutcome(writer.run_id, "aborted", reason)
         if isinstance(exc, ValueError):
-            writer.close("failed", str(exc))
+            from instrument.storage.frames import early_stop_reason
+
+            # "no baseline frames" after a capture the writer stopped (a full disk) is that stop
+            early = early_stop_reason(writer.run_dir / "frames.h5") if writer.run_dir else None
+            reason = f"the capture stopped early: {early} (so: {exc})" if early else str(exc)
+            writer.close("failed", reason)
+            if early:
+                raise ValueError(reason) from exc
         else:
             writer.close("failed" if isinstance(exc, Exception) else "aborted", repr(exc))
         raise
@@ -261,7 +268,6 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from instrument.protocols import SafetyLimitError
-    from sequences.engine import RunAborted
 
     t0 = time.monotonic()
     request = LockInRequest(args.seconds, args.power_dbm, args.rate_hz,
@@ -281,9 +287,6 @@ def run(args: argparse.Namespace) -> int:
             outcome = record_lockin(station, out, plan, command_line())
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
-        except RunAborted as exc:
-            print(f"acquire: lock-in run aborted: {exc}", file=sys.stderr)
-            return EXIT_INTERRUPTED
     capture = outcome.result.capture
     completed = outcome.status == "completed"
     print(f"run {outcome.run_id} {'completed' if completed else 'ended early'}"
@@ -296,4 +299,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  time     {time.monotonic() - t0:.1f} s")
     print(f"  raw      {outcome.result.frames_path}")
     print(f"  field    {outcome.result.field_path}")
+    if outcome.status == "aborted" and outcome.reason.startswith("interrupted"):
+        return EXIT_INTERRUPTED  # Ctrl-C: the same status as every command (SIGTERM gives 143)
     return EXIT_OK if completed else EXIT_FAILED
