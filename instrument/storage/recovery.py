@@ -82,6 +82,15 @@ def recover_interrupted_runs(out_dir: Path) -> list[tuple[int, str]]:
     return found
 
 
+def interrupted_note(stored: Any) -> str:
+    """A line for a stored run that did not end normally (interrupted, failed, aborted), else ''."""
+    status = stored.metadata.get("status")
+    if status in (None, "completed"):
+        return ""
+    reason = stored.metadata.get("end_reason") or "no reason recorded"
+    return f"run {stored.run_id} is {status}, not completed: {reason}"
+
+
 def reregister_runs(out_dir: Path) -> list[int]:
     """A new ``runs.db`` holding one run per ``run-NNNN/images.h5`` (its stored metadata, same run id).
 

@@ -213,6 +213,8 @@ class RunWriter:
         except Exception as exc:  # noqa: BLE001 - every write failure ends the run the same way
             if row_added:
                 self._remove_last_row()
+            with contextlib.suppress(Exception):
+                self._h5["steps_done"][0] = self._steps
             self._undo_frames(step.index, written)
             raise self._write_failed(exc) from exc
         self._steps += 1
@@ -342,11 +344,18 @@ def connect_runs_db(out_dir: Path, create: bool = False) -> Any:
     path = Path(out_dir) / DB_NAME
     if not create and not path.exists():
         raise StorageError(f"no runs database in {out_dir} (expected {DB_NAME}); check the output folder")
+    header = b""
+    with contextlib.suppress(OSError), open(path, "rb") as f:
+        header = f.read(16)
+    if header and header != b"SQLite format 3\x00":  # before QCoDeS logs a traceback about it
+        raise corrupt_database(path, sqlite3.DatabaseError("file is not a database: no SQLite header"))
     try:
         conn = connect(str(path))
         conn.execute("SELECT count(*) FROM runs").fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise corrupt_database(path, exc) from exc
+    except (sqlite3.DatabaseError, RuntimeError) as exc:  # QCoDeS wraps it in a RuntimeError
+        if _is_corrupt(exc):
+            raise corrupt_database(path, _sqlite_cause(exc)) from exc
+        raise
     return conn
 
 
@@ -361,8 +370,19 @@ def corrupt_database(path: Path, exc: BaseException) -> CorruptDatabase:
         f"'python -m instrument.storage.recovery {path.parent}'; new runs start a new database")
 
 
+def _sqlite_cause(exc: BaseException) -> BaseException:
+    """The sqlite3 error inside ``exc`` (QCoDeS re-raises them as RuntimeError), else ``exc``."""
+    e: BaseException | None = exc
+    while e is not None:
+        if isinstance(e, sqlite3.DatabaseError):
+            return e
+        e = e.__cause__ or e.__context__
+    return exc
+
+
 def _is_corrupt(exc: BaseException) -> bool:
     """Damage, as opposed to a locked or full database (``OperationalError``s that pass)."""
+    exc = _sqlite_cause(exc)
     if not isinstance(exc, sqlite3.DatabaseError):
         return False
     text = str(exc).lower()
@@ -385,9 +405,9 @@ def add_run_metadata(out_dir: Path, run_id: int, tags: Mapping[str, Any]) -> Non
             ds = _dataset(conn, out_dir, run_id)
             for tag, value in tags.items():
                 ds.add_metadata(tag, _metadata_text(value))
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, RuntimeError) as exc:
             if _is_corrupt(exc):
-                raise corrupt_database(Path(out_dir) / DB_NAME, exc) from exc
+                raise corrupt_database(Path(out_dir) / DB_NAME, _sqlite_cause(exc)) from exc
             raise
 
 
@@ -404,9 +424,9 @@ def load_run(out_dir: Path, run_id: int) -> StoredRun:
                 except (TypeError, ValueError):
                     metadata[tag] = value
             data = ds.get_parameter_data()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, RuntimeError) as exc:
             if _is_corrupt(exc):
-                raise corrupt_database(out_dir / DB_NAME, exc) from exc
+                raise corrupt_database(out_dir / DB_NAME, _sqlite_cause(exc)) from exc
             raise
     scalars: dict[str, np.ndarray] = {}
     for dependent in data.values():
