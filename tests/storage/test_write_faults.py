@@ -91,7 +91,7 @@ def test_a_step_whose_count_cannot_be_flushed_loses_its_row_too(tmp_path, monkey
         return real_flush(self)
 
     monkeypatch.setattr(h5py.File, "flush", flush)
-    with pytest.raises(StorageWriteFailed, match=r"could not store step 2 .*Input/output error.*1 steps kept"):
+    with pytest.raises(StorageWriteFailed, match=r"could not store step 2 .*Input/output error.*1 steps"):
         w.write(step(1))
     monkeypatch.setattr(h5py.File, "flush", real_flush)
     w.close("failed", "io")
