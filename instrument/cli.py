@@ -36,6 +36,7 @@ COMMANDS = (
     "instrument.commands.gui",
 )
 DEFAULT_COMMAND = "odmr"
+MAX_IMAGE_SIDE = 4096  # as instrument.station.MAX_IMAGE_SIDE (not imported: it loads yaml and numpy)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,6 +52,9 @@ def _shape(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected ROWSxCOLS such as 64x64, got {text!r}") from None
     if rows < 8 or cols < 8:
         raise argparse.ArgumentTypeError(f"image shape must be at least 8x8, got {text!r}")
+    if rows > MAX_IMAGE_SIDE or cols > MAX_IMAGE_SIDE:  # refused here, not by a MemoryError later
+        raise argparse.ArgumentTypeError(f"image shape must be at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}, "
+                                         f"got {text!r}")
     return rows, cols
 
 

@@ -24,6 +24,7 @@ from instrument.commands.common import (
     add_stepping_option,
     add_sweep_options,
     channel_names,
+    check_disk,
     check_points,
     drive_current_a,
     open_station,
@@ -225,6 +226,12 @@ def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
             say(f"coil {names[channel]} is flagged open: its configurations are marked, not measured")
         counts = ledger.counts()
         finished = counts["done"] + counts["open_coil"]
+        try:  # I-off and I-on sweeps of every configuration still to measure
+            left = 2 * args.points * (len(scan.masks) - finished)
+            check_disk(out, left, {"signal": tuple(station["camera"].shape)})
+        except UsageError:
+            ledger.close()
+            raise
         verb = "resuming" if finished or counts["running"] or counts["failed"] else "starting"
         say(f"coil scan in {out}: {verb}, {len(scan.masks)} configurations of {', '.join(scanned)} "
             f"({finished} already finished)")

@@ -43,6 +43,17 @@ def prepare_out(args: argparse.Namespace) -> Path:
     return out
 
 
+def check_disk(out: Path, n_steps: int, image_shapes: Any) -> None:
+    """Refuse a run (or a whole scan: all its steps) that cannot fit on the output disk, before it opens."""
+    from instrument.storage.budget import check_run_fits
+    from instrument.storage.errors import StorageError
+
+    try:
+        check_run_fits(out, n_steps, image_shapes)
+    except StorageError as exc:
+        raise UsageError(str(exc).replace("fewer points", "fewer --points")) from exc
+
+
 def stopped_message(how: str, exc: BaseException) -> str:
     """The line printed when Ctrl-C or SIGTERM stopped a command: what was kept, and that it is safe."""
     outcome = getattr(exc, "outcome", None)
@@ -90,10 +101,17 @@ def add_stepping_option(parser: argparse.ArgumentParser) -> None:
                         "allows it, else one set_frequency per point; list/software: insist (default: auto)")
 
 
+MAX_POINTS = 100_000  # 120 Hz steps over a 12 MHz span: far finer than any NV line (~MHz wide)
+
+
 def check_points(points: int) -> None:
-    """Refuse a sweep too short to fit, before anything connects (the sequences check it again)."""
+    """Refuse a sweep too short to fit or absurdly long, before anything connects (the sequences and
+    the run writer's disk estimate check again)."""
     if points < 5:
         raise UsageError(f"--points must be at least 5, got {points}")
+    if points > MAX_POINTS:
+        raise UsageError(f"--points {points} is more than {MAX_POINTS} frequencies (steps finer than any "
+                         "NV line); use fewer points")
 
 
 def sweep_frequencies(args: argparse.Namespace, station: Any) -> Any:
@@ -101,6 +119,8 @@ def sweep_frequencies(args: argparse.Namespace, station: Any) -> Any:
     the sample's bias-field resonance."""
     import numpy as np
 
+    if not args.span_hz > 0:  # also NaN: a reversed or empty sweep gives NaN maps, not an error
+        raise UsageError(f"--span-hz must be a positive width in Hz, got {args.span_hz:g}")
     center = args.center_hz
     if center is None:
         if station.world is None:

@@ -15,6 +15,7 @@ from instrument.commands.common import (
     add_run_metadata,
     add_stepping_option,
     add_sweep_options,
+    check_disk,
     check_points,
     command_line,
     drive_current_a,
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             sweep.check(station.limits)
         except (SafetyLimitError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
+        check_disk(out, sweep.n_steps, sweep.image_shapes)
         writer = RunWriter(out, "cw_odmr", sample_name(station), sweep.scalars, sweep.setpoints)
         metadata = run_metadata(station, command_line())
         with ProgressBar(sweep.n_steps) as bar:

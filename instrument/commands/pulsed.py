@@ -108,7 +108,7 @@ def _measurement(kind: str, sweep: Any, frequency: float, power: float, args: ar
                  shape: tuple[int, int], pi: Any, clock_hz: float) -> Any:
     from sequences.pulsed import MEASUREMENTS, ShotTiming
 
-    reps = args.repetitions or DEFAULT_REPETITIONS[kind]
+    reps = DEFAULT_REPETITIONS[kind] if args.repetitions is None else args.repetitions
     timing = ShotTiming(repetitions=reps)
     cls = MEASUREMENTS[kind]
     common = dict(image_shape=shape, timing=timing, clock_hz=clock_hz, counter_role=args.counter)

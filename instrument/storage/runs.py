@@ -132,8 +132,10 @@ class RunWriter:
         """Start the run: write all metadata now, create the image datasets; returns the run id."""
         from qcodes.dataset import Measurement, load_or_create_experiment
 
+        from instrument.storage.budget import check_run_fits
         from instrument.storage.recovery import recover_interrupted_runs
 
+        check_run_fits(self.out_dir, n_steps, image_shapes)  # before the run exists, not when the disk fills
         recover_interrupted_runs(self.out_dir)
         self._conn = connect_runs_db(self.out_dir, create=True)
         exp = load_or_create_experiment(self.experiment, sample_name=self.sample_name, conn=self._conn)
