@@ -182,6 +182,8 @@ def record_lockin(station: Any, out: Path, plan: LockInPlan, command: str,
     Raises:
         RunAborted: SIGTERM; the instruments were made safe and the run is closed as aborted.
         ValueError: the experiment refused (e.g. no baseline frames); the run is closed as failed.
+        StorageWriteFailed: the frame writer stopped early (a full disk), so too few frames came; the
+            message gives the writer's reason.
     """
     import h5py
     import numpy as np
@@ -219,8 +221,10 @@ def record_lockin(station: Any, out: Path, plan: LockInPlan, command: str,
             early = early_stop_reason(writer.run_dir / "frames.h5") if writer.run_dir else None
             reason = f"the capture stopped early: {early} (so: {exc})" if early else str(exc)
             writer.close("failed", reason)
-            if early:
-                raise ValueError(reason) from exc
+            if early:  # a storage failure, not a bad request: exit 1 with the writer's own reason
+                from instrument.storage.errors import StorageWriteFailed
+
+                raise StorageWriteFailed(reason, 0, "disk" in early) from exc
         else:
             writer.close("failed" if isinstance(exc, Exception) else "aborted", repr(exc))
         raise

@@ -57,6 +57,13 @@ def _child(conn_in: Any, conn_out: Any, shm_name: str, capacity: int, frame_shap
 
 def _serve(writer: Any, staging: np.ndarray, conn_in: Any, conn_out: Any) -> None:
     """Answer the parent's requests in order until it closes the file or goes away."""
+    try:
+        _answer(writer, staging, conn_in, conn_out)
+    except (BrokenPipeError, ConnectionResetError):  # the parent went away mid-answer: keep what is written
+        writer.close("capture process ended without closing the file")
+
+
+def _answer(writer: Any, staging: np.ndarray, conn_in: Any, conn_out: Any) -> None:
     failed: str | None = None  # after a failure, batches already sent are refused, never written
     while True:
         try:
@@ -91,7 +98,16 @@ def _serve(writer: Any, staging: np.ndarray, conn_in: Any, conn_out: Any) -> Non
 
 
 def _child_main() -> None:
-    """Entry point of the writer process: ``python -c`` with the arguments as JSON in argv[1]."""
+    """Entry point of the writer process: ``python -c`` with the arguments as JSON in argv[1].
+
+    Ctrl-C and SIGTERM sent to the whole process group are the parent's to handle: it stops the
+    capture and closes the file through the pipe, and if the parent dies the pipe's end closes the
+    file here. Dying on the signal instead would cut the file mid-write and leave tracebacks.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     args = json.loads(sys.argv[1])
     conn_in = Connection(args.pop("fd_in"), writable=False)
     conn_out = Connection(args.pop("fd_out"), readable=False)
