@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from instrument.protocols import Instrument, SafetyLimits
 from instrument.signals import RunAborted, Terminated
+from instrument.storage.errors import StorageError
 from instrument.storage.runs import Step
 
 log = logging.getLogger(__name__)
@@ -269,7 +270,9 @@ class Engine:
 
         Safety-limit violations raise before any sink opens or any instrument is touched.
         Ctrl-C (``KeyboardInterrupt``) and SIGTERM (``Terminated``) are re-raised after the run is
-        closed as aborted, carrying the ``outcome``, so callers can exit with 130 and 143.
+        closed as aborted, carrying the ``outcome``, so callers can exit with 130 and 143. A
+        ``StorageError`` that keeps the run from opening at all (a damaged database, a folder too
+        small) is raised too, after making safe: there is no run to report.
         """
         sequence.check(self.limits)
         metadata = {**self.metadata, "sequence": {"name": sequence.name, **sequence.parameters()}}
@@ -278,6 +281,7 @@ class Engine:
         done = 0
         status, reason, error = "failed", "", None
         interrupted: BaseException | None = None
+        refused: StorageError | None = None
         with TerminationGuard() as guard:
             steps = sequence.run(self.instruments)
             try:
@@ -312,6 +316,11 @@ class Engine:
                 status, reason, interrupted = "aborted", str(exc), exc
             except RunAborted as exc:
                 status, reason = "aborted", str(exc)
+            except StorageError as exc:  # a full disk, a damaged database: the message says it all
+                status, reason, error = "failed", str(exc), exc
+                log.error("run failed: %s", exc)
+                if not opened and len(self.sinks) > 0:
+                    refused = exc  # no run was opened: nothing to report but the refusal itself
             except Exception as exc:  # noqa: BLE001 - recorded in the run and returned to the caller
                 status, reason, error = "failed", f"{type(exc).__name__}: {exc}", exc
                 log.exception("run failed")
@@ -321,6 +330,8 @@ class Engine:
         # Once the run is over an abort request is spent and the next run starts clean.
         self._abort.clear()
         outcome = RunOutcome(status, reason, done, time.monotonic() - start, error)
+        if refused is not None:
+            raise refused
         if interrupted is not None:
             interrupted.outcome = outcome  # type: ignore[union-attr] - callers report what was kept
             raise interrupted

@@ -148,30 +148,50 @@ class ProcessFrameWriter:
                                    buffer=self._shm.buf)
         self._slot = 0
         self._in_flight: deque[str] = deque()  # requests sent, oldest first; the child answers in order
-        # A fresh interpreter (not multiprocessing's spawn, which re-runs the caller's main script)
-        # talking over two pipes.
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        args = {"fd_in": to_child_r, "fd_out": from_child_w, "shm_name": self._shm.name,
-                "capacity": self.slots * self.batch_frames, "frame_shape": list(self.frame_shape),
-                "path": str(self.path),
-                "metadata": json.loads(_json(dict(metadata or {}))), "compression": compression,
-                "min_free_bytes": int(min_free_bytes)}
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = root + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else root
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from instrument.storage.frame_process import _child_main; _child_main()",
-             json.dumps(args)],
-            pass_fds=(to_child_r, from_child_w), env=env, stdin=subprocess.DEVNULL)
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self._send_conn = Connection(to_child_w, readable=False)
-        self._conn = Connection(from_child_r, writable=False)
-        kind, detail = self._reply("start", START_TIMEOUT_S)
-        if kind != "ready":
-            self._shutdown()
-            raise FrameFileError(detail)
+        self._proc: subprocess.Popen | None = None
+        try:
+            # A fresh interpreter (not multiprocessing's spawn, which re-runs the caller's main script)
+            # talking over two pipes.
+            to_child_r, to_child_w = os.pipe()
+            from_child_r, from_child_w = os.pipe()
+            args = {"fd_in": to_child_r, "fd_out": from_child_w, "shm_name": self._shm.name,
+                    "capacity": self.slots * self.batch_frames, "frame_shape": list(self.frame_shape),
+                    "path": str(self.path),
+                    "metadata": json.loads(_json(dict(metadata or {}))), "compression": compression,
+                    "min_free_bytes": int(min_free_bytes)}
+            env = dict(os.environ)
+            root = str(Path(__file__).resolve().parents[2])
+            env["PYTHONPATH"] = root + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else root
+            entry = "from instrument.storage.frame_process import _child_main; _child_main()"
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", entry, json.dumps(args)],
+                pass_fds=(to_child_r, from_child_w), env=env, stdin=subprocess.DEVNULL)
+            os.close(to_child_r)
+            os.close(from_child_w)
+            self._send_conn = Connection(to_child_w, readable=False)
+            self._conn = Connection(from_child_r, writable=False)
+            kind, detail = self._reply("start", START_TIMEOUT_S)
+            if kind != "ready":
+                self._shutdown()
+                raise FrameFileError(detail)
+        except BaseException:
+            # Refused, or a signal (SIGTERM, Ctrl-C) while the child starts: leave no child and no
+            # shared-memory segment behind (the resource tracker would report it leaked).
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """Best-effort cleanup of a writer that never got going."""
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(Exception):
+                self._proc.kill()
+                self._proc.wait(5)
+        with contextlib.suppress(Exception):
+            del self._staging
+        with contextlib.suppress(Exception):
+            self._shm.close()
+        with contextlib.suppress(Exception):
+            self._shm.unlink()
 
     def _reply(self, what: str, timeout_s: float = REPLY_TIMEOUT_S) -> tuple[str, Any]:
         try:
