@@ -196,6 +196,50 @@ def _h5_full(d: Path) -> Row:
     )
 
 
+REAL_FULL = """
+import sys
+from unittest import mock
+sys.path.insert(0, {root!r})
+import instrument.storage.budget as budget
+from instrument.cli import main
+with mock.patch.object(budget, "check_run_fits", lambda *a: 0):  # let it run into the full disk
+    code = main(["--sim", "--image-shape", "64x64", "--out", sys.argv[1], "odmr", "--points", "200",
+                 "--frames-per-point", "1", "--no-figure"])
+from instrument.storage.runs import load_run
+r = load_run(sys.argv[1], 1)
+print("RESULT", code, r.metadata.get("status"), len(r.scalars["frequency_hz"]), r.steps_done)
+"""
+
+
+@fault("odmr: a real full disk (4 MB tmpfs, needs unshare)")
+def _real_full(d: Path) -> Row:
+    import shutil
+
+    if not shutil.which("unshare"):
+        return Row("", "not run (no unshare)", "-", "-", True, False, True)
+    script = d / "full.py"
+    script.write_text(REAL_FULL.format(root=str(ROOT)))
+    mnt = d / "small"
+    mnt.mkdir()
+    cmd = f"mount -t tmpfs -o size=4m tmpfs {mnt} && {sys.executable} {script} {mnt / 'out'}"
+    p = subprocess.run(["unshare", "-rm", "sh", "-c", cmd], capture_output=True, text=True, timeout=300)
+    if "RESULT" not in p.stdout and "mount" in p.stderr:
+        return Row("", "not run (mount refused)", "-", p.stderr.strip()[:80], True, False, True)
+    parts = next((s.split() for s in p.stdout.splitlines() if s.startswith("RESULT")), ["RESULT", "?"] * 3)
+    code, status, rows, frames = parts[1], parts[2], parts[3], parts[4]
+    ok = code == "1" and status == "failed" and rows == frames
+    line = next((s for s in p.stderr.splitlines() if "disk full at" in s), p.stderr.strip()[-120:])
+    return Row(
+        "",
+        f"exit {code}",
+        f"run 1 {status}: {rows} rows, {frames} frames",
+        line[:120],
+        ok,
+        rows != frames,
+        clear(p.stderr, "disk full at", "steps kept"),
+    )
+
+
 @fault("odmr: SIGTERM at step 4")
 def _sigterm(d: Path) -> Row:
     with signal_at_step(3, signal.SIGTERM):
