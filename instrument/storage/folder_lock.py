@@ -123,7 +123,13 @@ def station_lock_path(station_file: str | Path | None) -> Path:
 
     name = str(Path(station_file).resolve()) if station_file else "bundled-default-station"
     digest = hashlib.sha1(name.encode()).hexdigest()[:12]
-    folder = Path(user_runtime_dir("qdm-acquire", appauthor=False, ensure_exists=True))
+    try:
+        folder = Path(user_runtime_dir("qdm-acquire", appauthor=False, ensure_exists=True))
+    except OSError:  # no usable runtime directory (a container without /run/user)
+        import tempfile
+
+        folder = Path(tempfile.gettempdir()) / f"qdm-acquire-{os.getuid()}"
+        folder.mkdir(exist_ok=True)
     return folder / f"station-{digest}.lock"
 
 
