@@ -176,14 +176,14 @@ def _check_limits_fit_sources(station: Station) -> None:
 
 
 def check_image_shape(shape: Any, source: str) -> tuple[int, int]:
-    """A simulated image shape (``image_shape``): two integers of 8 to 4096 pixels."""
+    """A simulated image shape (``image_shape``): two integers of 2 to 4096 pixels (tests use tiny ones)."""
     try:
         rows, cols = (int(v) for v in shape)
     except (TypeError, ValueError):
         raise StationFileError(f"station file {source}: image_shape must be [rows, cols], got {shape!r}") \
             from None
-    if not (8 <= rows <= MAX_IMAGE_SIDE and 8 <= cols <= MAX_IMAGE_SIDE):
-        raise StationFileError(f"station file {source}: image_shape must be 8 to {MAX_IMAGE_SIDE} pixels a "
+    if not (2 <= rows <= MAX_IMAGE_SIDE and 2 <= cols <= MAX_IMAGE_SIDE):
+        raise StationFileError(f"station file {source}: image_shape must be 2 to {MAX_IMAGE_SIDE} pixels a "
                                f"side, got {rows}x{cols}")
     return rows, cols
 

@@ -32,7 +32,7 @@ def test_a_binary_station_file_is_named(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("old, new, said", [
-    ("image_shape: [300, 300]", "image_shape: [-5, 300]", "image_shape must be 8 to 4096 pixels a side"),
+    ("image_shape: [300, 300]", "image_shape: [-5, 300]", "image_shape must be 2 to 4096 pixels a side"),
     ("coil_current_max_a: 1.0e-3", "coil_current_max_a: -1.0e-3", "coil_current_max_a must be a positive"),
     ("mw_power_max_dbm: 10.0", "mw_power_max_dbm: 30.0", "above the mw source's maximum of 16.5 dBm"),
 ])

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from instrument.signals import EXIT_INTERRUPTED, EXIT_TERMINATED
+# 130 (Ctrl-C) and 143 (SIGTERM) live with the stop exceptions; re-exported beside the others
+from instrument.signals import EXIT_INTERRUPTED, EXIT_TERMINATED  # noqa: F401
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-__all__ = ["EXIT_INTERRUPTED", "EXIT_TERMINATED"]  # re-exported: the one exit-status convention
 EXIT_PAUSED = 75  # a long scan paused itself and can be resumed (EX_TEMPFAIL); the scheduler retries it
 
 
