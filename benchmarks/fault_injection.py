@@ -643,7 +643,7 @@ def _complex(path: Path) -> None:
 
 
 fault("reconstruct: garbage .npy")(_npy_fault(b"\x93NUMPY\x01\x00garbage" * 30, None, "numpy.save"))
-fault("reconstruct: text file as .npy")(_npy_fault(b"0.1 0.2 0.3\n", None, "numpy.save"))
+fault("reconstruct: text file as .npy")(_npy_fault(b"0.1 0.2 0.3\n", None, "is not a NumPy .npy file"))
 fault("reconstruct: complex spectra")(_npy_fault(None, _complex, "complex"))
 
 
@@ -673,7 +673,7 @@ def _reversed(d: Path) -> Row:
         one_line(r.err),
         r.code == 2,
         False,
-        clear(r.err, "must increase"),
+        clear(r.err, "--freq-range-hz", "below the last"),
     )
 
 

@@ -56,6 +56,12 @@ def _load(path: Path, dataset: str | None) -> np.ndarray:
         raise FileNotFoundError(f"no such array file: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
+        with open(path, "rb") as f:
+            head = f.read(6)
+        if head != b"\x93NUMPY":  # text, a pickle, anything else: never handed to np.load's pickle path
+            kind = "a Python pickle" if head[:1] == b"\x80" else "text or other data"
+            raise ValueError(f"{path} is not a NumPy .npy file (no .npy header; it looks like {kind}); "
+                             "save the array with numpy.save")
         return _load_npy(path, lambda: np.load(path, allow_pickle=False))
     if suffix == ".npz":
         def npz() -> np.ndarray:
