@@ -48,6 +48,8 @@ def test_impossible_station_settings_are_refused(tmp_path, capsys, old, new, sai
     (["odmr", "--points", "10000000"], "--points 10000000 is more than 100000"),
     (["odmr", "--span-hz=-12e6"], "--span-hz must be a positive width"),
     (["pulsed", "rabi", "--repetitions", "0"], "repetitions must be 1 .. 1048575, got 0"),
+    (["reconstruct", "neural-field", "s.npy", "--freq-range-hz", "3e9", "1e9"],
+     "--freq-range-hz 3e+09 1e+09: the first frequency must be below the last"),
 ])
 def test_out_of_range_options_are_refused(tmp_path, capsys, argv, said):
     err = refused(capsys, ["--sim", "--image-shape", "8x8", "--out", str(tmp_path), *argv])

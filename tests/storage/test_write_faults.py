@@ -190,3 +190,12 @@ def test_a_damaged_database_is_named_with_how_to_recover(tmp_path):
     again = load_run(tmp_path, run_id)
     assert again.metadata["status"] == "re-registered" and again.metadata["simulated"] is True
     assert again.images("img")[:2, 0, 0].tolist() == [0, 1]  # the frames were never touched
+
+
+def test_analyse_says_a_run_was_interrupted(tmp_path, capsys):
+    from instrument.cli import main
+
+    crash(CRASH, tmp_path)
+    assert main(["--out", str(tmp_path), "analyse", "1"]) == 2  # not a CW-ODMR run: refused, after the note
+    err = capsys.readouterr().err
+    assert "run 1 is interrupted, not completed" in err and "3 steps stored" in err
