@@ -43,13 +43,13 @@ def prepare_out(args: argparse.Namespace) -> Path:
     return out
 
 
-def check_disk(out: Path, n_steps: int, image_shapes: Any) -> None:
+def check_disk(out: Path, n_steps: int, image_shapes: Any, duration_s: float | None = None) -> None:
     """Refuse a run (or a whole scan: all its steps) that cannot fit on the output disk, before it opens."""
     from instrument.storage.budget import check_run_fits
     from instrument.storage.errors import StorageError
 
     try:
-        check_run_fits(out, n_steps, image_shapes)
+        check_run_fits(out, n_steps, image_shapes, duration_s)
     except StorageError as exc:
         raise UsageError(str(exc).replace("fewer points", "fewer --points")) from exc
 

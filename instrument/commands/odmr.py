@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             sweep.check(station.limits)
         except (SafetyLimitError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
-        check_disk(out, sweep.n_steps, sweep.image_shapes)
+        check_disk(out, sweep.n_steps, sweep.image_shapes, sweep.estimated_duration_s)
         writer = RunWriter(out, "cw_odmr", sample_name(station), sweep.scalars, sweep.setpoints)
         metadata = run_metadata(station, command_line())
         with ProgressBar(sweep.n_steps) as bar:

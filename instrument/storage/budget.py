@@ -28,8 +28,11 @@ def _size(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def check_run_fits(out_dir: Path, n_steps: int, image_shapes: Mapping[str, tuple[int, ...]]) -> int:
+def check_run_fits(out_dir: Path, n_steps: int, image_shapes: Mapping[str, tuple[int, ...]],
+                   duration_s: float | None = None) -> int:
     """Refuse a run whose data cannot fit on the disk of ``out_dir``; returns the estimate in bytes.
+
+    ``duration_s``, the run's estimated length, goes into the message (what the operator weighs).
 
     Raises:
         StorageError: the estimate (plus a margin) exceeds the free space; says both, and what to change.
@@ -39,8 +42,12 @@ def check_run_fits(out_dir: Path, n_steps: int, image_shapes: Mapping[str, tuple
     if need + MARGIN_BYTES > free:
         shapes = ", ".join(f"{name} {'x'.join(map(str, s))}" for name, s in image_shapes.items())
         shapes = shapes or "no images"
+        took = ""
+        if duration_s:
+            span = f"{duration_s / 60:.0f} min" if duration_s < 5400 else f"{duration_s / 3600:.1f} h"
+            took = f", about {span} of measuring"
         raise StorageError(
-            f"the run would need about {_size(need)} ({n_steps} steps, {shapes} per step) but only "
+            f"the run would need about {_size(need)} ({n_steps} steps, {shapes} per step{took}) but only "
             f"{_size(free)} are free at {out_dir}; use fewer points (or frames), a smaller image, or an "
             "output folder on a larger disk")
     return need
