@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -42,6 +43,17 @@ __all__ = ["CorruptDatabase", "StorageError", "StorageWriteFailed", "RunWriter",
            "add_run_metadata", "check_writable", "connect_runs_db", "load_run"]
 
 _open_here: set[tuple[str, int]] = set()  # (database, run id) of runs this process is writing now
+
+
+class _FlushFailureFilter(logging.Filter):
+    """Drops QCoDeS's "Could not commit to database" warnings: RunWriter.write raises that failure
+    itself, once, with what was kept (QCoDeS would log it at every later flush, hundreds of lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Could not commit to database", "Could not enqueue result"))
+
+
+logging.getLogger("qcodes.dataset.data_set").addFilter(_FlushFailureFilter())
 
 
 def check_writable(out_dir: Path) -> Path:
