@@ -532,7 +532,7 @@ def _too_big(d: Path) -> Row:
         one_line(r.err)[:120],
         r.code == 2,
         False,
-        clear(r.err, "would need about"),
+        clear(r.err, "would need about", "free at"),
     )
 
 

@@ -73,7 +73,7 @@ def test_a_run_that_cannot_fit_on_the_disk_is_refused_with_the_estimate(tmp_path
                         lambda p: real(p)._replace(free=100 * 1024 * 1024))  # 100 MiB free
     err = refused(capsys, ["--sim", "--image-shape", "300x300", "--out", str(tmp_path), "odmr",
                            "--points", "1000"])
-    assert "would need about 720.5 MB (2000 steps, signal 300x300 per step, about 1 min of measuring)" in err
+    assert "would need about 787.6 MB (2000 steps, signal 300x300 per step, about 1 min of measuring; " in err
     assert "fewer --points" in err
     assert str(tmp_path) in err
     with pytest.raises(Exception, match="no runs database"):

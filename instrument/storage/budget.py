@@ -47,7 +47,9 @@ def check_run_fits(out_dir: Path, n_steps: int, image_shapes: Mapping[str, tuple
             span = f"{duration_s / 60:.0f} min" if duration_s < 5400 else f"{duration_s / 3600:.1f} h"
             took = f", about {span} of measuring"
         raise StorageError(
-            f"the run would need about {_size(need)} ({n_steps} steps, {shapes} per step{took}) but only "
+            f"the run would need about {_size(need + MARGIN_BYTES)} "
+            f"({n_steps} steps, {shapes} per step{took}; "
+            f"{_size(MARGIN_BYTES)} of it for the database and the analysis) but only "
             f"{_size(free)} are free at {out_dir}; use fewer points (or frames), a smaller image, or an "
             "output folder on a larger disk")
     return need
