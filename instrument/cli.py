@@ -12,8 +12,18 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from instrument.commands.common import EXIT_INTERRUPTED, EXIT_USAGE, cli_words, default_out_dir
+from instrument.commands.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    cli_words,
+    default_out_dir,
+    stopped_message,
+)
 from instrument.services.errors import RequestError
+from instrument.signals import Terminated, sigterm_raises
+from instrument.storage import folder_lock
+from instrument.storage.errors import StorageError
 
 COMMANDS = (
     "instrument.commands.odmr",
@@ -28,6 +38,7 @@ COMMANDS = (
     "instrument.commands.station_check",
 )
 DEFAULT_COMMAND = "odmr"
+MAX_IMAGE_SIDE = 4096  # as instrument.station.MAX_IMAGE_SIDE (not imported: it loads yaml and numpy)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,6 +54,9 @@ def _shape(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected ROWSxCOLS such as 64x64, got {text!r}") from None
     if rows < 8 or cols < 8:
         raise argparse.ArgumentTypeError(f"image shape must be at least 8x8, got {text!r}")
+    if rows > MAX_IMAGE_SIDE or cols > MAX_IMAGE_SIDE:  # refused here, not by a MemoryError later
+        raise argparse.ArgumentTypeError(f"image shape must be at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}, "
+                                         f"got {text!r}")
     return rows, cols
 
 
@@ -107,15 +121,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args([*argv, DEFAULT_COMMAND])
+    # Exit status: 0 done, 1 failed, 2 usage, 75 paused (resumable), 130 Ctrl-C, 143 SIGTERM.
     try:
-        return int(args.handler(args))
+        with sigterm_raises():
+            return int(args.handler(args))
     except RequestError as exc:  # UsageError, and requests the services refused
         print(f"acquire: error: {cli_words(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("acquire: interrupted; the microscope was made safe and the steps measured so far are stored",
-              file=sys.stderr)
+    except StorageError as exc:
+        print(f"acquire: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt as exc:
+        print(stopped_message("interrupted (Ctrl-C)", exc), file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated as exc:
+        print(stopped_message("terminated by SIGTERM", exc), file=sys.stderr)
+        return exc.exit_code
+    finally:
+        folder_lock.release_all()
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -30,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 # how acquire reports a scan paused by Ctrl-C, and one that paused itself (health check, instrument error)
-from instrument.services.status import EXIT_INTERRUPTED, EXIT_PAUSED, short_duration
+from instrument.services.status import EXIT_INTERRUPTED, EXIT_PAUSED, EXIT_TERMINATED, short_duration
 
 QUEUE_DB = "schedule.sqlite"
 LOG_NAME = "schedule.log"
+STATE_NAME = "runner.state"  # a running scheduler's pid, start and entry; removed by a clean stop
 OUTPUT_DIR = "output"
 POLL_S = 60
 STOP_GRACE_S = 300.0
@@ -131,10 +134,10 @@ class Entry:
 
     @property
     def display(self) -> str:
-        """The command as an operator would type it."""
+        """The command as an operator would type it, shell-quoted: a line pasted from the log is safe."""
         if self.command[1:3] == ["-m", "instrument.cli"]:
-            return " ".join(["acquire", *self.command[3:]])
-        return " ".join(self.command)
+            return shlex.join(["acquire", *self.command[3:]])
+        return shlex.join(self.command)
 
     def describe(self) -> str:
         when = f"window {self.window}" if self.window else f"from {self.start:%Y-%m-%d %H:%M}"
@@ -239,7 +242,15 @@ class ScanQueue:
                               next_run_time=trigger.get_next_fire_time(None, first.astimezone())))
         entry = self._entry_from(kwargs, first)
         self.log(f"QUEUED   {entry.describe()}: {entry.display}")
+        for other in self.same_command(entry.command, entry.cwd, but=entry.id):
+            self.log(f"WARNING  {entry.id} runs the same command as {other.id} '{other.name}', queued before "
+                     f"it: both measure into the same place; remove one with 'acquire schedule remove ID'")
         return entry
+
+    def same_command(self, command: list[str], cwd: str | None = None, but: str = "") -> list[Entry]:
+        """Queued entries that run ``command`` from ``cwd`` (the current directory if None)."""
+        cwd = cwd if cwd is not None else os.getcwd()
+        return [e for e in self.entries() if e.command == list(command) and e.cwd == cwd and e.id != but]
 
     def remove(self, entry_id: str, reason: str = "removed by the operator") -> None:
         from apscheduler.jobstores.base import JobLookupError
@@ -310,6 +321,10 @@ class ScanQueue:
             lock.close()
             raise ScheduleError(f"another scheduler is already running the queue in {self.dir}") from None
         stop = stop or threading.Event()
+        self._note_previous_death()
+        with contextlib.suppress(OSError):
+            (self.dir / STATE_NAME).unlink()
+        self._write_state(running=None)
         self._wake_runnable_now()
         scheduler = self._scheduler(blocking=False)
         _active[str(self.dir)] = scheduler
@@ -329,7 +344,38 @@ class ScanQueue:
             _active.pop(str(self.dir), None)
             _stopping.pop(str(self.dir), None)
             self.log("STOPPED  scheduler; queued entries stay queued and run when it starts again")
+            with contextlib.suppress(OSError):
+                (self.dir / STATE_NAME).unlink()
             lock.close()
+
+    # ---- crash record -----------------------------------------------------------------------------
+
+    def _write_state(self, running: str | None) -> None:
+        """Record this scheduler (and the entry it runs): a state file left behind means it died."""
+        path = self.dir / STATE_NAME
+        started = f"{dt.datetime.now():%Y-%m-%d %H:%M:%S}"
+        with contextlib.suppress(OSError, ValueError):
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if old.get("pid") == os.getpid():
+                started = old.get("started", started)  # the same scheduler, between entries
+        state = {"pid": os.getpid(), "started": started, "running": running}
+        with contextlib.suppress(OSError):
+            (self.dir / STATE_NAME).write_text(json.dumps(state), encoding="utf-8")
+
+    def _note_previous_death(self) -> None:
+        """Log that the previous scheduler died (killed, crashed, power cut) if it left its state file."""
+        path = self.dir / STATE_NAME
+        if not path.exists():
+            return
+        try:
+            state = json.loads(path.read_text(encoding="utf-8") or "{}")
+        except (OSError, ValueError):
+            state = {}
+        running = state.get("running")
+        self.log(f"RESTART  the previous scheduler (pid {state.get('pid', '?')}, started "
+                 f"{state.get('started', '?')}) died without stopping"
+                 + (f" while running {running}; that entry is still queued and resumes"
+                    if running else "") + "; carrying on with the queue")
 
 
 _running: dict[str, str] = {}  # queue dir -> id of the entry running now
@@ -353,9 +399,10 @@ def _execute(queue: ScanQueue, entry: Entry) -> None:
               + (f" (until {deadline:%H:%M})" if deadline else "") + f"; output in {output}")
     t0 = time.monotonic()
     _running[str(queue.dir)] = entry.id
+    queue._write_state(running=entry.id)
     try:
         with open(output, "a", encoding="utf-8") as out:
-            out.write(f"\n==== {dt.datetime.now():%Y-%m-%d %H:%M:%S} {' '.join(entry.command)}\n")
+            out.write(f"\n==== {dt.datetime.now():%Y-%m-%d %H:%M:%S} {shlex.join(entry.command)}\n")
             out.flush()
             # own session: a Ctrl-C at the scheduler's terminal stops the scheduler, which then
             # pauses the child deliberately, instead of reaching the child behind its back
@@ -368,6 +415,7 @@ def _execute(queue: ScanQueue, entry: Entry) -> None:
         return
     finally:
         _running.pop(str(queue.dir), None)
+        queue._write_state(running=None)
     took = short_duration(time.monotonic() - t0)
     rc = child.returncode
     if rc == 0:
@@ -375,7 +423,7 @@ def _execute(queue: ScanQueue, entry: Entry) -> None:
         _remove(scheduler, entry.id)
     elif rc == EXIT_PAUSED and not why:
         _paused_itself(queue, scheduler, entry, took, _last_line(output))
-    elif why or rc in (EXIT_INTERRUPTED, -signal.SIGINT):
+    elif why or rc in (EXIT_INTERRUPTED, -signal.SIGINT, EXIT_TERMINATED, -signal.SIGTERM):
         why = why or "interrupted"
         later = dt.datetime.now() + dt.timedelta(minutes=1)
         resume = entry.window.next_start(later) if entry.window else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,6 +24,7 @@ from instrument.sample import SampleDescription, SampleDescriptionError, read_sa
 log = logging.getLogger(__name__)
 
 DEFAULT_STATION = "sim.yaml"
+MAX_IMAGE_SIDE = 4096  # simulated images: 4096x4096 float64 is 128 MiB a frame, already a lot
 
 
 class StationFileError(ValueError):
@@ -116,10 +118,15 @@ def read_station_file(path: str | Path | None) -> tuple[dict[str, Any], str]:
         source = f"instrument/stations/{DEFAULT_STATION}"
     else:
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise StationFileError(
                 f"cannot read station file {path}: {exc.strerror}; check the --station path"
+            ) from exc
+        except UnicodeDecodeError as exc:
+            raise StationFileError(
+                f"station file {path} is not text (byte {exc.start} is not UTF-8): a station file is "
+                "YAML; check the --station path"
             ) from exc
         source = str(path)
     try:
@@ -152,9 +159,48 @@ def load_limits(config: dict[str, Any], source: str) -> SafetyLimits:
             f"known limits are {', '.join(sorted(known))}"
         )
     try:
-        return SafetyLimits(**{k: float(v) for k, v in raw.items()})
+        limits = SafetyLimits(**{k: float(v) for k, v in raw.items()})
     except (TypeError, ValueError) as exc:
         raise StationFileError(f"station file {source}: limits must be numbers ({exc})") from exc
+    for name in ("coil_current_max_a", "coil_ramp_rate_a_per_s", "pulse_min_s"):
+        value = getattr(limits, name)
+        if not (math.isfinite(value) and value > 0):  # a negative ceiling would refuse nothing sensibly
+            raise StationFileError(f"station file {source}: limits.{name} must be a positive number, "
+                                   f"got {value:g}")
+    if not math.isfinite(limits.mw_power_max_dbm):
+        raise StationFileError(f"station file {source}: limits.mw_power_max_dbm must be a finite number")
+    return limits
+
+
+def _check_limits_fit_sources(station: Station) -> None:
+    """A lab MW ceiling above what a source can give is a station-file mistake: refuse it now, not when
+    a run that already opened asks the source for a power it refuses."""
+    import sys
+
+    for role, inst in station.instruments.items():
+        # The drivers' device range: the VISA sources' _device_power_max_dbm, else POWER_RANGE_DBM
+        device_max = getattr(inst, "_device_power_max_dbm", None)
+        if device_max is None and hasattr(inst, "constraints"):
+            device_max = (getattr(sys.modules.get(type(inst).__module__), "POWER_RANGE_DBM", None)
+                          or (None, None))[1]
+        if isinstance(device_max, (int, float)) and station.limits.mw_power_max_dbm > device_max:
+            raise StationFileError(
+                f"station file {station.source}: limits.mw_power_max_dbm = "
+                f"{station.limits.mw_power_max_dbm:g} dBm is above the {role} source's maximum of "
+                f"{device_max:g} dBm; set it to at most {device_max:g}")
+
+
+def check_image_shape(shape: Any, source: str) -> tuple[int, int]:
+    """A simulated image shape (``image_shape``): two integers of 2 to 4096 pixels (tests use tiny ones)."""
+    try:
+        rows, cols = (int(v) for v in shape)
+    except (TypeError, ValueError):
+        raise StationFileError(f"station file {source}: image_shape must be [rows, cols], got {shape!r}") \
+            from None
+    if not (2 <= rows <= MAX_IMAGE_SIDE and 2 <= cols <= MAX_IMAGE_SIDE):
+        raise StationFileError(f"station file {source}: image_shape must be 2 to {MAX_IMAGE_SIDE} pixels a "
+                               f"side, got {rows}x{cols}")
+    return rows, cols
 
 
 def read_limits(path: str | Path | None = None) -> SafetyLimits:
@@ -197,6 +243,7 @@ def build_station(
             station.instruments[role] = builder(role, entry, station)
         if simulated:
             _cable_sim_triggers(station, config, source)
+        _check_limits_fit_sources(station)
     except Exception:
         station.close()
         raise
@@ -212,7 +259,7 @@ def _build_world(sim: dict[str, Any], source: str, realtime: bool,
         sample = Sample.load(sim.get("sample"))
     except SampleFileError as exc:
         raise StationFileError(f"station file {source}: {exc}") from exc
-    shape = image_shape or tuple(sim.get("image_shape") or sample.sensor_shape)
+    shape = check_image_shape(image_shape or sim.get("image_shape") or sample.sensor_shape, source)
     world = World(sample, shape=shape, clock=VirtualClock(realtime=realtime),
                   seed=int(sim.get("seed", 0) if seed is None else seed))
     world.coil_unit_fields_t()  # computed once now, not inside a simulator's first time-critical call

@@ -25,6 +25,7 @@ silently measured as if it carried current.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from instrument.protocols import CoilDriver, InstrumentError
+from instrument.signals import Terminated
+from instrument.storage.runs import StorageError
 from instrument.storage.scan_ledger import FINISHED, ScanLedger, mark_run
 from instrument.storage.scan_results import (  # noqa: F401 - the scan's results file, importable here
     RESULTS_NAME,
@@ -320,6 +323,16 @@ class CoilScan:
         except KeyboardInterrupt:
             ledger.event("paused", f"interrupted by Ctrl-C at configuration {position} ({label})", position)
             raise ScanInterrupted(position, label) from None
+        except Terminated:
+            ledger.event("paused", f"terminated by SIGTERM at configuration {position} ({label})", position)
+            raise
+        except StorageError as exc:
+            # A full disk or a damaged database is no instrument error: a retry tonight fails the
+            # same way, so the scan stops (not pauses) and says what to fix.
+            with contextlib.suppress(Exception):
+                ledger.event("stopped", f"storage failed at configuration {position} ({label}): {exc}",
+                             position)
+            raise
         finally:
             make_safe({"coils": self.coils})
 
@@ -392,13 +405,17 @@ class CoilScan:
             if messages and self.health.action == "pause":
                 return f"health check failed after configuration {position} ({label}): " + "; ".join(messages)
             return ""
-        if result.run_id is not None:
+        if result.run_id is not None and not isinstance(result.error, StorageError):
             mark_run(self.measurement.out_dir, result.run_id, coil_scan_outcome=result.status)
         if isinstance(result.error, OpenCoilError):
             self._flag_open(ledger, result.error)
             self._mark_open(ledger, position, mask)
             self._report(ledger, position, label, "open_coil", {}, [result.reason], durations)
             return ""
+        if isinstance(result.error, StorageError):
+            with contextlib.suppress(Exception):
+                ledger.finish(position, "pending", run_id=result.run_id, note=result.reason)
+            raise result.error
         if result.status == "aborted":
             ledger.finish(position, "pending", run_id=result.run_id, note=result.reason)
             ledger.event("paused", f"configuration {position} ({label}) aborted: {result.reason}", position)

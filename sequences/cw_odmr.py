@@ -131,6 +131,8 @@ class CwOdmrSweep:
             raise ValueError("a CW-ODMR sweep needs at least 5 frequency points; raise `points`")
         if not np.all(np.isfinite(self.frequencies_hz)) or np.any(self.frequencies_hz <= 0):
             raise ValueError("sweep frequencies must be finite and positive; check `center_hz` and `span_hz`")
+        if np.any(np.diff(self.frequencies_hz) <= 0):
+            raise ValueError("sweep frequencies must increase point by point (`span_hz` > 0)")
         if self.frames_per_point < 1:
             raise ValueError(f"frames per point must be at least 1, got {self.frames_per_point}")
         if self.stepping not in STEPPING_MODES:

@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from instrument.protocols import Instrument, SafetyLimits
+from instrument.signals import RunAborted, Terminated
+from instrument.storage.errors import StorageError
 from instrument.storage.runs import Step
 
 log = logging.getLogger(__name__)
 
-
-class RunAborted(Exception):
-    """The run was stopped on request (Ctrl-C, SIGTERM, or ``Engine.abort``)."""
+__all__ = ["Engine", "LiveSink", "Progress", "RunAborted", "RunOutcome", "Sink", "Terminated",
+           "TerminationGuard", "make_safe"]
 
 
 class MissingInstrument(ValueError):
@@ -141,17 +142,24 @@ class LiveSink:
 
 
 class TerminationGuard:
-    """Turns SIGTERM into ``RunAborted`` while a run works, and holds off SIGTERM/SIGINT while it makes safe.
+    """Turns SIGTERM into ``Terminated`` while a run works, defers signals while a step is stored, and
+    holds them off while the microscope is made safe.
 
-    A supervisor that escalates (a second SIGTERM) or an operator pressing Ctrl-C twice must not kill
-    the process half-way through ramping the coils down, so during ``shielding()`` the signals are
-    only recorded. Signal handlers can only be installed from the main thread; elsewhere (the GUI's
-    worker thread) the guard does nothing and the app aborts the engine instead.
+    A signal that arrives while a step is being stored (``atomic()``) is only recorded and acted on
+    once the step is in all its places, so a step is stored completely or not at all. A supervisor
+    that escalates (a second SIGTERM) or an operator pressing Ctrl-C twice must not kill the process
+    half-way through ramping the coils down, so during ``shielding()`` the signals are only recorded.
+    ``requested`` stays set once a SIGTERM came, so a stop that some catch-all swallowed is still
+    honoured at the next step. Signal handlers can only be installed from the main thread; elsewhere
+    (the GUI's worker thread) the guard does nothing and the app aborts the engine instead.
     """
 
     def __init__(self) -> None:
         self.held_off: list[str] = []
+        self.requested: str | None = None  # "SIGTERM" once one arrived
         self._shielding = False
+        self._deferring = False
+        self._deferred: list[str] = []
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> TerminationGuard:
@@ -164,10 +172,38 @@ class TerminationGuard:
             signal.signal(signum, previous)
         self._previous.clear()
 
+    @property
+    def _main(self) -> bool:
+        return threading.current_thread() is threading.main_thread()
+
+    def raise_if_requested(self) -> None:
+        """Act on a SIGTERM that arrived earlier (and may have been swallowed on its way)."""
+        if self.requested:
+            raise Terminated(f"terminated by {self.requested}")
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Defer SIGTERM and SIGINT inside the block (a step is being stored); act on them after it."""
+        if not self._main:
+            yield
+            return
+        self._deferring = True
+        previous_int = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous_int)
+            self._deferring = False
+        deferred, self._deferred = self._deferred, []
+        if "SIGTERM" in deferred:
+            raise Terminated("terminated by SIGTERM")
+        if "SIGINT" in deferred:
+            raise KeyboardInterrupt
+
     @contextlib.contextmanager
     def shielding(self) -> Iterator[None]:
         """Record, do not act on, SIGTERM and SIGINT inside the block (hardware is being made safe)."""
-        if threading.current_thread() is not threading.main_thread():
+        if not self._main:
             yield
             return
         self._shielding = True
@@ -181,12 +217,19 @@ class TerminationGuard:
             log.warning("held off %s while making the microscope safe", ", ".join(self.held_off))
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.requested = "SIGTERM"
         if self._shielding:
             self.held_off.append("SIGTERM")
             return
-        raise RunAborted("terminated by SIGTERM")
+        if self._deferring:
+            self._deferred.append("SIGTERM")
+            return
+        raise Terminated("terminated by SIGTERM")
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self._deferring and not self._shielding:
+            self._deferred.append("SIGINT")
+            return
         self.held_off.append("SIGINT")
 
 
@@ -254,8 +297,10 @@ class Engine:
         Safety-limit violations and missing roles or capabilities (``sequence.requires``) raise before
         any sink opens or any instrument is touched. A sequence with a ``plan(instruments)`` gets it
         computed (without moving anything), stored in the run's metadata and passed to
-        ``run(instruments, plan)``. Ctrl-C is re-raised after the run is closed as aborted, so callers
-        can exit with 130.
+        ``run(instruments, plan)``. Ctrl-C (``KeyboardInterrupt``) and SIGTERM (``Terminated``) are
+        re-raised after the run is closed as aborted, carrying the ``outcome``, so callers can exit
+        with 130 and 143. A ``StorageError`` that keeps the run from opening at all (a damaged
+        database, a folder too small) is raised too, after making safe: there is no run to report.
         """
         sequence.check(self.limits)
         check_requirements(self.instruments, sequence)
@@ -265,6 +310,7 @@ class Engine:
         done = 0
         status, reason, error = "failed", "", None
         interrupted: BaseException | None = None
+        refused: StorageError | None = None
         with TerminationGuard() as guard:
             steps: Iterator[Step] = iter(())
             try:
@@ -281,14 +327,16 @@ class Engine:
                 while True:
                     # Checked before each step, so an abort requested before the run started
                     # stops it before any hardware moves.
+                    guard.raise_if_requested()
                     if self._abort.is_set():
                         raise RunAborted("aborted by operator")
                     step = next(steps, None)
                     if step is None:
                         break
-                    for sink in opened:
-                        sink.write(step)
-                    done += 1
+                    with guard.atomic():  # a signal here waits until the step is stored everywhere
+                        for sink in opened:
+                            sink.write(step)
+                        done += 1
                     if self.on_progress:
                         self.on_progress(
                             Progress(done, sequence.n_steps, time.monotonic() - start, step.label)
@@ -297,8 +345,15 @@ class Engine:
                 status, reason = "completed", ""
             except KeyboardInterrupt as exc:
                 status, reason, interrupted = "aborted", "interrupted by Ctrl-C", exc
+            except Terminated as exc:
+                status, reason, interrupted = "aborted", str(exc), exc
             except RunAborted as exc:
                 status, reason = "aborted", str(exc)
+            except StorageError as exc:  # a full disk, a damaged database: the message says it all
+                status, reason, error = "failed", str(exc), exc
+                log.error("run failed: %s", exc)
+                if not opened and len(self.sinks) > 0:
+                    refused = exc  # no run was opened: nothing to report but the refusal itself
             except Exception as exc:  # noqa: BLE001 - recorded in the run and returned to the caller
                 status, reason, error = "failed", f"{type(exc).__name__}: {exc}", exc
                 log.exception("run failed")
@@ -308,7 +363,10 @@ class Engine:
         # Once the run is over an abort request is spent and the next run starts clean.
         self._abort.clear()
         outcome = RunOutcome(status, reason, done, time.monotonic() - start, error)
+        if refused is not None:
+            raise refused
         if interrupted is not None:
+            interrupted.outcome = outcome  # type: ignore[union-attr] - callers report what was kept
             raise interrupted
         return outcome
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from typing import Any
 
 from instrument.commands.common import EXIT_OK, UsageError, add_run_metadata, default_out_dir
@@ -36,15 +37,22 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from instrument.analysis.cw_run import analyse_cw_run, save_analysis
     from instrument.services.report import pixel_size_of, plot_cw_result
-    from instrument.storage.runs import StorageError, load_run
+    from instrument.storage.recovery import interrupted_note, recover_interrupted_runs
+    from instrument.storage.runs import CorruptDatabase, StorageError, load_run
 
     out = args.out or default_out_dir()
     if args.background_order is not None and not 0 <= args.background_order <= 5:
         raise UsageError(f"--background-order must be 0..5, got {args.background_order}")
     try:
+        recover_interrupted_runs(out)
         stored = load_run(out, args.run_id)
+    except CorruptDatabase:
+        raise
     except StorageError as exc:
         raise UsageError(f"{exc}; give the folder the run was stored in with --out") from exc
+    note = interrupted_note(stored)
+    if note:
+        print(f"acquire: warning: {note}", file=sys.stderr)
     if stored.metadata.get("sequence", {}).get("name") != "cw_odmr":
         raise UsageError(f"run {args.run_id} is not a CW-ODMR run; 'acquire analyse' re-fits CW-ODMR runs")
     isotope = None if args.hyperfine == "none" else args.hyperfine

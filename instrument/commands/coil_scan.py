@@ -23,6 +23,7 @@ from instrument.commands.common import (
     UsageError,
     add_stepping_option,
     add_sweep_options,
+    check_disk,
     check_points,
     open_station,
     prepare_out,
@@ -165,6 +166,12 @@ def _scan(args: argparse.Namespace, out: Path, log: logging.Logger) -> int:
             say(f"coil {names[channel]} is flagged open: its configurations are marked, not measured")
         counts = ledger.counts()
         finished = counts["done"] + counts["open_coil"]
+        try:  # I-off and I-on sweeps of every configuration still to measure
+            left = 2 * args.points * (len(scan.masks) - finished)
+            check_disk(out, left, {"signal": tuple(station["camera"].shape)})
+        except UsageError:
+            ledger.close()
+            raise
         verb = "resuming" if finished or counts["running"] or counts["failed"] else "starting"
         say(f"coil scan in {out}: {verb}, {len(scan.masks)} configurations of {', '.join(scanned)} "
             f"({finished} already finished)")

@@ -25,6 +25,9 @@ from instrument.services.status import (  # noqa: F401 - the exit statuses of ev
 )
 from instrument.settings import phrase
 
+# 143 (SIGTERM) lives with the stop exceptions; re-exported beside the others
+from instrument.signals import EXIT_TERMINATED  # noqa: F401
+
 
 class UsageError(RequestError):
     """Bad input from the operator: printed as one line, exit status 2."""
@@ -48,13 +51,41 @@ def default_out_dir() -> Path:
 
 
 def prepare_out(args: argparse.Namespace) -> Path:
-    """The output directory of ``--out`` (or the default), proven writable before anything runs."""
-    from instrument.storage.runs import StorageError, check_writable
+    """The output directory of ``--out`` (or the default), proven writable and locked for this process
+    (another process measuring into it is refused at once, naming it), before anything runs."""
+    from instrument.storage.errors import FolderBusy, StorageError
+    from instrument.storage.folder_lock import lock_folder
+    from instrument.storage.paths import check_out_path
+    from instrument.storage.runs import check_writable
 
     try:
-        return check_writable(args.out or default_out_dir())
+        out = check_writable(check_out_path(args.out or default_out_dir()))
+        lock_folder(out, command_line())
+    except FolderBusy as exc:
+        raise UsageError(str(exc).replace("use another one", "use another --out")) from exc
     except StorageError as exc:
         raise UsageError(str(exc)) from exc
+    return out
+
+
+def check_disk(out: Path, n_steps: int, image_shapes: Any, duration_s: float | None = None) -> None:
+    """Refuse a run (or a whole scan: all its steps) that cannot fit on the output disk, before it opens."""
+    from instrument.storage.budget import check_run_fits
+    from instrument.storage.errors import StorageError
+
+    try:
+        check_run_fits(out, n_steps, image_shapes, duration_s)
+    except StorageError as exc:
+        raise UsageError(str(exc).replace("fewer points", "fewer --points")) from exc
+
+
+def stopped_message(how: str, exc: BaseException) -> str:
+    """The line printed when Ctrl-C or SIGTERM stopped a command: what was kept, and that it is safe."""
+    outcome = getattr(exc, "outcome", None)
+    kept = (f"; {outcome.steps_done} steps of the run are stored" if outcome is not None
+            else "; what was measured so far is stored")
+    phase = getattr(exc, "phase", "")
+    return f"acquire: {how}{' during ' + phase if phase else ''}; the microscope was made safe{kept}"
 
 
 def open_station(args: argparse.Namespace) -> Any:
@@ -63,6 +94,14 @@ def open_station(args: argparse.Namespace) -> Any:
 
     if args.image_shape and not args.sim:
         raise UsageError("--image-shape applies to the simulated camera only; add --sim")
+    if not args.sim:  # a real station's instruments have one owner at a time
+        from instrument.storage.errors import FolderBusy
+        from instrument.storage.folder_lock import lock_station
+
+        try:
+            lock_station(args.station, command_line())
+        except FolderBusy as exc:
+            raise UsageError(str(exc)) from exc
     try:
         return build_station(args.station, simulated=args.sim, realtime=args.realtime,
                              image_shape=args.image_shape, seed=args.seed)
@@ -87,10 +126,17 @@ def add_stepping_option(parser: argparse.ArgumentParser) -> None:
                         "allows it, else one set_frequency per point; list/software: insist (default: auto)")
 
 
+MAX_POINTS = 100_000  # 120 Hz steps over a 12 MHz span: far finer than any NV line (~MHz wide)
+
+
 def check_points(points: int) -> None:
-    """Refuse a sweep too short to fit, before anything connects (the sequences check it again)."""
+    """Refuse a sweep too short to fit or absurdly long, before anything connects (the sequences and
+    the run writer's disk estimate check again)."""
     if points < 5:
         raise UsageError(f"--points must be at least 5, got {points}")
+    if points > MAX_POINTS:
+        raise UsageError(f"--points {points} is more than {MAX_POINTS} frequencies (steps finer than any "
+                         "NV line); use fewer points")
 
 
 def sweep_frequencies(args: argparse.Namespace, station: Any) -> Any:
@@ -98,6 +144,8 @@ def sweep_frequencies(args: argparse.Namespace, station: Any) -> Any:
     the sample's bias-field resonance."""
     import numpy as np
 
+    if not args.span_hz > 0:  # also NaN: a reversed or empty sweep gives NaN maps, not an error
+        raise UsageError(f"--span-hz must be a positive width in Hz, got {args.span_hz:g}")
     center = args.center_hz if args.center_hz is not None else station.sample.resonance_hz
     if center is None:
         raise UsageError("give the sweep centre with --center-hz (the station's sample gives no expected "

@@ -61,7 +61,6 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from instrument.protocols import SafetyLimitError
-    from sequences.engine import RunAborted
 
     t0 = time.monotonic()
     request = LockInRequest(args.seconds, args.power_dbm, args.rate_hz,
@@ -81,9 +80,6 @@ def run(args: argparse.Namespace) -> int:
             outcome = record_lockin(station, out, plan, command_line())
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
-        except RunAborted as exc:
-            print(f"acquire: lock-in run aborted: {exc}", file=sys.stderr)
-            return EXIT_INTERRUPTED
     capture = outcome.result.capture
     completed = outcome.status == "completed"
     print(f"run {outcome.run_id} {'completed' if completed else 'ended early'}"
@@ -96,4 +92,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  time     {time.monotonic() - t0:.1f} s")
     print(f"  raw      {outcome.result.frames_path}")
     print(f"  field    {outcome.result.field_path}")
+    if outcome.status == "aborted" and outcome.reason.startswith("interrupted"):
+        return EXIT_INTERRUPTED  # Ctrl-C: the same status as every command (SIGTERM gives 143)
     return EXIT_OK if completed else EXIT_FAILED

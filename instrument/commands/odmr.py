@@ -14,6 +14,7 @@ from instrument.commands.common import (
     UsageError,
     add_stepping_option,
     add_sweep_options,
+    check_disk,
     check_points,
     cli_words,
     command_line,
@@ -67,9 +68,11 @@ def run(args: argparse.Namespace) -> int:
         request = CwOdmrRequest(sweep_frequencies(args, station), args.power_dbm, args.coils, args.current_a,
                                 args.frames_per_point, args.mw_stepping)
         try:
-            n_steps = build_cw_sweep(station, request).n_steps
+            sweep = build_cw_sweep(station, request)
+            n_steps = sweep.n_steps
         except (SafetyLimitError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
+        check_disk(out, sweep.n_steps, sweep.image_shapes, sweep.estimated_duration_s)
         with ProgressBar(n_steps) as bar:
             measured = run_cw_odmr(station, request, out, command_line(), on_progress=bar)
     run_id, where, outcome = measured.run.run_id, measured.run.run_dir, measured.outcome

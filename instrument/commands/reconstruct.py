@@ -158,6 +158,9 @@ def run_neural_field(args: argparse.Namespace) -> int:
     from instrument.reconstruction.relaxometry import RelaxometryGeometry
 
     t0 = time.monotonic()
+    lo, hi = args.freq_range_hz
+    if not lo < hi:
+        raise UsageError(f"--freq-range-hz {lo:g} {hi:g}: the first frequency must be below the last")
     try:
         spectrum = load_array(args.spectrum, args.dataset)
         if spectrum.ndim != 3:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,9 @@ def run_command(args: argparse.Namespace) -> int:
             _check_acquire_args(argv)
             start = parse_start(args.at) if args.at else None
             window = Window.parse(args.window) if args.window else None
+            for other in queue.same_command(acquire_command(argv)):
+                print(f"acquire: warning: {other.id} '{other.name}' already queues this command; both "
+                      "would measure into the same place", file=sys.stderr)
             entry = queue.add(acquire_command(argv), args.name, start, window)
             print(f"queued {entry.describe()}; first wake-up {entry.next_wake:%Y-%m-%d %H:%M}")
             print(f"start the scheduler with: acquire schedule{_queue_flag(args)} run")

@@ -17,15 +17,57 @@ def load_array(path: str | Path, dataset: str | None = None) -> np.ndarray:
 
     With ``dataset=None`` an .npz or HDF5 file must hold exactly one array.
     """
-    path = Path(path)
+    array = _load(Path(path), dataset)
+    return _checked(Path(path), array)
+
+
+def _checked(path: Path, array: np.ndarray) -> np.ndarray:
+    """Only real numbers go to a reconstruction: refuse empty, complex or non-numeric arrays by name."""
+    if array.dtype.kind == "c":
+        raise ValueError(f"{path} holds complex values ({array.dtype}); the reconstructions take real "
+                         "values: save the magnitude (np.abs) or the real part")
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{path} holds {array.dtype} values, not numbers; save a numeric array")
+    if array.size == 0:
+        raise ValueError(f"{path} holds an empty array (shape {array.shape})")
+    return array
+
+
+def _load_npy(path: Path, loader: Callable[[], np.ndarray]) -> np.ndarray:
+    try:
+        return loader()
+    except KeyError:
+        raise  # a missing key of an .npz: _pick's message says which keys there are
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise ValueError(f"{path} holds pickled Python objects, which are never loaded (a pickle can "
+                             "run code); save a plain numeric array with numpy.save") from None
+        raise ValueError(f"{path} is not a readable NumPy file ({exc}); save the array with numpy.save") \
+            from None
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{path} is not a NumPy file ({exc}); save the array with numpy.save") from None
+    except Exception as exc:  # noqa: BLE001 - unpickling garbage raises anything; the file is the problem
+        raise ValueError(f"{path} is not a NumPy file ({type(exc).__name__}); save the array with "
+                         "numpy.save") from None
+
+
+def _load(path: Path, dataset: str | None) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"no such array file: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            head = f.read(6)
+        if head != b"\x93NUMPY":  # text, a pickle, anything else: never handed to np.load's pickle path
+            kind = "a Python pickle" if head[:1] == b"\x80" else "text or other data"
+            raise ValueError(f"{path} is not a NumPy .npy file (no .npy header; it looks like {kind}); "
+                             "save the array with numpy.save")
+        return _load_npy(path, lambda: np.load(path, allow_pickle=False))
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            return _pick(path, dict(data), dataset)
+        def npz() -> np.ndarray:
+            with np.load(path, allow_pickle=False) as data:
+                return _pick(path, dict(data), dataset)
+        return _load_npy(path, npz)
     if suffix in (".h5", ".hdf5"):
         import h5py
 
@@ -68,12 +110,24 @@ def save_arrays(path: str | Path, **arrays: np.ndarray) -> Path:
     return path
 
 
+def free_stem(output_dir: Path, stem: str) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``... : the first name with neither its .npz nor its .png taken,
+    so a second reconstruction never overwrites the first."""
+    n, name = 1, stem
+    while (output_dir / f"{name}.npz").exists() or (output_dir / f"{name}.png").exists():
+        n += 1
+        name = f"{stem}-{n}"
+    return name
+
+
 def write_result(output_dir: str | Path, stem: str, draw: Callable[[Path], Path],
                  **arrays: np.ndarray) -> tuple[Path, Path]:
     """Write ``<stem>.npz`` and the figure ``draw(<stem>.png)`` into ``output_dir`` (made if missing).
 
-    Returns the arrays file and the figure path.
+    An earlier result is kept: the new one then goes to ``<stem>-2`` (``-3``...). Returns the arrays
+    file and the figure path.
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    stem = free_stem(out, stem)
     return save_arrays(out / f"{stem}.npz", **arrays), draw(out / f"{stem}.png")

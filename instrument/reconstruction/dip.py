@@ -229,10 +229,14 @@ def reconstruct_dip(
     mask = np.asarray(mask, dtype=float)
     if b_nv_t.ndim != 2:
         raise ValueError(f"b_nv_t must be a 2-D map, got shape {b_nv_t.shape}")
+    if min(b_nv_t.shape) < 2:
+        raise ValueError(f"b_nv_t is empty or a single line (shape {b_nv_t.shape}); give a 2-D field map")
     if mask.ndim != 3 or mask.shape[0] not in (2, 3) or mask.shape[1:] != b_nv_t.shape:
         raise ValueError(f"mask must have shape (2 or 3, *{b_nv_t.shape}), got {mask.shape}")
     if not np.all(np.isfinite(b_nv_t)):
         raise ValueError("b_nv_t contains NaN or inf; fill or crop bad pixels first")
+    if not np.all(np.isfinite(mask)):
+        raise ValueError("mask contains NaN or inf; its values must lie in [-1, 1]")
     if np.abs(mask).max() > 1.0 + 1e-9:
         raise ValueError("mask values must lie in [-1, 1]")
     if epochs < 1:

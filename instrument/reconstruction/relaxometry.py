@@ -56,6 +56,8 @@ class RelaxometryGeometry:
             raise ValueError("pixel_m, standoff_m and linewidth_hz must be positive")
         if len(self.frequencies_hz) < 1:
             raise ValueError("frequencies_hz is empty")
+        if len(self.frequencies_hz) > 1 and np.any(np.diff(self.frequencies_hz) <= 0):
+            raise ValueError("frequencies_hz must increase (the first spectral frequency below the last)")
         lo, hi = self.larmor_band_hz
         if not 0 < lo < hi:
             raise ValueError(f"larmor_band_hz must satisfy 0 < min < max, got {self.larmor_band_hz}")

@@ -16,7 +16,7 @@ import numpy as np
 
 from instrument.analysis.cw_run import analyse_cw_run, save_analysis
 from instrument.protocols import CoilDriver, Instrument, SafetyLimits
-from instrument.storage.runs import RunWriter, StorageError, load_run
+from instrument.storage.runs import CorruptDatabase, RunWriter, StorageError, load_run
 from sequences.coil_scan import Measured
 from sequences.cw_odmr import CwOdmrSweep
 from sequences.engine import Engine, MeasurementSequence, Progress
@@ -125,6 +125,8 @@ class EngineMeasurement:
         """How a stored run ended: ``completed``, ``aborted``, ``failed``, or ``running`` if it died."""
         try:
             return str(load_run(self.out_dir, run_id).metadata.get("status", "running"))
+        except CorruptDatabase:
+            raise  # not a missing run: every run is unreadable, and re-measuring cannot help
         except StorageError:
             return "missing"
 

@@ -91,7 +91,8 @@ def build_pulsed(request: PulsedRequest, shape: tuple[int, int], clock_hz: float
     from sequences.pulsed import MEASUREMENTS, ShotTiming
 
     kind, frequency, power = request.kind, request.frequency_hz, request.power_dbm
-    timing = ShotTiming(repetitions=request.repetitions or DEFAULT_REPETITIONS[kind])
+    reps = DEFAULT_REPETITIONS[kind] if request.repetitions is None else request.repetitions  # 0 is refused
+    timing = ShotTiming(repetitions=reps)
     cls = MEASUREMENTS[kind]
     common = dict(image_shape=shape, timing=timing, clock_hz=clock_hz, counter_role=request.counter_role)
     if kind in ("rabi", "t1"):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from instrument.signals import EXIT_INTERRUPTED, EXIT_TERMINATED  # noqa: F401 - 130 Ctrl-C, 143 SIGTERM
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_PAUSED = 75  # a long scan paused itself and can be resumed (EX_TEMPFAIL); the scheduler retries it
 
 

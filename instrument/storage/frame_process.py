@@ -57,6 +57,13 @@ def _child(conn_in: Any, conn_out: Any, shm_name: str, capacity: int, frame_shap
 
 def _serve(writer: Any, staging: np.ndarray, conn_in: Any, conn_out: Any) -> None:
     """Answer the parent's requests in order until it closes the file or goes away."""
+    try:
+        _answer(writer, staging, conn_in, conn_out)
+    except (BrokenPipeError, ConnectionResetError):  # the parent went away mid-answer: keep what is written
+        writer.close("capture process ended without closing the file")
+
+
+def _answer(writer: Any, staging: np.ndarray, conn_in: Any, conn_out: Any) -> None:
     failed: str | None = None  # after a failure, batches already sent are refused, never written
     while True:
         try:
@@ -91,7 +98,16 @@ def _serve(writer: Any, staging: np.ndarray, conn_in: Any, conn_out: Any) -> Non
 
 
 def _child_main() -> None:
-    """Entry point of the writer process: ``python -c`` with the arguments as JSON in argv[1]."""
+    """Entry point of the writer process: ``python -c`` with the arguments as JSON in argv[1].
+
+    Ctrl-C and SIGTERM sent to the whole process group are the parent's to handle: it stops the
+    capture and closes the file through the pipe, and if the parent dies the pipe's end closes the
+    file here. Dying on the signal instead would cut the file mid-write and leave tracebacks.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     args = json.loads(sys.argv[1])
     conn_in = Connection(args.pop("fd_in"), writable=False)
     conn_out = Connection(args.pop("fd_out"), readable=False)
@@ -132,30 +148,50 @@ class ProcessFrameWriter:
                                    buffer=self._shm.buf)
         self._slot = 0
         self._in_flight: deque[str] = deque()  # requests sent, oldest first; the child answers in order
-        # A fresh interpreter (not multiprocessing's spawn, which re-runs the caller's main script)
-        # talking over two pipes.
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        args = {"fd_in": to_child_r, "fd_out": from_child_w, "shm_name": self._shm.name,
-                "capacity": self.slots * self.batch_frames, "frame_shape": list(self.frame_shape),
-                "path": str(self.path),
-                "metadata": json.loads(_json(dict(metadata or {}))), "compression": compression,
-                "min_free_bytes": int(min_free_bytes)}
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = root + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else root
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from instrument.storage.frame_process import _child_main; _child_main()",
-             json.dumps(args)],
-            pass_fds=(to_child_r, from_child_w), env=env, stdin=subprocess.DEVNULL)
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self._send_conn = Connection(to_child_w, readable=False)
-        self._conn = Connection(from_child_r, writable=False)
-        kind, detail = self._reply("start", START_TIMEOUT_S)
-        if kind != "ready":
-            self._shutdown()
-            raise FrameFileError(detail)
+        self._proc: subprocess.Popen | None = None
+        try:
+            # A fresh interpreter (not multiprocessing's spawn, which re-runs the caller's main script)
+            # talking over two pipes.
+            to_child_r, to_child_w = os.pipe()
+            from_child_r, from_child_w = os.pipe()
+            args = {"fd_in": to_child_r, "fd_out": from_child_w, "shm_name": self._shm.name,
+                    "capacity": self.slots * self.batch_frames, "frame_shape": list(self.frame_shape),
+                    "path": str(self.path),
+                    "metadata": json.loads(_json(dict(metadata or {}))), "compression": compression,
+                    "min_free_bytes": int(min_free_bytes)}
+            env = dict(os.environ)
+            root = str(Path(__file__).resolve().parents[2])
+            env["PYTHONPATH"] = root + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else root
+            entry = "from instrument.storage.frame_process import _child_main; _child_main()"
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", entry, json.dumps(args)],
+                pass_fds=(to_child_r, from_child_w), env=env, stdin=subprocess.DEVNULL)
+            os.close(to_child_r)
+            os.close(from_child_w)
+            self._send_conn = Connection(to_child_w, readable=False)
+            self._conn = Connection(from_child_r, writable=False)
+            kind, detail = self._reply("start", START_TIMEOUT_S)
+            if kind != "ready":
+                self._shutdown()
+                raise FrameFileError(detail)
+        except BaseException:
+            # Refused, or a signal (SIGTERM, Ctrl-C) while the child starts: leave no child and no
+            # shared-memory segment behind (the resource tracker would report it leaked).
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """Best-effort cleanup of a writer that never got going."""
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(Exception):
+                self._proc.kill()
+                self._proc.wait(5)
+        with contextlib.suppress(Exception):
+            del self._staging
+        with contextlib.suppress(Exception):
+            self._shm.close()
+        with contextlib.suppress(Exception):
+            self._shm.unlink()
 
     def _reply(self, what: str, timeout_s: float = REPLY_TIMEOUT_S) -> tuple[str, Any]:
         try:

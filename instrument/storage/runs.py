@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
+import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,18 +31,30 @@ import h5py
 import numpy as np
 
 import instrument
+from instrument.storage.errors import CorruptDatabase, StorageError, StorageWriteFailed, is_disk_full
+from instrument.storage.paths import run_folder
 
 DB_NAME = "runs.db"
 IMAGES_NAME = "images.h5"
+RESERVE_NAME = ".disk-reserve"
+# Kept free beside each run while it writes: a full disk then still lets the run record how it ended.
+RESERVE_BYTES = 2 * 1024 * 1024
+
+__all__ = ["CorruptDatabase", "StorageError", "StorageWriteFailed", "RunWriter", "Step", "StoredRun",
+           "add_run_metadata", "check_writable", "connect_runs_db", "load_run"]
+
+_open_here: set[tuple[str, int]] = set()  # (database, run id) of runs this process is writing now
 
 
-def run_folder(out_dir: Path, run_id: int) -> Path:
-    """The folder of run ``run_id`` in ``out_dir``: the one place the ``run-NNNN`` layout is written."""
-    return Path(out_dir) / f"run-{int(run_id):04d}"
+class _FlushFailureFilter(logging.Filter):
+    """Drops QCoDeS's "Could not commit to database" warnings: RunWriter.write raises that failure
+    itself, once, with what was kept (QCoDeS would log it at every later flush, hundreds of lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Could not commit to database", "Could not enqueue result"))
 
 
-class StorageError(RuntimeError):
-    """The output location cannot be used; the message says why and what to do."""
+logging.getLogger("qcodes.dataset.data_set").addFilter(_FlushFailureFilter())
 
 
 def check_writable(out_dir: Path) -> Path:
@@ -120,6 +134,7 @@ class RunWriter:
         self._h5: h5py.File | None = None
         self._conn: Any = None
         self._steps = 0
+        self._failed: StorageWriteFailed | None = None
 
     @property
     def db_path(self) -> Path:
@@ -130,6 +145,11 @@ class RunWriter:
         """Start the run: write all metadata now, create the image datasets; returns the run id."""
         from qcodes.dataset import Measurement, load_or_create_experiment
 
+        from instrument.storage.budget import check_run_fits
+        from instrument.storage.recovery import recover_interrupted_runs
+
+        check_run_fits(self.out_dir, n_steps, image_shapes)  # before the run exists, not when the disk fills
+        recover_interrupted_runs(self.out_dir)
         self._conn = connect_runs_db(self.out_dir, create=True)
         exp = load_or_create_experiment(self.experiment, sample_name=self.sample_name, conn=self._conn)
         meas = Measurement(exp=exp, name=self.experiment)
@@ -154,8 +174,10 @@ class RunWriter:
                     n_steps: int) -> int:
         assert self._saver is not None
         self.run_id = int(self._saver.run_id)
+        _open_here.add((str(self.db_path.resolve()), self.run_id))
         self.run_dir = run_folder(self.out_dir, self.run_id)
         self.run_dir.mkdir(exist_ok=True)
+        _make_reserve(self.run_dir / RESERVE_NAME)
         full = {
             **metadata,
             "software_version": instrument.__version__,
@@ -178,16 +200,81 @@ class RunWriter:
         return self.run_id
 
     def write(self, step: Step) -> None:
-        """Store one step and flush it to disk before returning."""
+        """Store one step in all its places (database row, image frames) or in none, flushed to disk.
+
+        QCoDeS's own flush catches every exception and only logs it, so this checks that the row
+        really left QCoDeS's buffer. A step that fails is undone where it can be (its frames back to
+        NaN) and is not counted.
+
+        Raises:
+            StorageWriteFailed: the step could not be stored (``disk full at OUT: N steps kept``);
+                the run must stop. Nothing after it is written.
+        """
         if self._saver is None or self._h5 is None:
             raise StorageError("RunWriter.write called before open()")
+        if self._failed is not None:
+            raise self._failed
+        written: list[str] = []
+        row_added = False
+        try:
+            for name, image in step.images.items():
+                self._h5[name][step.index] = image
+                written.append(name)
+            self._h5.flush()  # the frames are on disk before the row says the step exists
+            self._add_row(step)
+            row_added = True
+            self._h5["steps_done"][0] = self._steps + 1
+            self._h5.flush()
+        except Exception as exc:  # noqa: BLE001 - every write failure ends the run the same way
+            if row_added:
+                self._remove_last_row()
+            with contextlib.suppress(Exception):
+                self._h5["steps_done"][0] = self._steps
+            self._undo_frames(step.index, written)
+            raise self._write_failed(exc) from exc
+        self._steps += 1
+
+    def _add_row(self, step: Step) -> None:
+        ds = self._saver.dataset
         self._saver.add_result(*[(k, float(v)) for k, v in step.values.items()])
         self._saver.flush_data_to_database(block=True)
-        for name, image in step.images.items():
-            self._h5[name][step.index] = image
-        self._steps += 1
-        self._h5["steps_done"][0] = self._steps
-        self._h5.flush()
+        pending = list(getattr(ds, "_results", []))
+        if pending:
+            # QCoDeS logged and kept the row; write it ourselves to learn why, and never leave it
+            # buffered (its exit would write it later, a row without its frames).
+            ds._results = []
+            ds.add_results(pending)
+
+    def _remove_last_row(self) -> None:
+        """Undo the row of a step whose frames could not be stored (best effort: the disk may be full)."""
+        ds = self._saver.dataset
+        with contextlib.suppress(Exception):
+            table = ds.table_name
+            ds.conn.execute(f'DELETE FROM "{table}" WHERE id = (SELECT max(id) FROM "{table}")')
+            ds.conn.commit()
+
+    def _undo_frames(self, index: int, names: list[str]) -> None:
+        for name in names:
+            with contextlib.suppress(Exception):
+                self._h5[name][index] = np.nan
+
+    def _write_failed(self, exc: BaseException) -> StorageWriteFailed:
+        full = is_disk_full(exc)
+        if full:
+            # Free the reserve so that closing the run can still record its end.
+            with contextlib.suppress(OSError):
+                (self.run_dir / RESERVE_NAME).unlink()  # type: ignore[operator]
+            message = f"disk full at {self.out_dir}: {self._steps} steps kept"
+        else:
+            message = (f"could not store step {self._steps + 1} in {self.out_dir} "
+                       f"({type(exc).__name__}: {exc}): {self._steps} steps kept")
+        self._failed = StorageWriteFailed(message, self._steps, full)
+        return self._failed
+
+    @property
+    def steps_stored(self) -> int:
+        """Steps stored completely so far."""
+        return self._steps
 
     def add_metadata(self, tag: str, value: Any) -> None:
         if self._saver is not None:
@@ -213,10 +300,31 @@ class RunWriter:
             finally:
                 if self._h5 is not None:
                     h5, self._h5 = self._h5, None
-                    h5.close()
+                    with contextlib.suppress(Exception) if self._failed else contextlib.nullcontext():
+                        h5.close()
                 if self._conn is not None:
                     conn, self._conn = self._conn, None
                     conn.close()
+                if self.run_dir is not None:
+                    with contextlib.suppress(OSError):
+                        (self.run_dir / RESERVE_NAME).unlink()
+                if self.run_id is not None:
+                    _open_here.discard((str(self.db_path.resolve()), self.run_id))
+
+
+def _make_reserve(path: Path) -> None:
+    """A file of ``RESERVE_BYTES`` that a full disk can give back (best effort: a full disk at open
+    already fails elsewhere)."""
+    with contextlib.suppress(OSError), open(path, "wb") as f:
+        f.truncate(RESERVE_BYTES)
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(f.fileno(), 0, RESERVE_BYTES)
+
+
+def runs_open_here(out_dir: Path) -> set[int]:
+    """Run ids this process is writing now in ``out_dir`` (recovery must leave them alone)."""
+    db = str((Path(out_dir) / DB_NAME).resolve())
+    return {run_id for path, run_id in _open_here if path == db}
 
 
 @dataclass
@@ -250,8 +358,50 @@ def connect_runs_db(out_dir: Path, create: bool = False) -> Any:
 
     path = Path(out_dir) / DB_NAME
     if not create and not path.exists():
-        raise StorageError(f"no runs database in {out_dir} (expected {DB_NAME}); check `out`")
-    return connect(str(path))
+        raise StorageError(f"no runs database in {out_dir} (expected {DB_NAME}); check the output folder")
+    header = b""
+    with contextlib.suppress(OSError), open(path, "rb") as f:
+        header = f.read(16)
+    if header and header != b"SQLite format 3\x00":  # before QCoDeS logs a traceback about it
+        raise corrupt_database(path, sqlite3.DatabaseError("file is not a database: no SQLite header"))
+    try:
+        conn = connect(str(path))
+        conn.execute("SELECT count(*) FROM runs").fetchone()
+    except (sqlite3.DatabaseError, RuntimeError) as exc:  # QCoDeS wraps it in a RuntimeError
+        if _is_corrupt(exc):
+            raise corrupt_database(path, _sqlite_cause(exc)) from exc
+        raise
+    return conn
+
+
+def corrupt_database(path: Path, exc: BaseException) -> CorruptDatabase:
+    """The error for a runs database SQLite cannot read: what is damaged and how to recover."""
+    path = Path(path)
+    return CorruptDatabase(
+        f"the runs database {path} is damaged ({exc}): the run index and the runs' scalar data and "
+        f"metadata in it cannot be read. The image frames in {path.parent}/run-*/{IMAGES_NAME} are "
+        f"separate and kept (each holds its run's metadata). To recover: move the damaged file aside "
+        f"(mv {path} {path}.damaged), then re-register the runs from their files with "
+        f"'python -m instrument.storage.recovery {path.parent}'; new runs start a new database")
+
+
+def _sqlite_cause(exc: BaseException) -> BaseException:
+    """The sqlite3 error inside ``exc`` (QCoDeS re-raises them as RuntimeError), else ``exc``."""
+    e: BaseException | None = exc
+    while e is not None:
+        if isinstance(e, sqlite3.DatabaseError):
+            return e
+        e = e.__cause__ or e.__context__
+    return exc
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    """Damage, as opposed to a locked or full database (``OperationalError``s that pass)."""
+    exc = _sqlite_cause(exc)
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    text = str(exc).lower()
+    return not isinstance(exc, sqlite3.OperationalError) or "malformed" in text or "not a database" in text
 
 
 def _dataset(conn: Any, out_dir: Path, run_id: int) -> Any:
@@ -266,23 +416,33 @@ def _dataset(conn: Any, out_dir: Path, run_id: int) -> Any:
 def add_run_metadata(out_dir: Path, run_id: int, tags: Mapping[str, Any]) -> None:
     """Attach metadata to a stored run (analysis results, ``status='abandoned'``, ...), as JSON."""
     with contextlib.closing(connect_runs_db(out_dir)) as conn:
-        ds = _dataset(conn, out_dir, run_id)
-        for tag, value in tags.items():
-            ds.add_metadata(tag, _metadata_text(value))
+        try:
+            ds = _dataset(conn, out_dir, run_id)
+            for tag, value in tags.items():
+                ds.add_metadata(tag, _metadata_text(value))
+        except (sqlite3.DatabaseError, RuntimeError) as exc:
+            if _is_corrupt(exc):
+                raise corrupt_database(Path(out_dir) / DB_NAME, _sqlite_cause(exc)) from exc
+            raise
 
 
 def load_run(out_dir: Path, run_id: int) -> StoredRun:
     """Read a stored run's metadata and scalar data."""
     out_dir = Path(out_dir)
     with contextlib.closing(connect_runs_db(out_dir)) as conn:
-        ds = _dataset(conn, out_dir, run_id)
-        metadata: dict[str, Any] = {}
-        for tag, value in ds.metadata.items():
-            try:
-                metadata[tag] = json.loads(value)
-            except (TypeError, ValueError):
-                metadata[tag] = value
-        data = ds.get_parameter_data()
+        try:
+            ds = _dataset(conn, out_dir, run_id)
+            metadata: dict[str, Any] = {}
+            for tag, value in ds.metadata.items():
+                try:
+                    metadata[tag] = json.loads(value)
+                except (TypeError, ValueError):
+                    metadata[tag] = value
+            data = ds.get_parameter_data()
+        except (sqlite3.DatabaseError, RuntimeError) as exc:
+            if _is_corrupt(exc):
+                raise corrupt_database(out_dir / DB_NAME, _sqlite_cause(exc)) from exc
+            raise
     scalars: dict[str, np.ndarray] = {}
     for dependent in data.values():
         scalars.update({k: np.asarray(v) for k, v in dependent.items()})

@@ -8,7 +8,7 @@ import pytest
 
 from instrument.protocols import SafetyLimitError, SafetyLimits
 from instrument.storage.runs import Step
-from sequences.engine import Engine, LiveSink, RunAborted
+from sequences.engine import Engine, LiveSink, RunAborted, Terminated
 
 
 @dataclass
@@ -124,8 +124,12 @@ def test_sigterm_aborts_cleanly():
         if i == 2:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    outcome = engine.run(CountingSequence(5, hook=hook))
+    # Re-raised after the run is closed (so every command exits 143), carrying how the run ended.
+    with pytest.raises(Terminated) as stopped:
+        engine.run(CountingSequence(5, hook=hook))
+    outcome = stopped.value.outcome
     assert outcome.status == "aborted" and "SIGTERM" in outcome.reason
+    assert sink.closed[0] == "aborted" and outcome.steps_done == len(sink.steps)
     assert sink.steps == [0, 1]
     assert all(i.safe_calls == 1 for i in inst.values())
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
@@ -214,7 +218,9 @@ def test_signal_while_making_safe_is_held_off_until_every_instrument_is_safe(sig
         if i == 1:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    outcome = engine.run(CleanupSequence(order, n=5, hook=hook))
+    with pytest.raises(Terminated) as stopped:
+        engine.run(CleanupSequence(order, n=5, hook=hook))
+    outcome = stopped.value.outcome
     assert outcome.status == "aborted" and "SIGTERM" in outcome.reason
     assert first.safe_calls == 1 and second.safe_calls == 1
     assert sink.closed is not None and sink.closed[0] == "aborted"
