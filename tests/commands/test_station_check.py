@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 
 import numpy as np
@@ -25,7 +26,7 @@ def test_sim_station_passes_stores_report_and_keeps_rf_off(tmp_path, capsys):
     code = main(["--sim", "--image-shape", "16x16", "--out", str(tmp_path), "station", "check"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "list steps on mw_trigger  ok" in out and "volume on camera_start    ok" in out
+    assert re.search(r"list steps on mw_trigger +ok", out) and re.search(r"volume on camera_start +ok", out)
     assert "safe-state program" in out and "zero current read-back" in out
     report = json.loads((tmp_path / "station-check-latest.json").read_text())
     assert report["passed"] is True
@@ -59,7 +60,7 @@ def test_uncabled_list_trigger_fails_with_the_fix_and_exit_1(tmp_path, capsys):
                  "--out", str(tmp_path / "runs"), "station", "check"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "list steps on mw_trigger  FAIL" in out
+    assert re.search(r"list steps on mw_trigger +FAIL", out)
     assert "mw_trigger output (bit 4)" in out and "trigger_from" in out and "--mw-stepping software" in out
     assert "index after 0, 1, 2 pulses: [0, 0, 0]" in out  # what was seen, under the fix
     report = json.loads((tmp_path / "runs" / "station-check-latest.json").read_text())
