@@ -11,6 +11,10 @@ slow background drift, hot pixels):
 
 Targets (issue 9): >= 1,000 frames/s and >= 5x the scikit-learn baseline.
 
+The movies here come from ``sim.field_maps.NoisyMicroscope`` (the dictionary's own linear model):
+right for timing, not for scoring. ``--seed000`` prints that quick-model table; the scored seed-000
+reproduction is ``benchmarks/seed000_table.py`` (docs/results/seed000.md).
+
     python benchmarks/reconstruction.py [--frames 1000] [--baseline-frames 100] [--seed000]
 """
 

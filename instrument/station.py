@@ -416,7 +416,9 @@ def _helicam(role: str, entry: dict[str, Any], station: Station) -> Instrument:
 
         library = SimLibHeLIC(station.world)
         station.sim_parts[role] = library
-        return HeliCamC3(role, library=library, clock=station.world.clock.now)
+        # The simulated camera images the World's field of view (34x onto the sensor: 349 um).
+        return HeliCamC3(role, library=library, clock=station.world.clock.now,
+                         field_of_view_m=station.world.sample.fov_width_m)
     return HeliCamC3(role)
 
 

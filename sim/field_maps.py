@@ -3,6 +3,10 @@
 The reconstruction package must not import ``sim``; the station, tests and benchmarks build the
 ``measure`` callables of ``instrument.reconstruction.seed000`` here: the World's true B_NV map for
 a drive vector plus white noise, a slow background drift (offset and gradient) and hot pixels.
+
+These maps are the dictionary's own model (linear in the drive, the same maps as the truth): fine for
+testing the algorithm, not for scoring it. The scored reproduction of seed 000 uses
+``sim.lockin_chain`` (ODMR sweeps, doublet fits, a perturbed sample).
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ class Sample:
     coil_spacing_m: float
     coil_filaments: int
     drive_current_a: float
+    field_scale: float = 1.0
     coils: list[Coil] = field(default_factory=list)
     source: str = ""
 
@@ -110,6 +111,7 @@ class Sample:
             coil_spacing_m=float(c["spacing_m"]),
             coil_filaments=int(c["filaments"]),
             drive_current_a=float(c["drive_current_a"]),
+            field_scale=float(c.get("field_scale", 1.0)),
             coils=coils,
             source=source,
         )
@@ -166,7 +168,10 @@ class World:
         return self.sample.bias_magnitude_t * NV_AXES[self.sample.bias_axis]
 
     def coil_unit_fields_t(self) -> np.ndarray:
-        """Field of each coil at 1 A on the NV layer, shape (n_coils, 3, rows, cols), cached."""
+        """Field of each coil at 1 A on the NV layer, shape (n_coils, 3, rows, cols), cached.
+
+        Includes the sample's ``field_scale`` (see the sample file: it matches the paper's amplitudes).
+        """
         if self._coil_maps is None:
             s = self.sample
             x, y = self.pixel_coordinates_m()
@@ -174,7 +179,7 @@ class World:
             maps = []
             for coil in s.coils:
                 verts = square_spiral(coil.center_m, s.coil_size_m, s.coil_track_m, s.coil_spacing_m)
-                b = polyline_field(verts, points, 1.0, s.coil_track_m, s.coil_filaments)
+                b = s.field_scale * polyline_field(verts, points, 1.0, s.coil_track_m, s.coil_filaments)
                 maps.append(np.moveaxis(b, -1, 0))
             self._coil_maps = np.stack(maps)
         return self._coil_maps

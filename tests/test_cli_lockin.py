@@ -28,11 +28,18 @@ def test_lockin_capture_is_a_stored_run_with_frames_and_field(tmp_path, capsys):
     coil = int(np.argmax(np.abs(currents).sum(axis=0)))
     assert np.abs(currents[:, coil]).max() > 5e-4
     design = np.column_stack([currents[:, coil], np.ones(len(currents))])
-    maps, *_ = np.linalg.lstsq(design, field.reshape(len(field), -1), rcond=None)
+    pixels = field.reshape(len(field), -1)
+    maps, *_ = np.linalg.lstsq(design, pixels, rcond=None)
     unit = np.zeros(len(world.sample.coils))
     unit[coil] = 1.0
-    truth = world.true_b_nv_t(currents_a=unit)
-    assert np.corrcoef(maps[0], truth.ravel())[0, 1] > 0.8
+    truth = world.true_b_nv_t(currents_a=unit).ravel()
+    # Standard error of the regressed map from the residual noise; the seed-000 fields (below 10 uT)
+    # are comparable to a frame's noise, so the correlation it allows is well below 1.
+    residual = np.std(pixels - design @ maps, axis=0)
+    spread = np.sqrt(np.sum((currents[:, coil] - currents[:, coil].mean()) ** 2))
+    se = np.sqrt(np.mean((residual / spread) ** 2))
+    expected = np.std(truth) / np.sqrt(np.var(truth) + se**2)
+    assert np.corrcoef(maps[0], truth)[0, 1] > expected - 0.15
 
 
 def test_too_short_capture_is_refused(tmp_path, capsys):

@@ -13,7 +13,10 @@ def test_reconstruct_prints_every_case_with_good_scores(capsys):
         assert case in out
     static = re.search(r"static 4 coils\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", out)
     ssim, rrmse, r, f1 = (float(v) for v in static.groups())
-    assert ssim > 0.8 and rrmse < 0.2 and r > 0.95 and f1 == 1.0
+    # The simulated sample has the paper's amplitudes (below 10 uT) and the sensor's whole 349 um field,
+    # of which the coils fill the central 110 um: most pixels hold only the 0.3 uT map noise, which
+    # bounds the map scores (the scored reproduction is benchmarks/seed000_table.py). F1 must be perfect.
+    assert ssim > 0.4 and rrmse < 0.6 and r > 0.8 and f1 == 1.0
 
 
 def test_plain_reconstruct_runs_seed000(capsys):

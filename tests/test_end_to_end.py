@@ -36,10 +36,13 @@ def test_fitted_field_map_matches_the_worlds_field(cw_run):
     assert converged.mean() > 0.98
     ok = converged & np.isfinite(b_fit)
     r = np.corrcoef(b_fit[ok], truth[ok])[0, 1]
-    assert r > 0.95, f"correlation {r:.3f}"
-    # The error must sit within the noise the fits themselves report.
     with h5py.File(run.run_dir / "analysis.h5") as f:
         sigma_t = f["b_nv_err_t"][...]
+    # The correlation an unbiased map with the fits' own noise reaches: the seed-000 fields (below
+    # 10 uT) against a few uT of fit noise per pixel of a short sweep make it well below 1.
+    expected = np.std(truth[ok]) / np.sqrt(np.var(truth[ok]) + np.mean(sigma_t[ok] ** 2))
+    assert r > expected - 0.1, f"correlation {r:.3f}, expected about {expected:.3f} from the fit noise"
+    # The error must sit within the noise the fits themselves report.
     z = (b_fit - truth)[ok] / sigma_t[ok]
     assert np.median(np.abs(z)) < 2.0
     assert abs(np.mean(b_fit[ok] - truth[ok])) < 3 * np.median(sigma_t[ok])

@@ -30,6 +30,7 @@ from instrument.physics.constants import MU0
 from instrument.reconstruction.torch_support import flush_denormals
 
 OPERATORS = ("F1", "F2")
+"""Operators of the paper's table; ``"F2T"`` (transverse power, see ``kernels``) is accepted too."""
 LOG_FLOOR = 1e-10
 """Additive constant in the log-MSE fidelity (App. B.1)."""
 
@@ -94,9 +95,19 @@ def _offset_vectors(geometry: RelaxometryGeometry) -> np.ndarray:
 
 
 def kernels(geometry: RelaxometryGeometry) -> dict[str, np.ndarray]:
-    """Offset kernels in units of mu0/(4 pi z0^3): 'scalar' = G_zz (F1), 'power' = sum_a G_az^2 (F2)."""
+    """Offset kernels in units of mu0/(4 pi z0^3): 'scalar' = G_zz (F1), 'power' = sum_a G_az^2 (F2),
+    'transverse' = sum_a (G_ax^2 + G_ay^2), proportional to (5 r^2 + 2 z^2) / R^8 (F2T).
+
+    F2 sums the noise power along the NV axis; T1 relaxation responds to the field components
+    transverse to it, which for isotropic fluctuators is the 'transverse' kernel: half the on-axis
+    value of 'power' and wider, since it falls more slowly with the lateral offset.
+    """
     g = green_tensor(_offset_vectors(geometry)) / (MU0 / (4 * np.pi * geometry.standoff_m**3))
-    return {"scalar": g[..., 2, 2], "power": (g[..., :, 2] ** 2).sum(-1)}
+    return {"scalar": g[..., 2, 2], "power": (g[..., :, 2] ** 2).sum(-1),
+            "transverse": (g[..., :, 0] ** 2).sum(-1) + (g[..., :, 1] ** 2).sum(-1)}
+
+
+OPERATOR_KERNELS = {"F1": "scalar", "F2": "power", "F2T": "transverse"}
 
 
 def lorentzian(frequency_hz: np.ndarray, larmor_hz: np.ndarray, linewidth_hz: float) -> np.ndarray:
@@ -119,20 +130,24 @@ def simulate_f3(
     geometry: RelaxometryGeometry,
     noise_fraction: float = 0.0,
     rng: np.random.Generator | None = None,
+    noise_model: str = "proportional",
+    kernel: str = "power",
 ) -> np.ndarray:
     """Direct source-side simulator F3 (eq. 11): spectrum (n_freq, rows, cols) in float64.
 
-    Each non-zero source pixel adds rho * P(R) with its own Lorentzian at its own Larmor frequency.
-    ``noise_fraction`` adds Gaussian sensor noise whose sigma is that fraction of the local signal.
-    Noise proportional to the signal keeps S positive: with additive noise at a fixed fraction of
-    max(S), background pixels (P falls as R^-6) go negative and the log-MSE fidelity of App. B.1,
-    whose floor is 1e-10, would be dominated by them.
+    Each non-zero source pixel adds rho * P(R) with its own Lorentzian at its own Larmor frequency;
+    P is the ``kernel`` ('power': along the NV axis, as the paper; 'transverse': T1 physics).
+    ``noise_model`` 'proportional': Gaussian noise of sigma ``noise_fraction`` times the local signal
+    (keeps S positive). 'additive' (the paper's "matched to per-sample dynamic range"): sigma is
+    ``noise_fraction`` times max(S), the same everywhere, so background pixels go negative.
     """
+    if noise_model not in ("proportional", "additive"):
+        raise ValueError(f"noise_model must be 'proportional' or 'additive', got {noise_model!r}")
     rho = np.asarray(rho, dtype=float)
     larmor_hz = np.asarray(larmor_hz, dtype=float)
     _check_fields(rho, larmor_hz, geometry)
     rows, cols = geometry.shape
-    power = kernels(geometry)["power"]
+    power = kernels(geometry)[kernel]
     freqs = np.asarray(geometry.frequencies_hz)
     spectrum = np.zeros((len(freqs), rows, cols))
     for sy, sx in zip(*np.nonzero(rho), strict=True):
@@ -142,7 +157,10 @@ def simulate_f3(
         spectrum += rho[sy, sx] * line[:, None, None] * footprint[None]
     if noise_fraction > 0:
         rng = rng if rng is not None else np.random.default_rng()
-        spectrum *= 1.0 + rng.normal(0.0, noise_fraction, spectrum.shape)
+        if noise_model == "additive":
+            spectrum += rng.normal(0.0, noise_fraction * spectrum.max(), spectrum.shape)
+        else:
+            spectrum *= 1.0 + rng.normal(0.0, noise_fraction, spectrum.shape)
     return spectrum
 
 
@@ -155,12 +173,12 @@ def forward_numpy(
     _check_fields(rho, larmor_hz, geometry)
     rows, cols = geometry.shape
     k = kernels(geometry)
-    conv = fftconvolve(rho, k["scalar" if operator == "F1" else "power"], mode="full")
+    if operator not in OPERATOR_KERNELS:
+        raise ValueError(f"operator must be one of {tuple(OPERATOR_KERNELS)}, got {operator!r}")
+    conv = fftconvolve(rho, k[OPERATOR_KERNELS[operator]], mode="full")
     conv = conv[rows - 1 : 2 * rows - 1, cols - 1 : 2 * cols - 1]
     if operator == "F1":
         conv = conv**2
-    elif operator != "F2":
-        raise ValueError(f"operator must be one of {OPERATORS}, got {operator!r}")
     freqs = np.asarray(geometry.frequencies_hz)[:, None, None]
     return conv[None] * lorentzian(freqs, np.asarray(larmor_hz)[None], geometry.linewidth_hz)
 
@@ -175,14 +193,14 @@ class TorchOperator:
     def __init__(self, geometry: RelaxometryGeometry, operator: str, device=None, dtype=None):
         import torch
 
-        if operator not in OPERATORS:
-            raise ValueError(f"operator must be one of {OPERATORS}, got {operator!r}")
+        if operator not in OPERATOR_KERNELS:
+            raise ValueError(f"operator must be one of {tuple(OPERATOR_KERNELS)}, got {operator!r}")
         self.geometry, self.operator = geometry, operator
         self.dtype = dtype or torch.float32
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         rows, cols = geometry.shape
         self._padded = (2 * rows, 2 * cols)
-        kern = kernels(geometry)["scalar" if operator == "F1" else "power"]
+        kern = kernels(geometry)[OPERATOR_KERNELS[operator]]
         # Wrap the (2r-1, 2c-1) offset kernel onto a 2r x 2c circle: circular convolution of the
         # zero-padded density is then exactly the linear convolution on the r x c window.
         wrapped = np.zeros(self._padded)
@@ -430,6 +448,40 @@ def reconstruct_admm(
                 break
     density, scale = finalize(z.cpu().numpy().astype(float), larmor, spectrum, geometry, operator)
     return RelaxometryResult(density, np.zeros(geometry.shape), history, operator, "admm", scale, outer, seed)
+
+
+# ----- trivial and per-pixel baselines ----------------------------------------------------------
+
+def identity_density(spectrum: np.ndarray, geometry: RelaxometryGeometry, operator: str = "F2") -> np.ndarray:
+    """The observed noise map itself (summed over frequency, negatives clipped) as the density,
+    scaled like the other methods (eq. 30). A method that does not beat it has deconvolved nothing."""
+    spectrum = _validate_spectrum(spectrum, geometry)
+    density = np.clip(spectrum.sum(0), 0.0, None)
+    return finalize(density, _baseline_larmor(geometry), spectrum, geometry, operator)[0]
+
+
+def larmor_lorentzian_fit(spectrum: np.ndarray, geometry: RelaxometryGeometry,
+                          grid_points: int = 401) -> np.ndarray:
+    """Per-pixel Larmor frequency (Hz): least-squares fit of A L(omega; omega_L) with the known width.
+
+    For each candidate omega_L on a grid spanning the sampled frequencies the best amplitude is
+    linear, so the residual is |S|^2 - <L, S>^2 / <L, L>; the best candidate is refined by a parabola
+    through its neighbours. The baseline for the neural field's Larmor head.
+    """
+    spectrum = _validate_spectrum(spectrum, geometry)
+    freqs = np.asarray(geometry.frequencies_hz)
+    grid = np.linspace(freqs.min(), freqs.max(), grid_points)
+    lines = lorentzian(freqs[None, :], grid[:, None], geometry.linewidth_hz)  # (K, F)
+    flat = spectrum.reshape(len(freqs), -1)  # (F, P)
+    proj = lines @ flat  # (K, P)
+    gain = proj**2 / np.sum(lines**2, axis=1)[:, None]  # residual reduction per candidate
+    k = np.clip(np.argmax(gain, axis=0), 1, grid_points - 2)
+    cols = np.arange(flat.shape[1])
+    left, mid, right = gain[k - 1, cols], gain[k, cols], gain[k + 1, cols]
+    denom = left - 2 * mid + right
+    shift = np.where(denom < 0, 0.5 * (left - right) / np.where(denom < 0, denom, -1.0), 0.0)
+    step = grid[1] - grid[0]
+    return (grid[k] + np.clip(shift, -1, 1) * step).reshape(geometry.shape)
 
 
 # ----- metrics (App. E.3) ----------------------------------------------------------------------

@@ -255,3 +255,57 @@ def _checked_map(measured: np.ndarray, shape: tuple[int, int], what: str) -> np.
         raise ValueError(f"measure() returned shape {measured.shape} for {what}, "
                          f"expected {shape} like the basis")
     return measured
+
+
+# ---- fair scoring (issue 18): several methods, scores against the measurement and the truth ------
+
+LAMBDA_GRID = (0.01, 0.03, 0.1, 0.2, 0.3, 0.4)
+"""Plain-LASSO lambdas (standardised units, seed 000's lambda) swept next to the automatic alpha."""
+
+
+def random_configurations(n_sources: int, count: int, rng: np.random.Generator,
+                          active_range: tuple[int, int] = (2, 7)) -> list[tuple[int, ...]]:
+    """``count`` distinct on/off configurations with 2 to 7 active sources (seed 000 Suppl. Section 3)."""
+    lo, hi = active_range
+    if not 1 <= lo <= hi <= n_sources:
+        raise ValueError(f"active_range {active_range} must lie within 1..{n_sources}")
+    seen: set[tuple[int, ...]] = set()
+    while len(seen) < count:
+        k = int(rng.integers(lo, hi + 1))
+        seen.add(tuple(sorted(rng.choice(n_sources, k, replace=False).tolist())))
+    return sorted(seen, key=lambda c: (len(c), c))
+
+
+def map_scores(reference: np.ndarray, estimate: np.ndarray) -> tuple[float, float, float]:
+    """(SSIM, RRMSE, Pearson r) of two maps, both as given (detrend them first where needed)."""
+    return ssim(reference, estimate), rrmse(reference, estimate), pearson_r(reference, estimate)
+
+
+def score_map(rec: DictionaryReconstructor, measured: np.ndarray, truth: np.ndarray,
+              coefficients: np.ndarray, true_drive: np.ndarray) -> dict[str, float]:
+    """Scores of one reconstruction: against the measured map (the paper's), against the truth, F1.
+
+    ``truth`` is the noise-free map an ideal measurement would give; both references are cleaned
+    of hot pixels (measured only) and detrended as the fit sees them. ``coef_rms`` is the RMS error
+    of the coefficients in units of the reference drive.
+    """
+    s, e, r = _map_scores(rec, measured, coefficients)
+    estimate = rec.detrend(rec.reconstruct(coefficients))
+    st, et, rt = map_scores(rec.detrend(truth), estimate)
+    f1 = active_set_scores(rec.active(true_drive), rec.active(coefficients)).f1
+    return {"ssim": s, "rrmse": e, "r": r, "ssim_truth": st, "rrmse_truth": et, "r_truth": rt,
+            "f1": f1, "coef_rms": float(np.sqrt(np.mean((coefficients - true_drive) ** 2)))}
+
+
+def identity_scores(rec: DictionaryReconstructor, measured: np.ndarray, truth: np.ndarray
+                    ) -> dict[str, float]:
+    """The trivial baseline: the measured map itself (hot pixels cleaned) as the estimate of the truth."""
+    cleaned = clean_hot_pixels(np.asarray(measured, float)[None], rec.hot_pixel_sigma)[0][0]
+    st, et, rt = map_scores(rec.detrend(truth), rec.detrend(cleaned))
+    return {"ssim_truth": st, "rrmse_truth": et, "r_truth": rt}
+
+
+def all_on_f1(true_drive: np.ndarray, threshold: float = 0.1) -> float:
+    """F1 of the trivial detector that calls every source active."""
+    t = np.abs(np.asarray(true_drive)) >= threshold
+    return active_set_scores(t, np.ones_like(t)).f1

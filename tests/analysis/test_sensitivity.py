@@ -73,3 +73,17 @@ def test_bad_measurements_are_named(kwargs, name):
 def test_bad_saturation_is_named():
     with pytest.raises(ValueError, match="saturation"):
         count_rate_hz(-1.0)
+
+
+def test_both_readings_of_gamma2_star_and_the_orientation_fraction():
+    from instrument.analysis.sensitivity import NVDiamond, optimum
+
+    assert optimum(NVDiamond()).sensitivity_t_per_sqrt_hz * 1e9 == pytest.approx(84.7, abs=0.5)
+    one_over = optimum(NVDiamond(dephasing="1/T2*")).sensitivity_t_per_sqrt_hz
+    assert one_over * 1e9 == pytest.approx(64.8, abs=0.5)
+    quarter = optimum(NVDiamond(orientation_fraction=0.25)).sensitivity_t_per_sqrt_hz
+    assert quarter / optimum(NVDiamond()).sensitivity_t_per_sqrt_hz == pytest.approx(4.0, rel=0.01)
+    with pytest.raises(ValueError, match="dephasing"):
+        NVDiamond(dephasing="T2*")
+    with pytest.raises(ValueError, match="orientation_fraction"):
+        NVDiamond(orientation_fraction=0.0)

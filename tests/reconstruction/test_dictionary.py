@@ -9,14 +9,15 @@ from instrument.reconstruction.dictionary import (
 )
 from instrument.reconstruction.metrics import active_set_scores
 from sim.field_maps import NoisyMicroscope
-from sim.world import World
+
+from .simulated import unscaled_world
 
 SHAPE = (48, 48)
 
 
 @pytest.fixture(scope="module")
 def microscope():
-    return NoisyMicroscope(World(shape=SHAPE), seed=3)
+    return NoisyMicroscope(unscaled_world(SHAPE), seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,13 @@ import pytest
 
 from instrument.reconstruction import seed000
 from sim.field_maps import NoisyMicroscope
-from sim.world import World
+
+from .simulated import unscaled_world
 
 
 @pytest.fixture(scope="module")
 def microscope():
-    return NoisyMicroscope(World(shape=(48, 48)), seed=11)
+    return NoisyMicroscope(unscaled_world((48, 48)), seed=11)
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +116,21 @@ def test_measure_basis_averages(microscope):
     assert b[2] == pytest.approx(np.full((4, 4), 2.0))
     with pytest.raises(ValueError, match="averages"):
         seed000.measure_basis(measure, 3, averages=0)
+
+
+def test_random_configurations_are_distinct_and_in_range():
+    configs = seed000.random_configurations(8, 50, np.random.default_rng(0))
+    assert len(configs) == len(set(configs)) == 50
+    assert all(2 <= len(c) <= 7 and set(c) <= set(range(8)) for c in configs)
+    with pytest.raises(ValueError, match="active_range"):
+        seed000.random_configurations(4, 3, np.random.default_rng(0), active_range=(2, 7))
+
+
+def test_trivial_baselines():
+    assert seed000.all_on_f1(np.array([1.0, 0, 0, 1.0])) == pytest.approx(2 * 0.5 / 1.5)
+    basis = np.random.default_rng(1).normal(size=(3, 20, 20))
+    rec = seed000.DictionaryReconstructor(basis)
+    truth = basis[0] + basis[2]
+    assert seed000.identity_scores(rec, truth, truth)["rrmse_truth"] == pytest.approx(0.0, abs=1e-12)
+    scores = seed000.score_map(rec, truth, truth, np.array([1.0, 0.0, 1.0]), np.array([1.0, 0.0, 1.0]))
+    assert scores["f1"] == 1.0 and scores["coef_rms"] == 0.0 and scores["r_truth"] == pytest.approx(1.0)

@@ -58,12 +58,13 @@ def temporal_run(tmp_path_factory):
         world = st.world
         coil = next(i for i, c in enumerate(world.sample.coils) if not c.dead and c.layer == 0)
         onsets = tuple((0.4,) if i == coil else () for i in range(world.coil_currents_a.size))
-        wf = CoilWaveforms(len(onsets), onsets, peak_a=400e-6)  # shifts the line by a quarter width
+        # 1 mA, the safety limit: the seed-000 fields are below 10 uT, a tenth of the line width.
+        wf = CoilWaveforms(len(onsets), onsets, peak_a=1e-3)
         res = run_temporal_imaging(st.instruments, out, seconds=1.0, center_hz=world.resonance_estimate_hz(),
                                    waveforms=wf, limits=st.limits, on_overflow="wait", frames_per_point=6)
         safe = {"currents": world.coil_currents_a.copy(), "mw": world.mw_output,
                 "gate": world.mw_gate_modulation_hz, "acq_stop": st["camera"].get_setting("AcqStop")}
-        truth = world.true_b_nv_t(currents_a=np.eye(len(onsets))[coil] * 400e-6)
+        truth = world.true_b_nv_t(currents_a=np.eye(len(onsets))[coil] * 1e-3)
         yield res, safe, truth, coil
 
 
@@ -77,10 +78,14 @@ def test_temporal_run_recovers_the_coil_field(temporal_run):
     assert t[peak] == pytest.approx(0.4 + 0.06, abs=0.01)
     # the peak frame matches the coil's true field; before the spike there is only noise
     measured = np.nan_to_num(field[peak - 3:peak + 4].mean(axis=0))  # +-15 ms around the peak
-    assert np.corrcoef(measured.ravel(), truth.ravel())[0, 1] > 0.9
-    assert np.sum(measured * truth) / np.sum(truth**2) == pytest.approx(1.0, abs=0.25)
+    # Noise of a 7-frame mean, from the frames before the spike; the bounds below follow from it.
+    sigma = np.nanstd(field[: res.baseline_frames]) / np.sqrt(7)
+    expected_r = np.std(truth) / np.sqrt(np.var(truth) + sigma**2)
+    assert np.corrcoef(measured.ravel(), truth.ravel())[0, 1] > expected_r - 0.15
+    slope_error = sigma / np.sqrt(np.sum(truth**2))
+    assert np.sum(measured * truth) / np.sum(truth**2) == pytest.approx(1.0, abs=0.15 + 4 * slope_error)
     quiet = np.nan_to_num(field[: res.baseline_frames].mean(axis=0))
-    assert np.abs(quiet).max() < 0.2 * np.abs(truth).max()
+    assert np.abs(quiet).max() < 5 * np.nanstd(field[: res.baseline_frames]) / np.sqrt(res.baseline_frames)
 
 
 def test_temporal_run_leaves_everything_safe(temporal_run):
