@@ -88,10 +88,7 @@ def test_tiny_scan_shows_field_maps_and_warnings_and_its_runs_reconstruct(qtbot,
 
     both = reconstruct("L1C1+L1C2")
     assert both.coil_names == ["L1C1", "L1C2"] and both.expected.tolist() == [1.0, 1.0]
-    # The 16x16 test image spans the sensor's 349 um in 22 um pixels: a 40 um coil is 2x2 pixels, the
-    # fields are the paper's (below 10 uT), so this tiny scan cannot weigh the coils. Checked here: the
-    # plumbing; the coefficients' physics is scored in tests/reconstruction and benchmarks/seed000_table.py.
-    assert both.coefficients.shape == (2,) and np.all(np.isfinite(both.coefficients)), both.coefficients
+    assert np.all(both.coefficients > 0.6), both.coefficients
     assert "dictionary measured by the coil scan" in window.reconstruction_view.summary.text()
     assert f"L1C1 run {by_label['L1C1']}" in both.source
     assert window.views.currentWidget() is window.reconstruction_view
@@ -99,7 +96,7 @@ def test_tiny_scan_shows_field_maps_and_warnings_and_its_runs_reconstruct(qtbot,
     assert window.reconstruction_view.reconstructed.data.shape == SHAPE
     one = reconstruct("L1C2")
     assert one.expected.tolist() == [0.0, 1.0]
-    assert one.coefficients.shape == (2,) and np.all(np.isfinite(one.coefficients)), one.coefficients
+    assert abs(one.coefficients[0]) < 0.2 and one.coefficients[1] > 0.6, one.coefficients
     # a CW-ODMR run afterwards is stored in the output directory, and the browser goes back to it
     window.cw_panel.points.setValue(11)
     window.cw_panel.frames.setValue(1)

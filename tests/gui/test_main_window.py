@@ -202,12 +202,10 @@ def test_send_a_run_to_reconstruction_finds_the_driven_coil(qtbot, window):
     assert result.run_id == run.run_id and len(result.coefficients) == len(result.coil_names)
     driven = result.coil_names.index("L1C1")
     assert result.expected[driven] == pytest.approx(1.5)
-    # The 16x16 test image spans the sensor's 349 um in 22 um pixels: the coils' fields (the paper's,
-    # below 10 uT) are not smooth on that scale, which the automatic alpha's noise estimate assumes,
-    # so which coils come out is not checked here (tests/reconstruction and the seed-000 benchmark do).
-    assert np.all(np.isfinite(result.coefficients))
+    # the driven coil dominates the reconstruction (the GUI tests' sample: tests/gui/conftest.py)
+    assert abs(result.coefficients[driven]) == max(abs(result.coefficients))
     assert result.reconstructed_t.shape == SHAPE
-    assert f"run {run.run_id}: active coils" in view.summary.text()
+    assert "L1C1" in view.summary.text()
 
 
 def test_reconstruction_is_refused_for_a_pulsed_run(qtbot, window):
