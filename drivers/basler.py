@@ -124,7 +124,7 @@ class BaslerCamera:
                     "renders each frame for the exposure and gain set and advances its own clock"
                 )
         except BaseException:
-            self._camera.Close()
+            self._camera.DestroyDevice()
             raise
 
     # ---- opening and node access -----------------------------------------------------------------
@@ -503,13 +503,24 @@ class BaslerCamera:
         failures = 0
         source = "camera"
         while len(images) < n:
-            result = self._call(
-                "RetrieveResult",
-                self._camera.RetrieveResult,
-                int(timeout_s * 1000),
-                self._pylon.TimeoutHandling_Return,
+            # Wait on pylon's wait object, then take the result without blocking: a RetrieveResult
+            # with a timeout was seen to block past it on the emulator (docs/hardware/basler.md).
+            ready = self._call(
+                "GrabResultWaitObject", self._camera.GetGrabResultWaitObject().Wait, int(timeout_s * 1000)
             )
-            if not result.IsValid():
+            result = (
+                self._call(
+                    "RetrieveResult", self._camera.RetrieveResult, 0, self._pylon.TimeoutHandling_Return
+                )
+                if ready
+                else None
+            )
+            if result is None or not result.IsValid():
+                # Release even an empty result: a grab result kept alive (by a traceback holding this
+                # frame) stalls the next RetrieveResult of a later camera object on the same device.
+                if result is not None:
+                    result.Release()
+                del result
                 self._dropped += dropped
                 exc = InstrumentTimeout(
                     self.name,
@@ -596,12 +607,18 @@ class BaslerCamera:
         self.disarm()
 
     def close(self) -> None:
-        if not self._camera.IsOpen():
+        """Stop, close and destroy the pylon device now.
+
+        Destroyed here, not when Python collects this object: a late destructor would tear down the
+        device under a camera object opened since on the same device (seen on the emulator).
+        """
+        if not self._camera.IsPylonDeviceAttached():
             return
         try:
-            self.safe_state()
+            if self._camera.IsOpen():
+                self.safe_state()
         finally:
-            self._call("Close", self._camera.Close)
+            self._call("DestroyDevice", self._camera.DestroyDevice)
 
     def snapshot(self) -> dict[str, Any]:
         """Identity as pylon reports it and every setting, for the run's metadata."""
