@@ -347,8 +347,14 @@ def _basler(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     options: dict[str, Any] = {"pixel_format": entry.get("pixel_format")}
     if not station.simulated:
         shape = entry.get("shape")
-        return BaslerCamera(role, serial=entry.get("serial"), device_class=entry.get("device_class"),
-                            shape=tuple(shape) if shape else None, **options)
+        camera = BaslerCamera(role, serial=entry.get("serial"), device_class=entry.get("device_class"),
+                              shape=tuple(shape) if shape else None, **options)
+        if camera.emulated:  # PYLON_CAMEMU is set in this environment and no serial was given
+            camera.close()
+            raise StationFileError(
+                f"instrument {role!r}: pylon offered its camera emulator, not a camera; set the camera's "
+                "serial (or device_class: BaslerUsb / BaslerGigE) in the station file, or run with --sim")
+        return camera
     from sim.basler_images import EmulatorImageFeed, emulator_serial, enable_emulator
 
     enable_emulator(1)

@@ -167,6 +167,15 @@ def test_frames_follow_the_world_dark_on_resonance_and_not_without_mw():
         assert snap["model"] == "Emulation" and snap["serial"] == "0815-0000"
 
 
+def test_a_real_station_refuses_the_emulator_in_place_of_a_camera():
+    from instrument.protocols import SafetyLimits
+    from instrument.station import BUILDERS, Station, StationFileError
+
+    lab = Station("lab", simulated=False, limits=SafetyLimits(), instruments={})
+    with pytest.raises(StationFileError, match="emulator, not a camera.*serial"):
+        BUILDERS["basler"]("camera", {"driver": "basler", "serial": None}, lab)
+
+
 def test_timestamps_are_the_simulation_clock_at_each_trigger_and_marked(cam, world):
     cam.set_exposure(5e-3)
     cam.set_trigger(CameraTrigger(source="software"))
