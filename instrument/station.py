@@ -355,15 +355,22 @@ def _basler(role: str, entry: dict[str, Any], station: Station) -> Instrument:
                 f"instrument {role!r}: pylon offered its camera emulator, not a camera; set the camera's "
                 "serial (or device_class: BaslerUsb / BaslerGigE) in the station file, or run with --sim")
         return camera
+    from instrument.protocols import InstrumentError
     from sim.basler_images import EmulatorImageFeed, emulator_serial, enable_emulator
 
     enable_emulator(1)
     feed = EmulatorImageFeed(station.world)
     station._cleanup.append(feed.close)
     station.sim_parts[role] = feed
-    camera = BaslerCamera(role, serial=emulator_serial(0), device_class="BaslerCamEmu",
-                          shape=station.world.shape, before_trigger=feed, clock=station.world.clock.now,
-                          emulate_hardware_trigger=True, **options)
+    try:
+        camera = BaslerCamera(role, serial=emulator_serial(0), device_class="BaslerCamEmu",
+                              shape=station.world.shape, before_trigger=feed,
+                              clock=station.world.clock.now, emulate_hardware_trigger=True, **options)
+    except InstrumentError as exc:
+        raise StationFileError(
+            f"instrument {role!r}: pylon's camera emulator is not available ({exc}); pylon reads "
+            "PYLON_CAMEMU when it first starts in a process, so set PYLON_CAMEMU=1 before starting"
+        ) from exc
     camera.serve_image_files(str(feed.folder))
     return camera
 

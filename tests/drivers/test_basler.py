@@ -203,7 +203,8 @@ def test_bounded_queue_keeps_the_latest_frames_and_counts_the_dropped(cam):
     except InstrumentTimeout:
         pass
     assert len(numbers) + dropped == 8
-    assert dropped >= 4 and numbers == sorted(numbers) and numbers[-1] == 7
+    # at most the queue plus pylon's two spare buffers survive; the rest are counted as dropped
+    assert dropped >= 8 - (3 + 2) and numbers == sorted(numbers) and numbers[-1] == 7
     assert cam.dropped_frames == dropped and cam.snapshot()["dropped_frames"] == dropped
 
 
