@@ -266,3 +266,23 @@ def test_close_stops_grabbing_releases_the_camera_and_is_idempotent(world, feed)
         assert again.acquire(1).images.shape == (1, *SHAPE)
     finally:
         again.close()
+
+
+def test_exposure_gain_and_gate_width_scale_the_rendered_signal(cam, feed):
+    """The stand-in exposure is the one the camera is set to (or the gate pulse's width)."""
+    cam.set_pixel_format("Mono16")  # headroom: no clipping at 2x signal
+
+    def signal(trigger):
+        cam.set_trigger(trigger)
+        value = _mean_signal(cam.acquire(3), feed).mean()
+        cam.disarm()
+        return value
+
+    cam.set_exposure(4e-3)
+    base = signal(CameraTrigger(source="software"))
+    cam.set_gain(20 * np.log10(2))
+    doubled = signal(CameraTrigger(source="software"))
+    cam.set_gain(0.0)
+    gated = signal(CameraTrigger(source="Line1", exposure="trigger_width", width_s=1e-3))
+    assert doubled / base == pytest.approx(2.0, rel=0.01)
+    assert gated / base == pytest.approx(0.25, rel=0.01)
