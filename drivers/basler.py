@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from instrument.checks import CheckResult
 from instrument.protocols import (
     CameraConstraints,
     CameraFrames,
@@ -619,6 +620,59 @@ class BaslerCamera:
                 self.safe_state()
         finally:
             self._call("DestroyDevice", self._camera.DestroyDevice)
+
+    def station_checks(self, trigger_input: str = "Line1") -> list[CheckResult]:
+        """Identity, the trigger input the pulser is cabled to, and one frame at a safe setting."""
+        c = self._constraints
+        checks = [
+            CheckResult(
+                self.name,
+                "identity",
+                True,
+                f"{self._info.GetVendorName()} {self.model}, serial {self.serial} "
+                f"({self._info.GetDeviceClass()}), firmware {self._get('DeviceFirmwareVersion', '?')}",
+            ),
+            CheckResult(
+                self.name,
+                f"trigger input {trigger_input}",
+                trigger_input in c.trigger_inputs,
+                f"frame-start trigger sources: {', '.join(c.trigger_inputs) or 'none'}",
+                f"cable the pulser's camera line to one of {', '.join(c.trigger_inputs)} and name "
+                "it in the sequence",
+            ),
+        ]
+        if self._armed:
+            return [*checks, CheckResult(self.name, "software-triggered frame", None, "armed; not tried")]
+        previous = self._trigger
+        try:
+            self.set_trigger(CameraTrigger(source="software"))
+            frames = self.acquire(1, timeout_s=2.0)
+            top = frames.images.max() if frames.images.size else 0
+            saturated = top >= 2**self.bit_depth - 1
+            checks.append(
+                CheckResult(
+                    self.name,
+                    "software-triggered frame",
+                    not saturated,
+                    f"1 frame {frames.images.shape[1:]} {self.pixel_format}, max {top}, "
+                    f"timestamps from {frames.timestamp_source}",
+                    "saturated: shorten the exposure or lower the laser power" if saturated else "",
+                )
+            )
+        except InstrumentError as exc:
+            checks.append(
+                CheckResult(
+                    self.name,
+                    "software-triggered frame",
+                    False,
+                    str(exc),
+                    "check the camera's cable and power in pylon Viewer",
+                )
+            )
+        finally:
+            self.disarm()
+            self.set_trigger(previous)
+        return checks
 
     def snapshot(self) -> dict[str, Any]:
         """Identity as pylon reports it and every setting, for the run's metadata."""

@@ -286,3 +286,14 @@ def test_exposure_gain_and_gate_width_scale_the_rendered_signal(cam, feed):
     gated = signal(CameraTrigger(source="Line1", exposure="trigger_width", width_s=1e-3))
     assert doubled / base == pytest.approx(2.0, rel=0.01)
     assert gated / base == pytest.approx(0.25, rel=0.01)
+
+
+def test_station_checks_report_identity_trigger_input_and_a_frame(cam):
+    cam.set_trigger(CameraTrigger(source="Line1"))
+    checks = {c.check: c for c in cam.station_checks()}
+    assert checks["identity"].ok and "0815-0000" in checks["identity"].detail
+    assert checks["trigger input Line1"].ok
+    assert checks["software-triggered frame"].ok, checks["software-triggered frame"].detail
+    assert cam.trigger_setting.source == "Line1"  # the check put the trigger back
+    missing = {c.check: c for c in cam.station_checks(trigger_input="Line7")}
+    assert missing["trigger input Line7"].ok is False and "Line1" in missing["trigger input Line7"].fix
