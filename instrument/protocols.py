@@ -317,3 +317,117 @@ class CoilDriver(Instrument, Protocol):
     def set_currents(self, currents_a: Sequence[float]) -> None: ...
 
     def read_currents(self) -> np.ndarray: ...
+
+
+# --------------------------------------------------------------------------------------------
+# Intensity cameras (sCMOS and machine-vision cameras: Basler, Andor, pco, Hamamatsu)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CameraConstraints:
+    """What an intensity camera accepts, as the camera itself reports it when opened.
+
+    Exposure in s, gain in dB, frame rate in Hz; ``trigger_inputs`` names the hardware inputs the
+    frame-start trigger can take (``"Line1"`` ...), ``pixel_formats`` the formats the sensor offers.
+    """
+
+    exposure_min_s: float
+    exposure_max_s: float
+    gain_min_db: float
+    gain_max_db: float
+    frame_rate_min_hz: float
+    frame_rate_max_hz: float
+    width_max: int
+    height_max: int
+    pixel_formats: tuple[str, ...] = ()
+    trigger_inputs: tuple[str, ...] = ()
+    max_frames_per_trigger: int = 1  # > 1: the camera has a burst (frames per trigger) mode
+
+
+@dataclass(frozen=True)
+class CameraTrigger:
+    """How frames start.
+
+    ``source`` is ``"free"`` (free running at the frame rate), ``"software"`` (``trigger()``) or
+    the name of a hardware input (``"Line1"``). ``edge`` is ``"rising"`` or ``"falling"``.
+    ``exposure`` is ``"timed"`` (the camera's exposure time) or ``"trigger_width"`` (the sensor
+    integrates while the trigger pulse is active: the pulse program gates the exposure, and
+    ``width_s`` is that pulse's length, for checks and the record).
+    """
+
+    source: str = "free"
+    edge: str = "rising"
+    exposure: str = "timed"
+    width_s: float = 0.0
+    frames_per_trigger: int = 1
+
+
+@dataclass(frozen=True)
+class CameraFrames:
+    """Frames read from an intensity camera's queue, in arrival order.
+
+    ``images`` has shape (n, H, W) in the camera's raw units (uint8 or uint16, ``bit_depth``
+    significant bits). ``frame_numbers`` are the camera's own frame counters (a gap is a lost
+    frame), ``timestamps_s`` the time each frame was triggered, from ``timestamp_source``
+    (``"camera"`` clock or a ``"host"``/``"simulation"`` stand-in where the camera has none).
+    ``dropped`` counts frames lost (queue overflow or transport) before and among these frames.
+    """
+
+    images: np.ndarray
+    frame_numbers: np.ndarray
+    timestamps_s: np.ndarray
+    dropped: int = 0
+    timestamp_source: str = "camera"
+
+
+@runtime_checkable
+class IntensityCamera(Instrument, Protocol):
+    """A camera that returns light intensity per pixel per frame (no on-chip demodulation).
+
+    Use: ``set_exposure``, ``set_gain``, ``set_trigger``, then ``arm(queue_size)``; frames then
+    start on triggers (``trigger()`` for a software trigger, edges on the hardware input otherwise)
+    and wait in a queue of ``queue_size`` frames: when it is full the oldest frame is dropped and
+    counted in ``dropped_frames``. ``read_frames(n)`` takes the next ``n`` frames; ``disarm()``
+    stops. Settings refuse values outside ``constraints`` before anything is sent.
+    """
+
+    @property
+    def constraints(self) -> CameraConstraints: ...
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    @property
+    def pixel_format(self) -> str: ...
+
+    @property
+    def bit_depth(self) -> int: ...
+
+    @property
+    def exposure_s(self) -> float: ...
+
+    @property
+    def gain_db(self) -> float: ...
+
+    @property
+    def dropped_frames(self) -> int: ...
+
+    def set_exposure(self, exposure_s: float) -> float:
+        """Set the exposure time; returns the value the camera runs with (after its increment)."""
+
+    def set_gain(self, gain_db: float) -> float:
+        """Set the analogue gain; returns the value the camera runs with."""
+
+    def set_trigger(self, trigger: CameraTrigger) -> None: ...
+
+    def arm(self, queue_size: int = 16) -> None:
+        """Start acquiring: from now on each trigger makes frames that wait in the queue."""
+
+    def trigger(self) -> None:
+        """Issue one software trigger (only with ``CameraTrigger(source="software")``)."""
+
+    def read_frames(self, n: int, timeout_s: float = 5.0) -> CameraFrames:
+        """The next ``n`` frames from the queue; raises ``InstrumentTimeout`` if they do not come."""
+
+    def disarm(self) -> None: ...

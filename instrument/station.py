@@ -422,6 +422,41 @@ def _helicam(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     return HeliCamC3(role)
 
 
+def _basler(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    """A Basler camera; in simulation pylon's own emulator, served the World's PL images."""
+    from drivers.basler import BaslerCamera
+
+    options: dict[str, Any] = {"pixel_format": entry.get("pixel_format")}
+    if not station.simulated:
+        shape = entry.get("shape")
+        camera = BaslerCamera(role, serial=entry.get("serial"), device_class=entry.get("device_class"),
+                              shape=tuple(shape) if shape else None, **options)
+        if camera.emulated:  # PYLON_CAMEMU is set in this environment and no serial was given
+            camera.close()
+            raise StationFileError(
+                f"instrument {role!r}: pylon offered its camera emulator, not a camera; set the camera's "
+                "serial (or device_class: BaslerUsb / BaslerGigE) in the station file, or run with --sim")
+        return camera
+    from instrument.protocols import InstrumentError
+    from sim.basler_images import EmulatorImageFeed, emulator_serial, enable_emulator
+
+    enable_emulator(1)
+    feed = EmulatorImageFeed(station.world)
+    station._cleanup.append(feed.close)
+    station.sim_parts[role] = feed
+    try:
+        camera = BaslerCamera(role, serial=emulator_serial(0), device_class="BaslerCamEmu",
+                              shape=station.world.shape, before_trigger=feed,
+                              clock=station.world.clock.now, emulate_hardware_trigger=True, **options)
+    except InstrumentError as exc:
+        raise StationFileError(
+            f"instrument {role!r}: pylon's camera emulator is not available ({exc}); pylon reads "
+            "PYLON_CAMEMU when it first starts in a process, so set PYLON_CAMEMU=1 before starting"
+        ) from exc
+    camera.serve_image_files(str(feed.folder))
+    return camera
+
+
 def _spad_bridge(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     from drivers.spad_bridge import SpadArray
 
@@ -589,6 +624,7 @@ BUILDERS: dict[str, Callable[[str, dict[str, Any], Station], Instrument]] = {
     "synthhd": _synthhd,
     "pulseblaster": _pulseblaster,
     "helicam_c3": _helicam,
+    "basler": _basler,
     "spad_bridge": _spad_bridge,
     "sim_counter": _sim_counter,
     "sim_coils": _sim_coils,
