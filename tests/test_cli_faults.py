@@ -28,8 +28,8 @@ def odmr(out, *extra):
 def signal_at_step(monkeypatch, at, signum):
     real = CwOdmrSweep.run
 
-    def run(self, instruments):
-        for i, step in enumerate(real(self, instruments)):
+    def run(self, instruments, *plan):  # the engine hands a planned sequence its plan
+        for i, step in enumerate(real(self, instruments, *plan)):
             if i == at:
                 os.kill(os.getpid(), signum)
             yield step
