@@ -28,7 +28,7 @@ def gui_test_station_file(folder):
     station = yaml.safe_load(resources.files("instrument.stations").joinpath("sim.yaml").read_text())
     station["sim"]["sample"] = str(sample_path)
     station_path = folder / "gui_station.yaml"
-    station_path.write_text(yaml.safe_dump(station))
+    station_path.write_text(yaml.safe_dump(station, sort_keys=False))  # the order of instruments matters
     return station_path
 
 

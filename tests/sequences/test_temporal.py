@@ -58,13 +58,14 @@ def temporal_run(tmp_path_factory):
         world = st.world
         coil = next(i for i, c in enumerate(world.sample.coils) if not c.dead and c.layer == 0)
         onsets = tuple((0.4,) if i == coil else () for i in range(world.coil_currents_a.size))
-        # 1 mA, the safety limit: the seed-000 fields are below 10 uT, a tenth of the line width.
-        wf = CoilWaveforms(len(onsets), onsets, peak_a=1e-3)
+        # 0.9 mA, the sim station's coil ceiling (sim.yaml, ceilings_a): the seed-000 fields are
+        # below 10 uT, a tenth of the line width.
+        wf = CoilWaveforms(len(onsets), onsets, peak_a=0.9e-3)
         res = run_temporal_imaging(st.instruments, out, seconds=1.0, center_hz=world.resonance_estimate_hz(),
                                    waveforms=wf, limits=st.limits, on_overflow="wait", frames_per_point=6)
         safe = {"currents": world.coil_currents_a.copy(), "mw": world.mw_output,
                 "gate": world.mw_gate_modulation_hz, "acq_stop": st["camera"].get_setting("AcqStop")}
-        truth = world.true_b_nv_t(currents_a=np.eye(len(onsets))[coil] * 1e-3)
+        truth = world.true_b_nv_t(currents_a=np.eye(len(onsets))[coil] * 0.9e-3)
         yield res, safe, truth, coil
 
 
