@@ -16,10 +16,7 @@ from typing import Any
 import numpy as np
 from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtWidgets import (
-    QComboBox,
     QFileDialog,
-    QHBoxLayout,
-    QLabel,
     QMainWindow,
     QSplitter,
     QTabWidget,
@@ -36,8 +33,9 @@ from instrument.gui.coil_scan_panel import (
     ConfigDone,
 )
 from instrument.gui.cw_panel import CwOdmrPanel
-from instrument.gui.live_data import IMAGE_LABELS, IMAGE_NAME, SweepCube, cube_from_run, pixel_size_of
-from instrument.gui.live_views import REFRESH_INTERVAL_MS, ImagePanel, SpectrumPanel, next_refresh_ms
+from instrument.gui.live_data import IMAGE_LABELS, IMAGE_NAME, SweepCube, pixel_size_of, stored_run_view
+from instrument.gui.live_pane import LIVE_FRAME, LivePane
+from instrument.gui.live_views import REFRESH_INTERVAL_MS, next_refresh_ms
 from instrument.gui.lockin_panel import LockInPanel
 from instrument.gui.lockin_view import LockInMovieView
 from instrument.gui.pulsed_panel import PulsedPanel
@@ -54,7 +52,6 @@ from instrument.services.runs import run_metadata
 from instrument.storage.runs import StoredRun
 from sequences.engine import LiveSink, Progress, RunOutcome, Sink
 
-LIVE_FRAME = "latest frame"
 SCAN_MAP = "latest field map of the coil scan"
 FIT_VIEWS = {
     "fitted resonance, I-off": ("center_off_hz", "MHz", 1e-6, "viridis"),
@@ -109,27 +106,10 @@ class MainWindow(QMainWindow):
 
     def _build_views(self, snapshot: dict[str, Any], queue_dir: Path | None) -> QTabWidget:
         """The live image and spectra, the run browser, the reconstruction (and movie and queue)."""
-        self.image_panel = ImagePanel(pixel_size_of(snapshot))
-        self.image_choice = QComboBox()
-        self.image_choice.addItem(LIVE_FRAME)
-        self.spectrum_panel = SpectrumPanel()
-        self.source_label = QLabel("no data yet: start a scan or open a stored run")
-        image_box = QWidget()
-        image_layout = QVBoxLayout(image_box)
-        image_layout.setContentsMargins(0, 0, 0, 0)
-        choice_row = QHBoxLayout()
-        choice_row.addWidget(QLabel("show"))
-        choice_row.addWidget(self.image_choice, 1)
-        image_layout.addLayout(choice_row)
-        image_layout.addWidget(self.image_panel, 1)
-        live_split = QSplitter(Qt.Orientation.Horizontal)
-        live_split.addWidget(image_box)
-        live_split.addWidget(self.spectrum_panel)
-        live = QWidget()
-        live_layout = QVBoxLayout(live)
-        live_layout.addWidget(self.source_label)
-        live_layout.addWidget(live_split, 1)
-
+        self.live = LivePane(pixel_size_of(snapshot))
+        live = self.live
+        self.image_panel, self.image_choice = live.image_panel, live.image_choice
+        self.spectrum_panel, self.source_label = live.spectrum_panel, live.source_label
         self.run_browser = RunBrowser(self.out_dir)
         self.reconstruction_view = ReconstructionView(pixel_size_of(snapshot))
         self.views = QTabWidget()
@@ -252,8 +232,8 @@ class MainWindow(QMainWindow):
         self.image_name = next(iter(sequence.image_shapes))
         x_name = sequence.setpoints[-1]
         self.cube = SweepCube(self.image_name, x_name)
-        self._reset_image_choices()
-        self._set_spectrum_axes(x_name, sequence.scalars[x_name], self.image_name,
+        self.live.reset_image_choices()
+        self.live.set_spectrum_axes(x_name, sequence.scalars[x_name], self.image_name,
                                 is_cw=sequence.name == "cw_odmr")
         self._go_live(f"live: {sequence.name} on {self.station.name}")
         self.active_panel.show_progress(Progress(0, sequence.n_steps, 0.0, "starting"))
@@ -408,8 +388,8 @@ class MainWindow(QMainWindow):
         self.sequence = None
         self.active_panel = self.coil_scan_panel
         self.image_name = IMAGE_NAME
-        self._reset_image_choices()
-        self._set_spectrum_axes("frequency_hz", "Hz", IMAGE_NAME, is_cw=True)
+        self.live.reset_image_choices()
+        self.live.set_spectrum_axes("frequency_hz", "Hz", IMAGE_NAME, is_cw=True)
         self.spectrum_panel.clear()
         self._go_live(f"live: coil scan of {', '.join(scan.scanned_names)} in {scan.measurement.out_dir}")
         self.coil_scan.start(scan, run_metadata(self.station, self._command()), [self.live_sink, self.cube])
@@ -421,8 +401,7 @@ class MainWindow(QMainWindow):
         if done.b_nv_t is None:
             return
         if self.image_choice.findText(SCAN_MAP) < 0:
-            self.image_choice.addItem(SCAN_MAP)
-            self.image_choice.setCurrentText(SCAN_MAP)  # the field map is what a coil scan is for
+            self.live.offer([SCAN_MAP], SCAN_MAP)  # the field map is what a coil scan is for
         elif self.image_choice.currentText() == SCAN_MAP:
             self._show_current_image()
 
@@ -448,22 +427,17 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("a run is going; open stored runs when it has ended")
             return
         try:
-            self.cube, images = cube_from_run(run)
+            view = stored_run_view(run)
         except (KeyError, OSError) as exc:
             self.statusBar().showMessage(f"cannot open run {run.run_id}: {exc}")
             return
         self.live_sink = None
         self.stored_runs.forget_fit()
-        self.image_name = self.cube.image_name
-        is_cw = (run.metadata.get("sequence") or {}).get("name") == "cw_odmr"
-        x_unit = "Hz" if self.cube.x_name.endswith("_hz") else "s" if self.cube.x_name.endswith("_s") else ""
-        self._set_spectrum_axes(self.cube.x_name, x_unit, self.image_name, is_cw)
-        self._reset_image_choices()
-        size = pixel_size_of(run.metadata)
-        if size:
-            self.image_panel.pixel_size_m = size
-        measured = [i for i in range(images.shape[0]) if np.isfinite(images[i]).any()]
-        self._latest_frame = images[measured[-1]] if measured else None
+        self.cube, self.image_name, self._latest_frame = view.cube, view.cube.image_name, view.latest
+        self.live.set_spectrum_axes(self.cube.x_name, view.x_unit, self.image_name, view.is_cw)
+        self.live.reset_image_choices()
+        if view.pixel_size_m:
+            self.image_panel.pixel_size_m = view.pixel_size_m
         self.spectrum_panel.clear()
         self._show_current_image()
         self.refresh_spectra()
@@ -473,10 +447,7 @@ class MainWindow(QMainWindow):
 
     def _show_fit(self, run: StoredRun, result: CwFieldMap) -> None:
         """A fit ended (``stored_runs.fit``): offer its maps, show B_NV and the fitted curves."""
-        for name in FIT_VIEWS:
-            if self.image_choice.findText(name) < 0:
-                self.image_choice.addItem(name)
-        self.image_choice.setCurrentText("B_NV of the coils")
+        self.live.offer(list(FIT_VIEWS), "B_NV of the coils")
         self.refresh_spectra()
 
     def export_figure(self, run: StoredRun, path: Path | None = None) -> None:
@@ -494,20 +465,6 @@ class MainWindow(QMainWindow):
         self.reconstruction_view.show_result(result)
         self.views.setCurrentWidget(self.reconstruction_view)
         self.statusBar().showMessage(self.reconstruction_view.summary.text())
-
-    def _set_spectrum_axes(self, x_name: str, x_unit: str, image_name: str, is_cw: bool) -> None:
-        label = {"frequency_hz": "MW frequency", "tau_s": "pulse time"}.get(x_name, x_name)
-        y_label, y_unit = IMAGE_LABELS.get(image_name, (image_name, ""))
-        self.spectrum_panel.set_axes(label, x_unit, f"{y_label} ({y_unit})" if y_unit else y_label,
-                                     {0: "I-off", 1: "I-on"} if is_cw else {0: "data"})
-
-    # ---- image choice --------------------------------------------------------------------------------
-
-    def _reset_image_choices(self) -> None:
-        self.image_choice.blockSignals(True)
-        self.image_choice.clear()
-        self.image_choice.addItem(LIVE_FRAME)
-        self.image_choice.blockSignals(False)
 
     def _show_current_image(self) -> None:
         choice, scan_map, fit = self.image_choice.currentText(), self.coil_scan.scan_map, self.stored_runs.fit

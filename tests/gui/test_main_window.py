@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from instrument.gui.main_window import LIVE_FRAME
+from instrument.gui.live_pane import LIVE_FRAME
 from instrument.storage.runs import load_run
 from tests.gui.conftest import SHAPE, configure, run_to_end
 
