@@ -368,9 +368,7 @@ class MainWindow(QMainWindow):
         assert self.movie_view is not None and self.lockin_panel is not None
         self.movie_view.finish()
         self._set_running(False)
-        capture = outcome.result.capture if outcome.result is not None else None
-        frames = (f"; {capture.frames_written} frames written, {capture.frames_dropped} dropped"
-                  if capture is not None else "")
+        frames = self.capture.frames_note(outcome)
         self.lockin_panel.show_outcome(outcome.status, outcome.reason + frames)
         self.statusBar().showMessage(f"lock-in run {outcome.run_id} {outcome.status}{frames}; "
                                      f"{self.movie_view.frames_displayed} frames shown live")
@@ -410,10 +408,7 @@ class MainWindow(QMainWindow):
         self.timer.stop()
         self.refresh_live()
         self._set_running(False)
-        c = result.outcome.counts
-        summary = (f"{c['done']} measured, {c['open_coil']} open-coil, "
-                   f"{c['pending'] + c['failed'] + c['running']} left")
-        reason = f"{result.outcome.reason}; {summary}" if result.outcome.reason else summary
+        reason, summary = self.coil_scan.summary(result)
         self.coil_scan_panel.show_outcome(result.outcome.status, reason)
         self.statusBar().showMessage(f"coil scan {result.outcome.status}: {summary}; results in "
                                      f"{result.results_path}")
