@@ -152,13 +152,13 @@ def run_with_gui(station: Any, plan: Any, out: Path, probe: CameraProbe) -> Resu
         raise SystemExit(f"the lock-in panel refuses the capture: {panel.message.text()}")
     panel.start_button.click()
     deadline = time.monotonic() + r.seconds * 20 + 120
-    while window.last_capture is None:
+    while window.capture.last_outcome is None:
         if time.monotonic() > deadline or window.statusBar().currentMessage().startswith("run failed"):
             raise SystemExit(f"the capture with the GUI did not complete: "
                              f"{window.statusBar().currentMessage()}")
         app.processEvents()
         time.sleep(0.002)
-    result = summarise("with GUI", window.last_capture, plan, probe)
+    result = summarise("with GUI", window.capture.last_outcome, plan, probe)
     result.displayed = view.frames_displayed
     result.update_ms = [c for c in costs if np.isfinite(c)] or [float("nan")]
     window.close()

@@ -36,13 +36,13 @@ def lockin_screenshot(app: QApplication, window: MainWindow) -> None:
     controls.setCurrentWidget(window.lockin_panel)
     window.lockin_panel.seconds.setValue(6.0)
     window.lockin_panel.start_button.click()
-    while window.capture_tap.parts is None or window.capture_tap.parts.capture.frames_acquired < 4 * 208:
+    while window.capture.tap.parts is None or window.capture.tap.parts.capture.frames_acquired < 4 * 208:
         app.processEvents()
         time.sleep(0.01)
     window.movie_view.image_panel.set_pixel(40, 40)
     settle(app, 0.3)
     window.grab().save(str(OUT_LOCKIN))
-    while window.last_capture is None:
+    while window.capture.last_outcome is None:
         settle(app, 0.05)
 
 
@@ -65,7 +65,7 @@ def main() -> int:
         window.image_panel.set_pixel(40, 40)
         settle(app, 0.3)
         window.grab().save(str(OUT))
-        while window.last_outcome is None:  # the CW run has ended and its end has been shown
+        while window.engine_run.last_outcome is None:  # the CW run has ended and its end has been shown
             settle(app, 0.05)
         lockin_screenshot(app, window)
         window.close()

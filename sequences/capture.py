@@ -178,6 +178,9 @@ class LockInCapture:
         write_batch: most frames per sink append.
         path: the sink's file, reported in the result.
         max_volume_gap_s: volumes further apart than one volume plus this are reported as gaps.
+        on_written: called from the writer thread with each batch (frames, times, index) once the
+            sink took it, before its ring slots are freed (the views are valid only during the call);
+            a failing observer is logged and dropped, the frames still reach the sink.
     """
 
     def __init__(
@@ -194,6 +197,7 @@ class LockInCapture:
         write_batch: int = 32,
         path: Path | None = None,
         max_volume_gap_s: float = 0.05,
+        on_written: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None,
     ) -> None:
         if on_overflow not in ("drop", "stop", "wait"):
             raise ValueError(f"on_overflow must be 'drop', 'stop' or 'wait', got {on_overflow!r}")
@@ -214,6 +218,7 @@ class LockInCapture:
         self.write_batch = write_batch
         self.path = path
         self.max_volume_gap_s = max_volume_gap_s
+        self.on_written = on_written
         self._stop = threading.Event()
         self._reason_lock = threading.Lock()
         self._end_reason: str | None = None
@@ -267,6 +272,11 @@ class LockInCapture:
         except KeyboardInterrupt:
             self.stop("interrupted (Ctrl-C)")
             return self.wait()
+
+    @property
+    def finished(self) -> bool:
+        """Whether the capture has ended and its result is ready (``wait`` returns at once)."""
+        return self._result is not None and not any(t.is_alive() for t in self._threads)
 
     def latest(self) -> LiveFrame | None:
         """The newest frame (a private copy); never blocks the capture."""
@@ -350,6 +360,15 @@ class LockInCapture:
                 self._cpu["acquire"] = time.thread_time()
                 self.ring.close()
 
+    def _observe(self, frames: np.ndarray, times: np.ndarray, idx: np.ndarray) -> None:
+        if self.on_written is None:
+            return
+        try:
+            self.on_written(frames, times, idx)
+        except Exception as exc:  # noqa: BLE001 - an observer must never cost frames: drop it, keep writing
+            log.error("capture observer failed and was dropped: %s: %s", type(exc).__name__, exc)
+            self.on_written = None
+
     def _write_loop(self) -> None:
         ring = self.ring
         written = 0
@@ -367,6 +386,7 @@ class LockInCapture:
                     continue
                 frames, times, idx = batch
                 self.sink.append(frames, times, idx)
+                self._observe(frames, times, idx)
                 ring.release(len(frames))
                 written += len(frames)
             sync = getattr(self.sink, "sync", None)  # a sink that writes behind: wait for the last batch
@@ -402,7 +422,7 @@ class LockInCapture:
                 self._result.cpu_s["writer_process"] = child_cpu
 
 
-def capture_to_file(
+def open_capture(
     camera: LockInCamera,
     path: str | Path,
     *,
@@ -414,16 +434,17 @@ def capture_to_file(
     metadata: dict[str, Any] | None = None,
     compression: str = "blosc-lz4-bitshuffle",
     writer: str = "process",
-    on_live: Callable[[LockInCapture], None] | None = None,
     **options: Any,
-) -> CaptureResult:
-    """Capture raw lock-in frames into a new frame file; returns when the capture has ended.
+) -> LockInCapture:
+    """Start capturing raw lock-in frames into a new frame file; returns the running capture.
+
+    The caller owns the capture: ``wait()`` for its result, ``stop()`` it on any early exit (the
+    frame file is closed by the capture's writer thread either way).
 
     Args:
         writer: ``"process"`` writes from a child process (a storage failure cannot take the
             capture down, see ``instrument.storage.frame_process``); ``"thread"`` writes in-process.
-        on_live: receives the running capture (a viewer polls ``latest()``, or calls ``stop()``).
-        options: passed to ``LockInCapture`` (ring size, overflow policy, batch size).
+        options: passed to ``LockInCapture`` (ring size, overflow policy, batch size, ``on_written``).
     """
     from instrument.storage.frame_process import ProcessFrameWriter
     from instrument.storage.frames import FrameFileWriter
@@ -445,6 +466,23 @@ def capture_to_file(
     except BaseException as exc:  # refused or failed to start: the writer (process, file) must not linger
         sink.close(f"failed to start: {exc}")
         raise
+    return capture
+
+
+def capture_to_file(
+    camera: LockInCamera,
+    path: str | Path,
+    *,
+    on_live: Callable[[LockInCapture], None] | None = None,
+    **options: Any,
+) -> CaptureResult:
+    """Capture raw lock-in frames into a new frame file (``open_capture``); returns when it has ended.
+
+    Args:
+        on_live: receives the running capture (a viewer polls ``latest()``, or calls ``stop()``).
+        options: passed to ``open_capture`` (camera settings, length, writer, ring, overflow policy).
+    """
+    capture = open_capture(camera, path, **options)
     try:
         if on_live is not None:
             on_live(capture)

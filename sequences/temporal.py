@@ -20,6 +20,7 @@ through the engine without a run store.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ import numpy as np
 from instrument.physics.constants import GAMMA_E_HZ_PER_T
 from instrument.protocols import Instrument, LockInCamera, MicrowaveSource, PulseGenerator, SafetyLimits
 from instrument.storage.runs import Step
-from sequences.capture import CaptureResult, LockInCapture, capture_to_file
+from sequences.capture import CaptureResult, LockInCapture, open_capture
 from sequences.engine import Engine, RunAborted, make_safe
 from sequences.pulses import lockin_modulation_frequency_hz, lockin_modulation_program
 
@@ -261,6 +262,8 @@ class TemporalResult:
     baseline_frames: int
     parameters: dict[str, Any] = field(default_factory=dict)
     not_made_safe: list[str] = field(default_factory=list)
+    field_per_second: dict[str, list[float]] = field(default_factory=dict)
+    """Mean |B| (T) of the field movie per second of camera time (``field_per_second``)."""
 
 
 def check_temporal(limits: SafetyLimits, power_dbm: float, waveforms: CoilWaveforms, seconds: float) -> None:
@@ -272,16 +275,68 @@ def check_temporal(limits: SafetyLimits, power_dbm: float, waveforms: CoilWavefo
         limits.check_coil_current(ch, float(peak))
 
 
+class SecondTally:
+    """Per-second sums of the frames the capture wrote (fed from its writer thread, read by the run).
+
+    A second of camera time (from the first frame written, as the field movie counts it) is complete
+    once a frame of a later second has been written: the ring is first in, first out, so every frame
+    of that second is then on its way to the file or counted as dropped.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._t0: float | None = None
+        self._sums: dict[int, np.ndarray] = {}
+        self._counts: dict[int, int] = {}
+        self._newest = -1
+
+    def __call__(self, frames: np.ndarray, times: np.ndarray, index: np.ndarray) -> None:
+        if not len(frames):
+            return
+        if self._t0 is None:
+            self._t0 = float(times[0])
+        seconds = np.floor(np.asarray(times) - self._t0).astype(int)
+        with self._cond:
+            for second in np.unique(seconds):
+                rows = seconds == second
+                total = frames[rows].sum(axis=0, dtype=np.float64)
+                key = int(second)
+                self._sums[key] = self._sums[key] + total if key in self._sums else total
+                self._counts[key] = self._counts.get(key, 0) + int(rows.sum())
+            self._newest = max(self._newest, int(seconds[-1]))
+            self._cond.notify_all()
+
+    def wait(self, timeout_s: float) -> None:
+        """Wait until more frames came (or the timeout passed)."""
+        with self._cond:
+            self._cond.wait(timeout_s)
+
+    def pop_complete(self, final: bool = False) -> list[tuple[int, int, np.ndarray]]:
+        """(second, frames, mean raw frame) of every complete second not yet taken, oldest first;
+        ``final``: the capture has ended, so every second held is complete."""
+        with self._cond:
+            done = sorted(s for s in self._sums if final or s < self._newest)
+            out = []
+            for second in done:
+                n = self._counts.pop(second)
+                out.append((second, n, self._sums.pop(second) / n))
+            return out
+
 @dataclass
 class TemporalCapture:
     """The temporal experiment as an engine sequence: one execution path with every other measurement.
 
-    ``run`` parks the MW on the steepest slope (after a slope calibration), plays the coil waveforms,
-    streams every lock-in frame to ``frames.h5`` (``capture_to_file``), makes the instruments safe,
-    converts the frames to the field movie ``field.h5`` and then yields one step per second of
-    camera time (mean |B| of that second). The engine checks the limits and the roles before
-    anything moves, stores the steps and leaves the microscope safe on any exit, SIGTERM included.
-    ``result`` holds the ``TemporalResult`` once the movie is written.
+    ``run`` parks the MW on the steepest slope (after a slope calibration), plays the coil waveforms
+    and streams every lock-in frame through the capture's bounded ring to ``frames.h5`` (written by
+    the frame-writer process). It yields one step per second of camera time as soon as that second's
+    frames are written (``frames`` written in it and ``mean_signal``, the mean in-phase lock-in
+    signal of its frames), so the engine stores each second at once and checks for an abort or a
+    SIGTERM between seconds; leaving early stops the capture, closes the frame file and makes the
+    instruments safe. After the capture the instruments are made safe and the frames are converted to
+    the field movie ``field.h5`` (the slope calibration and the baseline come first, so the field
+    exists only then): ``result`` holds the ``TemporalResult``, with the mean |B| per second in
+    ``field_per_second``. The engine checks the limits and the roles before anything moves and
+    leaves the microscope safe on any exit.
 
     Args:
         folder: where ``frames.h5`` and ``field.h5`` go, or a function giving it once the run opens
@@ -309,7 +364,8 @@ class TemporalCapture:
     describe: Mapping[str, Any] = field(default_factory=dict)
     on_capture: Callable[[LockInCapture, SlopeCalibration], None] | None = None
     name: str = "lockin_capture"
-    scalars: Mapping[str, str] = field(default_factory=lambda: {"second": "s", "mean_abs_field": "T"})
+    scalars: Mapping[str, str] = field(default_factory=lambda: {"second": "s", "frames": "",
+                                                                  "mean_signal": "du"})
     setpoints: tuple[str, ...] = ("second",)
     requires: Mapping[str, type] = field(default_factory=lambda: {
         "mw": MicrowaveSource, "pulser": PulseGenerator, "camera": LockInCamera, "stimulus": Stimulus})
@@ -354,37 +410,66 @@ class TemporalCapture:
             mw.set_output(True)
             calibration = calibrate_slope(camera, mw, sweep, self.frames_per_point, self.branch)
             stimulus.start(self.waveforms)
-            on_capture = self.on_capture
-            capture = capture_to_file(
+            tally = SecondTally()
+            capture = open_capture(
                 camera, frames_path, modulation_frequency_hz=f_mod, frame_rate_hz=self.frame_rate_hz,
                 frames_per_volume=self.frames_per_volume, duration_s=self.seconds,
-                on_overflow=self.on_overflow,
+                on_overflow=self.on_overflow, on_written=tally,
                 metadata={"experiment": "temporal imaging", "parked_hz": calibration.parked_hz, **params,
-                          **dict(self.metadata)},
-                on_live=None if on_capture is None else lambda capture: on_capture(capture, calibration))
+                          **dict(self.metadata)})
+            try:
+                if self.on_capture is not None:
+                    self.on_capture(capture, calibration)
+                yield from self._stream(capture, tally, camera)
+                result = capture.wait()
+            except BaseException as exc:  # SIGTERM, the engine's abort (GeneratorExit), a failing viewer
+                capture.stop(f"stopped: {str(exc) or type(exc).__name__}")
+                capture.wait()  # the frames so far are closed in frames.h5 before the run is
+                raise
         finally:
             # Coils first: the micro-coils are what a stuck output would damage. Everything is safe
             # before the (long) conversion to the field movie; the engine makes sure again at the end.
             not_made_safe = make_safe({"stimulus": stimulus, "mw": mw, "pulser": pulser, "camera": camera})
         baseline_frames = write_field_movie(frames_path, field_path, calibration, self.waveforms,
                                             self.baseline_s, camera)
-        self.result = TemporalResult(frames_path, field_path, capture, calibration, self.waveforms,
-                                     baseline_frames, params, not_made_safe)
-        yield from per_second_steps(field_path, self.n_steps)
+        self.result = TemporalResult(frames_path, field_path, result, calibration, self.waveforms,
+                                     baseline_frames, params, not_made_safe, field_per_second(field_path))
+
+    @staticmethod
+    def _stream(capture: LockInCapture, tally: SecondTally, camera: LockInCamera) -> Iterator[Step]:
+        """One step per second of capture, each as soon as its frames are written, until the capture ends.
+
+        Ctrl-C ends the capture as before (``interrupted (Ctrl-C)``): the seconds still in the ring are
+        written and stored, and the run goes on to its field movie.
+        """
+        while True:
+            try:
+                final = capture.finished
+                for second, n, mean_raw in tally.pop_complete(final):
+                    signal = float(np.nanmean(camera.demodulate(mean_raw[None])))
+                    yield Step(second, {"second": float(second), "frames": float(n), "mean_signal": signal},
+                               {}, label=f"second {second}")
+                if final:
+                    return
+                tally.wait(0.1)
+            except KeyboardInterrupt:
+                capture.stop("interrupted (Ctrl-C)")
 
 
-def per_second_steps(field_path: Path, seconds: int) -> Iterator[Step]:
-    """One step per second of the field movie: the mean |B| of its frames (seconds without frames are
-    skipped)."""
+def field_per_second(field_path: Path) -> dict[str, list[float]]:
+    """Mean |B| of the field movie per second of camera time (seconds without frames are left out)."""
     import h5py
 
+    seconds: list[float] = []
+    means: list[float] = []
     with h5py.File(field_path, "r") as f:
         t = f["time_s"][...]
-        for second in range(seconds):
+        for second in range(int(np.floor(t.max())) + 1 if t.size else 0):
             frames = np.flatnonzero((t >= second) & (t < second + 1))
             if frames.size:
-                mean = float(np.nanmean(np.abs(f["field_t"][frames[0]:frames[-1] + 1])))
-                yield Step(second, {"second": float(second), "mean_abs_field": mean}, {})
+                seconds.append(float(second))
+                means.append(float(np.nanmean(np.abs(f["field_t"][frames[0]:frames[-1] + 1]))))
+    return {"second": seconds, "mean_abs_field_t": means}
 
 
 def run_temporal_imaging(

@@ -47,16 +47,20 @@ def test_ctrl_c_exits_130_and_sigterm_143(tmp_path, monkeypatch, capsys, signum,
 
 
 def test_ctrl_c_during_the_capture_itself_exits_130(tmp_path, monkeypatch, capsys):
-    from sequences import capture
+    from sequences import temporal
 
-    real, fired = capture.LockInCapture.wait, []
+    real, fired = temporal.SecondTally.wait, []
 
-    def wait(self, *a, **k):
-        if not fired:
+    def wait(self, *a, **k):  # the run waiting for more frames, once some came: the capture is going
+        if not fired and self._counts:
             fired.append(1)
             os.kill(os.getpid(), signal.SIGINT)
         return real(self, *a, **k)
 
-    monkeypatch.setattr(capture.LockInCapture, "wait", wait)
+    monkeypatch.setattr(temporal.SecondTally, "wait", wait)
     assert lockin(tmp_path, "3") == 130
-    assert load_run(tmp_path, 1).metadata["status"] == "aborted"
+    run = load_run(tmp_path, 1)
+    assert run.metadata["status"] == "aborted" and run.metadata["end_reason"].startswith("interrupted")
+    # the capture ended early; the seconds it captured are stored, with their field movie
+    assert run.metadata["capture"]["frames_written"] < 3 * 208
+    assert run.metadata["field_per_second"]["second"] == run.scalars["second"].tolist()

@@ -3,8 +3,9 @@
 The MW is parked at the steepest point of the resonance (found by a calibration sweep), the coils
 play action-potential-like current waveforms, and every lock-in frame is captured losslessly to
 ``frames.h5`` and converted to a field movie in ``field.h5``. The run is registered in the runs
-database like every measurement: its dataset holds the settings, how the capture ended, and the mean
-|B| per second of the movie.
+database like every measurement: its dataset holds the settings, one step per second of capture
+(stored while the capture runs: frames written, mean lock-in signal), how the capture ended, and the
+mean |B| per second of the movie.
 
 The measurement itself is ``instrument.services.lockin`` (shared with the GUI's lock-in panel).
 """

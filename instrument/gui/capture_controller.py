@@ -71,6 +71,13 @@ class CaptureController(QObject):
         self.abort()
         return self.task is None or not self.task.is_running() or self.task.wait(timeout_ms)
 
+    @staticmethod
+    def frames_note(outcome: Any) -> str:
+        """``; N frames written, M dropped`` for a capture that ran (empty if it never captured)."""
+        capture = outcome.result.capture if outcome.result is not None else None
+        return (f"; {capture.frames_written} frames written, {capture.frames_dropped} dropped"
+                if capture is not None else "")
+
     def _done(self, outcome: Any) -> None:
         self.last_outcome = outcome
         self.done.emit(outcome)

@@ -68,6 +68,14 @@ class CoilScanController(QObject):
         self.abort()
         return self.runner.wait(timeout_ms)  # type: ignore[union-attr]
 
+    @staticmethod
+    def summary(result: CoilScanResult) -> tuple[str, str]:
+        """How a scan ended, for its panel (reason and counts) and the status bar (counts)."""
+        c = result.outcome.counts
+        counts = (f"{c['done']} measured, {c['open_coil']} open-coil, "
+                  f"{c['pending'] + c['failed'] + c['running']} left")
+        return (f"{result.outcome.reason}; {counts}" if result.outcome.reason else counts), counts
+
     def _config_done(self, done: ConfigDone) -> None:
         if done.b_nv_t is not None:
             self.scan_map = done

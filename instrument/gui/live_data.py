@@ -145,3 +145,31 @@ def pixel_size_of(metadata_or_snapshot: dict[str, Any]) -> float | None:
     from instrument.services.report import pixel_size_of as from_metadata
 
     return from_metadata(metadata_or_snapshot)
+
+
+@dataclass
+class StoredView:
+    """A stored run made ready for the live views (``stored_run_view``)."""
+
+    cube: SweepCube
+    latest: np.ndarray | None
+    """The last step with any finite pixel (an aborted run's last measured frame), or None."""
+    x_unit: str
+    is_cw: bool
+    pixel_size_m: float | None
+
+
+def stored_run_view(run: StoredRun) -> StoredView:
+    """Replay ``run`` for the live views: its cube, last measured frame, axis unit and pixel size.
+
+    Raises:
+        KeyError: the run holds no image the views show.
+        OSError: its image file cannot be read.
+    """
+    cube, images = cube_from_run(run)
+    x = cube.x_name
+    x_unit = "Hz" if x.endswith("_hz") else "s" if x.endswith("_s") else ""
+    measured = [i for i in range(images.shape[0]) if np.isfinite(images[i]).any()]
+    is_cw = (run.metadata.get("sequence") or {}).get("name") == "cw_odmr"
+    return StoredView(cube, images[measured[-1]] if measured else None, x_unit, is_cw,
+                      pixel_size_of(run.metadata))

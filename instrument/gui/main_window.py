@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtWidgets import (
-    QComboBox,
     QFileDialog,
-    QHBoxLayout,
-    QLabel,
     QMainWindow,
     QSplitter,
     QTabWidget,
@@ -28,7 +25,6 @@ from PyQt6.QtWidgets import (
 )
 
 from instrument.analysis.cw_run import CwFieldMap, fitted_curve
-from instrument.gui.analysis_jobs import AnalysisJobs
 from instrument.gui.capture_controller import CaptureController
 from instrument.gui.coil_scan_controller import CoilScanController
 from instrument.gui.coil_scan_panel import (
@@ -37,10 +33,11 @@ from instrument.gui.coil_scan_panel import (
     ConfigDone,
 )
 from instrument.gui.cw_panel import CwOdmrPanel
-from instrument.gui.live_data import IMAGE_LABELS, IMAGE_NAME, SweepCube, cube_from_run, pixel_size_of
-from instrument.gui.live_views import REFRESH_INTERVAL_MS, ImagePanel, SpectrumPanel, next_refresh_ms
+from instrument.gui.live_data import IMAGE_LABELS, IMAGE_NAME, SweepCube, pixel_size_of, stored_run_view
+from instrument.gui.live_pane import LIVE_FRAME, LivePane
+from instrument.gui.live_views import REFRESH_INTERVAL_MS, next_refresh_ms
 from instrument.gui.lockin_panel import LockInPanel
-from instrument.gui.lockin_view import LiveTap, LockInMovieView
+from instrument.gui.lockin_view import LockInMovieView
 from instrument.gui.pulsed_panel import PulsedPanel
 from instrument.gui.queue_view import QueueView
 from instrument.gui.reconstruction_view import ReconstructionView
@@ -48,15 +45,13 @@ from instrument.gui.run_browser import RunBrowser
 from instrument.gui.run_controller import RunController
 from instrument.gui.spad_panel import SpadOdmrPanel
 from instrument.gui.station_panel import StationPanel
+from instrument.gui.stored_run_controller import StoredRunController
 from instrument.gui.wording import gui_words
-from instrument.gui.worker import BackgroundTask
 from instrument.services.capabilities import missing
-from instrument.services.report import plot_cw_result
 from instrument.services.runs import run_metadata
-from instrument.storage.runs import RunWriter, StoredRun
+from instrument.storage.runs import StoredRun
 from sequences.engine import LiveSink, Progress, RunOutcome, Sink
 
-LIVE_FRAME = "latest frame"
 SCAN_MAP = "latest field map of the coil scan"
 FIT_VIEWS = {
     "fitted resonance, I-off": ("center_off_hz", "MHz", 1e-6, "viridis"),
@@ -74,10 +69,18 @@ class MainWindow(QMainWindow):
         self.station = station
         self.out_dir = Path(out_dir)
         self.setWindowTitle(f"QDM acquire: {station.name}" + ("  [SIMULATED]" if station.simulated else ""))
+        controls = self._build_panels(station)
+        views = self._build_views(station.snapshot(), queue_dir)
+        self._lay_out(controls, views)
+        self._make_jobs(station)
+        self._wire()
+        self.statusBar().showMessage("simulated station" if station.simulated else "ready")
+        self.resize(1400, 820)
 
-        self.station_panel = StationPanel(station)
-        # One scan panel per measurement the station has the instruments (roles and capabilities) for.
+    def _build_panels(self, station: Any) -> QTabWidget:
+        """One scan panel per measurement the station has the instruments (roles and capabilities) for."""
         controls = QTabWidget()
+        self.station_panel = StationPanel(station)
         self.lacks = missing(station)
         can = {kind for kind, problems in self.lacks.items() if not problems}
         self.cw_panel: CwOdmrPanel | None = CwOdmrPanel(station) if "cw_odmr" in can else None
@@ -99,30 +102,14 @@ class MainWindow(QMainWindow):
         self.sequence: Any = None
         controls.addTab(self.station_panel, "Station")
         controls.setMinimumWidth(360)
+        return controls
 
-        snapshot = station.snapshot()
-        self.image_panel = ImagePanel(pixel_size_of(snapshot))
-        self.image_choice = QComboBox()
-        self.image_choice.addItem(LIVE_FRAME)
-        self.image_choice.currentTextChanged.connect(lambda _: self._show_current_image())
-        self.spectrum_panel = SpectrumPanel()
-        self.source_label = QLabel("no data yet: start a scan or open a stored run")
-        image_box = QWidget()
-        image_layout = QVBoxLayout(image_box)
-        image_layout.setContentsMargins(0, 0, 0, 0)
-        choice_row = QHBoxLayout()
-        choice_row.addWidget(QLabel("show"))
-        choice_row.addWidget(self.image_choice, 1)
-        image_layout.addLayout(choice_row)
-        image_layout.addWidget(self.image_panel, 1)
-        live_split = QSplitter(Qt.Orientation.Horizontal)
-        live_split.addWidget(image_box)
-        live_split.addWidget(self.spectrum_panel)
-        live = QWidget()
-        live_layout = QVBoxLayout(live)
-        live_layout.addWidget(self.source_label)
-        live_layout.addWidget(live_split, 1)
-
+    def _build_views(self, snapshot: dict[str, Any], queue_dir: Path | None) -> QTabWidget:
+        """The live image and spectra, the run browser, the reconstruction (and movie and queue)."""
+        self.live = LivePane(pixel_size_of(snapshot))
+        live = self.live
+        self.image_panel, self.image_choice = live.image_panel, live.image_choice
+        self.spectrum_panel, self.source_label = live.spectrum_panel, live.source_label
         self.run_browser = RunBrowser(self.out_dir)
         self.reconstruction_view = ReconstructionView(pixel_size_of(snapshot))
         self.views = QTabWidget()
@@ -137,10 +124,12 @@ class MainWindow(QMainWindow):
         if queue_dir is not None:
             self.queue_view = QueueView(queue_dir)
             self.views.addTab(self.queue_view, "Queue")
+        return self.views
 
+    def _lay_out(self, controls: QWidget, views: QWidget) -> None:
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(controls)
-        split.addWidget(self.views)
+        split.addWidget(views)
         split.setStretchFactor(1, 1)
         central = QWidget()
         central_layout = QVBoxLayout(central)
@@ -150,18 +139,16 @@ class MainWindow(QMainWindow):
         central_layout.addWidget(split, 1)
         self.setCentralWidget(central)
 
-        self.live_sink: LiveSink | None = None
-        self.cube: SweepCube | None = None
+    def _make_jobs(self, station: Any) -> None:
+        """One controller per job, and the live-view state the timer draws from."""
         self.engine_run = RunController(station, self.out_dir, self)
-        self.engine_run.progress.connect(self._progress)
-        self.engine_run.done.connect(self._run_done)
-        self.engine_run.failed.connect(self._run_failed)
-        self.fit: CwFieldMap | None = None
-        self.fit_run_id: int | None = None
-        self.jobs = AnalysisJobs(self)  # fits and reconstructions of stored runs
-        self.jobs.failed.connect(lambda message: self.statusBar().showMessage(gui_words(message)))
         self.capture = CaptureController(station, self.out_dir, self._command, self)
         self.coil_scan = CoilScanController(self)
+        self.stored_runs = StoredRunController(
+            station, self.out_dir, lambda: self.running, self.open_run, self.run_browser.fit_options,
+            lambda: self.image_panel.pixel, self)
+        self.live_sink: LiveSink | None = None
+        self.cube: SweepCube | None = None
         self._seen_step: Any = None
         self._pending_progress: Progress | None = None
         self._tick_started = 0.0
@@ -170,11 +157,16 @@ class MainWindow(QMainWindow):
         self._latest_frame: np.ndarray | None = None
         self.steps_received = 0  # steps the engine produced, as counted by the live sink
         self.frames_displayed = 0  # of which were drawn; the rest were dropped as stale
-
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_INTERVAL_MS)
-        self.timer.timeout.connect(self.refresh_live)
 
+    def _wire(self) -> None:
+        """Panels' requests to the controllers, the controllers' ends to the views."""
+        self.timer.timeout.connect(self.refresh_live)
+        self.image_choice.currentTextChanged.connect(lambda _: self._show_current_image())
+        self.engine_run.progress.connect(self._progress)
+        self.engine_run.done.connect(self._run_done)
+        self.engine_run.failed.connect(self._run_failed)
         for panel in self.engine_panels:
             panel.start_requested.connect(lambda seq, p=panel: self.start_run(seq, panel=p))
             panel.pause_requested.connect(self.engine_run.pause)
@@ -198,13 +190,14 @@ class MainWindow(QMainWindow):
             self.coil_scan.config_done.connect(self._config_done)
             self.coil_scan.done.connect(self._coil_scan_done)
             self.coil_scan.failed.connect(self._run_failed)
+        self.stored_runs.fitted.connect(self._show_fit)
+        self.stored_runs.reconstructed.connect(self._reconstruction_done)
+        self.stored_runs.message.connect(self.statusBar().showMessage)
         self.image_panel.pixel_chosen.connect(lambda r, c: self.refresh_spectra())
         self.run_browser.open_requested.connect(self.open_run)
-        self.run_browser.refit_requested.connect(self.refit_run)
+        self.run_browser.refit_requested.connect(self.stored_runs.refit)
         self.run_browser.export_requested.connect(self.export_figure)
-        self.run_browser.reconstruct_requested.connect(self.reconstruct_run)
-        self.statusBar().showMessage("simulated station" if station.simulated else "ready")
-        self.resize(1400, 820)
+        self.run_browser.reconstruct_requested.connect(self.stored_runs.reconstruct)
 
     # ---- running a scan ----------------------------------------------------------------------------
 
@@ -212,9 +205,8 @@ class MainWindow(QMainWindow):
     def running(self) -> bool:
         """A measurement (engine run, lock-in capture or coil scan) owns the instruments, or the field map of
         the CW run just measured is being fitted (the run ends with its map on screen)."""
-        measuring = any(job is not None and job.is_running()
-                        for job in (self.engine_run, self.capture, self.coil_scan))
-        return measuring or self.jobs.fitting_after_a_run()
+        measuring = any(job.is_running() for job in (self.engine_run, self.capture, self.coil_scan))
+        return measuring or self.stored_runs.fitting_after_a_run()
 
     def _set_running(self, running: bool) -> None:
         for p in self.scan_panels:
@@ -240,8 +232,8 @@ class MainWindow(QMainWindow):
         self.image_name = next(iter(sequence.image_shapes))
         x_name = sequence.setpoints[-1]
         self.cube = SweepCube(self.image_name, x_name)
-        self._reset_image_choices()
-        self._set_spectrum_axes(x_name, sequence.scalars[x_name], self.image_name,
+        self.live.reset_image_choices()
+        self.live.set_spectrum_axes(x_name, sequence.scalars[x_name], self.image_name,
                                 is_cw=sequence.name == "cw_odmr")
         self._go_live(f"live: {sequence.name} on {self.station.name}")
         self.active_panel.show_progress(Progress(0, sequence.n_steps, 0.0, "starting"))
@@ -250,34 +242,9 @@ class MainWindow(QMainWindow):
                               pulsed=panel is not None and panel is self.pulsed_panel)
         self.timer.start()
 
-    # the engine-run job's state, where the window's callers (tests, benchmarks) look for it
-    @property
-    def runner(self) -> Any:
-        return self.engine_run.runner
-
-    @property
-    def writer(self) -> RunWriter | None:
-        return self.engine_run.writer
-
-    @property
-    def runs_started(self) -> int:
-        return self.engine_run.runs_started
-
-    @property
-    def last_outcome(self) -> RunOutcome | None:
-        return self.engine_run.last_outcome
-
-    @last_outcome.setter
-    def last_outcome(self, outcome: RunOutcome | None) -> None:
-        self.engine_run.last_outcome = outcome
-
-    def _run_metadata(self) -> dict[str, Any]:
-        """What every run started here stores about the station and how it was started."""
-        return run_metadata(self.station, self._command())
-
     def _go_live(self, source: str) -> None:
         """A measurement starts: forget the last fit and the drawn steps, lock the panels, show Live."""
-        self.fit = None
+        self.stored_runs.forget_fit()
         self._seen_step = None
         self.steps_received = self.frames_displayed = 0
         self._set_running(True)
@@ -291,7 +258,7 @@ class MainWindow(QMainWindow):
             self.run_browser.select_run(run_id)
 
     def abort_run(self) -> None:
-        if self.runner is not None:
+        if self.engine_run.runner is not None:
             self.engine_run.abort()
             self.statusBar().showMessage("aborting: the engine stops after the step in flight")
 
@@ -337,10 +304,11 @@ class MainWindow(QMainWindow):
         row, col = self.image_panel.pixel
         pixel, mean = self.cube.pixel_spectra(row, col), self.cube.mean_spectra()
         self.spectrum_panel.show_spectra(pixel, mean, row, col)
-        if self.fit is not None:
-            curves = {g: fitted_curve(f, self.fit.frequencies_hz, (row, col))
-                      for g, f in enumerate((self.fit.fit_off, self.fit.fit_on))}
-            self.spectrum_panel.show_fit(self.fit.frequencies_hz, curves)
+        fit = self.stored_runs.fit
+        if fit is not None:
+            curves = {g: fitted_curve(f, fit.frequencies_hz, (row, col))
+                      for g, f in enumerate((fit.fit_off, fit.fit_on))}
+            self.spectrum_panel.show_fit(fit.frequencies_hz, curves)
 
     def _progress(self, progress: Progress) -> None:
         # Shown on the next timer tick, not now: a label change per step would relayout and repaint
@@ -352,47 +320,24 @@ class MainWindow(QMainWindow):
         self.refresh_live()
         self._set_running(False)
         self.active_panel.show_outcome(outcome.status, outcome.reason)
-        run_id = self.writer.run_id if self.writer else None
+        writer = self.engine_run.writer
+        run_id = writer.run_id if writer else None
         self.statusBar().showMessage(
             f"run {run_id} {outcome.status} after {outcome.steps_done} steps; "
             f"{self.frames_displayed} of {self.steps_received} steps drawn live")
         self._browse(self.out_dir, run_id)  # the browser may be showing a coil scan
-        is_rabi = getattr(self.sequence, "kind", "") == "rabi"
-        if run_id is not None and outcome.status == "completed" and is_rabi:
-            self._calibrate_pi_pulse(run_id)
-        if run_id is not None and outcome.status == "completed" and self.sequence.name == "cw_odmr":
-            self._show_field_map(run_id)
-
-    def _show_field_map(self, run_id: int) -> None:
-        """A completed CW run ends with its field map on screen, fitted and stored as by ``acquire odmr``."""
-        started = self.runs_started
-        self.statusBar().showMessage(f"run {run_id} completed; fitting its field map...")
-        self.jobs.field_map(self.out_dir, run_id,
-                            lambda result: self._field_map_done(run_id, result, started))
-
-    def _field_map_done(self, run_id: int, result: CwFieldMap, started: int) -> None:
-        if started != self.runs_started or self.running:
-            return  # another run owns the views now; the map is stored beside the run
-        self.run_browser.refresh()
-        run = self.run_browser.runs.get(run_id)
-        if run is not None:
-            self._fit_done(run, result, None)
-
-    def _calibrate_pi_pulse(self, run_id: int) -> None:
-        """A completed Rabi run gives the pi pulse of the next Ramsey, echo or pulsed ODMR."""
-        from instrument.services.errors import RequestError
-
-        if self.pulsed_panel is None:
+        if run_id is None or outcome.status != "completed":
             return
-        try:
-            pi = self.engine_run.pi_pulse(self.sequence)
-        except RequestError as exc:
-            self.statusBar().showMessage(f"Rabi run {run_id}: no pi pulse from the fit "
-                                         f"({gui_words(str(exc))})")
-            return
-        self.pulsed_panel.set_pi_pulse(pi.pi_s)
-        self.statusBar().showMessage(f"Rabi run {run_id}: pi pulse {pi.pi_s * 1e9:.0f} ns "
-                                     f"(Rabi frequency {pi.rabi_hz / 1e6:.4g} MHz)")
+        if getattr(self.sequence, "kind", "") == "rabi" and self.pulsed_panel is not None:
+            pi_s, message = self.engine_run.calibrate_pi_pulse(self.sequence, run_id)
+            if pi_s is not None:
+                self.pulsed_panel.set_pi_pulse(pi_s)
+            self.statusBar().showMessage(message)
+        if self.sequence.name == "cw_odmr":
+            started = self.engine_run.runs_started  # the map is shown unless another run owns the views
+            self.stored_runs.field_map_after_run(
+                run_id, self.run_browser,
+                lambda: started == self.engine_run.runs_started and not self.running)
 
     def _run_failed(self, exc: Exception) -> None:
         self.timer.stop()
@@ -419,26 +364,11 @@ class MainWindow(QMainWindow):
         self.views.setCurrentWidget(self.movie_view)
         self.statusBar().showMessage(f"lock-in capture of {plan.n_frames} frames started")
 
-    # the capture job's state, where the window's callers (tests, benchmarks) look for it
-    @property
-    def capture_task(self) -> BackgroundTask | None:
-        return self.capture.task
-
-    @property
-    def capture_tap(self) -> LiveTap | None:
-        return self.capture.tap
-
-    @property
-    def last_capture(self) -> Any:
-        return self.capture.last_outcome
-
     def _capture_done(self, outcome: Any) -> None:
         assert self.movie_view is not None and self.lockin_panel is not None
         self.movie_view.finish()
         self._set_running(False)
-        capture = outcome.result.capture if outcome.result is not None else None
-        frames = (f"; {capture.frames_written} frames written, {capture.frames_dropped} dropped"
-                  if capture is not None else "")
+        frames = self.capture.frames_note(outcome)
         self.lockin_panel.show_outcome(outcome.status, outcome.reason + frames)
         self.statusBar().showMessage(f"lock-in run {outcome.run_id} {outcome.status}{frames}; "
                                      f"{self.movie_view.frames_displayed} frames shown live")
@@ -456,25 +386,12 @@ class MainWindow(QMainWindow):
         self.sequence = None
         self.active_panel = self.coil_scan_panel
         self.image_name = IMAGE_NAME
-        self._reset_image_choices()
-        self._set_spectrum_axes("frequency_hz", "Hz", IMAGE_NAME, is_cw=True)
+        self.live.reset_image_choices()
+        self.live.set_spectrum_axes("frequency_hz", "Hz", IMAGE_NAME, is_cw=True)
         self.spectrum_panel.clear()
         self._go_live(f"live: coil scan of {', '.join(scan.scanned_names)} in {scan.measurement.out_dir}")
-        self.coil_scan.start(scan, self._run_metadata(), [self.live_sink, self.cube])
+        self.coil_scan.start(scan, run_metadata(self.station, self._command()), [self.live_sink, self.cube])
         self.timer.start()
-
-    # the coil-scan job's state, where the window's callers (tests, benchmarks) look for it
-    @property
-    def scan_runner(self) -> Any:
-        return self.coil_scan.runner
-
-    @property
-    def last_scan(self) -> CoilScanResult | None:
-        return self.coil_scan.last_scan
-
-    @property
-    def scan_map(self) -> ConfigDone | None:
-        return self.coil_scan.scan_map
 
     def _config_done(self, done: ConfigDone) -> None:
         assert self.coil_scan_panel is not None
@@ -482,8 +399,7 @@ class MainWindow(QMainWindow):
         if done.b_nv_t is None:
             return
         if self.image_choice.findText(SCAN_MAP) < 0:
-            self.image_choice.addItem(SCAN_MAP)
-            self.image_choice.setCurrentText(SCAN_MAP)  # the field map is what a coil scan is for
+            self.live.offer([SCAN_MAP], SCAN_MAP)  # the field map is what a coil scan is for
         elif self.image_choice.currentText() == SCAN_MAP:
             self._show_current_image()
 
@@ -492,10 +408,7 @@ class MainWindow(QMainWindow):
         self.timer.stop()
         self.refresh_live()
         self._set_running(False)
-        c = result.outcome.counts
-        summary = (f"{c['done']} measured, {c['open_coil']} open-coil, "
-                   f"{c['pending'] + c['failed'] + c['running']} left")
-        reason = f"{result.outcome.reason}; {summary}" if result.outcome.reason else summary
+        reason, summary = self.coil_scan.summary(result)
         self.coil_scan_panel.show_outcome(result.outcome.status, reason)
         self.statusBar().showMessage(f"coil scan {result.outcome.status}: {summary}; results in "
                                      f"{result.results_path}")
@@ -509,22 +422,17 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("a run is going; open stored runs when it has ended")
             return
         try:
-            self.cube, images = cube_from_run(run)
+            view = stored_run_view(run)
         except (KeyError, OSError) as exc:
             self.statusBar().showMessage(f"cannot open run {run.run_id}: {exc}")
             return
         self.live_sink = None
-        self.fit = None
-        self.image_name = self.cube.image_name
-        is_cw = (run.metadata.get("sequence") or {}).get("name") == "cw_odmr"
-        x_unit = "Hz" if self.cube.x_name.endswith("_hz") else "s" if self.cube.x_name.endswith("_s") else ""
-        self._set_spectrum_axes(self.cube.x_name, x_unit, self.image_name, is_cw)
-        self._reset_image_choices()
-        size = pixel_size_of(run.metadata)
-        if size:
-            self.image_panel.pixel_size_m = size
-        measured = [i for i in range(images.shape[0]) if np.isfinite(images[i]).any()]
-        self._latest_frame = images[measured[-1]] if measured else None
+        self.stored_runs.forget_fit()
+        self.cube, self.image_name, self._latest_frame = view.cube, view.cube.image_name, view.latest
+        self.live.set_spectrum_axes(self.cube.x_name, view.x_unit, self.image_name, view.is_cw)
+        self.live.reset_image_choices()
+        if view.pixel_size_m:
+            self.image_panel.pixel_size_m = view.pixel_size_m
         self.spectrum_panel.clear()
         self._show_current_image()
         self.refresh_spectra()
@@ -532,41 +440,13 @@ class MainWindow(QMainWindow):
                                   f"from {run.run_dir.parent}")
         self.views.setCurrentIndex(0)
 
-    def refit_run(self, run: StoredRun, then_export: Path | None = None,
-                  then: Callable[[], Any] | None = None) -> BackgroundTask | None:
-        """Fit every pixel of ``run`` in the background; show the maps and the fitted curves."""
-        if (run.metadata.get("sequence") or {}).get("name") != "cw_odmr":
-            self.statusBar().showMessage(f"run {run.run_id}: re-fit and figure export are for CW-ODMR runs")
-            return None
-        if self.running:
-            # The live views belong to the scan, and the CPU to its acquisition.
-            self.statusBar().showMessage("a run is going; re-fit stored runs when it has ended")
-            return None
-        self.open_run(run)
-        self.statusBar().showMessage(f"fitting run {run.run_id}...")
-        options = self.run_browser.fit_options()
-        return self.jobs.refit(run, options, lambda result: self._fit_done(run, result, then_export, then))
-
-    def _fit_done(self, run: StoredRun, result: CwFieldMap, then_export: Path | None,
-                  then: Callable[[], Any] | None = None) -> None:
-        self.fit = result
-        self.fit_run_id = run.run_id
-        for name in FIT_VIEWS:
-            if self.image_choice.findText(name) < 0:
-                self.image_choice.addItem(name)
-        self.image_choice.setCurrentText("B_NV of the coils")
+    def _show_fit(self, run: StoredRun, result: CwFieldMap) -> None:
+        """A fit ended (``stored_runs.fit``): offer its maps, show B_NV and the fitted curves."""
+        self.live.offer(list(FIT_VIEWS), "B_NV of the coils")
         self.refresh_spectra()
-        lo, hi = result.field_range_t
-        self.statusBar().showMessage(f"run {run.run_id} ({result.fit_off.model}, hyperfine "
-                                     f"{result.fit_off.hyperfine or 'none'}): B_NV {lo * 1e6:+.2f} .. "
-                                     f"{hi * 1e6:+.2f} uT, {result.converged_fraction:.1%} of pixels fitted")
-        if then_export is not None:
-            self._write_figure(run, then_export)
-        if then is not None:
-            then()
 
     def export_figure(self, run: StoredRun, path: Path | None = None) -> None:
-        """Export the run's summary figure (spectrum at the chosen pixel, resonance and B_NV maps)."""
+        """Ask where to export the run's summary figure (unless ``path`` is given) and export it."""
         if path is None:
             chosen, _ = QFileDialog.getSaveFileName(self, "Export figure",
                                                     str(run.run_dir / f"{run.run_dir.name}.png"),
@@ -574,73 +454,22 @@ class MainWindow(QMainWindow):
             if not chosen:
                 return
             path = Path(chosen)
-        if self.fit is None or self.fit_run_id != run.run_id:
-            self.refit_run(run, then_export=path)
-        else:
-            self._write_figure(run, path)
-
-    def reconstruct_run(self, run: StoredRun) -> None:
-        """Send the run's fitted B_NV map to the dictionary reconstruction (fits the run first if needed).
-
-        A coil-scan run is reconstructed with the dictionary its own scan measured.
-        """
-        if run.metadata.get("coil_scan"):
-            from instrument.gui.reconstruction_view import reconstruct_coil_scan_run
-
-            self.statusBar().showMessage(f"reconstructing run {run.run_id} with its scan's dictionary...")
-            self.jobs.reconstruct(run.run_id, lambda: reconstruct_coil_scan_run(run),
-                                  self._reconstruction_done)
-            return
-        if (run.metadata.get("sequence") or {}).get("name") != "cw_odmr":
-            self.statusBar().showMessage(
-                f"run {run.run_id}: reconstruction takes the B_NV map of a CW-ODMR run")
-            return
-        if self.fit is None or self.fit_run_id != run.run_id:
-            self.refit_run(run, then=lambda: self.reconstruct_run(run))
-            return
-        from instrument.gui.reconstruction_view import reconstruct_run_map
-
-        b_nv = self.fit.b_nv_t
-        currents = np.asarray(run.metadata["sequence"].get("coil_currents_a", []), dtype=float)
-        self.statusBar().showMessage(f"reconstructing run {run.run_id}...")
-        station = self.station
-        self.jobs.reconstruct(run.run_id, lambda: reconstruct_run_map(station, run.run_id, b_nv, currents),
-                              self._reconstruction_done)
+        self.stored_runs.export_figure(run, path)
 
     def _reconstruction_done(self, result: Any) -> None:
         self.reconstruction_view.show_result(result)
         self.views.setCurrentWidget(self.reconstruction_view)
         self.statusBar().showMessage(self.reconstruction_view.summary.text())
 
-    def _write_figure(self, run: StoredRun, path: Path) -> None:
-        assert self.fit is not None
-        plot_cw_result(self.fit, path, pixel=self.image_panel.pixel, title=f"run {run.run_id}: CW ODMR",
-                       pixel_size_m=pixel_size_of(run.metadata))
-        self.statusBar().showMessage(f"figure written to {path}")
-
-    def _set_spectrum_axes(self, x_name: str, x_unit: str, image_name: str, is_cw: bool) -> None:
-        label = {"frequency_hz": "MW frequency", "tau_s": "pulse time"}.get(x_name, x_name)
-        y_label, y_unit = IMAGE_LABELS.get(image_name, (image_name, ""))
-        self.spectrum_panel.set_axes(label, x_unit, f"{y_label} ({y_unit})" if y_unit else y_label,
-                                     {0: "I-off", 1: "I-on"} if is_cw else {0: "data"})
-
-    # ---- image choice --------------------------------------------------------------------------------
-
-    def _reset_image_choices(self) -> None:
-        self.image_choice.blockSignals(True)
-        self.image_choice.clear()
-        self.image_choice.addItem(LIVE_FRAME)
-        self.image_choice.blockSignals(False)
-
     def _show_current_image(self) -> None:
-        choice = self.image_choice.currentText()
-        if choice == SCAN_MAP and self.scan_map is not None and self.scan_map.b_nv_t is not None:
-            p = self.scan_map.progress
-            self.image_panel.set_image(self.scan_map.b_nv_t * 1e6, f"B_NV of configuration #{p.position} "
-                                       f"{p.label} (run {self.scan_map.run_id})", "uT", "diverging")
-        elif choice in FIT_VIEWS and self.fit is not None:
+        choice, scan_map, fit = self.image_choice.currentText(), self.coil_scan.scan_map, self.stored_runs.fit
+        if choice == SCAN_MAP and scan_map is not None and scan_map.b_nv_t is not None:
+            p = scan_map.progress
+            self.image_panel.set_image(scan_map.b_nv_t * 1e6, f"B_NV of configuration #{p.position} "
+                                       f"{p.label} (run {scan_map.run_id})", "uT", "diverging")
+        elif choice in FIT_VIEWS and fit is not None:
             attr, unit, scale, cmap = FIT_VIEWS[choice]
-            self.image_panel.set_image(getattr(self.fit, attr) * scale, choice, unit, cmap)
+            self.image_panel.set_image(getattr(fit, attr) * scale, choice, unit, cmap)
         elif self._latest_frame is not None:
             label, unit = IMAGE_LABELS.get(self.image_name, (self.image_name, ""))
             self.image_panel.set_image(self._latest_frame, f"{label}, last measured step", unit)
@@ -657,6 +486,6 @@ class MainWindow(QMainWindow):
             print("acquire gui: the measurement did not stop within 60 s", file=sys.stderr)
         if self.movie_view is not None:
             self.movie_view.timer.stop()
-        self.jobs.wait(60_000)
+        self.stored_runs.wait(60_000)
         self.timer.stop()
         super().closeEvent(event)

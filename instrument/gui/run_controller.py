@@ -88,6 +88,19 @@ class RunController(QObject):
 
         return pi_pulse_from_run(finish_pulsed(self.out_dir, self.prepared, rabi), rabi.clock_hz)
 
+    def calibrate_pi_pulse(self, rabi: Any, run_id: int) -> tuple[float | None, str]:
+        """The pi pulse (s) a completed Rabi run hands to the next Ramsey, echo or pulsed ODMR, and what
+        to tell the operator; None when its fit gave none."""
+        from instrument.gui.wording import gui_words
+        from instrument.services.errors import RequestError
+
+        try:
+            pi = self.pi_pulse(rabi)
+        except RequestError as exc:
+            return None, f"Rabi run {run_id}: no pi pulse from the fit ({gui_words(str(exc))})"
+        return pi.pi_s, (f"Rabi run {run_id}: pi pulse {pi.pi_s * 1e9:.0f} ns "
+                         f"(Rabi frequency {pi.rabi_hz / 1e6:.4g} MHz)")
+
     def _done(self, outcome: Any) -> None:
         self.last_outcome = outcome
         if self.prepared is not None:

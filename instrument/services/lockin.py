@@ -1,5 +1,8 @@
 """The seed-000 temporal experiment as a service: a ``LockInRequest`` checked into a ``LockInPlan``,
-recorded as a stored run (raw ``frames.h5``, field movie ``field.h5``, mean |B| per second).
+recorded as a stored run (raw ``frames.h5``, field movie ``field.h5``). Each second of capture is a
+step of the run, stored as soon as its frames are written (frames, mean lock-in signal); the mean
+|B| per second of the field movie, which exists only after the capture, is added to the run's
+metadata (``field_per_second``) at the end.
 
 ``acquire lockin`` and the GUI's lock-in panel both call ``plan_lockin`` and ``record_lockin``.
 """
@@ -210,5 +213,5 @@ def record_lockin(station: Any, out: Path, plan: LockInPlan, command: str,
     add_run_metadata(out, run_id, {
         "capture": result.capture.summary(), "parked_hz": result.calibration.parked_hz,
         "frames_file": str(result.frames_path), "field_file": str(result.field_path),
-        "status": status, "end_reason": reason})
+        "field_per_second": result.field_per_second, "status": status, "end_reason": reason})
     return LockInOutcome(run_id, status, reason, result)

@@ -60,5 +60,6 @@ def configure(window, points=11, frames=1):
 
 def run_to_end(qtbot, window, timeout_ms=20_000):
     window.cw_panel.start_button.click()
-    qtbot.waitUntil(lambda: window.last_outcome is not None and not window.running, timeout=timeout_ms)
-    return window.last_outcome
+    qtbot.waitUntil(lambda: window.engine_run.last_outcome is not None and not window.running,
+                    timeout=timeout_ms)
+    return window.engine_run.last_outcome

@@ -20,8 +20,8 @@ def configure(panel, points=21, frames=4, coils="2"):
 
 
 def wait_scan(qtbot, window, timeout_ms=30_000):
-    qtbot.waitUntil(lambda: window.last_scan is not None and not window.running, timeout=timeout_ms)
-    return window.last_scan
+    qtbot.waitUntil(lambda: window.coil_scan.last_scan is not None and not window.running, timeout=timeout_ms)
+    return window.coil_scan.last_scan
 
 
 @pytest.mark.parametrize(("field", "value", "says"), [
@@ -82,7 +82,7 @@ def test_tiny_scan_shows_field_maps_and_warnings_and_its_runs_reconstruct(qtbot,
 
     def reconstruct(label):
         window.reconstruction_view.result = None
-        window.reconstruct_run(window.run_browser.runs[by_label[label]])
+        window.stored_runs.reconstruct(window.run_browser.runs[by_label[label]])
         qtbot.waitUntil(lambda: window.reconstruction_view.result is not None, timeout=20_000)
         return window.reconstruction_view.result
 
@@ -100,11 +100,11 @@ def test_tiny_scan_shows_field_maps_and_warnings_and_its_runs_reconstruct(qtbot,
     # a CW-ODMR run afterwards is stored in the output directory, and the browser goes back to it
     window.cw_panel.points.setValue(11)
     window.cw_panel.frames.setValue(1)
-    window.last_outcome = None
+    window.engine_run.last_outcome = None
     window.cw_panel.start_button.click()
-    qtbot.waitUntil(lambda: window.last_outcome is not None, timeout=20_000)
+    qtbot.waitUntil(lambda: window.engine_run.last_outcome is not None, timeout=20_000)
     assert window.run_browser.out_dir == window.out_dir
-    assert window.run_browser.selected_run().run_id == window.writer.run_id
+    assert window.run_browser.selected_run().run_id == window.engine_run.writer.run_id
 
 
 def settled_counter(qtbot, window, quiet_s=0.4, timeout_s=20.0):
@@ -130,7 +130,7 @@ def test_pause_holds_the_scan_and_abort_leaves_it_resumable(qtbot, window):
     qtbot.waitUntil(lambda: panel.progress_bar.value() >= 2, timeout=10_000)
     assert "configuration 1/4 (all off)" in panel.progress_label.text()
     panel.pause_button.click()
-    assert window.scan_runner.paused
+    assert window.coil_scan.runner.paused
     held = settled_counter(qtbot, window)  # the step in flight when Pause came still finishes
     qtbot.wait(300)
     assert window.live_sink.counter == held

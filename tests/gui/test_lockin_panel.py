@@ -12,13 +12,14 @@ from tests.gui.conftest import SHAPE
 
 
 def wait_capture(qtbot, window, timeout_ms=20_000):
-    qtbot.waitUntil(lambda: window.last_capture is not None and not window.running, timeout=timeout_ms)
-    return window.last_capture
+    qtbot.waitUntil(lambda: window.capture.last_outcome is not None and not window.running,
+                    timeout=timeout_ms)
+    return window.capture.last_outcome
 
 
 def wait_frames(qtbot, window, frames):
-    qtbot.waitUntil(lambda: window.capture_tap.parts is not None
-                    and window.capture_tap.parts.capture.frames_acquired >= frames, timeout=20_000)
+    qtbot.waitUntil(lambda: window.capture.tap.parts is not None
+                    and window.capture.tap.parts.capture.frames_acquired >= frames, timeout=20_000)
 
 
 def start_long_capture(window):
@@ -63,7 +64,7 @@ def test_short_capture_is_shown_live_from_the_capture_tap_and_stored(qtbot, wind
     assert view.frames_displayed >= 1 and view.last_index == n - 1
     # the cost of an update, repaint included, was measured (it spaces the timer's ticks)
     assert view.last_update_cost_ms > 0 and not view.timer.isActive()
-    parts = window.capture_tap.parts
+    parts = window.capture.tap.parts
     latest = parts.capture.latest()
     expected, unit = frame_quantity(latest.raw, "field B_NV", parts)
     assert unit == "uT" and view.image_panel.data.shape == SHAPE

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from instrument.gui.main_window import LIVE_FRAME
+from instrument.gui.live_pane import LIVE_FRAME
 from instrument.storage.runs import load_run
 from tests.gui.conftest import SHAPE, configure, run_to_end
 
@@ -34,7 +34,7 @@ def test_scan_updates_the_live_image_and_spectra_and_is_stored(qtbot, window):
         window.cw_panel.progress_label.text()
     # the run browser lists and selects the new run; the stored run says how it ended
     run = window.run_browser.selected_run()
-    assert run is not None and run.run_id == window.writer.run_id
+    assert run is not None and run.run_id == window.engine_run.writer.run_id
     assert run.metadata["status"] == "completed" and run.metadata["simulated"] is True
     assert run.metadata["command"] == "acquire --sim gui"
     assert window.cw_panel.start_button.isEnabled()
@@ -45,7 +45,7 @@ def test_choosing_a_pixel_shows_its_spectrum(qtbot, window):
     run_to_end(qtbot, window)
     window.image_panel.set_pixel(3, 5)
     assert window.spectrum_panel.pixel_plot.titleLabel.text == "spectrum at pixel (row 3, col 5)"
-    stored = load_run(window.out_dir, window.writer.run_id).images("signal")
+    stored = load_run(window.out_dir, window.engine_run.writer.run_id).images("signal")
     curve = window.spectrum_panel._curves[("pixel", 0)]
     order = np.argsort(window.cube.pixel_spectra(3, 5).x[0])
     np.testing.assert_allclose(np.sort(curve.yData), np.sort(stored[:11, 3, 5][order]))
@@ -57,7 +57,7 @@ def test_pause_holds_the_engine_and_abort_stores_a_partial_run(qtbot, window):
     panel.start_button.click()
     qtbot.waitUntil(lambda: panel.progress_bar.value() >= 2, timeout=10_000)
     panel.pause_button.click()
-    assert window.runner.paused and panel.pause_button.text() == "Resume"
+    assert window.engine_run.runner.paused and panel.pause_button.text() == "Resume"
     qtbot.wait(150)  # the step in flight finishes; then nothing moves
     held = window.live_sink.counter  # the engine's own count of steps, not the (throttled) display
     qtbot.wait(400)
@@ -67,11 +67,11 @@ def test_pause_holds_the_engine_and_abort_stores_a_partial_run(qtbot, window):
     panel.pause_button.click()  # resume
     qtbot.waitUntil(lambda: window.live_sink.counter > held, timeout=10_000)
     panel.abort_button.click()
-    qtbot.waitUntil(lambda: window.last_outcome is not None, timeout=10_000)
-    outcome = window.last_outcome
+    qtbot.waitUntil(lambda: window.engine_run.last_outcome is not None, timeout=10_000)
+    outcome = window.engine_run.last_outcome
     assert outcome.status == "aborted" and outcome.reason == "aborted by operator"
     assert held < outcome.steps_done < 120
-    run = load_run(window.out_dir, window.writer.run_id)
+    run = load_run(window.out_dir, window.engine_run.writer.run_id)
     assert run.metadata["status"] == "aborted"
     assert run.steps_done == outcome.steps_done
     assert panel.start_button.isEnabled() and not panel.abort_button.isEnabled()
@@ -86,14 +86,14 @@ def test_open_refit_and_export_a_stored_run(qtbot, window, tmp_path):
     window.views.setCurrentIndex(1)
     browser = window.run_browser
     browser.refresh()
-    browser.select_run(window.writer.run_id)
+    browser.select_run(window.engine_run.writer.run_id)
     window.live_sink = None
     browser.open_button.click()
-    assert window.source_label.text().startswith(f"stored run {window.writer.run_id} (completed)")
+    assert window.source_label.text().startswith(f"stored run {window.engine_run.writer.run_id} (completed)")
     assert window.views.currentIndex() == 0
     assert window.spectrum_panel.points_shown("pixel") == 62
     browser.refit_button.click()
-    qtbot.waitUntil(lambda: window.fit is not None, timeout=20_000)
+    qtbot.waitUntil(lambda: window.stored_runs.fit is not None, timeout=20_000)
     assert window.image_choice.currentText() == "B_NV of the coils"
     assert window.image_panel.unit == "uT"
     assert "of pixels fitted" in window.statusBar().currentMessage()
@@ -108,10 +108,11 @@ def test_open_refit_and_export_a_stored_run(qtbot, window, tmp_path):
     # re-fit with other options: a Gaussian without the hyperfine multiplet
     browser.model.setCurrentText("gaussian")
     browser.hyperfine.setCurrentText("none")
-    first = window.fit
+    first = window.stored_runs.fit
     browser.refit_button.click()
-    qtbot.waitUntil(lambda: window.fit is not None and window.fit is not first, timeout=20_000)
-    assert window.fit.fit_off.model == "gaussian" and window.fit.fit_off.hyperfine is None
+    jobs = window.stored_runs
+    qtbot.waitUntil(lambda: jobs.fit is not None and jobs.fit is not first, timeout=20_000)
+    assert jobs.fit.fit_off.model == "gaussian" and jobs.fit.fit_off.hyperfine is None
     assert "(gaussian, hyperfine none)" in window.statusBar().currentMessage()
 
 
@@ -119,23 +120,23 @@ def test_refit_of_an_aborted_run_says_it_is_incomplete(qtbot, window):
     configure(window, points=11)
     run_to_end(qtbot, window)
     done = window.run_browser.selected_run()
-    window.last_outcome = None
+    window.engine_run.last_outcome = None
     configure(window, points=600)  # long enough to be still running when checked, however fast steps are
     window.cw_panel.start_button.click()
     qtbot.waitUntil(lambda: window.cw_panel.progress_bar.value() >= 1, timeout=10_000)
     # while a scan runs, stored runs are neither opened nor re-fitted: the views belong to the scan
-    assert window.refit_run(done) is None
+    assert window.stored_runs.refit(done) is None
     assert "re-fit stored runs when it has ended" in window.statusBar().currentMessage()
     assert window.source_label.text().startswith("live:")
     window.cw_panel.abort_button.click()
-    qtbot.waitUntil(lambda: window.last_outcome is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.engine_run.last_outcome is not None, timeout=10_000)
     run = window.run_browser.selected_run()
-    task = window.refit_run(run)
+    task = window.stored_runs.refit(run)
     assert task is not None, window.statusBar().currentMessage()
     qtbot.waitUntil(lambda: not task.is_running() and "cannot fit" in window.statusBar().currentMessage(),
                     timeout=10_000)
     assert "is incomplete" in window.statusBar().currentMessage()
-    assert window.fit is None
+    assert window.stored_runs.fit is None
 
 
 def test_cursor_readout_is_in_micrometres_and_image_units(qtbot, window, station):
@@ -174,9 +175,9 @@ def test_abort_right_after_start_is_not_lost(qtbot, window):
     configure(window, points=60)
     window.cw_panel.start_button.click()
     window.cw_panel.abort_button.click()  # before the worker thread has even entered the engine
-    qtbot.waitUntil(lambda: window.last_outcome is not None, timeout=10_000)
-    assert window.last_outcome.status == "aborted"
-    assert window.last_outcome.steps_done <= 1
+    qtbot.waitUntil(lambda: window.engine_run.last_outcome is not None, timeout=10_000)
+    assert window.engine_run.last_outcome.status == "aborted"
+    assert window.engine_run.last_outcome.steps_done <= 1
 
 
 def test_closing_mid_run_aborts_and_leaves_the_run_stored(qtbot, window):
@@ -184,8 +185,8 @@ def test_closing_mid_run_aborts_and_leaves_the_run_stored(qtbot, window):
     window.cw_panel.start_button.click()
     qtbot.waitUntil(lambda: window.cw_panel.progress_bar.value() >= 1, timeout=10_000)
     window.close()
-    assert not window.runner.is_running()
-    run = load_run(window.out_dir, window.writer.run_id)
+    assert not window.engine_run.runner.is_running()
+    run = load_run(window.out_dir, window.engine_run.writer.run_id)
     assert run.metadata["status"] == "aborted"
 
 
@@ -213,8 +214,8 @@ def test_reconstruction_is_refused_for_a_pulsed_run(qtbot, window):
     panel.points.setValue(11)
     panel.repetitions.setValue(100)
     panel.controls.start_button.click()
-    qtbot.waitUntil(lambda: window.last_outcome is not None, timeout=20_000)
-    window.reconstruct_run(window.run_browser.selected_run())
+    qtbot.waitUntil(lambda: window.engine_run.last_outcome is not None, timeout=20_000)
+    window.stored_runs.reconstruct(window.run_browser.selected_run())
     assert "reconstruction takes the B_NV map of a CW-ODMR run" in window.statusBar().currentMessage()
 
 
@@ -254,8 +255,9 @@ def test_a_cw_scan_ends_with_its_field_map_on_screen(qtbot, window):
     """As ``acquire odmr`` ends with a field map, so does a CW scan started from the GUI: no Re-fit needed."""
     configure(window, points=21, frames=1)
     run_to_end(qtbot, window)
-    run_id = window.writer.run_id
-    qtbot.waitUntil(lambda: window.fit is not None and window.fit_run_id == run_id, timeout=30_000)
+    run_id = window.engine_run.writer.run_id
+    jobs = window.stored_runs
+    qtbot.waitUntil(lambda: jobs.fit is not None and jobs.fit_run_id == run_id, timeout=30_000)
     assert window.image_choice.currentText() == "B_NV of the coils"
     assert window.image_panel.unit == "uT"
     assert np.isfinite(window.image_panel.data).any()

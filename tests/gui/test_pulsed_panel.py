@@ -53,8 +53,8 @@ def test_a_rabi_run_shows_live_ratio_and_fills_in_the_pi_pulse(qtbot, window):
     panel.points.setValue(31)
     panel.repetitions.setValue(300)
     panel.controls.start_button.click()
-    qtbot.waitUntil(lambda: window.last_outcome is not None, timeout=20_000)
-    assert window.last_outcome.status == "completed"
+    qtbot.waitUntil(lambda: window.engine_run.last_outcome is not None, timeout=20_000)
+    assert window.engine_run.last_outcome.status == "completed"
     assert window.image_panel.title.text().startswith("signal / reference")
     assert window.spectrum_panel.pixel_plot.getAxis("bottom").labelText == "pulse time (us)"
     assert window.spectrum_panel.points_shown("pixel") == 31
@@ -73,12 +73,12 @@ def test_stored_pulsed_run_opens_but_is_not_refit_as_cw(qtbot, window):
     panel.points.setValue(21)
     panel.repetitions.setValue(200)
     panel.controls.start_button.click()
-    qtbot.waitUntil(lambda: window.last_outcome is not None, timeout=20_000)
+    qtbot.waitUntil(lambda: window.engine_run.last_outcome is not None, timeout=20_000)
     run = window.run_browser.selected_run()
     window.open_run(run)
     assert window.cube.x_name == "tau_s"
     assert window.spectrum_panel.points_shown("pixel") == 21
-    assert window.refit_run(run) is None
+    assert window.stored_runs.refit(run) is None
     assert "re-fit and figure export are for CW-ODMR runs" in window.statusBar().currentMessage()
 
 
@@ -88,8 +88,8 @@ def test_cw_scan_still_runs_after_a_pulsed_one(qtbot, window):
     window.pulsed_panel.points.setValue(11)
     window.pulsed_panel.repetitions.setValue(100)
     window.pulsed_panel.controls.start_button.click()
-    qtbot.waitUntil(lambda: window.last_outcome is not None, timeout=20_000)
-    window.last_outcome = None
+    qtbot.waitUntil(lambda: window.engine_run.last_outcome is not None, timeout=20_000)
+    window.engine_run.last_outcome = None
     configure(window, points=11)
     outcome = run_to_end(qtbot, window)
     assert outcome.status == "completed"

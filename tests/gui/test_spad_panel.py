@@ -34,8 +34,8 @@ def test_spad_sweep_shows_live_counts_and_spectra(qtbot, window):
     panel.points.setValue(9)
     panel.frames.setValue(10)
     panel.controls.start_button.click()
-    qtbot.waitUntil(lambda: window.last_outcome is not None, timeout=20_000)
-    assert window.last_outcome.status == "completed"
+    qtbot.waitUntil(lambda: window.engine_run.last_outcome is not None, timeout=20_000)
+    assert window.engine_run.last_outcome.status == "completed"
     assert window.image_panel.data.shape == (16, 16)
     assert window.image_panel.title.text().startswith("SPAD counts")
     assert window.spectrum_panel.points_shown("pixel") == 9

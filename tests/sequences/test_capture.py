@@ -321,3 +321,20 @@ def test_refused_arguments_leave_no_writer_process_nor_file_behind(rig, tmp_path
     assert set(multiprocessing.active_children()) <= before  # the writer process was stopped
     # the camera is free for the next capture at once
     assert capture_to_file(cam, tmp_path / "y.h5", frames_per_volume=10, n_frames=10).frames_written == 10
+
+
+def test_the_written_observer_sees_every_frame_and_a_failing_one_costs_none(rig, tmp_path):
+    world, lib, cam = rig
+    seen = []
+    res = capture_to_file(cam, tmp_path / "seen.h5", frames_per_volume=40, n_frames=100, on_overflow="wait",
+                          writer="thread", on_written=lambda frames, t, idx: seen.extend(idx.tolist()))
+    assert seen == list(range(100)) and res.frames_written == 100
+
+    def fails(frames, t, idx):
+        raise RuntimeError("observer broke")
+
+    res = capture_to_file(cam, tmp_path / "broken.h5", frames_per_volume=40, n_frames=100,
+                          on_overflow="wait", writer="thread", on_written=fails)
+    assert res.completed and res.frames_written == 100  # the observer was dropped, the frames kept
+    with FrameFile(tmp_path / "broken.h5") as f:
+        assert f.n_complete == 100
