@@ -31,7 +31,6 @@ import numpy as np
 from instrument.physics.constants import GAMMA_E_HZ_PER_T
 from instrument.protocols import Instrument, LockInCamera, MicrowaveSource, PulseGenerator, SafetyLimits
 from instrument.storage.errors import StorageWriteFailed
-from instrument.storage.frames import early_stop_reason
 from instrument.storage.runs import Step
 from sequences.capture import CaptureResult, LockInCapture, open_capture
 from sequences.engine import Engine, RunAborted, make_safe
@@ -432,9 +431,10 @@ class TemporalCapture:
             # Coils first: the micro-coils are what a stuck output would damage. Everything is safe
             # before the (long) conversion to the field movie; the engine makes sure again at the end.
             not_made_safe = make_safe({"stimulus": stimulus, "mw": mw, "pulser": pulser, "camera": camera})
-        early = early_stop_reason(frames_path)
-        if early:  # the frame writer stopped (a full disk): a storage failure, not a short capture
-            raise StorageWriteFailed(f"the capture stopped early: {early}", 0, "disk" in early)
+        failed = result.end_reason if "storage error" in result.end_reason or "frame file failed" in \
+            result.end_reason else ""
+        if failed:  # the frame writer stopped (a full disk): a storage failure, not a short capture
+            raise StorageWriteFailed(f"the capture stopped early: {failed}", 0, "disk" in failed)
         baseline_frames = write_field_movie(frames_path, field_path, calibration, self.waveforms,
                                             self.baseline_s, camera)
         self.result = TemporalResult(frames_path, field_path, result, calibration, self.waveforms,
