@@ -76,13 +76,23 @@ def register_passes(spectra: np.ndarray, *, warn_px: float = 1.0,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DriftWarning)
         drift = register_sweeps(spectra.mean(axis=-1), warn_px=warn_px)
-    messages = [str(w.message) for w in caught if issubclass(w.category, DriftWarning)]
-    for message in messages:
-        log.warning("%s", message)
-    moved = float(np.max(np.hypot(drift.shifts_px[:, 0], drift.shifts_px[:, 1])))
+    # drift.py's own shift warning says what to do; here it is done, so the message says so instead.
+    messages = [str(w.message) for w in caught
+                if issubclass(w.category, DriftWarning) and not str(w.message).startswith("sample drifted")]
+    distance = np.hypot(drift.shifts_px[:, 0], drift.shifts_px[:, 1])
+    moved = float(distance.max())
     corrected = moved > correct_above_px
     if corrected:
         spectra = correct_drift(spectra, drift.shifts_px)
+    if drift.exceeded:
+        worst = int(np.argmax(distance))
+        messages.append(
+            f"sample drifted {moved:.2f} px by pass {worst} (tolerance {warn_px} px); "
+            + ("the passes were shifted back before the fit (pixels the shift uncovers are blank)"
+               if corrected else "not corrected")
+        )
+    for message in messages:
+        log.warning("%s", message)
     return spectra, {**drift.as_metadata(), "corrected": corrected, "exceeded": drift.exceeded,
                      "warn_px": warn_px, "warnings": messages}
 
