@@ -45,6 +45,8 @@ class CwFieldMap:
     cubes were shifted back (``corrected``) and the drift ``warnings``; None when not registered."""
     corrections: dict = field(default_factory=dict)
     """What was done besides the fit: binning, outlier refits, background method."""
+    outlier_masks: dict | None = None
+    """With the outlier refit: ``{off,on}_{flagged,replaced}`` (rows, cols) boolean maps."""
 
     @property
     def warnings(self) -> list[str]:
@@ -163,6 +165,10 @@ def analyse_cw_run(run: StoredRun, isotope: str | None = "15N", model: str = "lo
         fit_off, fit_on = refits[0].fit, refits[1].fit
         corrections["outliers"] = {label: {"flagged": int(r.flagged.sum()), "replaced": int(r.replaced.sum())}
                                    for label, r in zip(("off", "on"), refits, strict=True)}
+        masks = {f"{label}_{kind}": getattr(r, kind) for label, r in zip(("off", "on"), refits, strict=True)
+                 for kind in ("flagged", "replaced")}
+    else:
+        masks = None
     converged = np.asarray(fit_off.converged) & np.asarray(fit_on.converged)
     b_nv = np.where(converged, b_nv_from_centers(_first_line(fit_on), _first_line(fit_off)), np.nan)
     method = background or ("polynomial" if background_order is not None else None)
@@ -177,7 +183,7 @@ def analyse_cw_run(run: StoredRun, isotope: str | None = "15N", model: str = "lo
     center_err = np.hypot(_first_line(fit_on, "center_err"), _first_line(fit_off, "center_err"))
     b_nv_err = np.where(converged, center_err / GAMMA_E_HZ_PER_T, np.nan)
     return CwFieldMap(freqs, spectra, np.asarray(fit_off.center), np.asarray(fit_on.center),
-                      b_nv, b_nv_err, converged, fit_off, fit_on, drift_info, corrections)
+                      b_nv, b_nv_err, converged, fit_off, fit_on, drift_info, corrections, masks)
 
 
 def _first_line(fit: OdmrFit, name: str = "center") -> np.ndarray:
@@ -205,6 +211,8 @@ def save_analysis(result: CwFieldMap, run_dir: Path, name: str = ANALYSIS_NAME,
         f.attrs["description"] = "CW-ODMR fit: B_NV = (f_off - f_on) / gamma_e on the lower branch"
         f.attrs["fit_options"] = json.dumps(result.fit_off.options)  # the defaults the fit used
         f.attrs["corrections"] = json.dumps(result.corrections, default=str)
+        for key, mask in (result.outlier_masks or {}).items():
+            f[f"outliers/{key}"] = mask
         if result.drift is not None:
             f["drift_shifts_px"] = np.asarray(result.drift["shifts_px"])
             f.attrs["drift"] = json.dumps(result.drift, default=str)

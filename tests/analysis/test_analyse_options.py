@@ -77,6 +77,16 @@ def test_outliers_are_flagged_and_refitted(run):
     assert counts["on"]["flagged"] > 0 and 0 <= counts["on"]["replaced"] <= counts["on"]["flagged"]
     refit, _ = maps(stored, "out")
     assert np.isfinite(refit["b_nv_t"]).mean() > 0.9
+    assert analyse(out, run_id, tag="no_out")[0] == 0
+    plain, _ = maps(stored, "no_out")
+    with h5py.File(stored.run_dir / "analysis-out.h5") as f:
+        masks = {k: f[f"outliers/{k}"][...] for k in f["outliers"]}
+    assert masks["on_flagged"].sum() == counts["on"]["flagged"]
+    assert not np.any(masks["on_replaced"] & ~masks["on_flagged"])
+    # Only the refitted pixels change; every other pixel keeps its first fit.
+    replaced = masks["on_replaced"] | masks["off_replaced"]
+    same = np.isclose(refit["b_nv_t"], plain["b_nv_t"], equal_nan=True, rtol=0, atol=1e-15)
+    assert replaced.any() and np.all(same[~replaced])
 
 
 @pytest.mark.parametrize("method, extra", [
