@@ -77,6 +77,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"run {args.run_id} is not a CW-ODMR run; 'acquire analyse' re-fits CW-ODMR runs")
     isotope = None if args.hyperfine == "none" else args.hyperfine
     if args.vector:
+        single_line = (("--estimator", args.estimator != "lsq"), ("--bin", args.bin_factor != 1),
+                       ("--outliers", args.outliers), ("--background", args.background),
+                       ("--export", args.export))
+        unused = [name for name, given in single_line if given]
+        if unused:
+            raise UsageError(f"{', '.join(unused)} apply to the single-line fit, not to --vector; "
+                             "leave them out or drop --vector")
         return _run_vector(args, stored, out, isotope)
     options = CwAnalysisOptions(
         model=args.model, hyperfine=isotope, background_order=args.background_order,
