@@ -91,3 +91,21 @@ def test_coil_scan_registers_every_configuration_to_the_first(tmp_path, caplog):
     assert drift["reference_run"] == first and np.allclose(drift["shift_px"], (2.0, 0.0), atol=0.05)
     assert drift["exceeded"] is True and summary["converged_fraction"] == 1.0
     assert any(f"against run {first}" in r.getMessage() for r in caplog.records)
+
+
+def test_acquire_odmr_prints_a_drift_above_a_pixel(tmp_path, monkeypatch, capsys):
+    # The simulated sample does not move, so the registration is made to report a 1.3 px drift.
+    import instrument.analysis.drift as drift_module
+    from instrument.analysis.drift import DriftResult
+
+    def moved(pl_images, **kwargs):
+        return DriftResult(np.array([[0.0, 0.0], [1.3, 0.0]]), np.zeros(2), True, np.ones(2, bool))
+
+    monkeypatch.setattr(drift_module, "register_sweeps", moved)
+    assert main(["--sim", "--image-shape", "16x16", "--out", str(tmp_path), "odmr", "--points", "15",
+                 "--frames-per-point", "2", "--no-figure"]) == 0
+    captured = capsys.readouterr()
+    assert "acquire: warning: run 1: sample drifted 1.30 px by pass 1" in captured.err
+    assert "drift      1.30 px between I-off and I-on (corrected)" in captured.out
+    stored = load_run(tmp_path, 1).metadata["drift"]
+    assert stored["shifts_px"][1] == [1.3, 0.0] and stored["warnings"]
