@@ -59,6 +59,16 @@ def test_run_records_metadata_and_figure(cw_run):
     assert run.steps_done == 82
 
 
+def test_simulated_run_registers_its_passes_and_finds_no_drift(cw_run):
+    # The simulated sample does not move: the I-on pass's PL image sits on the I-off one's.
+    _, run = cw_run
+    drift = run.metadata["drift"]
+    assert drift["max_shift_px"] < 0.1 and drift["corrected"] is False and drift["warnings"] == []
+    assert drift["reliable"] == [True, True]  # the simulated PL image has texture to register
+    with h5py.File(run.run_dir / "analysis.h5") as f:
+        assert f["drift_shifts_px"].shape == (2, 2)
+
+
 def test_ctrl_c_stops_safely_and_keeps_the_steps(tmp_path):
     cmd = [sys.executable, "-m", "instrument.cli", "--sim", "--realtime", "--image-shape", "16x16",
            "--out", str(tmp_path), "odmr", "--points", "200", "--frames-per-point", "20"]

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from instrument.analysis.fieldmap import b_nv_from_centers
 from instrument.analysis.lineshapes import multiplet, multiplet_offsets_hz
 from instrument.analysis.odmr import OdmrFit
 from instrument.analysis.runs import analyse_maps
@@ -17,6 +20,11 @@ from instrument.physics.constants import GAMMA_E_HZ_PER_T
 from instrument.storage.runs import StoredRun
 
 ANALYSIS_NAME = "analysis.h5"
+BACKGROUNDS = ("mean", "gaussian", "polynomial", "masked-polynomial", "interpolate")
+"""Background methods of the B_NV map (``background.subtract_background``; "masked-polynomial" is a
+polynomial fitted outside ``background_mask``'s sample region)."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,6 +40,18 @@ class CwFieldMap:
     converged: np.ndarray
     fit_off: OdmrFit
     fit_on: OdmrFit
+    drift: dict | None = None
+    """Shift of each pass's PL image against the first (``DriftResult.as_metadata``), whether the
+    cubes were shifted back (``corrected``) and the drift ``warnings``; None when not registered."""
+    corrections: dict = field(default_factory=dict)
+    """What was done besides the fit: binning, outlier refits, background method."""
+    outlier_masks: dict | None = None
+    """With the outlier refit: ``{off,on}_{flagged,replaced}`` (rows, cols) boolean maps."""
+
+    @property
+    def warnings(self) -> list[str]:
+        """Drift warnings an operator must see (a shift above a pixel, an unregistrable image)."""
+        return list((self.drift or {}).get("warnings", []))
 
     @property
     def field_range_t(self) -> tuple[float, float]:
@@ -45,22 +65,77 @@ class CwFieldMap:
         return float(np.mean(self.converged))
 
 
+def register_passes(spectra: np.ndarray, *, warn_px: float = 1.0,
+                    correct_above_px: float = 0.5) -> tuple[np.ndarray, dict]:
+    """Register the PL image (mean over frequency) of every pass (passes, rows, cols, F) to the first's.
+
+    The cubes are shifted back when some pass moved by more than ``correct_above_px`` (below it the
+    interpolation would smooth the data more than the drift blurs it). Drift warnings (a shift above
+    ``warn_px``, images without texture to register) are logged and returned in ``warnings``.
+    """
+    from instrument.analysis.drift import DriftWarning, correct_drift, register_sweeps
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DriftWarning)
+        drift = register_sweeps(spectra.mean(axis=-1), warn_px=warn_px)
+    # drift.py's own shift warning says what to do; here it is done, so the message says so instead.
+    messages = [str(w.message) for w in caught
+                if issubclass(w.category, DriftWarning) and not str(w.message).startswith("sample drifted")]
+    distance = np.hypot(drift.shifts_px[:, 0], drift.shifts_px[:, 1])
+    moved = float(distance.max())
+    corrected = moved > correct_above_px
+    if corrected:
+        spectra = correct_drift(spectra, drift.shifts_px)
+    if drift.exceeded:
+        worst = int(np.argmax(distance))
+        messages.append(
+            f"sample drifted {moved:.2f} px by pass {worst} (tolerance {warn_px} px); "
+            + ("the passes were shifted back before the fit (pixels the shift uncovers are blank)"
+               if corrected else "not corrected")
+        )
+    for message in messages:
+        log.warning("%s", message)
+    return spectra, {**drift.as_metadata(), "corrected": corrected, "exceeded": drift.exceeded,
+                     "warn_px": warn_px, "warnings": messages}
+
+
 def analyse_cw_run(run: StoredRun, isotope: str | None = "15N", model: str = "lorentzian",
-                   background_order: int | None = None, scheduler: object = None) -> CwFieldMap:
+                   background_order: int | None = None, scheduler: object = None, *,
+                   estimator: str = "least_squares", bin_factor: int = 1, outliers: bool = False,
+                   background: str | None = None, background_mask: np.ndarray | None = None,
+                   sigma_px: float = 10.0, drift: bool = True, drift_warn_px: float = 1.0,
+                   correct_drift_above_px: float = 0.5) -> CwFieldMap:
     """Fit every pixel of both sweeps of ``run`` and form B_NV = field(I-on) - field(I-off).
+
+    Order: drift registration and correction, binning, fit, outlier refit, B_NV, background.
 
     Args:
         run: a stored CW-ODMR run.
         isotope: hyperfine multiplet of the NV nitrogen ("15N", "14N" or None for one line).
         model: line shape, "lorentzian" or "gaussian".
-        background_order: subtract a 2-D polynomial of this order from the B_NV map (1: plane).
+        background_order: order of the polynomial background (alone: a polynomial over the whole
+            B_NV map, 1 a plane; with ``background`` "polynomial"/"masked-polynomial": its order).
         scheduler: dask scheduler for the fits (None: local threads; or a cluster address).
+        estimator: "least_squares" or "poisson" (maximum likelihood for photon counts).
+        bin_factor: sum ``bin_factor`` x ``bin_factor`` pixels before the fit (1: no binning).
+        outliers: refit outlier pixels (``outliers.refit_outliers``) from their neighbours.
+        background: one of ``BACKGROUNDS`` (None: only ``background_order``'s polynomial, if given).
+        background_mask: (rows, cols) of the fitted (binned) map, True where the map is background;
+            needed by "masked-polynomial" and "interpolate".
+        sigma_px: the "gaussian" background's filter width in (binned) pixels.
+        drift: register the passes' PL images and correct the drift (``register_passes``).
 
     Raises:
-        ValueError: the run holds no complete pair of sweeps to fit.
+        ValueError: the run holds no complete pair of sweeps, or an option is out of range.
     """
     params = run.metadata["sequence"]
     freqs = np.asarray(params["frequencies_hz"], dtype=float)
+    if background is not None and background not in BACKGROUNDS:
+        raise ValueError(f"unknown background method {background!r}; choose one of {', '.join(BACKGROUNDS)}")
+    if background in ("masked-polynomial", "interpolate") and background_mask is None:
+        raise ValueError(f"background {background!r} needs a mask of the sample region")
+    if int(bin_factor) != bin_factor or bin_factor < 1:
+        raise ValueError(f"binning factor must be a whole number >= 1, got {bin_factor}")
     images = run.images("signal")  # (2 F, rows, cols)
     n = len(freqs)
     if images.shape[0] != 2 * n:
@@ -71,15 +146,50 @@ def analyse_cw_run(run: StoredRun, isotope: str | None = "15N", model: str = "lo
             "re-run the measurement to get both sweeps"
         )
     spectra = np.moveaxis(images.reshape(2, n, *images.shape[1:]), 1, -1)
+    drift_info = None
+    if drift:
+        spectra, drift_info = register_passes(spectra, warn_px=drift_warn_px,
+                                              correct_above_px=correct_drift_above_px)
+    if bin_factor > 1:
+        from instrument.analysis.preprocess import bin_pixels
+
+        spectra = np.stack([bin_pixels(s, int(bin_factor)) for s in spectra])
     fits = analyse_maps(freqs, spectra[1:], reference=spectra[0], hyperfine=isotope, model=model,
-                        background_order=background_order, scheduler=scheduler)
+                        estimator=estimator, scheduler=scheduler)
     fit_on, fit_off = fits.fits[0], fits.reference
+    corrections: dict = {"bin_factor": int(bin_factor), "estimator": estimator}
+    if outliers:
+        from instrument.analysis.outliers import refit_outliers
+
+        refits = [refit_outliers(freqs, s, f) for s, f in ((spectra[0], fit_off), (spectra[1], fit_on))]
+        fit_off, fit_on = refits[0].fit, refits[1].fit
+        corrections["outliers"] = {label: {"flagged": int(r.flagged.sum()), "replaced": int(r.replaced.sum())}
+                                   for label, r in zip(("off", "on"), refits, strict=True)}
+        masks = {f"{label}_{kind}": getattr(r, kind) for label, r in zip(("off", "on"), refits, strict=True)
+                 for kind in ("flagged", "replaced")}
+    else:
+        masks = None
     converged = np.asarray(fit_off.converged) & np.asarray(fit_on.converged)
-    b_nv = np.where(converged, fits.b_nv_t[0], np.nan)
-    center_err = np.hypot(np.asarray(fit_on.center_err), np.asarray(fit_off.center_err))
+    b_nv = np.where(converged, b_nv_from_centers(_first_line(fit_on), _first_line(fit_off)), np.nan)
+    method = background or ("polynomial" if background_order is not None else None)
+    if method is not None:
+        from instrument.analysis.background import subtract_background
+
+        b_nv = subtract_background(b_nv, "polynomial" if method == "masked-polynomial" else method,
+                                   mask=None if method == "polynomial" else background_mask,
+                                   order=1 if background_order is None else background_order,
+                                   sigma_px=sigma_px)[0]
+        corrections["background"] = method
+    center_err = np.hypot(_first_line(fit_on, "center_err"), _first_line(fit_off, "center_err"))
     b_nv_err = np.where(converged, center_err / GAMMA_E_HZ_PER_T, np.nan)
     return CwFieldMap(freqs, spectra, np.asarray(fit_off.center), np.asarray(fit_on.center),
-                      b_nv, b_nv_err, converged, fit_off, fit_on)
+                      b_nv, b_nv_err, converged, fit_off, fit_on, drift_info, corrections, masks)
+
+
+def _first_line(fit: OdmrFit, name: str = "center") -> np.ndarray:
+    """The first fitted line group's ``name`` map (B_NV follows the first line)."""
+    value = np.asarray(getattr(fit, name))
+    return value[..., 0] if fit.n_peaks > 1 else value
 
 
 def save_analysis(result: CwFieldMap, run_dir: Path, name: str = ANALYSIS_NAME,
@@ -100,6 +210,12 @@ def save_analysis(result: CwFieldMap, run_dir: Path, name: str = ANALYSIS_NAME,
         f["converged"] = result.converged
         f.attrs["description"] = "CW-ODMR fit: B_NV = (f_off - f_on) / gamma_e on the lower branch"
         f.attrs["fit_options"] = json.dumps(result.fit_off.options)  # the defaults the fit used
+        f.attrs["corrections"] = json.dumps(result.corrections, default=str)
+        for key, mask in (result.outlier_masks or {}).items():
+            f[f"outliers/{key}"] = mask
+        if result.drift is not None:
+            f["drift_shifts_px"] = np.asarray(result.drift["shifts_px"])
+            f.attrs["drift"] = json.dumps(result.drift, default=str)
     return path
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 UNITS = {"b": "T", "b_t": "T", "b_err_t": "T", "b_nv_t": "T", "b_nv_err_t": "T", "d_hz": "Hz", "e_hz": "Hz",
-         "d_err_hz": "Hz", "e_err_hz": "Hz", "center": "Hz", "center_err": "Hz", "fwhm": "Hz"}
+         "d_err_hz": "Hz", "e_err_hz": "Hz", "center": "Hz", "center_err": "Hz", "fwhm": "Hz",
+         "center_off_hz": "Hz", "center_on_hz": "Hz"}
 
 
 def _coords(shape: tuple[int, int], pixel_size_m: float) -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,24 @@ def add_parser(sub: Any) -> None:
                    help="nitrogen hyperfine multiplet fitted as one line group (default: 15N)")
     a.add_argument("--background-order", type=int, default=None, metavar="N",
                    help="remove a 2-D polynomial background of order N from the B_NV map (1: plane)")
+    a.add_argument("--estimator", choices=("lsq", "poisson"), default="lsq",
+                   help="lsq: least squares (default); poisson: maximum likelihood for photon counts")
+    a.add_argument("--bin", type=int, default=1, metavar="N", dest="bin_factor",
+                   help="sum NxN pixels before the fit (default 1: no binning)")
+    a.add_argument("--outliers", action="store_true",
+                   help="find outlier pixels (chi-square, width, contrast) and refit them from their "
+                   "neighbours")
+    a.add_argument("--background", default=None,
+                   choices=("mean", "gaussian", "polynomial", "masked-polynomial", "interpolate"),
+                   help="subtract this background from the B_NV map (polynomial order: --background-order, "
+                   "default 1; masked-polynomial and interpolate need --background-region)")
+    a.add_argument("--background-region", default=None, metavar="R0:R1,C0:C1",
+                   help="the sample's region in pixels of the fitted map (half-open), left out of the "
+                   "background")
+    a.add_argument("--sigma-px", type=float, default=10.0, metavar="S",
+                   help="width of the gaussian background filter in fitted pixels (default 10)")
+    a.add_argument("--export", choices=("netcdf", "mat"), default=None,
+                   help="also write the maps with coordinates and provenance as analysis-TAG.nc or .mat")
     a.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="fit on a dask.distributed cluster, e.g. tcp://host:8786 (default: local threads)")
     a.add_argument("--vector", action="store_true",
@@ -35,14 +53,16 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from instrument.analysis.cw_run import analyse_cw_run, save_analysis
-    from instrument.services.report import pixel_size_of, plot_cw_result
+    from instrument.services.cw_reanalysis import CwAnalysisOptions, reanalyse_cw
     from instrument.storage.recovery import interrupted_note, recover_interrupted_runs
     from instrument.storage.runs import CorruptDatabase, StorageError, load_run
 
     out = args.out or default_out_dir()
     if args.background_order is not None and not 0 <= args.background_order <= 5:
         raise UsageError(f"--background-order must be 0..5, got {args.background_order}")
+    if args.bin_factor < 1:
+        raise UsageError(f"--bin must be a whole number >= 1 (1: no binning), got {args.bin_factor}")
+    region = _region(args.background_region)
     try:
         recover_interrupted_runs(out)
         stored = load_run(out, args.run_id)
@@ -57,29 +77,51 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"run {args.run_id} is not a CW-ODMR run; 'acquire analyse' re-fits CW-ODMR runs")
     isotope = None if args.hyperfine == "none" else args.hyperfine
     if args.vector:
+        single_line = (("--estimator", args.estimator != "lsq"), ("--bin", args.bin_factor != 1),
+                       ("--outliers", args.outliers), ("--background", args.background),
+                       ("--export", args.export))
+        unused = [name for name, given in single_line if given]
+        if unused:
+            raise UsageError(f"{', '.join(unused)} apply to the single-line fit, not to --vector; "
+                             "leave them out or drop --vector")
         return _run_vector(args, stored, out, isotope)
-    options = {"model": args.model, "hyperfine": isotope, "background_order": args.background_order,
-               "scheduler": args.scheduler}
-    tag = args.tag or "_".join(str(v) for k, v in options.items() if k != "scheduler" and v is not None)
+    options = CwAnalysisOptions(
+        model=args.model, hyperfine=isotope, background_order=args.background_order,
+        scheduler=args.scheduler, estimator=args.estimator, bin_factor=args.bin_factor,
+        outliers=args.outliers, background=args.background, background_region=region,
+        sigma_px=args.sigma_px, export=args.export)
+    tag = args.tag or options.tag()
     if not re.fullmatch(r"\w+", tag):
         raise UsageError(f"--tag may hold only letters, digits and underscores, got {tag!r}")
     try:
-        result = analyse_cw_run(stored, isotope=isotope, model=args.model,
-                                background_order=args.background_order, scheduler=args.scheduler)
+        done = reanalyse_cw(out, stored, options, tag)
     except (ValueError, ConnectionError) as exc:
         raise UsageError(str(exc)) from exc
-    path = save_analysis(result, stored.run_dir, f"analysis-{tag}.h5", options)
-    figure = plot_cw_result(result, stored.run_dir / f"figure-{tag}.png",
-                            title=f"run {args.run_id} re-analysed: {tag}",
-                            pixel_size_m=pixel_size_of(stored.metadata))
+    result = done.result
+    for message in result.warnings:
+        print(f"acquire: warning: run {args.run_id}: {message}", file=sys.stderr)
     lo, hi = result.field_range_t
-    add_run_metadata(out, args.run_id, {f"analysis_{tag}": {"file": str(path), **options,
-                                                            "b_nv_range_t": [lo, hi]}})
     print(f"run {args.run_id} re-analysed ({tag})")
     print(f"  B_NV range {lo * 1e6:+.2f} .. {hi * 1e6:+.2f} uT ({result.converged_fraction:.1%} fitted)")
-    print(f"  results    {path}")
-    print(f"  figure     {figure}")
+    if result.drift is not None:
+        print(f"  drift      {result.drift['max_shift_px']:.2f} px between the passes"
+              f"{' (corrected)' if result.drift['corrected'] else ''}")
+    print(f"  results    {done.analysis_file}")
+    print(f"  figure     {done.figure}")
+    if done.export_file is not None:
+        print(f"  export     {done.export_file}")
     return EXIT_OK
+
+
+def _region(text: str | None) -> tuple[int, int, int, int] | None:
+    """``R0:R1,C0:C1`` as four integers; None when not given."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+):(\d+)\s*,\s*(\d+):(\d+)\s*", text)
+    if not match:
+        raise UsageError(f"--background-region must be R0:R1,C0:C1 (pixel rows and columns), got {text!r}")
+    r0, r1, c0, c1 = (int(v) for v in match.groups())
+    return r0, r1, c0, c1
 
 
 def _run_vector(args: argparse.Namespace, stored: Any, out: Any, isotope: str | None) -> int:

@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"acquire: {outcome.steps_done} of {n_steps} steps are stored in {where}", file=sys.stderr)
         return EXIT_FAILED
     result = measured.field_map
+    for message in result.warnings:
+        print(f"acquire: warning: run {run_id}: {message}", file=sys.stderr)
     plan = measured.plan
     lo, hi = result.field_range_t
     figure = None
@@ -97,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  MW steps   {plan.get('mw_stepping_mode')} ({plan.get('mw_stepping_reason')})")
     print(f"  B_NV range {lo * 1e6:+.2f} .. {hi * 1e6:+.2f} uT "
           f"({result.converged_fraction:.1%} of pixels fitted)")
+    if result.drift is not None:
+        print(f"  drift      {result.drift['max_shift_px']:.2f} px between I-off and I-on"
+              f"{' (corrected)' if result.drift['corrected'] else ''}")
     print(f"  time       {time.monotonic() - t0:.1f} s")
     print(f"  data       {out / 'runs.db'} (dataset {run_id}), {where}")
     if figure:

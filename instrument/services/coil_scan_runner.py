@@ -31,15 +31,59 @@ Analyse = Callable[[Path, int], tuple[dict[str, Any], HealthSample | None]]
 
 
 def analyse_cw_config(out_dir: Path, run_id: int) -> tuple[dict[str, Any], HealthSample | None]:
-    """Fit a stored CW-ODMR configuration run; returns its summary and health sample."""
+    """Fit a stored CW-ODMR configuration run; returns its summary and health sample.
+
+    The run's I-on pass is registered to its I-off pass (``cw_run.register_passes``); the shift goes
+    in the summary and a drift above a pixel is logged to the scan's log.
+    """
     run = load_run(out_dir, run_id)
     result = analyse_cw_run(run)
     save_analysis(result, run.run_dir)
     lo, hi = result.field_range_t
     health = health_from_spectra(result.spectra[0], result.center_off_hz)
     summary = {"b_nv_range_t": [lo, hi], "converged_fraction": result.converged_fraction,
-               "health": health.as_dict()}
+               "health": health.as_dict(), "drift": result.drift}
+    for message in result.warnings:
+        log.warning("run %d: %s", run_id, message)
     return summary, health
+
+
+class ScanDriftTracker:
+    """Registers every configuration's PL image to the first configuration's (the scan's drift).
+
+    Wraps an ``Analyse``: after it, the I-off PL image of the run is registered to the reference (the
+    first configuration this tracker analysed: after a resume, the first one analysed since) and the
+    shift goes in the summary as ``scan_drift``; a drift above ``warn_px`` is logged as a warning.
+    """
+
+    def __init__(self, analyse: Analyse, warn_px: float = 1.0) -> None:
+        self.analyse = analyse
+        self.warn_px = warn_px
+        self.reference: np.ndarray | None = None
+        self.reference_run: int | None = None
+
+    def __call__(self, out_dir: Path, run_id: int) -> tuple[dict[str, Any], HealthSample | None]:
+        summary, health = self.analyse(out_dir, run_id)
+        try:
+            summary = {**summary, "scan_drift": self._register(out_dir, run_id)}
+        except (ValueError, StorageError) as exc:
+            summary = {**summary, "scan_drift": {"error": str(exc)}}
+        return summary, health
+
+    def _register(self, out_dir: Path, run_id: int) -> dict[str, Any]:
+        from instrument.analysis.cw_run import register_passes
+
+        images = load_run(out_dir, run_id).images("signal")
+        pl = np.nanmean(images[: images.shape[0] // 2], axis=0)  # the I-off pass
+        if self.reference is None or self.reference.shape != pl.shape:
+            self.reference, self.reference_run = pl, run_id
+        _, drift = register_passes(np.stack([self.reference, pl])[..., None], warn_px=self.warn_px,
+                                   correct_above_px=np.inf)
+        for message in drift["warnings"]:
+            log.warning("run %d against run %d: %s", run_id, self.reference_run, message)
+        return {"reference_run": self.reference_run, "shift_px": drift["shifts_px"][1],
+                "max_shift_px": drift["max_shift_px"], "exceeded": drift["exceeded"],
+                "reliable": drift["reliable"][1], "warnings": drift["warnings"]}
 
 
 class _RunOpened:
@@ -153,5 +197,5 @@ def cw_measurement(
         return CwOdmrSweep(frequencies_hz, power_dbm, currents, image_shape=image_shape,
                            frames_per_point=frames_per_point, stepping=stepping)
 
-    return EngineMeasurement(make, analyse_cw_config, Path(out_dir), instruments, limits, sample_name,
-                             dict(metadata or {}), on_step)
+    return EngineMeasurement(make, ScanDriftTracker(analyse_cw_config), Path(out_dir), instruments, limits,
+                             sample_name, dict(metadata or {}), on_step)

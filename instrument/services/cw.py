@@ -83,7 +83,7 @@ def analyse_cw(out: Path, run_id: int, **fit_options: Any) -> Any:
     save_analysis(result, stored.run_dir)
     lo, hi = result.field_range_t
     add_run_metadata(out, run_id, {"b_nv_range_t": [lo, hi], "converged_fraction": result.converged_fraction,
-                                  "fit_options": result.fit_off.options})
+                                  "fit_options": result.fit_off.options, "drift": result.drift})
     return result
 
 

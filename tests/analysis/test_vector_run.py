@@ -68,3 +68,5 @@ def test_analyse_vector_without_bias_reports_the_ambiguity_and_refuses_bad_bias(
     assert "48 signed permutations" in printed
     assert main(["--out", str(out), "analyse", str(run_id), "--vector", "--bias-mt", "1,2"]) == 2
     assert "three numbers" in capsys.readouterr().err
+    assert main(["--out", str(out), "analyse", str(run_id), "--vector", "--bin", "2"]) == 2
+    assert "--bin apply to the single-line fit" in capsys.readouterr().err

@@ -35,6 +35,11 @@ def test_scan_with_open_coil_writes_each_configuration_once(tmp_path, capsys):
         assert list(f["dictionary"]) == ["L1C1"]
         assert f["b_nv_range_t"][1][1] > 1e-6
     assert "coil L1C4 flagged open" in (tmp_path / "coil_scan.log").read_text()
+    # Every measured configuration is registered to the first (the simulated sample stays put).
+    done = [r for r in rows if r.status == "done"]
+    assert all(r.summary["scan_drift"]["reference_run"] == done[0].run_id for r in done)
+    assert all(r.summary["scan_drift"]["max_shift_px"] < 0.1 for r in done)
+    assert all(r.summary["drift"]["max_shift_px"] < 0.1 for r in done)
     # the same command again finds nothing left to do and measures nothing twice
     assert acquire(tmp_path, "--coils", "L1C1,L1C4") == 0
     assert [r.run_id for r in read_ledger(tmp_path)] == [r.run_id for r in rows]
