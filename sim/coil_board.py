@@ -88,7 +88,11 @@ class SimCoilBoard:
         """Answer one command line (the protocol of ``drivers/coil_board.py``)."""
         with self._lock:
             self.commands.append(line)
-            self.world.clock.advance(COMMAND_TIME_S)
+            # Queries cost the line's time but move nothing: the driver's keep-alive (STAT?) runs in
+            # its own thread, concurrently with the sequence on real hardware, so it must not move
+            # the shared virtual clock past a pulse the sequence is about to catch (camera_start).
+            if not line.split(" ", 1)[0].endswith("?"):
+                self.world.clock.advance(COMMAND_TIME_S)
             self.check_watchdog()
             self._last_line = self._monotonic()
             try:

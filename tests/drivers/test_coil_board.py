@@ -291,3 +291,17 @@ def test_station_checks_skip_the_zero_readback_while_coils_are_driven_and_flag_o
     assert checks["read-back at zero current"].ok is None
     assert checks["firmware version"].ok is False and "firmware/coil_board" in checks["firmware version"].fix
     assert checks["watchdog"].ok is False
+
+
+def test_sim_board_queries_leave_the_virtual_clock_alone():
+    """The driver's keep-alive (STAT?) runs in its own thread: on real hardware it overlaps the
+    sequence, so in simulation it must not move the shared clock past a camera_start pulse (it did,
+    and `acquire --sim` then failed at random with a missed camera trigger)."""
+    world = World(shape=(16, 16))
+    sim = SimCoilBoard(world)
+    t0 = world.clock.now()
+    sim.handle("STAT?")
+    sim.handle("CUR? 0")
+    assert world.clock.now() == t0
+    sim.handle("CUR 0 0")
+    assert world.clock.now() > t0  # a setting still costs the line's time
