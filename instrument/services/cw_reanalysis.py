@@ -75,28 +75,28 @@ def check_options(options: CwAnalysisOptions) -> None:
     from instrument.analysis.cw_run import BACKGROUNDS
 
     if options.estimator not in ESTIMATORS:
-        raise RequestError(f"--estimator must be lsq or poisson, got {options.estimator!r}")
+        raise RequestError(f"`estimator` must be lsq or poisson, got {options.estimator!r}")
     if options.bin_factor < 1:
-        raise RequestError(f"--bin must be a whole number >= 1 (1: no binning), got {options.bin_factor}")
+        raise RequestError(f"`bin` must be a whole number >= 1 (1: no binning), got {options.bin_factor}")
     if options.background is not None and options.background not in BACKGROUNDS:
-        raise RequestError(f"--background must be one of {', '.join(BACKGROUNDS)}, "
+        raise RequestError(f"`background` must be one of {', '.join(BACKGROUNDS)}, "
                            f"got {options.background!r}")
     if options.background in ("masked-polynomial", "interpolate") and options.background_region is None:
-        raise RequestError(f"--background {options.background} needs --background-region R0:R1,C0:C1 "
+        raise RequestError(f"`background` {options.background} needs `background_region` R0:R1,C0:C1 "
                            "(the sample's region, left out of the background)")
     if options.background_order is not None and not 0 <= options.background_order <= 5:
-        raise RequestError(f"--background-order must be 0..5, got {options.background_order}")
+        raise RequestError(f"`background_order` must be 0..5, got {options.background_order}")
     if not options.sigma_px > 0:
-        raise RequestError(f"--sigma-px must be > 0, got {options.sigma_px}")
+        raise RequestError(f"`sigma_px` must be > 0, got {options.sigma_px}")
     if options.export is not None and options.export not in EXPORTS:
-        raise RequestError(f"--export must be netcdf or mat, got {options.export!r}")
+        raise RequestError(f"`export` must be netcdf or mat, got {options.export!r}")
 
 
 def region_mask(shape: tuple[int, int], region: tuple[int, int, int, int]) -> np.ndarray:
     """True outside the half-open region (row0, row1, col0, col1): the background pixels."""
     r0, r1, c0, c1 = region
     if not (0 <= r0 < r1 <= shape[0] and 0 <= c0 < c1 <= shape[1]):
-        raise RequestError(f"--background-region {r0}:{r1},{c0}:{c1} is not inside the fitted "
+        raise RequestError(f"`background_region` {r0}:{r1},{c0}:{c1} is not inside the fitted "
                            f"{shape[0]}x{shape[1]} map (rows 0..{shape[0]}, columns 0..{shape[1]})")
     mask = np.ones(shape, dtype=bool)
     mask[r0:r1, c0:c1] = False
