@@ -13,6 +13,13 @@ is replaced by R_nm. Our additions, stated: L1 and TV are divided by max(rho) so
 spectral-shape term (per-pixel normalised spectrum, weighted by the observed noise map) gives the
 Larmor head a signal: the frequency-summed fidelity alone carries almost none.
 
+Larmor warm start (ours, ``larmor_warm_start``, on by default): the head outputs a correction to the
+logit of the per-pixel Lorentzian fit (``relaxometry.larmor_lorentzian_fit`` on each stage's grid)
+and its output layer starts at zero. Started from the band centre instead, the head either saturates
+its sigmoid at a band edge (large steps) or settles on a smooth average over neighbouring sources,
+100 MHz or more off where the fit is within about 10 MHz (docs/results/reconstruction_ii.md).
+``extras['larmor_band_hz']`` is the unmasked band field, for scoring at pixels the support misses.
+
 torch is imported only inside the functions that build or train the network.
 """
 
@@ -31,6 +38,7 @@ from instrument.reconstruction.relaxometry import (
     TorchOperator,
     _validate_spectrum,
     energy_scale,
+    larmor_lorentzian_fit,
     log_mse_fidelity,
     mean_normalized_mse,
     normalized_log_map,
@@ -61,6 +69,7 @@ class NeuralFieldConfig:
     support_threshold: float = 0.3
     stage2_log_fidelity: bool = False
     larmor_lr_factor: float = 10.0
+    larmor_warm_start: bool = True
 
     def __post_init__(self) -> None:
         if self.layers < 2 or not 1 <= self.skip_layer < self.layers:
@@ -71,6 +80,8 @@ class NeuralFieldConfig:
             raise ValueError(f"stage_epochs must be non-negative and not both zero, got {self.stage_epochs}")
         if self.octaves < 0 or self.hidden < 1 or self.coarse_factor < 1:
             raise ValueError("octaves must be >= 0, hidden >= 1 and coarse_factor >= 1")
+        if not 0 < self.support_threshold < 1:
+            raise ValueError(f"support_threshold must lie in (0, 1), got {self.support_threshold}")
 
 
 def fourier_features(coords, beta: float, octaves: int):
@@ -132,6 +143,19 @@ def _grid_coords(shape: tuple[int, int], device, dtype):
     return torch.stack([xx.flatten(), yy.flatten()], dim=1)
 
 
+def _larmor_prior_logit(spectrum: np.ndarray, geometry: RelaxometryGeometry, enabled: bool) -> np.ndarray:
+    """Logit of the per-pixel Lorentzian fit in the Larmor band (zeros, the band centre, if disabled).
+
+    The Larmor head outputs a correction to this logit: its output layer starts at zero, so training
+    starts from the per-pixel fit and can only be credited with what it changes.
+    """
+    if not enabled:
+        return np.zeros(geometry.shape)
+    lo, hi = geometry.larmor_band_hz
+    frac = np.clip((larmor_lorentzian_fit(spectrum, geometry) - lo) / (hi - lo), 0.02, 0.98)
+    return np.log(frac / (1 - frac))
+
+
 def _block_mean(spectrum: np.ndarray, factor: int) -> np.ndarray:
     n, rows, cols = spectrum.shape
     return spectrum.reshape(n, rows // factor, factor, cols // factor, factor).mean(axis=(2, 4))
@@ -173,6 +197,10 @@ def reconstruct_neural_field(
     dev = pick_device(device)
     torch.manual_seed(seed)
     net = _build_mlp(cfg).to(dev)
+    if cfg.larmor_warm_start:
+        with torch.no_grad():
+            net.larmor_head.weight.zero_()
+            net.larmor_head.bias.zero_()
     # The Larmor head learns from a weak spectral-shape signal on a few support pixels; a larger
     # step lets it travel the band within the schedule.
     larmor_params = list(net.larmor_head.parameters())
@@ -186,15 +214,15 @@ def reconstruct_neural_field(
     history: list[float] = []
     stages_run: list[int] = []
 
-    def fields(coords, beta, shape):
+    def fields(coords, beta, shape, prior_logit):
         out = net(fourier_features(coords, beta, cfg.octaves))
         rho = (torch.nn.functional.softplus(out[:, 0]) * torch.sigmoid(out[:, 1])).reshape(shape)
-        band = (lo + (hi - lo) * torch.sigmoid(out[:, 2])).reshape(shape)
+        band = (lo + (hi - lo) * torch.sigmoid(prior_logit + out[:, 2].reshape(shape)))
         support = (rho > cfg.support_threshold * rho.max()).detach().to(band.dtype)
         # Forward uses the band value everywhere (readout pixels off the support still see their
         # neighbours' noise); the gradient reaches the Larmor head only on the support.
         larmor_fwd = support * band + (1 - support) * band.detach()
-        return rho, larmor_fwd, support * band
+        return rho, larmor_fwd, support * band, band
 
     stage_plan = []
     if cfg.coarse_factor > 1 and cfg.stage_epochs[0] > 0:
@@ -210,6 +238,7 @@ def reconstruct_neural_field(
                 continue
             op = TorchOperator(geo, operator, dev)
             coords = _grid_coords(geo.shape, dev, op.dtype)
+            prior = op.tensor(_larmor_prior_logit(obs, geo, cfg.larmor_warm_start))
             obs_noise = op.tensor(obs.sum(0))
             obs_log = normalized_log_map(obs_noise)
             obs_pos = obs_noise.clamp_min(0.0)
@@ -222,7 +251,7 @@ def reconstruct_neural_field(
                 decay = 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (t - 1) / epochs))
                 for group in opt.param_groups:
                     group["lr"] = lr * group["lr_factor"] * decay
-                rho, larmor_fwd, _ = fields(coords, beta, geo.shape)
+                rho, larmor_fwd, _, _ = fields(coords, beta, geo.shape, prior)
                 # The Larmor field learns from the spectral shape only: letting the summed-spectrum
                 # terms move it would trade line-sum amplitude against density (the P4 ambiguity).
                 pred_noise = op.noise_map(rho, larmor_fwd.detach())
@@ -257,8 +286,10 @@ def reconstruct_neural_field(
             stages_run.append(ran)
 
         coords = _grid_coords(geometry.shape, dev, torch.float32)
+        prior = torch.as_tensor(_larmor_prior_logit(spectrum, geometry, cfg.larmor_warm_start),
+                                dtype=torch.float32, device=dev)
         with torch.no_grad():
-            rho, larmor_fwd, larmor_masked = fields(coords, float(cfg.octaves), geometry.shape)
+            rho, larmor_fwd, larmor_masked, band = fields(coords, float(cfg.octaves), geometry.shape, prior)
         rho_np = rho.cpu().numpy().astype(float)
         op = TorchOperator(geometry, operator, dev, dtype=torch.float64)
         pred = op.spectrum(op.tensor(rho_np), op.tensor(larmor_fwd.cpu().numpy())).cpu().numpy()
@@ -272,7 +303,7 @@ def reconstruct_neural_field(
         scale=scale,
         epochs_run=len(history),
         seed=seed,
-        extras={"stages": stages_run},
+        extras={"stages": stages_run, "larmor_band_hz": band.cpu().numpy().astype(float)},
     )
 
 
