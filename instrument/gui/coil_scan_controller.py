@@ -12,9 +12,10 @@ from typing import Any
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from instrument.gui.coil_scan_panel import CoilScanResult, CoilScanRunner, ConfigDone, ScanControl
+from instrument.gui.worker import RunnerJob
 
 
-class CoilScanController(QObject):
+class CoilScanController(RunnerJob):
     """Starts, pauses, resumes and aborts coil scans.
 
     Signals:
@@ -35,9 +36,6 @@ class CoilScanController(QObject):
         self.last_scan: CoilScanResult | None = None
         self.scan_map: ConfigDone | None = None  # the newest configuration with a field map
 
-    def is_running(self) -> bool:
-        return self.runner is not None and self.runner.is_running()
-
     def start(self, scan: Any, metadata: dict[str, Any], sinks: Sequence[Any]) -> None:
         """Run ``scan`` (each configuration's run stores ``metadata``), feeding ``sinks`` live."""
         scan.measurement.metadata = metadata
@@ -48,25 +46,6 @@ class CoilScanController(QObject):
         self.runner.done.connect(self._done)
         self.runner.failed.connect(self.failed)
         self.runner.start()
-
-    def pause(self) -> None:
-        if self.runner is not None:
-            self.runner.pause()
-
-    def resume(self) -> None:
-        if self.runner is not None:
-            self.runner.resume()
-
-    def abort(self) -> None:
-        if self.runner is not None:
-            self.runner.abort()
-
-    def shutdown(self, timeout_ms: int = 60_000) -> bool:
-        """Abort a scan in flight and wait until the instruments are safe; False if it did not stop."""
-        if not self.is_running():
-            return True
-        self.abort()
-        return self.runner.wait(timeout_ms)  # type: ignore[union-attr]
 
     @staticmethod
     def summary(result: CoilScanResult) -> tuple[str, str]:

@@ -13,10 +13,10 @@ from typing import Any
 
 from PyQt6.QtCore import QObject, pyqtSignal
 
-from instrument.gui.worker import EngineRunner
+from instrument.gui.worker import EngineRunner, RunnerJob
 
 
-class RunController(QObject):
+class RunController(RunnerJob):
     """Runs one sequence at a time on the station, through the same service calls as the CLI.
 
     Signals:
@@ -42,9 +42,6 @@ class RunController(QObject):
     def writer(self) -> Any:
         return self.prepared.writer if self.prepared is not None else None
 
-    def is_running(self) -> bool:
-        return self.runner is not None and self.runner.is_running()
-
     def start(self, sequence: Any, command: str, sinks: Sequence[Any], pulsed: bool = False) -> None:
         """Wire ``sequence`` and run it (a pulsed measurement's run is ``pulsed_KIND``, as by the CLI)."""
         from instrument.services.pulsed import prepare_pulsed
@@ -58,25 +55,6 @@ class RunController(QObject):
         self.runner.done.connect(self._done)
         self.runner.failed.connect(self.failed)
         self.runner.start()
-
-    def pause(self) -> None:
-        if self.runner is not None:
-            self.runner.pause()
-
-    def resume(self) -> None:
-        if self.runner is not None:
-            self.runner.resume()
-
-    def abort(self) -> None:
-        if self.runner is not None:
-            self.runner.abort()
-
-    def shutdown(self, timeout_ms: int = 60_000) -> bool:
-        """Abort a run in flight and wait until the engine made the hardware safe; False if it did not."""
-        if not self.is_running():
-            return True
-        self.abort()
-        return self.runner.wait(timeout_ms)  # type: ignore[union-attr]
 
     def pi_pulse(self, rabi: Any) -> Any:
         """The pi pulse the completed Rabi run just measured gives (fit and pi pulse stored with the run).

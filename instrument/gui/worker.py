@@ -14,6 +14,35 @@ from PyQt6.QtCore import QObject, QThread, pyqtSignal, pyqtSlot
 from sequences.engine import Engine, Progress, RunOutcome
 
 
+class RunnerJob(QObject):
+    """A controller of one background runner (``self.runner``: an ``EngineRunner`` or a coil-scan
+    runner) with the operator's pause, resume, abort and the window's shutdown."""
+
+    runner: Any = None
+
+    def is_running(self) -> bool:
+        return self.runner is not None and self.runner.is_running()
+
+    def pause(self) -> None:
+        if self.runner is not None:
+            self.runner.pause()
+
+    def resume(self) -> None:
+        if self.runner is not None:
+            self.runner.resume()
+
+    def abort(self) -> None:
+        if self.runner is not None:
+            self.runner.abort()
+
+    def shutdown(self, timeout_ms: int = 60_000) -> bool:
+        """Abort the job in flight and wait until the instruments are safe; False if it did not stop."""
+        if not self.is_running():
+            return True
+        self.abort()
+        return bool(self.runner.wait(timeout_ms))
+
+
 class _Job(QObject):
     progress = pyqtSignal(object)
     done = pyqtSignal(object)
