@@ -51,6 +51,7 @@ def show_image(fig: Any, ax: Any, data: np.ndarray, pixel_size_m: float | None, 
     rows, cols = data.shape
     if pixel_size_m:
         from matplotlib.patches import Rectangle
+        from matplotlib.patheffects import withStroke
 
         um = pixel_size_m * 1e6
         im = ax.imshow(data, cmap=cmap, extent=(0, cols * um, rows * um, 0), **imshow)
@@ -59,8 +60,9 @@ def show_image(fig: Any, ax: Any, data: np.ndarray, pixel_size_m: float | None, 
         bar = scale_bar_um(cols * um)
         x0, y0 = cols * um * 0.05, rows * um * 0.93
         ax.add_patch(Rectangle((x0, y0), bar, rows * um * 0.02, color="white", ec="black", lw=0.5))
+        # white with a dark outline: readable on a bright colour map's centre as on a dark one
         ax.text(x0 + bar / 2, y0 - rows * um * 0.02, f"{bar:g} um", color="white", ha="center", va="bottom",
-                fontsize=8, fontweight="bold")
+                fontsize=8, fontweight="bold", path_effects=[withStroke(linewidth=2, foreground="black")])
     else:
         im = ax.imshow(data, cmap=cmap, **imshow)
         ax.set_xlabel("column (px)")
