@@ -65,7 +65,8 @@ def main() -> int:
         window.image_panel.set_pixel(40, 40)
         settle(app, 0.3)
         window.grab().save(str(OUT))
-        while window.engine_run.last_outcome is None:  # the CW run has ended and its end has been shown
+        # the CW run has ended, its field map is fitted and shown, and the window takes a new job
+        while window.engine_run.last_outcome is None or window.running:
             settle(app, 0.05)
         lockin_screenshot(app, window)
         window.close()
