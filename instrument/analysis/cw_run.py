@@ -65,9 +65,10 @@ class CwFieldMap:
         return float(np.mean(self.converged))
 
 
-def register_passes(spectra: np.ndarray, *, warn_px: float = 1.0,
-                    correct_above_px: float = 0.5) -> tuple[np.ndarray, dict]:
-    """Register the PL image (mean over frequency) of every pass (passes, rows, cols, F) to the first's.
+def register_passes(spectra: np.ndarray, *, warn_px: float = 1.0, correct_above_px: float = 0.5,
+                    reference_pl: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Register the PL image (mean over frequency) of every pass (passes, rows, cols, F) to the first's,
+    or to ``reference_pl`` (another run's PL image: a coil scan's first configuration) when given.
 
     The cubes are shifted back when some pass moved by more than ``correct_above_px`` (below it the
     interpolation would smooth the data more than the drift blurs it). Drift warnings (a shift above
@@ -77,15 +78,19 @@ def register_passes(spectra: np.ndarray, *, warn_px: float = 1.0,
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DriftWarning)
-        drift = register_sweeps(spectra.mean(axis=-1), warn_px=warn_px)
+        images = spectra.mean(axis=-1)
+        if reference_pl is not None:
+            images = np.concatenate([np.asarray(reference_pl, dtype=images.dtype)[None], images])
+        drift = register_sweeps(images, warn_px=warn_px)
     # drift.py's own shift warning says what to do; here it is done, so the message says so instead.
     messages = [str(w.message) for w in caught
                 if issubclass(w.category, DriftWarning) and not str(w.message).startswith("sample drifted")]
-    distance = np.hypot(drift.shifts_px[:, 0], drift.shifts_px[:, 1])
+    shifts = drift.shifts_px[1:] if reference_pl is not None else drift.shifts_px  # one row a pass
+    distance = np.hypot(shifts[:, 0], shifts[:, 1])
     moved = float(distance.max())
     corrected = moved > correct_above_px
     if corrected:
-        spectra = correct_drift(spectra, drift.shifts_px)
+        spectra = correct_drift(spectra, shifts)
     if drift.exceeded:
         worst = int(np.argmax(distance))
         messages.append(
@@ -96,7 +101,8 @@ def register_passes(spectra: np.ndarray, *, warn_px: float = 1.0,
     for message in messages:
         log.warning("%s", message)
     return spectra, {**drift.as_metadata(), "corrected": corrected, "exceeded": drift.exceeded,
-                     "warn_px": warn_px, "warnings": messages}
+                     "warn_px": warn_px, "warnings": messages,
+                     "reference": "external PL image" if reference_pl is not None else "first pass"}
 
 
 def analyse_cw_run(run: StoredRun, isotope: str | None = "15N", model: str = "lorentzian",
@@ -104,7 +110,7 @@ def analyse_cw_run(run: StoredRun, isotope: str | None = "15N", model: str = "lo
                    estimator: str = "least_squares", bin_factor: int = 1, outliers: bool = False,
                    background: str | None = None, background_mask: np.ndarray | None = None,
                    sigma_px: float = 10.0, drift: bool = True, drift_warn_px: float = 1.0,
-                   correct_drift_above_px: float = 0.5) -> CwFieldMap:
+                   correct_drift_above_px: float = 0.5, reference_pl: np.ndarray | None = None) -> CwFieldMap:
     """Fit every pixel of both sweeps of ``run`` and form B_NV = field(I-on) - field(I-off).
 
     Order: drift registration and correction, binning, fit, outlier refit, B_NV, background.
@@ -124,6 +130,8 @@ def analyse_cw_run(run: StoredRun, isotope: str | None = "15N", model: str = "lo
             needed by "masked-polynomial" and "interpolate".
         sigma_px: the "gaussian" background's filter width in (binned) pixels.
         drift: register the passes' PL images and correct the drift (``register_passes``).
+        reference_pl: register both passes to this PL image instead of the I-off pass (a coil scan
+            aligns every configuration to its first, so the dictionary's maps line up).
 
     Raises:
         ValueError: the run holds no complete pair of sweeps, or an option is out of range.
@@ -149,7 +157,8 @@ def analyse_cw_run(run: StoredRun, isotope: str | None = "15N", model: str = "lo
     drift_info = None
     if drift:
         spectra, drift_info = register_passes(spectra, warn_px=drift_warn_px,
-                                              correct_above_px=correct_drift_above_px)
+                                              correct_above_px=correct_drift_above_px,
+                                              reference_pl=reference_pl)
     if bin_factor > 1:
         from instrument.analysis.preprocess import bin_pixels
 

@@ -27,17 +27,20 @@ log = logging.getLogger("sequences.coil_scan")  # the scan's log: the CLI routes
 EXPERIMENT = "coil_scan"
 
 
-Analyse = Callable[[Path, int], tuple[dict[str, Any], HealthSample | None]]
+Analyse = Callable[..., tuple[dict[str, Any], HealthSample | None]]
+"""``analyse(out_dir, run_id, reference_pl=None)``: summary and health of a stored configuration."""
 
 
-def analyse_cw_config(out_dir: Path, run_id: int) -> tuple[dict[str, Any], HealthSample | None]:
+def analyse_cw_config(out_dir: Path, run_id: int,
+                      reference_pl: np.ndarray | None = None) -> tuple[dict[str, Any], HealthSample | None]:
     """Fit a stored CW-ODMR configuration run; returns its summary and health sample.
 
-    The run's I-on pass is registered to its I-off pass (``cw_run.register_passes``); the shift goes
+    Both passes are registered to ``reference_pl`` (the scan's first configuration), or the I-on
+    pass to the I-off pass without one (``cw_run.register_passes``), and shifted back; the shift goes
     in the summary and a drift above a pixel is logged to the scan's log.
     """
     run = load_run(out_dir, run_id)
-    result = analyse_cw_run(run)
+    result = analyse_cw_run(run, reference_pl=reference_pl)
     save_analysis(result, run.run_dir)
     lo, hi = result.field_range_t
     health = health_from_spectra(result.spectra[0], result.center_off_hz)
@@ -51,9 +54,11 @@ def analyse_cw_config(out_dir: Path, run_id: int) -> tuple[dict[str, Any], Healt
 class ScanDriftTracker:
     """Registers every configuration's PL image to the first configuration's (the scan's drift).
 
-    Wraps an ``Analyse``: after it, the I-off PL image of the run is registered to the reference (the
-    first configuration this tracker analysed: after a resume, the first one analysed since) and the
-    shift goes in the summary as ``scan_drift``; a drift above ``warn_px`` is logged as a warning.
+    Wraps an ``Analyse``: the I-off PL image of the run is registered to the reference (the first
+    configuration this tracker analysed: after a resume, the first one analysed since), the shift
+    goes in the summary as ``scan_drift`` and a drift above ``warn_px`` is logged as a warning; the
+    analysis registers the run's passes to the same reference, so every configuration's map lines
+    up with the first's (the dictionary of single-coil maps and the scan's maps share one grid).
     """
 
     def __init__(self, analyse: Analyse, warn_px: float = 1.0) -> None:
@@ -63,20 +68,29 @@ class ScanDriftTracker:
         self.reference_run: int | None = None
 
     def __call__(self, out_dir: Path, run_id: int) -> tuple[dict[str, Any], HealthSample | None]:
-        summary, health = self.analyse(out_dir, run_id)
         try:
-            summary = {**summary, "scan_drift": self._register(out_dir, run_id)}
+            pl = self._pl_image(out_dir, run_id)
         except (ValueError, StorageError) as exc:
+            summary, health = self.analyse(out_dir, run_id)
+            return {**summary, "scan_drift": {"error": str(exc)}}, health
+        if self.reference is None or self.reference.shape != pl.shape:
+            self.reference, self.reference_run = pl, run_id
+        first = run_id == self.reference_run
+        summary, health = self.analyse(out_dir, run_id, reference_pl=None if first else self.reference)
+        try:
+            summary = {**summary, "scan_drift": self._register(pl, run_id)}
+        except ValueError as exc:
             summary = {**summary, "scan_drift": {"error": str(exc)}}
         return summary, health
 
-    def _register(self, out_dir: Path, run_id: int) -> dict[str, Any]:
+    @staticmethod
+    def _pl_image(out_dir: Path, run_id: int) -> np.ndarray:
+        images = load_run(out_dir, run_id).images("signal")
+        return np.nanmean(images[: images.shape[0] // 2], axis=0)  # the I-off pass
+
+    def _register(self, pl: np.ndarray, run_id: int) -> dict[str, Any]:
         from instrument.analysis.cw_run import register_passes
 
-        images = load_run(out_dir, run_id).images("signal")
-        pl = np.nanmean(images[: images.shape[0] // 2], axis=0)  # the I-off pass
-        if self.reference is None or self.reference.shape != pl.shape:
-            self.reference, self.reference_run = pl, run_id
         _, drift = register_passes(np.stack([self.reference, pl])[..., None], warn_px=self.warn_px,
                                    correct_above_px=np.inf)
         for message in drift["warnings"]:

@@ -82,7 +82,7 @@ def test_coil_scan_registers_every_configuration_to_the_first(tmp_path, caplog):
     first = write_run(tmp_path, shape=(24, 24), seed=3)
     # The whole second configuration (both passes) sits 2 px lower: the scan's drift, not the run's.
     second = write_run(tmp_path, shape=(24, 24), seed=4, offset_px=(2.0, 0.0))
-    tracker = ScanDriftTracker(lambda out, run_id: ({"converged_fraction": 1.0}, None))
+    tracker = ScanDriftTracker(lambda out, run_id, reference_pl=None: ({"converged_fraction": 1.0}, None))
     summary, _ = tracker(tmp_path, first)
     assert summary["scan_drift"]["reference_run"] == first and summary["scan_drift"]["max_shift_px"] == 0
     with caplog.at_level(logging.WARNING, logger="sequences.coil_scan"):
@@ -109,3 +109,26 @@ def test_acquire_odmr_prints_a_drift_above_a_pixel(tmp_path, monkeypatch, capsys
     assert "drift      1.30 px between I-off and I-on (corrected)" in captured.out
     stored = load_run(tmp_path, 1).metadata["drift"]
     assert stored["shifts_px"][1] == [1.3, 0.0] and stored["warnings"]
+
+
+def test_coil_scan_maps_are_shifted_onto_the_first_configurations_grid(tmp_path):
+    from instrument.analysis.cw_run import analyse_cw_run
+    from instrument.services.coil_scan_runner import analyse_cw_config
+
+    first = write_run(tmp_path, shape=(32, 32), seed=3, counts=1e8)
+    # Both passes of the second configuration sit 2 px lower: its map must come back on the first's grid.
+    second = write_run(tmp_path, shape=(32, 32), seed=4, offset_px=(2.0, 0.0), counts=1e8)
+    tracker = ScanDriftTracker(analyse_cw_config)
+    tracker(tmp_path, first)
+    summary, _ = tracker(tmp_path, second)
+    assert np.allclose(summary["scan_drift"]["shift_px"], (2.0, 0.0), atol=0.05)
+    aligned = analyse_cw_run(load_run(tmp_path, second), reference_pl=tracker.reference)
+    unaligned = analyse_cw_run(load_run(tmp_path, second))
+    truth = _interior(true_b_nv_t((32, 32)))
+    err = np.nanmedian(np.abs(_interior(aligned.b_nv_t) - truth))
+    raw_err = np.nanmedian(np.abs(_interior(unaligned.b_nv_t) - truth))
+    # on the first's grid the map matches the truth; left where it was, it is the truth 2 px away
+    assert err < raw_err / 3, (err, raw_err)
+    assert aligned.drift["reference"] == "external PL image" and aligned.drift["corrected"]
+    stored = load_run(tmp_path, second).metadata.get("drift") or {}
+    assert stored.get("reference", "external PL image") == "external PL image"
