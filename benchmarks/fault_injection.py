@@ -240,36 +240,28 @@ def _real_full(d: Path) -> Row:
     )
 
 
-@fault("odmr: SIGTERM at step 4")
-def _sigterm(d: Path) -> Row:
-    with signal_at_step(3, signal.SIGTERM):
-        r = cli([*FAST, "--out", str(d), *ODMR])
-    kept, ok = consistent(d)
-    return Row(
-        "",
-        f"exit {r.code}",
-        kept,
-        one_line(r.err),
-        r.code == 143 and ok,
-        not ok,
-        clear(r.err, "SIGTERM", "stored"),
-    )
+def _odmr_signal(signum: int, code: int, word: str) -> Callable[[Path], Row]:
+    """A signal raised at step 4 of an ODMR run: exit ``code``, database and frames in step."""
+
+    def run(d: Path) -> Row:
+        with signal_at_step(3, signum):
+            r = cli([*FAST, "--out", str(d), *ODMR])
+        kept, ok = consistent(d)
+        return Row(
+            "",
+            f"exit {r.code}",
+            kept,
+            one_line(r.err),
+            r.code == code and ok,
+            not ok,
+            clear(r.err, word, "stored"),
+        )
+
+    return run
 
 
-@fault("odmr: Ctrl-C at step 4")
-def _ctrl_c(d: Path) -> Row:
-    with signal_at_step(3, signal.SIGINT):
-        r = cli([*FAST, "--out", str(d), *ODMR])
-    kept, ok = consistent(d)
-    return Row(
-        "",
-        f"exit {r.code}",
-        kept,
-        one_line(r.err),
-        r.code == 130 and ok,
-        not ok,
-        clear(r.err, "Ctrl-C", "stored"),
-    )
+fault("odmr: SIGTERM at step 4")(_odmr_signal(signal.SIGTERM, 143, "SIGTERM"))
+fault("odmr: Ctrl-C at step 4")(_odmr_signal(signal.SIGINT, 130, "Ctrl-C"))
 
 
 @fault("odmr: SIGTERM swallowed by a catch-all in a driver")
