@@ -193,17 +193,6 @@ def record_lockin(station: Any, out: Path, plan: LockInPlan, command: str,
             reason = f"{ABORTED} ({type(error).__name__}: {error})"
             add_run_metadata(out, run_id, {"status": "aborted", "end_reason": reason})
             return LockInOutcome(run_id, "aborted", reason)
-        if isinstance(error, ValueError) and prepared.run_dir is not None:
-            from instrument.storage.frames import early_stop_reason
-
-            # "no baseline frames" after a capture the writer stopped (a full disk) is that stop
-            early = early_stop_reason(prepared.run_dir / "frames.h5")
-            if early:  # a storage failure, not a bad request: exit 1 with the writer's own reason
-                from instrument.storage.errors import StorageWriteFailed
-
-                reason = f"the capture stopped early: {early} (so: {error})"
-                add_run_metadata(out, run_id, {"status": "failed", "end_reason": reason})
-                raise StorageWriteFailed(reason, 0, "disk" in early) from error
         raise error if error is not None else RuntimeError(outcome.reason)
     result = sequence.result
     assert result is not None
