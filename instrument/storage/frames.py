@@ -309,17 +309,3 @@ def disk_bytes_per_hour(frame_rate_hz: float, frame_shape: tuple[int, ...],
                         compression_ratio: float) -> float:
     """Disk use of a continuous capture: raw int16 bytes per hour times the compression ratio."""
     return frame_rate_hz * 3600 * math.prod(frame_shape) * 2 * compression_ratio
-
-
-def early_stop_reason(path: Path) -> str | None:
-    """Why a capture file's writer stopped before the capture completed (a full disk, a failed write),
-    or None when it completed, is still running, or the file cannot be read."""
-    try:
-        with h5py.File(path, "r", libver="latest", swmr=True) as f:
-            reason = str(f.attrs.get("end_reason") or
-                         bytes(f["status"][()]).decode(errors="replace").rstrip())
-    except (OSError, KeyError, ValueError):
-        return None
-    if not reason or reason == "running" or reason.startswith("completed"):
-        return None
-    return reason
