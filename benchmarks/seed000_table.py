@@ -36,18 +36,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from instrument.reconstruction import seed000  # noqa: E402
 from instrument.reconstruction.dictionary import DictionaryReconstructor  # noqa: E402
-from sim.lockin_chain import ChainConfig, LockInQDM, Session  # noqa: E402
+from sim.lockin_chain import (  # noqa: E402
+    DICTIONARY_DAY,
+    TEST_DAY,
+    ChainConfig,
+    LockInQDM,
+    fill_failed_fits,
+)
 
-DICTIONARY_DAY = Session(temperature_k=0.0, bias_offset_t=0.0)
-TEST_DAY = Session(temperature_k=0.5, bias_offset_t=1e-6)  # D moves -37 kHz, bias +1 uT
 PAPER_LAMBDA = {"high": 0.35, "low": 0.225}  # middles of the paper's 0.3-0.4 and 0.2-0.25
 PAPER_TABLE1 = {"2 coils": (0.5729, 0.2734, 0.9639), "4 coils": (0.8201, 0.2051, 0.9765),
                 "7 coils": (0.7059, 0.2897, 0.9517)}
-
-
-def fill_nan(image: np.ndarray) -> np.ndarray:
-    """Failed-fit pixels (NaN) replaced by the map's median, for scores that need every pixel."""
-    return np.where(np.isfinite(image), image, np.nanmedian(image))
 
 
 def methods(q: LockInQDM, basis: np.ndarray, single_shot_basis: np.ndarray | None = None):
@@ -75,7 +74,7 @@ def run_static(q: LockInQDM, basis: np.ndarray, configs: dict[str, tuple[int, ..
     for name, active in configs.items():
         drive = np.zeros(q.n_sources)
         drive[list(active)] = 1.0
-        measured = fill_nan(q.measure(drive, TEST_DAY, sweeps=sweeps))
+        measured = fill_failed_fits(q.measure(drive, TEST_DAY, sweeps=sweeps))
         truth = q._blur(q.truth(drive)[None])[0]
         for method, (rec, alpha, kind) in table.items():
             coefficients = rec.fit(measured, method=kind, alpha=alpha)
@@ -145,9 +144,10 @@ def main() -> None:
         rng = np.random.default_rng(100 + seed)
         drawn = seed000.random_configurations(q.n_sources, args.configs, rng)
         configs = {f"c{i}": c for i, c in enumerate(drawn)}
-        basis = np.stack([fill_nan(q.measure(e, DICTIONARY_DAY, sweeps=args.dict_sweeps))
+        basis = np.stack([fill_failed_fits(q.measure(e, DICTIONARY_DAY, sweeps=args.dict_sweeps))
                           for e in np.eye(q.n_sources)])
-        single = np.stack([fill_nan(q.measure(e, DICTIONARY_DAY, sweeps=1)) for e in np.eye(q.n_sources)])
+        single = np.stack([fill_failed_fits(q.measure(e, DICTIONARY_DAY, sweeps=1))
+                           for e in np.eye(q.n_sources)])
         for sw in sweeps_list:
             s, a = run_static(q, basis, seed000.STATIC_COMBINATIONS, sw)
             for k, v in s.items():

@@ -290,6 +290,26 @@ def simulated_field_maps(station: Station, seed: int = 0) -> Any:
     return NoisyMicroscope(station.world, seed=seed)
 
 
+def simulated_measurement_chain(station: Station, seed: int = 0, pixels: int | None = None) -> Any:
+    """Seed-000 maps measured through the simulated lock-in ODMR chain (``sim.lockin_chain``).
+
+    Unlike ``simulated_field_maps`` these are not the dictionary's own model: per-pixel ODMR fits on a
+    perturbed sample (true standoffs, return leads, coil heating), the dictionary measured on another
+    day than the maps. ``pixels`` square pixels cover the paper's 150 um field of view (None: the
+    camera's 129; fewer are binned).
+    """
+    if station.world is None:
+        raise StationFileError("simulated field maps need a simulated station; run with --sim")
+    from sim.lockin_chain import ChainConfig, LockInQDM, TwoDayProtocol
+
+    sample = station.world.sample
+    camera_pixel_m = sample.fov_width_m / sample.sensor_shape[1]
+    full = ChainConfig().roi_pixels
+    pixels = min(int(pixels or full), full)
+    config = ChainConfig(roi_pixels=pixels, pixel_m=camera_pixel_m * full / pixels)
+    return TwoDayProtocol(LockInQDM(sample, config, seed=seed))
+
+
 TRIGGER_LINE = "mw_trigger"
 """The pulse generator output that steps a MW source's list (its trigger input)."""
 

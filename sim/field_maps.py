@@ -1,12 +1,13 @@
-"""Simulated seed-000 field maps from the World, for ``acquire --sim reconstruct``, tests, benchmarks.
+"""Simulated seed-000 field maps from the World, for the GUI's reconstruction view, tests, benchmarks.
 
 The reconstruction package must not import ``sim``; the station, tests and benchmarks build the
 ``measure`` callables of ``instrument.reconstruction.seed000`` here: the World's true B_NV map for
 a drive vector plus white noise, a slow background drift (offset and gradient) and hot pixels.
 
 These maps are the dictionary's own model (linear in the drive, the same maps as the truth): fine for
-testing the algorithm, not for scoring it. The scored reproduction of seed 000 uses
-``sim.lockin_chain`` (ODMR sweeps, doublet fits, a perturbed sample).
+testing the algorithm, not for scoring it. Scores (``acquire --sim reconstruct`` and
+``benchmarks/seed000_table.py``) use ``sim.lockin_chain`` (ODMR sweeps, doublet fits, a perturbed
+sample, the dictionary on another day).
 """
 
 from __future__ import annotations

@@ -74,6 +74,8 @@ class Seed000Report:
 
         def span(lo_hi: tuple[float, float]) -> str:
             lo, hi = lo_hi
+            if not np.isfinite(lo):
+                return "-"
             return f"{lo:.3f}" if np.isclose(lo, hi) else f"{lo:.3f}-{hi:.3f}"
 
         head = (f"{'case':<22}{'SSIM':>14}{'RRMSE':>14}{'Pearson r':>14}{'F1 LASSO':>10}{'F1 pinv':>9}"
@@ -109,7 +111,11 @@ def _map_scores(rec: DictionaryReconstructor, measured: np.ndarray, coefficients
 
 
 def _span(values: Sequence[float]) -> tuple[float, float]:
-    return float(np.min(values)), float(np.max(values))
+    # Pearson r is undefined (NaN) on a frame whose reconstruction is all zero; such frames are left
+    # out of the range, and a case with no defined value prints "-".
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return (float(v.min()), float(v.max())) if len(v) else (float("nan"), float("nan"))
 
 
 def static_experiment(basis: np.ndarray, measure: Measure,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sim.lockin_chain import ChainConfig, LockInQDM, Session
+from sim.lockin_chain import DICTIONARY_DAY, TEST_DAY, ChainConfig, LockInQDM, Session, TwoDayProtocol
 
 
 def quiet_config(**changes) -> ChainConfig:
@@ -70,3 +70,32 @@ def test_nominal_model_differs_from_the_true_sample(chain):
     assert nominal.shape == chain.true_unit.shape
     rel = np.linalg.norm(nominal - chain.true_unit) / np.linalg.norm(chain.true_unit)
     assert 0.02 < rel < 0.5  # standoff errors and leads: a real but modest mismatch
+
+
+def test_binned_pixels_keep_the_papers_field_of_view():
+    camera = LockInQDM(config=quiet_config(roi_pixels=129), seed=0)
+    binned = LockInQDM(config=quiet_config(roi_pixels=43, pixel_m=3 * camera.pixel_m), seed=0)
+    assert binned.shape == (43, 43)
+    span = lambda q: q.x.max() - q.x.min() + q.pixel_m  # noqa: E731
+    assert span(binned) == pytest.approx(span(camera), rel=1e-9)
+    # The same coils, sampled coarser: their peak fields agree to the sampling.
+    assert np.abs(binned.true_unit).max() == pytest.approx(np.abs(camera.true_unit).max(), rel=0.25)
+
+
+def test_two_day_protocol_fills_failed_fits_and_measures_the_dictionary_on_another_day(monkeypatch):
+    protocol = TwoDayProtocol(LockInQDM(config=quiet_config(roi_pixels=21), seed=1), sweeps=16)
+    days = []
+    real = protocol.qdm.measure
+
+    def measure(drive, session=None, sweeps=None):
+        days.append((session, sweeps))
+        image = real(drive, session, sweeps)
+        image[0, 0] = np.nan  # a failed fit
+        return image
+
+    monkeypatch.setattr(protocol.qdm, "measure", measure)
+    drive = np.eye(protocol.n_sources)[0]
+    dictionary, test = protocol.measure_dictionary(drive), protocol.measure(drive)
+    assert np.isfinite(dictionary).all() and np.isfinite(test).all()
+    assert days == [(DICTIONARY_DAY, 256), (TEST_DAY, 16)]
+    assert DICTIONARY_DAY != TEST_DAY
