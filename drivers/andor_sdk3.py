@@ -580,7 +580,8 @@ class AndorSDK3Camera:
         if trigger.source not in ("free", "software", *c.trigger_inputs):
             raise InstrumentError(
                 self.name, "TriggerMode",
-                f"unknown trigger source; use free, software or the camera's input {', '.join(c.trigger_inputs)}",
+                "unknown trigger source; use free, software or the camera's input "
+                f"{', '.join(c.trigger_inputs)}",
                 trigger.source,
             )
         if trigger.edge not in _EDGES:
@@ -624,7 +625,7 @@ class AndorSDK3Camera:
     def arm(self, queue_size: int = 16) -> None:
         """Queue buffers and start acquiring; at most ``queue_size`` frames wait, older ones are dropped."""
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or not 1 <= queue_size <= 1024:
-            raise InstrumentError(self.name, "queue_size", "queue size must be an integer 1 .. 1024", queue_size)
+            raise InstrumentError(self.name, "queue_size", "must be an integer 1 .. 1024", queue_size)
         if self._armed:
             self.disarm()
         self._buffer_call("AT_Flush")  # buffers of an earlier, maybe smaller, frame (A9)
@@ -730,7 +731,8 @@ class AndorSDK3Camera:
             if length < 4 or body > offset - 8:
                 raise AndorSDK3Error(
                     self.name, "metadata",
-                    f"corrupt metadata chunk (CID {cid}, length {length}) at byte {offset - 8} of {len(data)}; "
+                    f"corrupt metadata chunk (CID {cid}, length {length}) at byte {offset - 8} "
+                    f"of {len(data)}; "
                     "the frame is unreadable: check the camera firmware and SDK versions",
                 )
             start = offset - 8 - body
@@ -754,7 +756,7 @@ class AndorSDK3Camera:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise InstrumentError(self.name, "read_frames", "n must be a whole number >= 0", n)
         if not (isinstance(timeout_s, int | float) and math.isfinite(timeout_s) and 0 < timeout_s < 4e6):
-            raise InstrumentError(self.name, "read_frames", "timeout_s must be a finite time > 0 s", timeout_s)
+            raise InstrumentError(self.name, "read_frames", "timeout_s must be finite and > 0 s", timeout_s)
         while self._take(0):  # everything ready now, so the queue bound drops the oldest
             pass
         got: list[tuple[np.ndarray, int, float, str]] = []

@@ -80,7 +80,8 @@ AT_HANDLE_SYSTEM = 1
 AT_INFINITE = 0xFFFFFFFF
 
 _H, _B, _WC, _64 = ct.c_int, ct.c_int, ct.c_wchar_p, ct.c_longlong
-_PB, _P64, _PD, _PI = ct.POINTER(ct.c_int), ct.POINTER(ct.c_longlong), ct.POINTER(ct.c_double), ct.POINTER(ct.c_int)
+_PB = _PI = ct.POINTER(ct.c_int)
+_P64, _PD = ct.POINTER(ct.c_longlong), ct.POINTER(ct.c_double)
 
 # atcore.h prototypes as this fake declares them (int return everywhere).
 PROTOTYPES: dict[str, tuple[Any, ...]] = {
@@ -234,6 +235,7 @@ class FakeAtcore:
                 return _m(*args)
 
             fptr = proto(call)
+            fptr.__name__ = name  # as a DLL's entry points are named
             self._keep.append(fptr)
             setattr(lib, name, fptr)
         return lib
@@ -324,22 +326,20 @@ class FakeAtcore:
             f.pop(name, None)
         return f
 
-    _SYSTEM = {"DeviceCount": "int", "SoftwareVersion": "string"}
-
     def _feature(self, h: int, name: str | None, kind: str | None) -> tuple[int, _Feature | None]:
         """The feature ``name`` on handle ``h`` if it exists with ``kind``; else the code to return."""
         if not self.init_count:
             return AT_ERR_NOTINITIALISED, None
         if name is None:
             return AT_ERR_NULL_FEATURE, None
-        if h == AT_HANDLE_SYSTEM:
-            if name == "DeviceCount":
-                return (AT_SUCCESS, _Feature("int", len(self.cameras), True)) if kind in (None, "int") else (
-                    AT_ERR_NOTIMPLEMENTED, None)
-            if name == "SoftwareVersion":
-                return (AT_SUCCESS, _Feature("string", "3.15.30092.0", True)) if kind in (None, "string") else (
-                    AT_ERR_NOTIMPLEMENTED, None)
-            return AT_ERR_NOTIMPLEMENTED, None
+        if h == AT_HANDLE_SYSTEM:  # the system handle offers DeviceCount and SoftwareVersion (A2)
+            system = {
+                "DeviceCount": _Feature("int", len(self.cameras), True),
+                "SoftwareVersion": _Feature("string", "3.15.30092.0", True),
+            }.get(name)
+            if system is None or (kind is not None and system.kind != kind):
+                return AT_ERR_NOTIMPLEMENTED, None
+            return AT_SUCCESS, system
         if h not in self._open:
             return AT_ERR_INVALIDHANDLE, None
         self._refresh()
@@ -362,7 +362,8 @@ class FakeAtcore:
         return bool(self._features.get("CameraAcquiring", _Feature("bool", False)).value)
 
     def _bytes_per_pixel(self) -> float:
-        return {"Mono12": 2, "Mono12Packed": 1.5, "Mono16": 2, "Mono32": 4}[self._features["PixelEncoding"].value]
+        encoding = self._features["PixelEncoding"].value
+        return {"Mono12": 2, "Mono12Packed": 1.5, "Mono16": 2, "Mono32": 4}[encoding]
 
     def _limits(self, name: str) -> tuple[float, float]:
         f, cam = self._features, self._cam
@@ -763,9 +764,9 @@ class FakeAtcore:
         f = self._features
         readout = f["ReadoutTime"].value
         times = [t for t, _ in self._pending] + [t.start_s + t.exposure_s + readout for t in self._triggers]
-        if self._acquiring and f["TriggerMode"].value == "Internal":
-            if not (f["CycleMode"].value == "Fixed" and self._frames_made >= f["FrameCount"].value):
-                times.append(self._internal_next + f["ExposureTime"].value + readout)
+        finished = f["CycleMode"].value == "Fixed" and self._frames_made >= f["FrameCount"].value
+        if self._acquiring and f["TriggerMode"].value == "Internal" and not finished:
+            times.append(self._internal_next + f["ExposureTime"].value + readout)
         return min(times) if times else None
 
     def advance(self, dt_s: float) -> None:
@@ -850,7 +851,8 @@ class FakeAtcore:
         scene = self._cam.scene or default_scene
         full = np.asarray(scene(self._cam.sensor, exposure_s, start_s), float)
         bits = 16 if f["BitDepth"].value.startswith("16") else 12
-        counts = np.clip(np.rint(full[top : top + rows, left : left + cols]), 0, 2**bits - 1).astype(np.uint16)
+        aoi = full[top : top + rows, left : left + cols]
+        counts = np.clip(np.rint(aoi), 0, 2**bits - 1).astype(np.uint16)
         stride = f["AOIStride"].value
         encoding = f["PixelEncoding"].value
         if encoding == "Mono12Packed":
