@@ -224,6 +224,16 @@ def test_trigger_width_exposure_integrates_for_the_pulse_length(cam, fake):
     assert np.array_equal(f.images[1], expected(cam, exposure_s=4e-3))
 
 
+def test_inverted_trigger_width_exposes_from_a_fall_to_the_next_rise(cam, fake):
+    cam.set_trigger(CameraTrigger(source="External", edge="falling", exposure="trigger_width", width_s=3e-3))
+    cam.arm(4)
+    fake.pulse(0.100, 1e-3)  # falls at 0.101
+    fake.pulse(0.104, 1e-3)  # rises at 0.104: 3 ms of inverted-active input
+    f = cam.read_frames(1, timeout_s=1.0)
+    assert f.timestamps_s[0] == pytest.approx(0.101, abs=1e-8)
+    assert np.array_equal(f.images[0], expected(cam, exposure_s=3e-3))
+
+
 def test_the_bounded_queue_drops_the_oldest_frames_and_counts_them(cam, fake):
     cam.set_exposure(0.01)
     cam.set_frame_rate(50.0)
@@ -469,3 +479,40 @@ def test_mono12packed_unpacking_matches_the_fakes_packing():
     for cols in (1, 2, 7, 30):
         counts = rng.integers(0, 4096, (3, cols)).astype(np.uint16)
         assert np.array_equal(unpack_mono12packed(fa._pack12(counts), cols), counts)
+
+
+# ---- station ------------------------------------------------------------------------------------
+
+
+def _station_file(tmp_path, camera):
+    import yaml
+
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump({"name": "andor", "instruments": {"camera": camera}}))
+    return path
+
+
+def test_the_station_builds_andor_cameras_on_real_hardware_only(tmp_path, monkeypatch):
+    from instrument.station import StationFileError, build_station
+
+    entry = {"driver": "andor_sdk3", "serial": "VSC-00001", "gain_mode": "12-bit (low noise)"}
+    with pytest.raises(StationFileError, match="has no simulator; use driver 'basler'"):
+        build_station(_station_file(tmp_path, entry), simulated=True, image_shape=(8, 8))
+    monkeypatch.setenv("ANDOR_SDK3_LIBRARY", "/nonexistent/libatcore.so")
+    monkeypatch.setattr("ctypes.util.find_library", lambda name: None)
+    with pytest.raises(InstrumentError, match="ANDOR_SDK3_LIBRARY"):
+        build_station(_station_file(tmp_path, entry))
+
+
+def test_a_buffer_queued_for_a_smaller_frame_blocks_the_start(fake):
+    lib, h = _opened(fake)
+    size = ct.c_longlong()
+    lib.AT_SetInt(h, "AOIWidth", 16)
+    lib.AT_GetInt(h, "ImageSizeBytes", ct.byref(size))
+    buf = _Buffer(size.value)
+    assert lib.AT_QueueBuffer(h, buf.pointer, size.value) == 0
+    assert lib.AT_SetInt(h, "AOIWidth", 64) == 0  # the frame grows; the queued buffer does not
+    assert lib.AT_Command(h, "AcquisitionStart") == fa.AT_ERR_INVALIDSIZE
+    lib.AT_Flush(h)
+    lib.AT_Close(h)
+    lib.AT_FinaliseLibrary()
