@@ -547,8 +547,7 @@ class AndorSDK3Camera:
             self._constraints = self._read_constraints()
 
     def set_exposure(self, exposure_s: float) -> float:
-        """Set the exposure; returns what the camera runs with (whole row times, A6)."""
-        self._refuse_while_armed("ExposureTime")
+        """Set the exposure (also while armed, A6); returns what the camera runs with (row times)."""
         low, high = self._get_float("ExposureTime", "Min"), self._get_float("ExposureTime", "Max")
         self._check_range("ExposureTime", exposure_s, low, high, "s")
         self._set_float("ExposureTime", exposure_s)
@@ -566,8 +565,7 @@ class AndorSDK3Camera:
         return 0.0
 
     def set_frame_rate(self, frame_rate_hz: float) -> float:
-        """Frame rate of free-running acquisition; its maximum depends on exposure and AOI."""
-        self._refuse_while_armed("FrameRate")
+        """Frame rate of free-running acquisition (also while armed); its maximum follows exposure and AOI."""
         low, high = self._get_float("FrameRate", "Min"), self._get_float("FrameRate", "Max")
         self._check_range("FrameRate", frame_rate_hz, low, high, "Hz")
         self._set_float("FrameRate", frame_rate_hz)
@@ -635,16 +633,21 @@ class AndorSDK3Camera:
         rows, cols = self.shape
         self._geometry = (rows, cols, self._get_int("AOIStride"), size, self.pixel_format, metadata)
         self._buffers = {}
-        # queue_size + 2: the camera keeps filling while the driver copies one frame out.
-        for _ in range(queue_size + 2):
-            buf = _Buffer(size)
-            self._buffers[buf.address] = buf
-            self._buffer_call("AT_QueueBuffer", buf.pointer, size)
+        try:
+            # queue_size + 2: the camera keeps filling while the driver copies one frame out.
+            for _ in range(queue_size + 2):
+                buf = _Buffer(size)
+                self._buffers[buf.address] = buf
+                self._buffer_call("AT_QueueBuffer", buf.pointer, size)
+            self._call("AT_Command", "AcquisitionStart")
+        except BaseException:
+            self._buffer_call("AT_Flush")  # the SDK must not keep addresses of memory about to go
+            self._buffers = {}
+            raise
         self._frames = deque()
         self._queue_size = queue_size
         self._arrived = 0
         self._dropped_unreported = 0
-        self._call("AT_Command", "AcquisitionStart")
         self._armed = True
 
     def trigger(self) -> None:
@@ -682,6 +685,8 @@ class AndorSDK3Camera:
                 f"atcore returned a buffer at 0x{address:x} that this driver never queued; disarm and arm "
                 "again, and check that no other code queues buffers on this camera",
             )
+        number = self._arrived
+        self._arrived += 1
         try:
             expected = self._geometry[3]
             if size.value != expected:
@@ -690,10 +695,12 @@ class AndorSDK3Camera:
                     f"truncated frame: {size.value} bytes where ImageSizeBytes is {expected}", size.value,
                 )
             image, stamp, source = self._decode(buf.array)
+        except AndorSDK3Error:
+            self._dropped += 1  # an unreadable frame is a lost frame (its number stays a gap)
+            self._dropped_unreported += 1
+            raise
         finally:
             self._buffer_call("AT_QueueBuffer", buf.pointer, len(buf.array))
-        number = self._arrived
-        self._arrived += 1
         if len(self._frames) >= self._queue_size:
             self._frames.popleft()  # the bounded queue drops its oldest frame
             self._dropped += 1
