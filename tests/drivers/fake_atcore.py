@@ -395,9 +395,9 @@ class FakeAtcore:
         stride = (raw // align + 1) * align  # always wider than the pixels: padding a reader must skip
         f["AOIStride"].value = stride
         size = stride * height
-        if f["MetadataEnable"].value:
+        if self._flag("MetadataEnable"):
             size += 8  # frame-data chunk: CID + length
-            if f["MetadataTimestamp"].value:
+            if self._flag("MetadataTimestamp"):
                 size += 16  # 8 bytes of ticks + CID + length
         f["ImageSizeBytes"].value = size
         f["ReadoutTime"].value = height * self._cam.row_time_s
@@ -405,6 +405,11 @@ class FakeAtcore:
         f["BitDepth"].value = "16 Bit" if sixteen else "12 Bit"
         rate = f["FrameRate"]
         rate.value = min(rate.value, self._limits("FrameRate")[1])
+
+    def _flag(self, name: str) -> bool:
+        """A boolean feature's value; False where this camera does not implement it."""
+        feat = self._features.get(name)
+        return bool(feat and feat.value)
 
     def _enum_available(self, name: str, option: str) -> bool:
         f = self._features
@@ -864,10 +869,10 @@ class FakeAtcore:
         data = image.tobytes()
         if self.faults.pop("garbage_pixels", False):
             data = bytes(len(data))
-        if not f["MetadataEnable"].value:
+        if not self._flag("MetadataEnable"):
             return data
         chunks = data + struct.pack("<II", 0, len(data) + 4)
-        if f["MetadataTimestamp"].value:
+        if self._flag("MetadataTimestamp"):
             ticks = int(round(start_s * self._cam.tick_hz))
             length = 12 if not self.faults.pop("corrupt_metadata", False) else 0xFFFFFF
             chunks += struct.pack("<qII", ticks, 1, length)

@@ -520,3 +520,17 @@ def test_a_buffer_queued_for_a_smaller_frame_blocks_the_start(fake):
     lib.AT_Flush(h)
     lib.AT_Close(h)
     lib.AT_FinaliseLibrary()
+
+
+def test_a_camera_without_input_inversion_or_metadata_says_so(fake):
+    missing = ("IOSelector", "IOInvert", "MetadataEnable", "MetadataTimestamp")
+    fake.cameras[0].extra["not_implemented"] = missing
+    cam = AndorSDK3Camera("camera", library=fake.library, shape=SHAPE, clock=lambda: 42.0)
+    try:
+        with pytest.raises(InstrumentError, match="cannot invert its trigger input; trigger on the rising"):
+            cam.set_trigger(CameraTrigger(source="External", edge="falling"))
+        cam.set_trigger(CameraTrigger(source="software"))
+        f = cam.acquire(1)
+        assert f.timestamp_source == "host" and f.timestamps_s[0] == 42.0
+    finally:
+        cam.close()
