@@ -477,6 +477,20 @@ def _basler(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     return camera
 
 
+def _andor_sdk3(role: str, entry: dict[str, Any], station: Station) -> Instrument:
+    """An Andor sCMOS camera on Andor SDK3 (real hardware only; the simulated camera is Basler's)."""
+    from drivers.andor_sdk3 import AndorSDK3Camera
+
+    if station.simulated:
+        raise StationFileError(
+            f"instrument {role!r}: 'andor_sdk3' has no simulator; use driver 'basler' with --sim "
+            "(pylon's emulator), the atcore fake is for the driver's tests")
+    shape = entry.get("shape")
+    return AndorSDK3Camera(role, serial=entry.get("serial"), camera_index=int(entry.get("index", 0)),
+                           shape=tuple(shape) if shape else None, pixel_encoding=entry.get("pixel_encoding"),
+                           gain_mode=entry.get("gain_mode"), cooling=bool(entry.get("cooling", True)))
+
+
 def _spad_bridge(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     from drivers.spad_bridge import SpadArray
 
@@ -645,6 +659,7 @@ BUILDERS: dict[str, Callable[[str, dict[str, Any], Station], Instrument]] = {
     "pulseblaster": _pulseblaster,
     "helicam_c3": _helicam,
     "basler": _basler,
+    "andor_sdk3": _andor_sdk3,
     "spad_bridge": _spad_bridge,
     "sim_counter": _sim_counter,
     "sim_coils": _sim_coils,
