@@ -94,7 +94,7 @@ def exposure_windows(board: SimSpinAPI, line: str, trigger: CameraTrigger, expos
         else:
             start = fall if falling else rise
             end = start + exposure_s
-        if start - last_start < min_period_s:
+        if start - last_start < min_period_s * (1 - 1e-9):  # at the rated period exactly is fine
             ignored += 1
             continue
         if max_windows is not None and len(windows) >= max_windows:

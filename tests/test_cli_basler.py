@@ -52,3 +52,15 @@ def test_camera_flags_on_the_lockin_station_are_refused(tmp_path, capsys):
                  "--exposure-s", "0.01"])
     err = capsys.readouterr().err
     assert code == 2 and "--exposure-s set the frames of an intensity camera" in err
+
+
+def test_the_coil_scan_runs_on_the_basler_station(tmp_path, capsys):
+    out = tmp_path / "scan"
+    code = main(["--sim", "--station", BASLER, "--image-shape", "8x8", "coil-scan", "--out", str(out),
+                 "--coils", "1", "--points", "5", "--frames-per-point", "1", "--span-hz", "14e6"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "coil scan completed: 2 measured" in printed
+    run = load_run(out, 2)
+    assert run.metadata["sequence"]["camera"] == "intensity"
+    assert run.metadata["sequence"]["coil_currents_a"][0] > 0
