@@ -208,10 +208,12 @@ class CameraLineLink:
         board: the simulated pulse generator.
         feed: the emulator's image folder and camera noise model.
         line: the board output cabled to Line1.
+        renderer: what a window's expected photons are (default: ``ExposureRenderer``, steady-state
+            CW rates); a pulsed simulation passes one with its spin dynamics (same ``photons``).
     """
 
     def __init__(self, world: World, board: SimSpinAPI, feed: EmulatorImageFeed,
-                 line: str = CAMERA_LINE) -> None:
+                 line: str = CAMERA_LINE, renderer: ExposureRenderer | None = None) -> None:
         if line not in board.wiring:
             raise ValueError(f"the simulated PulseBlaster has no output {line!r}; "
                              f"its outputs are {', '.join(sorted(board.wiring))}")
@@ -219,7 +221,7 @@ class CameraLineLink:
         self.board = board
         self.feed = feed
         self.line = line
-        self.renderer = ExposureRenderer(world, board)
+        self.renderer = renderer or ExposureRenderer(world, board)
         self.connected = True
         self.overtriggers = 0
         """Pulses the camera ignored: they came sooner than its frame period after the previous."""

@@ -108,3 +108,16 @@ def test_a_missing_trigger_cable_stops_the_run_with_the_points_measured_kept(sta
     run = load_run(tmp_path, prepared.run_id)
     assert run.steps_done == 3 and np.isfinite(run.images("signal")[:3]).all()
     assert station.world.mw_output is False  # made safe
+
+
+def test_timed_exposures_start_on_the_pulse_and_last_the_cameras_exposure_time(station, tmp_path):
+    link = station.sim_parts["camera_line"]
+    before = len(link.windows)
+    sweep = CameraCwSweep(sweep_frequencies(station, points=5), 0.0, np.zeros(station["coils"].n_channels),
+                          SHAPE, frames_per_point=1, exposure="timed", exposure_s=4e-3, frame_period_s=6e-3)
+    outcome = prepare_run(station, sweep, tmp_path, "test").run()
+    assert outcome.status == "completed" and outcome.steps_done == 10
+    windows = link.windows[before:]
+    assert len(windows) == 20
+    np.testing.assert_allclose([w.duration_s for w in windows], 4e-3, rtol=1e-6)
+    np.testing.assert_allclose(windows[1].start_s - windows[0].start_s, 6e-3, rtol=1e-6)

@@ -140,3 +140,14 @@ def test_frames_through_the_emulator_follow_the_program(tmp_path):
             cam.read_frames(2, timeout_s=0.2)
         assert err.value.frames.images.shape[0] == 0
         cam.disarm()
+
+
+def test_falling_edge_trigger_width_exposes_while_the_line_is_low(world):
+    board, _ = _running(world, _pair_program(repetitions=1))
+    t0 = board.started_at_s
+    low = CameraTrigger("Line1", edge="falling", exposure="trigger_width", width_s=T - E)
+    windows, _, _ = exposure_windows(board, "camera_trigger", low, 0.0, t0 - 1, t0 + 1)
+    # the first low stretch ends at the second pulse's rise; the last has no rise after it yet
+    assert len(windows) == 1
+    assert windows[0].start_s - t0 == pytest.approx(1e-5 + E)
+    assert windows[0].end_s - t0 == pytest.approx(T + 1e-5)
