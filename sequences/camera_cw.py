@@ -116,11 +116,13 @@ class CameraCwSweep:
         exposure_s: exposure of every frame.
         frame_period_s: time from one camera pulse to the next (the MW switch toggles with it).
         exposure: ``"trigger_width"`` (the program's pulse is the exposure) or ``"timed"``.
-        trigger_input: the camera input the pulse generator's camera line is cabled to.
+        trigger_input: the camera input the pulse generator's camera line is cabled to (None: the
+            camera's first trigger input, Line1 on a Basler ace).
         gain_db: analogue gain (None: as the camera is).
         queue_size: the camera's frame queue (None: a point's frames and two spare, at least 16).
         gate_guard_s: MW switch settling before each exposure.
-        frame_timeout_s: how long to wait for each frame before calling the trigger missing.
+        frame_timeout_s: how long to wait for each frame before calling the trigger missing (None:
+            five frame periods, at least 2 s).
         stepping: ``"auto"`` or ``"software"`` (both step in software).
         channels: the pulse generator's channel map.
     """
@@ -133,11 +135,11 @@ class CameraCwSweep:
     exposure_s: float = 10e-3
     frame_period_s: float = 12e-3
     exposure: str = "trigger_width"
-    trigger_input: str = "Line1"
+    trigger_input: str | None = None
     gain_db: float | None = None
     queue_size: int | None = None
     gate_guard_s: float = 10e-6
-    frame_timeout_s: float = 2.0
+    frame_timeout_s: float | None = None
     stepping: str = "auto"
     channels: ChannelMap = field(default_factory=ChannelMap)
     name: str = "cw_odmr"
@@ -169,6 +171,13 @@ class CameraCwSweep:
     def timing(self) -> CameraTiming:
         return CameraTiming(self.exposure_s, self.frame_period_s, self.gate_guard_s,
                             2 * self.frames_per_point, self.queue)
+
+    @property
+    def timeout_s(self) -> float:
+        """How long to wait for each frame."""
+        if self.frame_timeout_s is not None:
+            return float(self.frame_timeout_s)
+        return max(2.0, 5 * self.frame_period_s)
 
     @property
     def queue(self) -> int:
@@ -207,6 +216,8 @@ class CameraCwSweep:
             raise ValueError(f"{setting('frames_per_point')} must be at least 1, got {self.frames_per_point}")
         for name in ("exposure_s", "frame_period_s", "frame_timeout_s"):
             value = getattr(self, name)
+            if value is None and name == "frame_timeout_s":
+                continue
             if not np.isfinite(value) or value <= 0:
                 raise ValueError(f"{setting(name)} must be > 0 s, got {value!r}")
         if self.exposure not in EXPOSURE_MODES:
@@ -231,10 +242,12 @@ class CameraCwSweep:
         """
         camera = instruments["camera"]
         pulser: PulseGenerator = instruments["pulser"]  # type: ignore[assignment]
-        if self.trigger_input not in camera.constraints.trigger_inputs:  # type: ignore[attr-defined]
+        inputs = tuple(camera.constraints.trigger_inputs)  # type: ignore[attr-defined]
+        line = self.trigger_input or (inputs[0] if inputs else None)
+        if line is None or line not in inputs:
             raise CameraSettingsError(
-                f"the camera has no trigger input {self.trigger_input!r}; its inputs are "
-                f"{', '.join(camera.constraints.trigger_inputs) or 'none'}")  # type: ignore[attr-defined]
+                f"the camera has no trigger input {line!r}; its inputs are {', '.join(inputs) or 'none'}; "
+                "it cannot take frames from the pulse generator's camera line")
         check_intensity_camera(camera, self.timing)
         try:
             sequence = pair_sequence(self.exposure_s, self.frame_period_s, self.frames_per_point,
@@ -244,7 +257,7 @@ class CameraCwSweep:
             raise CameraSettingsError(
                 f"the frame-pair program cannot run on the pulse generator: {exc}") from exc
         width = self.exposure_s if self.exposure == "trigger_width" else 0.0
-        trigger = CameraTrigger(self.trigger_input, "rising", self.exposure, width)
+        trigger = CameraTrigger(line, "rising", self.exposure, width)
         reason = ("one set_frequency per point (hardware list stepping is built for the lock-in camera "
                   "only)" if self.stepping == "auto" else "software stepping requested")
         return CameraCwPlan(SteppingPlan("software", reason), program, trigger, self.timing)
@@ -271,7 +284,7 @@ class CameraCwSweep:
                 for i, frequency in enumerate(self.frequencies_hz):
                     mw.set_frequency(float(frequency))
                     pulser.start()  # runs this point's frame pairs once and stops
-                    on, off = self._pairs(camera, config, i, n)
+                    on, off = self._pairs(camera, plan.trigger.source, config, i, n)
                     pulser.stop()
                     yield self._step(config, i, on, off)
         finally:
@@ -291,19 +304,19 @@ class CameraCwSweep:
         check_intensity_camera(camera, plan.timing, resulting if isinstance(resulting, int | float) else None)
         camera.arm(min(self.queue, MAX_QUEUE))
 
-    def _pairs(self, camera: Any, config: int, i: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def _pairs(self, camera: Any, line: str, config: int, i: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The point's (MW-on, MW-off) frames; a clear error when frames do not come or were lost."""
         wanted = 2 * self.frames_per_point
         try:
-            frames = camera.read_frames(wanted, timeout_s=self.frame_timeout_s)
+            frames = camera.read_frames(wanted, timeout_s=self.timeout_s)
         except InstrumentTimeout as exc:
             got = getattr(getattr(exc, "frames", None), "images", np.zeros(0))
             bit = self.channels.bits.get(CAMERA_LINE)
             raise InstrumentTimeout(
                 exc.instrument, exc.command,
                 f"{CONFIG_LABELS[config]} point {i + 1} of {n}: {len(got)} of {wanted} frames came within "
-                f"{self.frame_timeout_s:g} s each: the pulse generator's {CAMERA_LINE} pulses (bit {bit}) "
-                f"did not reach the camera's {self.trigger_input}. Check that cable and the camera's "
+                f"{self.timeout_s:g} s each: the pulse generator's {CAMERA_LINE} pulses (bit {bit}) "
+                f"did not reach the camera's {line}. Check that cable and the camera's "
                 f"trigger input (station check), or raise {setting('frame_period_s')} if the camera "
                 "ignores pulses",
                 exc.value) from exc
