@@ -122,6 +122,7 @@ class ExposureRenderer:
         self.mw_line = mw_line
         self._cache_key: tuple | None = None
         self._rates: tuple[np.ndarray, np.ndarray] | None = None
+        self._segments: tuple[Any, np.ndarray, np.ndarray] | None = None  # (timeline, starts, outputs)
 
     def state_times_s(self, window: ExposureWindow) -> dict[tuple[bool, bool], float]:
         """Seconds of ``window`` spent in each (laser, MW switch) level of the running program.
@@ -135,7 +136,9 @@ class ExposureRenderer:
         clock = tl.clock_hz
         a = (window.start_s - t0) * clock
         b = (window.end_s - t0) * clock
-        starts, outs = tl.segments()
+        if self._segments is None or self._segments[0] is not tl:  # expanded once per program run
+            self._segments = (tl, *tl.segments())
+        _, starts, outs = self._segments
         ends = np.append(starts[1:], tl.end_cycles).astype(float)
         starts = starts.astype(float)
         weights = np.clip(np.minimum(ends, b) - np.maximum(starts, a), 0, None)
