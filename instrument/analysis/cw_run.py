@@ -66,9 +66,12 @@ class CwFieldMap:
 
 
 def register_passes(spectra: np.ndarray, *, warn_px: float = 1.0, correct_above_px: float = 0.5,
-                    reference_pl: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+                    reference_pl: np.ndarray | None = None,
+                    pl_images: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """Register the PL image (mean over frequency) of every pass (passes, rows, cols, F) to the first's,
     or to ``reference_pl`` (another run's PL image: a coil scan's first configuration) when given.
+    ``pl_images`` (passes, rows, cols): the passes' PL images where the run measured them apart
+    from the spectra (an intensity camera's MW-off frames), registered instead of the spectra's mean.
 
     The cubes are shifted back when some pass moved by more than ``correct_above_px`` (below it the
     interpolation would smooth the data more than the drift blurs it). Drift warnings (a shift above
@@ -78,7 +81,7 @@ def register_passes(spectra: np.ndarray, *, warn_px: float = 1.0, correct_above_
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DriftWarning)
-        images = spectra.mean(axis=-1)
+        images = spectra.mean(axis=-1) if pl_images is None else np.asarray(pl_images, dtype=float)
         if reference_pl is not None:
             images = np.concatenate([np.asarray(reference_pl, dtype=images.dtype)[None], images])
         drift = register_sweeps(images, warn_px=warn_px)
@@ -156,9 +159,13 @@ def analyse_cw_run(run: StoredRun, isotope: str | None = "15N", model: str = "lo
     spectra = np.moveaxis(images.reshape(2, n, *images.shape[1:]), 1, -1)
     drift_info = None
     if drift:
+        pl = None
+        if params.get("camera") == "intensity":  # CameraCwSweep: its MW-off frames are the PL image
+            ref = run.images("reference")
+            pl = ref.reshape(2, n, *ref.shape[1:]).mean(axis=1)
         spectra, drift_info = register_passes(spectra, warn_px=drift_warn_px,
                                               correct_above_px=correct_drift_above_px,
-                                              reference_pl=reference_pl)
+                                              reference_pl=reference_pl, pl_images=pl)
     if bin_factor > 1:
         from instrument.analysis.preprocess import bin_pixels
 

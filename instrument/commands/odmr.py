@@ -27,15 +27,23 @@ from instrument.services.cw import coil_currents  # noqa: F401 - importable here
 
 def add_parser(sub: Any) -> None:
     o = sub.add_parser("odmr", help="CW-ODMR I-off/I-on sweep, per-pixel fits and the B_NV map (default)",
-                       description="CW-ODMR with the lock-in camera: sweep around one NV resonance with "
-                       "the coils off, then on; fit every pixel; map B_NV of the coils.")
+                       description="CW-ODMR with the station's camera (the lock-in camera, or an intensity "
+                       "camera in MW-on/MW-off frame pairs): sweep around one NV resonance with the coils "
+                       "off, then on; fit every pixel; map B_NV of the coils.")
     o.add_argument("--coils", default="L1C1", metavar="NAMES",
                    help="comma-separated coils to drive, e.g. L1C1,L2C3 (default: L1C1)")
     o.add_argument("--current-a", type=float, default=None,
                    help="drive current per coil in A (default: the sample's, 600 uA)")
     add_sweep_options(o, points=61)
     o.add_argument("--frames-per-point", type=int, default=4,
-                   help="lock-in frames averaged per frequency (default: 4)")
+                   help="lock-in frames (intensity camera: MW-on/MW-off frame pairs) averaged per frequency "
+                   "(default: 4)")
+    o.add_argument("--exposure-s", type=float, default=None,
+                   help="intensity camera: exposure of each frame in s, gated by the pulse program "
+                   "(default: 0.01)")
+    o.add_argument("--frame-period-s", type=float, default=None,
+                   help="intensity camera: time between frames in s; the MW switch toggles with it "
+                   "(default: 0.012)")
     add_stepping_option(o)
     o.add_argument("--no-figure", action="store_true", help="do not write the PNG figure")
     o.set_defaults(handler=run)
@@ -66,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_out(args)
     with open_station(args) as station:
         request = CwOdmrRequest(sweep_frequencies(args, station), args.power_dbm, args.coils, args.current_a,
-                                args.frames_per_point, args.mw_stepping)
+                                args.frames_per_point, args.mw_stepping, args.exposure_s, args.frame_period_s)
         try:
             sweep = build_cw_sweep(station, request)
             n_steps = sweep.n_steps

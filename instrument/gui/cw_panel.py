@@ -19,7 +19,7 @@ from PyQt6.QtWidgets import (
 
 from instrument.gui.run_controls import RunControls, format_duration
 from instrument.gui.scan_panel import ScanPanel, sweep_center_mhz
-from instrument.protocols import SafetyLimitError
+from instrument.protocols import IntensityCamera, SafetyLimitError
 from instrument.services.cw import CwOdmrRequest, build_cw_sweep
 from sequences.cw_odmr import CwOdmrSweep
 from sequences.mw_stepping import STEPPING_MODES
@@ -41,8 +41,11 @@ class CwOdmrPanel(ScanPanel):
     The panel builds and checks the sweep (``build_sweep``); the main window runs it. The widgets
     take operator units (MHz, dBm, uA); the sweep gets SI units.
 
+    With an intensity camera (a Basler) the sweep measures MW-on/MW-off frame pairs
+    (``CameraCwSweep``) and the panel adds the frames' exposure and spacing.
+
     Signals:
-        start_requested(CwOdmrSweep): the operator pressed Start with a valid sweep.
+        start_requested(CwOdmrSweep | CameraCwSweep): the operator pressed Start with a valid sweep.
         pause_requested(), resume_requested(), abort_requested()
     """
 
@@ -53,7 +56,9 @@ class CwOdmrPanel(ScanPanel):
         drive_a = station.sample.drive_current_a
         drive_ua = drive_a * 1e6 if drive_a is not None else 0.0
         mw_ceiling = station.limits.mw_power_max_dbm
-        self.image_shape = tuple(station["camera"].shape)  # read once, while no run owns the camera
+        camera = station["camera"]
+        self.image_shape = tuple(camera.shape)  # read once, while no run owns the camera
+        self.intensity_camera = isinstance(camera, IntensityCamera)
         self.center = spin(1.0, 6000.0, sweep_center_mhz(station), 4, "MHz")
         self.span = spin(0.01, 1000.0, 12.0, 3, "MHz")
         self.points = QSpinBox()
@@ -80,18 +85,26 @@ class CwOdmrPanel(ScanPanel):
         form.addRow("coils (I-on)", self.coils)
         form.addRow("coil current", self.current)
         form.addRow("MW stepping", self.stepping)
+        # Intensity camera only: the frames the pulse program gates (defaults: CameraCwSweep's).
+        self.exposure = spin(0.001, 10_000.0, 10.0, 3, "ms")
+        self.frame_period = spin(0.001, 10_000.0, 12.0, 3, "ms")
+        if self.intensity_camera:
+            self.frames.setToolTip("MW-on/MW-off frame pairs averaged per frequency")
+            form.addRow("exposure", self.exposure)
+            form.addRow("frame period", self.frame_period)
         form.addRow("MW power ceiling", QLabel(f"{mw_ceiling:g} dBm (station limit)"))
 
         self.controls = RunControls()
 
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("<b>CW ODMR</b>: I-off then I-on sweep with the lock-in camera"))
+        kind = "intensity camera (MW-on/MW-off frame pairs)" if self.intensity_camera else "lock-in camera"
+        layout.addWidget(QLabel(f"<b>CW ODMR</b>: I-off then I-on sweep with the {kind}"))
         layout.addLayout(form)
         layout.addWidget(self.controls)
         layout.addStretch(1)
 
         self._watch_inputs(self.center, self.span, self.points, self.power, self.frames, self.coils,
-                           self.current, self.stepping)
+                           self.current, self.stepping, self.exposure, self.frame_period)
         self._connect_controls()
         self.set_running(False)
 
@@ -107,8 +120,10 @@ class CwOdmrPanel(ScanPanel):
         center_hz = self.center.value() * 1e6
         span_hz = self.span.value() * 1e6
         freqs = center_hz + np.linspace(-span_hz / 2, span_hz / 2, self.points.value())
+        timing = ((self.exposure.value() * 1e-3, self.frame_period.value() * 1e-3) if self.intensity_camera
+                  else (None, None))
         request = CwOdmrRequest(freqs, self.power.value(), self.coils.text(), self.current.value() * 1e-6,
-                                self.frames.value(), self.stepping.currentText())
+                                self.frames.value(), self.stepping.currentText(), *timing)
         return build_cw_sweep(self.station, request)
 
     def validate(self) -> CwOdmrSweep | None:

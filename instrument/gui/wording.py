@@ -13,6 +13,8 @@ LABELS = {
     "coils": "coils",
     "configs": "configurations",
     "frames_per_point": "frames per point",
+    "exposure_s": "exposure",
+    "frame_period_s": "frame period",
     "mw_stepping": "MW stepping",
     "seconds": "capture length",
     "start": "sweep start",

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from instrument.analysis.cw_run import analyse_cw_run, save_analysis
-from instrument.protocols import CoilDriver, Instrument, SafetyLimits
+from instrument.protocols import CoilDriver, Instrument, IntensityCamera, SafetyLimits
 from instrument.storage.runs import CorruptDatabase, RunWriter, StorageError, load_run
+from sequences.camera_cw import CameraCwSweep
 from sequences.coil_scan import Measured
 from sequences.cw_odmr import CwOdmrSweep
 from sequences.engine import Engine, MeasurementSequence, Progress
@@ -85,7 +86,10 @@ class ScanDriftTracker:
 
     @staticmethod
     def _pl_image(out_dir: Path, run_id: int) -> np.ndarray:
-        images = load_run(out_dir, run_id).images("signal")
+        run = load_run(out_dir, run_id)
+        # An intensity camera's run holds its PL image (MW-off frames); the lock-in's, its signal.
+        intensity = (run.metadata.get("sequence") or {}).get("camera") == "intensity"
+        images = run.images("reference" if intensity else "signal")
         return np.nanmean(images[: images.shape[0] // 2], axis=0)  # the I-off pass
 
     def _register(self, pl: np.ndarray, run_id: int) -> dict[str, Any]:
@@ -204,12 +208,15 @@ def cw_measurement(
 ) -> EngineMeasurement:
     """The standard per-configuration measurement: a CW-ODMR I-off/I-on sweep and its fit.
 
-    ``stepping`` is the sweep's MW stepping: ``auto``, ``list`` or ``software`` (``CwOdmrSweep``).
+    The sweep follows the station's camera: ``CwOdmrSweep`` for a lock-in camera, ``CameraCwSweep``
+    (MW-on/MW-off frame pairs, its default exposure and frame period) for an intensity camera.
+    ``stepping`` is the sweep's MW stepping: ``auto``, ``list`` or ``software``.
     """
+    sweep_type: Any = CameraCwSweep if isinstance(instruments.get("camera"), IntensityCamera) else CwOdmrSweep
 
     def make(currents: np.ndarray) -> MeasurementSequence:
-        return CwOdmrSweep(frequencies_hz, power_dbm, currents, image_shape=image_shape,
-                           frames_per_point=frames_per_point, stepping=stepping)
+        return sweep_type(frequencies_hz, power_dbm, currents, image_shape=image_shape,
+                          frames_per_point=frames_per_point, stepping=stepping)
 
     return EngineMeasurement(make, ScanDriftTracker(analyse_cw_config), Path(out_dir), instruments, limits,
                              sample_name, dict(metadata or {}), on_step)

@@ -12,7 +12,9 @@ from instrument.services.runs import SequenceRun, add_run_metadata, drive_curren
 from instrument.settings import setting
 
 CW_ROLES = ("mw", "pulser", "camera", "coils")
-"""The station roles a CW-ODMR field map needs (``CwOdmrSweep.requires``)."""
+"""The station roles a CW-ODMR field map needs (``CwOdmrSweep.requires``, ``CameraCwSweep.requires``)."""
+CAMERA_ONLY = ("exposure_s", "frame_period_s")
+"""Request settings that only an intensity camera's sweep has."""
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,11 @@ class CwOdmrRequest:
         power_dbm: MW power.
         coils: comma-separated names of the coils driven in the I-on sweep.
         current_a: drive current of each of them (None: the sample's reference current).
-        frames_per_point: lock-in frames averaged per frequency.
+        frames_per_point: lock-in frames (intensity camera: MW-on/MW-off frame pairs) averaged per
+            frequency.
         stepping: how the MW frequency steps (``auto``, ``list`` or ``software``).
+        exposure_s: intensity camera only: exposure of each frame (None: the sweep's default, 10 ms).
+        frame_period_s: intensity camera only: time between frames (None: the sweep's default, 12 ms).
     """
 
     frequencies_hz: Sequence[float]
@@ -34,6 +39,8 @@ class CwOdmrRequest:
     current_a: float | None = None
     frames_per_point: int = 4
     stepping: str = "auto"
+    exposure_s: float | None = None
+    frame_period_s: float | None = None
 
 
 def coil_currents(station: Any, names: str, current_a: float | None) -> Any:
@@ -53,20 +60,43 @@ def coil_currents(station: Any, names: str, current_a: float | None) -> Any:
 
 
 def build_cw_sweep(station: Any, request: CwOdmrRequest) -> Any:
-    """The ``CwOdmrSweep`` of ``request``, checked against the station's limits; nothing moves.
+    """The CW sweep of ``request`` for the station's camera, checked; nothing moves.
+
+    A lock-in camera gets a ``CwOdmrSweep``, an intensity camera a ``CameraCwSweep`` (MW-on/MW-off
+    frame pairs); the camera's frame rate and exposure are checked against the sweep here.
 
     Raises:
-        RequestError: an unknown coil or no current to drive it with.
-        ValueError: the sweep cannot run (too few points, bad frequencies); names the setting.
+        RequestError: an unknown coil, no current to drive it with, or a camera setting the
+            station's camera does not have.
+        ValueError: the sweep cannot run (too few points, bad frequencies, a camera timing the
+            camera cannot follow); names the setting.
         SafetyLimitError: a setting exceeds a lab limit.
     """
+    from instrument.protocols import IntensityCamera
+    from sequences.camera_checks import check_lockin_camera
+
+    camera = station["camera"]
+    currents = coil_currents(station, request.coils, request.current_a)
+    if isinstance(camera, IntensityCamera):
+        from sequences.camera_cw import CameraCwSweep
+
+        timing = {k: getattr(request, k) for k in CAMERA_ONLY if getattr(request, k) is not None}
+        sweep = CameraCwSweep(request.frequencies_hz, request.power_dbm, currents, image_shape=camera.shape,
+                              frames_per_point=request.frames_per_point, stepping=request.stepping, **timing)
+        sweep.check(station.limits)
+        sweep.plan(station.instruments)  # pure: the camera's and the board's limits against the sweep
+        return sweep
     from sequences.cw_odmr import CwOdmrSweep
 
-    sweep = CwOdmrSweep(request.frequencies_hz, request.power_dbm,
-                        coil_currents(station, request.coils, request.current_a),
-                        image_shape=station["camera"].shape, frames_per_point=request.frames_per_point,
+    given = [setting(k) for k in CAMERA_ONLY if getattr(request, k) is not None]
+    if given:
+        raise RequestError(f"{' and '.join(given)} set the frames of an intensity camera; the station's "
+                           f"camera {camera.name!r} is a lock-in camera (its frames follow the frame rate)")
+    sweep = CwOdmrSweep(request.frequencies_hz, request.power_dbm, currents,
+                        image_shape=camera.shape, frames_per_point=request.frames_per_point,
                         stepping=request.stepping)
     sweep.check(station.limits)
+    check_lockin_camera(camera, sweep.modulation_hz, sweep.frame_rate_hz, sweep.frames_per_point)
     return sweep
 
 
