@@ -26,6 +26,10 @@ class CwOdmrRequest:
         current_a: drive current of each of them (None: the sample's reference current).
         frames_per_point: lock-in frames averaged per frequency.
         stepping: how the MW frequency steps (``auto``, ``list`` or ``software``).
+        repeats: sweeps to run and average (each an I-off and an I-on pass).
+        order: visiting order of the sweeps (``sequences.sweep_order.ORDERS``).
+        order_seed: seed of a ``random`` order (None: drawn and recorded in the run).
+        max_runtime_s: run only the whole sweeps that fit in this time (None: no limit).
     """
 
     frequencies_hz: Sequence[float]
@@ -34,6 +38,10 @@ class CwOdmrRequest:
     current_a: float | None = None
     frames_per_point: int = 4
     stepping: str = "auto"
+    repeats: int = 1
+    order: str = "sequential"
+    order_seed: int | None = None
+    max_runtime_s: float | None = None
 
 
 def coil_currents(station: Any, names: str, current_a: float | None) -> Any:
@@ -65,7 +73,8 @@ def build_cw_sweep(station: Any, request: CwOdmrRequest) -> Any:
     sweep = CwOdmrSweep(request.frequencies_hz, request.power_dbm,
                         coil_currents(station, request.coils, request.current_a),
                         image_shape=station["camera"].shape, frames_per_point=request.frames_per_point,
-                        stepping=request.stepping)
+                        stepping=request.stepping, repeats=request.repeats, order=request.order,
+                        order_seed=request.order_seed, max_runtime_s=request.max_runtime_s)
     sweep.check(station.limits)
     return sweep
 
@@ -83,7 +92,8 @@ def analyse_cw(out: Path, run_id: int, **fit_options: Any) -> Any:
     save_analysis(result, stored.run_dir)
     lo, hi = result.field_range_t
     add_run_metadata(out, run_id, {"b_nv_range_t": [lo, hi], "converged_fraction": result.converged_fraction,
-                                  "fit_options": result.fit_off.options, "drift": result.drift})
+                                  "fit_options": result.fit_off.options, "drift": result.drift,
+                                  **({"sweeps": result.sweeps} if result.sweeps is not None else {})})
     return result
 
 
