@@ -126,6 +126,8 @@ class CwOdmrSweep:
     requires: Mapping[str, type] = field(default_factory=lambda: dict(CW_REQUIRES))
     """Roles and capabilities the sweep needs; the engine checks them before anything moves."""
 
+    _ramp_rate_a_per_s: float = field(default=float("inf"), init=False, repr=False, compare=False)
+    """The lab's coil ramp rate, learnt in ``check`` (coil ramps count in ``sweep_duration_s``)."""
     end_note: str = field(default="", init=False, compare=False)
     """After a run: how many sweeps ran and why it stopped (the engine stores it as the end reason)."""
 
@@ -137,10 +139,12 @@ class CwOdmrSweep:
 
     @property
     def sweep_duration_s(self) -> float:
-        """Estimated time of one sweep: camera time and step settling of every point (coil ramps and
-        list arming add to it; the runtime limit also checks the measured pace)."""
+        """Estimated time of one sweep: camera time and step settling of every point, and two coil
+        ramps at the lab's ramp rate once ``check`` has seen the limits (list arming and bus latency
+        add to it; the runtime limit also checks the measured pace)."""
         point_s = self.frames_per_point / self.frame_rate_hz + self.step_settle_s
-        return len(CONFIG_LABELS) * len(self.frequencies_hz) * point_s
+        largest_a = float(np.max(np.abs(self.coil_currents_a), initial=0.0))
+        return len(CONFIG_LABELS) * (len(self.frequencies_hz) * point_s + largest_a / self._ramp_rate_a_per_s)
 
     @property
     def planned_sweeps(self) -> int:
@@ -198,6 +202,8 @@ class CwOdmrSweep:
             raise ValueError(f"MW stepping must be one of {', '.join(STEPPING_MODES)}, got {self.stepping!r}")
         if not np.isfinite(self.step_settle_s) or self.step_settle_s <= 0:
             raise ValueError(f"the step settle time must be > 0 s, got {self.step_settle_s!r}")
+        rate = float(getattr(limits, "coil_ramp_rate_a_per_s", 0.0) or 0.0)
+        self._ramp_rate_a_per_s = rate if np.isfinite(rate) and rate > 0 else float("inf")
         check_order(self.order, self.repeats)
         sweeps_within(self.max_runtime_s, self.sweep_duration_s, self.repeats)  # refuses a too-short limit
         limits.check_mw_power(self.power_dbm)
@@ -280,7 +286,7 @@ class CwOdmrSweep:
             yield visit
         if sweep_plan.repeats < self.repeats:
             self.end_note = (f"{sweep_plan.repeats} of {self.repeats} sweeps ran: only {sweep_plan.repeats} "
-                             f"of about {self.sweep_duration_s:.3g} s fit in `max_runtime` "
+                             f"sweeps of about {self.sweep_duration_s:.3g} s fit in `max_runtime` "
                              f"({self.max_runtime_s:g} s)")
         elif self.repeats > 1:
             self.end_note = f"{self.repeats} of {self.repeats} sweeps ran ({self.order} order)"

@@ -56,7 +56,8 @@ class CwFieldMap:
     outlier_masks: dict | None = None
     """With the outlier refit: ``{off,on}_{flagged,replaced}`` (rows, cols) boolean maps."""
     sweeps: dict | None = None
-    """Runs of several sweeps: ``complete`` and ``excluded`` sweep numbers, the order, and
+    """Runs of several sweeps: ``complete`` sweep numbers, ``excluded`` partial sweeps (number: steps
+    stored), ``not_run`` (planned sweeps with no step stored), the order, and
     ``per_sweep``/``spread``: the centres and B_NV fitted to each complete sweep's pixel-averaged
     spectra and their standard deviation over sweeps (a trend over sweeps is drift). None for a run
     of one sweep."""
@@ -237,7 +238,9 @@ def sweep_index(run: StoredRun, images: np.ndarray, n_frequencies: int) -> tuple
             index[sweep, config, i] = k
     whole = (index >= 0).all(axis=(1, 2))
     complete = [int(s) for s in np.flatnonzero(whole)]
-    excluded = {int(s): int((index[s] >= 0).sum()) for s in np.flatnonzero(~whole)}
+    counts = (index >= 0).sum(axis=(1, 2))
+    excluded = {int(s): int(counts[s]) for s in np.flatnonzero(~whole & (counts > 0))}
+    not_run = int(np.count_nonzero(counts == 0))  # a runtime limit or an early stop: nothing stored
     if not complete:
         raise ValueError(
             f"run {run.run_id} is incomplete ({int(stored.sum())} of {expected} steps stored, no complete "
@@ -247,6 +250,7 @@ def sweep_index(run: StoredRun, images: np.ndarray, n_frequencies: int) -> tuple
         log.warning("run %s: sweeps %s are incomplete and left out of the average", run.run_id,
                     ", ".join(f"{s + 1} ({k} of {2 * n_frequencies} steps)" for s, k in excluded.items()))
     info = {"planned": planned, "complete": complete, "excluded": {str(s): k for s, k in excluded.items()},
+            "not_run": not_run,
             "order": params.get("order", "sequential"), "order_seed": params.get("order_seed")}
     return index, info
 

@@ -74,7 +74,8 @@ def build_cw_sweep(station: Any, request: CwOdmrRequest) -> Any:
                         coil_currents(station, request.coils, request.current_a),
                         image_shape=station["camera"].shape, frames_per_point=request.frames_per_point,
                         stepping=request.stepping, repeats=request.repeats, order=request.order,
-                        order_seed=request.order_seed, max_runtime_s=request.max_runtime_s)
+                        order_seed=request.order_seed, max_runtime_s=request.max_runtime_s,
+                        clock=station.now)  # simulated time in simulation: the limit means the same there
     sweep.check(station.limits)
     return sweep
 

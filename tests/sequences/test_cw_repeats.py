@@ -110,7 +110,7 @@ def test_the_runtime_limit_plans_the_sweeps_that_fit_and_ends_completed(station)
     outcome = Engine(station.instruments, station.limits, [sink], on_progress=clock.step).run(sweep)
     assert outcome.status == "completed"
     assert outcome.steps_done == 30
-    assert outcome.reason.startswith("3 of 5 sweeps ran: only 3")
+    assert outcome.reason.startswith("3 of 5 sweeps ran: only 3 sweeps of about")
     assert "`max_runtime`" in outcome.reason
     assert sink.metadata["sequence"]["repeats"] == 3 and sink.metadata["sequence"]["repeats_requested"] == 5
 
