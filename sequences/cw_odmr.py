@@ -98,7 +98,8 @@ class CwOdmrSweep:
         order: visiting order of the sweeps (``sequences.sweep_order.ORDERS``).
         order_seed: seed of a ``random`` order (None: drawn once, recorded in the parameters).
         max_runtime_s: run only the whole sweeps that fit in this time (None: no limit).
-        clock: the wall clock the runtime limit is measured on (tests give a fake one).
+        clock: the clock the runtime limit is measured on: the wall clock by default; the service
+            passes the station's (simulated time in simulation); tests give a fake one.
     """
 
     frequencies_hz: np.ndarray
@@ -167,7 +168,7 @@ class CwOdmrSweep:
 
     @property
     def estimated_duration_s(self) -> float:
-        """The planned sweeps' ``sweep_duration_s``; coil ramps and list arming add to it."""
+        """The planned sweeps' ``sweep_duration_s``; list arming and bus latency add to it."""
         return self.planned_sweeps * self.sweep_duration_s
 
     def parameters(self) -> dict[str, Any]:
