@@ -286,8 +286,9 @@ class CwOdmrSweep:
                 config = visit.config
             yield visit
         if sweep_plan.repeats < self.repeats:
-            self.end_note = (f"{sweep_plan.repeats} of {self.repeats} sweeps ran: only {sweep_plan.repeats} "
-                             f"sweeps of about {self.sweep_duration_s:.3g} s fit in `max_runtime` "
+            n = sweep_plan.repeats
+            self.end_note = (f"{n} of {self.repeats} sweeps ran: only {n} sweep{'s' if n > 1 else ''} "
+                             f"of about {self.sweep_duration_s:.3g} s fit in `max_runtime` "
                              f"({self.max_runtime_s:g} s)")
         elif self.repeats > 1:
             self.end_note = f"{self.repeats} of {self.repeats} sweeps ran ({self.order} order)"

@@ -46,6 +46,15 @@ def test_a_runtime_limit_keeps_the_whole_sweeps_that_fit(tmp_path, capsys):
     assert run.metadata["sweeps"]["complete"] == [0, 1] and run.metadata["sweeps"]["excluded"] == {}
 
 
+def test_a_runtime_limit_of_one_sweep_says_so(tmp_path, capsys):
+    code = main([*SMALL, "--out", str(tmp_path / "o"), "odmr", "--points", "5", "--frames-per-point", "1",
+                 "--repeats", "3", "--max-runtime", "0.2", "--no-figure"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    expected = "sweeps     1 of 3 sweeps ran: only 1 sweep of about 0.188 s fit in --max-runtime (0.2 s)"
+    assert expected in printed
+
+
 @pytest.mark.parametrize(("options", "message"), [
     (["--repeats", "0"], "--repeats must be a whole number of sweeps >= 1, got 0"),
     (["--max-runtime", "0.01"], "--max-runtime of 0.01 s is shorter than one sweep"),

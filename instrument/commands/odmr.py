@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
           f"{f' x {sweep.planned_sweeps} sweeps' if sweep.planned_sweeps > 1 else ''}), image {rows}x{cols}")
     if result.sweeps is not None:
         print(f"  sweeps     {sweeps_line(result.sweeps, outcome.reason)}")
+    elif outcome.reason:  # one sweep ran: a runtime limit held no more
+        print(f"  sweeps     {cli_words(outcome.reason)}")
     if plan:
         print(f"  MW steps   {plan.get('mw_stepping_mode')} ({plan.get('mw_stepping_reason')})")
     print(f"  B_NV range {lo * 1e6:+.2f} .. {hi * 1e6:+.2f} uT "
