@@ -145,3 +145,26 @@ def test_bad_repeat_settings_are_refused_before_anything_moves(station, options,
     assert not hasattr(sink, "metadata")  # no run was opened
     with pytest.raises(ValueError, match=match):
         sweep.check(SafetyLimits())
+
+
+def test_an_abort_mid_sweep_keeps_whole_steps_and_the_complete_sweeps_still_fit(station, tmp_path):
+    from instrument.services.cw import analyse_cw
+    from instrument.services.runs import prepare_run
+    from instrument.storage.runs import load_run
+
+    sweep = make_sweep(station, n_points=9, stepping="software", repeats=3, order="interleaved")
+    sweep.check(station.limits)
+    holder = {}
+
+    def abort_in_second_sweep(progress):
+        if progress.done == 18 + 5:  # 5 steps into the second sweep
+            holder["run"].engine.abort()
+
+    prepared = prepare_run(station, sweep, tmp_path, "test", on_progress=abort_in_second_sweep)
+    holder["run"] = prepared
+    outcome = prepared.run()
+    assert outcome.status == "aborted" and outcome.steps_done == 23
+    result = analyse_cw(tmp_path, prepared.run_id)
+    assert result.sweeps["complete"] == [0]
+    assert result.sweeps["excluded"] == {"1": 5} and result.sweeps["not_run"] == 1
+    assert load_run(tmp_path, prepared.run_id).metadata["sweeps"]["excluded"] == {"1": 5}
