@@ -65,6 +65,7 @@ from sequences.sweep_order import (
     VISIT_COLUMNS,
     Pass,
     SweepPlan,
+    SweepRunner,
     check_order,
     new_seed,
     plan_sweeps,
@@ -265,47 +266,13 @@ class CwOdmrSweep:
         )
 
     def _passes(self, coils: CoilDriver) -> Iterator[Pass]:
-        """The planned passes, with each configuration's coil currents set as its pass starts.
-
-        Before every sweep after the first, the runtime limit is checked against the pace measured
-        so far (never below the estimate): a sweep that would end after ``max_runtime_s`` does not
-        start, and ``end_note`` says so. A sweep that started always finishes (its steps are whole).
-        """
-        sweep_plan = self.sweep_plan
+        """The planned passes, each configuration's coil currents set as its pass starts, within the
+        runtime limit (``SweepRunner``); ``end_note`` says how many sweeps ran and why."""
         currents = (np.zeros(coils.n_channels), self.coil_currents_a)
-        started = self.clock()
-        config = None
-        sweep = 0
-        for visit in sweep_plan.passes:
-            if visit.sweep != sweep:  # the first pass of a new sweep: ``sweep`` sweeps are complete
-                sweep = visit.sweep
-                if self._out_of_time(started, sweep, sweep_plan.repeats):
-                    return
-            if visit.config != config:
-                coils.set_currents(currents[visit.config])
-                config = visit.config
-            yield visit
-        if sweep_plan.repeats < self.repeats:
-            n = sweep_plan.repeats
-            self.end_note = (f"{n} of {self.repeats} sweeps ran: only {n} sweep{'s' if n > 1 else ''} "
-                             f"of about {self.sweep_duration_s:.3g} s fit in `max_runtime` "
-                             f"({self.max_runtime_s:g} s)")
-        elif self.repeats > 1:
-            self.end_note = f"{self.repeats} of {self.repeats} sweeps ran ({self.order} order)"
-
-    def _out_of_time(self, started: float, done: int, planned: int) -> bool:
-        """True (with ``end_note`` set) when sweep ``done + 1`` would end after ``max_runtime_s``."""
-        if self.max_runtime_s is None:
-            return False
-        elapsed = self.clock() - started
-        pace = max(self.sweep_duration_s, elapsed / done)
-        if elapsed + pace <= self.max_runtime_s:
-            return False
-        self.end_note = (f"{done} of {self.repeats} sweeps ran ({planned} planned): after {elapsed:.3g} s, "
-                         f"another sweep (about {pace:.3g} s at the pace so far) would end after "
-                         f"`max_runtime` ({self.max_runtime_s:g} s)")
-        log.info("CW ODMR: %s", self.end_note)
-        return True
+        runner = SweepRunner(self.sweep_plan, self.repeats, self.sweep_duration_s, self.max_runtime_s,
+                             self.clock)
+        yield from runner.passes(lambda config: coils.set_currents(currents[config]))
+        self.end_note = runner.note
 
     def _run_software(self, mw: MicrowaveSource, pulser: PulseGenerator, camera: LockInCamera,
                       coils: CoilDriver) -> Iterator[Step]:

@@ -2,7 +2,12 @@
 
 A pure plan, usable by any CW sequence (lock-in or intensity camera): ``plan_sweeps`` gives the
 ``passes`` of a run, each a run of one configuration's frequencies in the order they are visited, and
-the flat ``visits`` table (sweep, configuration, frequency index) of every step. A sweep holds one
+the flat ``visits`` table (sweep, configuration, frequency index) of every step. ``sweeps_within``
+plans how many whole sweeps fit a runtime limit, and ``SweepRunner`` walks the passes while a
+sequence runs: it switches the configuration as a pass starts and stops before a sweep that would
+end past the limit, leaving a ``note`` of how many sweeps ran and why (a sequence's ``end_note``).
+A sequence stores each step's ``VISIT_COLUMNS`` as scalars; ``instrument.analysis.cw_run`` averages
+the complete sweeps from them. A sweep holds one
 pass per configuration (I-off and I-on), so I-off and I-on are interleaved sweep by sweep and the
 coils switch once per pass, not once per point (a coil's ramp and thermal settling cost more than
 a pass's worth of points on real drivers).
@@ -30,14 +35,18 @@ of sweeps); ``SweepPlan.balanced`` says whether the plan cancels a linear drift.
 
 from __future__ import annotations
 
+import logging
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from instrument.settings import setting
+
+log = logging.getLogger(__name__)
 
 ORDERS = ("sequential", "random", "interleaved")
 VISIT_COLUMNS = ("sweep", "config", "frequency_index")
@@ -201,3 +210,64 @@ def sweeps_within(max_runtime_s: float | None, sweep_s: float, repeats: int) -> 
                          f"(about {sweep_s:.3g} s); raise {setting('max_runtime')} or use fewer "
                          f"{setting('points')} or {setting('frames_per_point')}")
     return min(repeats, fit)
+
+
+@dataclass
+class SweepRunner:
+    """Walks a plan's passes while a sequence runs, enforcing the runtime limit sweep by sweep.
+
+    Before every sweep after the first it compares the time used so far plus one more sweep, at the
+    measured pace but never faster than ``sweep_s``, with ``max_runtime_s``: a sweep that would end
+    after it does not start. A sweep that started always finishes, so every stored sweep is whole.
+
+    Args:
+        plan: the planned sweeps (already cut to those that fit, ``sweeps_within``).
+        requested: the sweeps the operator asked for (``plan.repeats`` or more).
+        sweep_s: the estimated time of one sweep.
+        max_runtime_s: the limit (None: none).
+        clock: seconds on the station's clock (the wall clock, or simulated time in simulation).
+    """
+
+    plan: SweepPlan
+    requested: int
+    sweep_s: float
+    max_runtime_s: float | None = None
+    clock: Callable[[], float] = time.monotonic
+    note: str = field(default="", init=False)
+    """After the passes: how many sweeps ran and why it stopped (empty for a single requested sweep)."""
+
+    def passes(self, set_config: Callable[[int], None]) -> Iterator[Pass]:
+        """The passes to measure; ``set_config(config)`` is called when a pass changes configuration."""
+        self.note = ""
+        started = self.clock()
+        config: int | None = None
+        sweep = 0
+        for visit in self.plan.passes:
+            if visit.sweep != sweep:  # the first pass of a new sweep: ``sweep`` sweeps are complete
+                sweep = visit.sweep
+                if self._out_of_time(started, sweep):
+                    return
+            if visit.config != config:
+                set_config(visit.config)
+                config = visit.config
+            yield visit
+        n = self.plan.repeats
+        if n < self.requested:
+            self.note = (f"{n} of {self.requested} sweeps ran: only {n} sweep{'s' if n > 1 else ''} of about "
+                         f"{self.sweep_s:.3g} s fit in {setting('max_runtime')} ({self.max_runtime_s:g} s)")
+        elif self.requested > 1:
+            self.note = f"{n} of {self.requested} sweeps ran ({self.plan.order} order)"
+
+    def _out_of_time(self, started: float, done: int) -> bool:
+        """True (with ``note`` set) when sweep ``done + 1`` would end after ``max_runtime_s``."""
+        if self.max_runtime_s is None:
+            return False
+        elapsed = self.clock() - started
+        pace = max(self.sweep_s, elapsed / done)
+        if elapsed + pace <= self.max_runtime_s:
+            return False
+        self.note = (f"{done} of {self.requested} sweeps ran ({self.plan.repeats} planned): after "
+                     f"{elapsed:.3g} s, another sweep (about {pace:.3g} s at the pace so far) would end "
+                     f"after {setting('max_runtime')} ({self.max_runtime_s:g} s)")
+        log.info("%s", self.note)
+        return True

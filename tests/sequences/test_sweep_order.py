@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sequences.sweep_order import ORDERS, plan_from_metadata, plan_sweeps, sweeps_within
+from sequences.sweep_order import ORDERS, SweepRunner, plan_from_metadata, plan_sweeps, sweeps_within
 
 F = 7
 
@@ -109,3 +109,34 @@ def test_truncating_a_plan_keeps_its_first_sweeps():
 def test_a_run_stored_before_repeats_is_one_sequential_sweep():
     plan = plan_from_metadata({"frequencies_hz": [1, 2, 3]}, 2, 3)
     assert (plan.order, plan.repeats) == ("sequential", 1)
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_the_runner_switches_configurations_per_pass_and_stops_before_a_sweep_past_the_limit():
+    plan = plan_sweeps("interleaved", 4, 2, F)
+    clock = Clock()
+    runner = SweepRunner(plan, requested=6, sweep_s=10.0, max_runtime_s=45.0, clock=clock)
+    switched, ran = [], []
+    for visit in runner.passes(switched.append):
+        ran.append((visit.sweep, visit.config))
+        clock.t += 7.0  # each pass takes 7 s: 14 s a sweep, more than the 10 s estimate
+    # After 3 sweeps (42 s) a fourth (14 s at this pace) would end at 56 s > 45 s: it never starts.
+    assert ran == [(0, 0), (0, 1), (1, 1), (1, 0), (2, 0), (2, 1)]
+    assert switched == [0, 1, 0, 1]  # only when the configuration changes (ABBA saves two ramps)
+    assert runner.note.startswith("3 of 6 sweeps ran (4 planned): after 42 s")
+    assert "would end after `max_runtime` (45 s)" in runner.note
+
+
+def test_the_runner_says_how_many_sweeps_ran_without_a_limit():
+    runner = SweepRunner(plan_sweeps("random", 2, 2, F, seed=1), requested=2, sweep_s=1.0)
+    assert len(list(runner.passes(lambda config: None))) == 4
+    assert runner.note == "2 of 2 sweeps ran (random order)"
+    single = SweepRunner(plan_sweeps("sequential", 1, 2, F), requested=1, sweep_s=1.0)
+    assert len(list(single.passes(lambda config: None))) == 2 and single.note == ""
