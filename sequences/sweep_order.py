@@ -46,6 +46,9 @@ import numpy as np
 
 from instrument.settings import setting
 
+__all__ = ["ORDERS", "VISIT_COLUMNS", "Pass", "SweepPlan", "SweepRunner", "check_order", "new_seed",
+           "plan_from_metadata", "plan_sweeps", "sweeps_within"]
+
 log = logging.getLogger(__name__)
 
 ORDERS = ("sequential", "random", "interleaved")
