@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -66,6 +67,13 @@ class Station:
                 f"station {self.name!r} has no instrument with role {role!r}; "
                 f"add it under 'instruments:' in {self.source}"
             ) from None
+
+    def now(self) -> float:
+        """Seconds on the station's clock: the simulation's own clock in simulation (virtual time runs
+        as the simulated instruments take it), the wall clock otherwise. Runtime limits use it."""
+        if self.world is not None:
+            return float(self.world.clock.now())
+        return time.monotonic()
 
     def snapshot(self) -> dict[str, Any]:
         """Settings of every instrument, for the run's metadata."""

@@ -13,13 +13,24 @@ volume. Then it reads the volume and the list index back, so a missing trigger s
 the points measured so far kept. Between points the board is stopped: bus latency, storage and
 pauses cannot shift anything. Otherwise it steps in software, one ``set_frequency`` per point.
 Which mode ran, and why, is logged and stored in the run's metadata (``sequence.plan``).
+
+Repeats: ``repeats`` sweeps, each an I-off and an I-on pass, visited in the ``order`` of
+``sequences.sweep_order`` (sequential, random or interleaved). Every step stores its sweep,
+configuration and frequency index, so the analysis averages complete sweeps per frequency. In list
+mode each pass arms the source's list in the pass's visiting order (sources step their list in list
+order on each trigger, with no random access by trigger; a list equal to the one armed is restarted
+instead). ``max_runtime_s`` keeps the sweeps that fit: the planned number comes from the estimated
+sweep time before anything moves, and before each further sweep the measured pace is checked again;
+the run then ends ``completed`` after its last whole sweep with ``end_note`` saying why.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +61,16 @@ from sequences.pulses import (
     lockin_modulation_program,
     stepped_point_timing,
 )
+from sequences.sweep_order import (
+    VISIT_COLUMNS,
+    Pass,
+    SweepPlan,
+    SweepRunner,
+    check_order,
+    new_seed,
+    plan_sweeps,
+    sweeps_within,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +95,12 @@ class CwOdmrSweep:
         step_settle_s: list mode: time from a point's program start (and list step) to its camera
             volume: the source settles and the camera must be ready for ``camera_start``.
         channels: the pulse generator's channel map.
+        repeats: sweeps to run (each an I-off and an I-on pass).
+        order: visiting order of the sweeps (``sequences.sweep_order.ORDERS``).
+        order_seed: seed of a ``random`` order (None: drawn once, recorded in the parameters).
+        max_runtime_s: run only the whole sweeps that fit in this time (None: no limit).
+        clock: the clock the runtime limit is measured on: the wall clock by default; the service
+            passes the station's (simulated time in simulation); tests give a fake one.
     """
 
     frequencies_hz: np.ndarray
@@ -86,22 +113,55 @@ class CwOdmrSweep:
     stepping: str = "auto"
     step_settle_s: float = 2e-3
     channels: ChannelMap = field(default_factory=ChannelMap)
+    repeats: int = 1
+    order: str = "sequential"
+    order_seed: int | None = None
+    max_runtime_s: float | None = None
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
     name: str = "cw_odmr"
     scalars: Mapping[str, str] = field(
-        default_factory=lambda: {"config": "", "frequency_hz": "Hz", "mean_signal": "counts"}
+        default_factory=lambda: {"config": "", "frequency_hz": "Hz", "mean_signal": "counts",
+                                 "sweep": "", "frequency_index": ""}
     )
     setpoints: tuple[str, ...] = ("config", "frequency_hz")
 
     requires: Mapping[str, type] = field(default_factory=lambda: dict(CW_REQUIRES))
     """Roles and capabilities the sweep needs; the engine checks them before anything moves."""
 
+    _ramp_rate_a_per_s: float = field(default=float("inf"), init=False, repr=False, compare=False)
+    """The lab's coil ramp rate, learnt in ``check`` (coil ramps count in ``sweep_duration_s``)."""
+    end_note: str = field(default="", init=False, compare=False)
+    """After a run: how many sweeps ran and why it stopped (the engine stores it as the end reason)."""
+
     def __post_init__(self) -> None:
         self.frequencies_hz = np.asarray(self.frequencies_hz, dtype=float)
         self.coil_currents_a = np.asarray(self.coil_currents_a, dtype=float)
+        if self.order == "random" and self.order_seed is None:
+            self.order_seed = new_seed()  # drawn once, so plan, parameters and run agree
+
+    @property
+    def sweep_duration_s(self) -> float:
+        """Estimated time of one sweep: camera time and step settling of every point, and two coil
+        ramps at the lab's ramp rate once ``check`` has seen the limits (list arming and bus latency
+        add to it; the runtime limit also checks the measured pace)."""
+        point_s = self.frames_per_point / self.frame_rate_hz + self.step_settle_s
+        largest_a = float(np.max(np.abs(self.coil_currents_a), initial=0.0))
+        return len(CONFIG_LABELS) * (len(self.frequencies_hz) * point_s + largest_a / self._ramp_rate_a_per_s)
+
+    @property
+    def planned_sweeps(self) -> int:
+        """The sweeps that will run: ``repeats``, or fewer when ``max_runtime_s`` holds fewer."""
+        return sweeps_within(self.max_runtime_s, self.sweep_duration_s, self.repeats)
+
+    @property
+    def sweep_plan(self) -> SweepPlan:
+        """The visits of the planned sweeps (``sequences.sweep_order``)."""
+        return plan_sweeps(self.order, self.planned_sweeps, len(CONFIG_LABELS), len(self.frequencies_hz),
+                           self.order_seed)
 
     @property
     def n_steps(self) -> int:
-        return len(CONFIG_LABELS) * len(self.frequencies_hz)
+        return self.planned_sweeps * len(CONFIG_LABELS) * len(self.frequencies_hz)
 
     @property
     def image_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -109,8 +169,8 @@ class CwOdmrSweep:
 
     @property
     def estimated_duration_s(self) -> float:
-        """Camera time alone; MW settling and coil ramps add to it."""
-        return self.n_steps * self.frames_per_point / self.frame_rate_hz
+        """The planned sweeps' ``sweep_duration_s``; list arming and bus latency add to it."""
+        return self.planned_sweeps * self.sweep_duration_s
 
     def parameters(self) -> dict[str, Any]:
         return {
@@ -123,6 +183,11 @@ class CwOdmrSweep:
             "stepping": self.stepping,
             "step_settle_s": self.step_settle_s,
             "configs": list(CONFIG_LABELS),
+            **self.sweep_plan.metadata(),  # order, planned repeats, order_seed: rebuilds the visits
+            "repeats_requested": self.repeats,
+            "max_runtime_s": self.max_runtime_s,
+            "sweep_duration_s": self.sweep_duration_s,
+            "step_columns": list(VISIT_COLUMNS),
         }
 
     def check(self, limits: SafetyLimits) -> None:
@@ -139,6 +204,10 @@ class CwOdmrSweep:
             raise ValueError(f"MW stepping must be one of {', '.join(STEPPING_MODES)}, got {self.stepping!r}")
         if not np.isfinite(self.step_settle_s) or self.step_settle_s <= 0:
             raise ValueError(f"the step settle time must be > 0 s, got {self.step_settle_s!r}")
+        rate = float(getattr(limits, "coil_ramp_rate_a_per_s", 0.0) or 0.0)
+        self._ramp_rate_a_per_s = rate if np.isfinite(rate) and rate > 0 else float("inf")
+        check_order(self.order, self.repeats)
+        sweeps_within(self.max_runtime_s, self.sweep_duration_s, self.repeats)  # refuses a too-short limit
         limits.check_mw_power(self.power_dbm)
         for channel, current in enumerate(self.coil_currents_a):
             limits.check_coil_current(channel, float(current))
@@ -147,8 +216,13 @@ class CwOdmrSweep:
         """How the MW frequency will step on these instruments: a value, computed without moving or
         configuring anything (inspecting a plan is safe at any time). The engine stores its
         ``metadata()`` with the run and hands it to ``run``."""
-        return plan_stepping(instruments, len(self.frequencies_hz), self.stepping, self.channels,
+        plan = plan_stepping(instruments, len(self.frequencies_hz), self.stepping, self.channels,
                              self._point_timing, self.modulation_hz)
+        if plan.mode == "list" and self.order != "sequential":
+            rearm = (f"; the list is armed for every pass in its {self.order} visiting order "
+                     "(the source steps its list in list order)")
+            plan = dataclasses.replace(plan, reason=plan.reason + rearm)
+        return plan
 
     def _point_timing(self, pulser: PulseGenerator, camera: TriggerableCamera) -> SteppedPointTiming:
         """Periods of one hardware-timed point on this board's clock, for the frame rate the camera
@@ -170,26 +244,35 @@ class CwOdmrSweep:
         if plan is None:
             plan = self.plan(instruments)
         log.info("CW ODMR: %s MW stepping (%s)", plan.mode, plan.reason)
+        self.end_note = ""
         if plan.mode == "list":
             assert isinstance(mw, ListSweepSource) and isinstance(camera, TriggerableCamera)
             yield from self._run_list(mw, pulser, camera, coils, plan)
         else:
             yield from self._run_software(mw, pulser, camera, coils)
 
-    def _step(self, config: int, i: int, image: np.ndarray) -> Step:
+    def _step(self, visit: Pass, position: int, image: np.ndarray) -> Step:
+        i = visit.frequency_indices[position]
         frequency = float(self.frequencies_hz[i])
+        label = f"{CONFIG_LABELS[visit.config]} {frequency / 1e9:.6f} GHz"
+        if self.repeats > 1:
+            label = f"sweep {visit.sweep + 1} {label}"
         return Step(
-            index=config * len(self.frequencies_hz) + i,
-            values={"config": config, "frequency_hz": frequency, "mean_signal": float(image.mean())},
+            index=visit.first_step + position,
+            values={"config": visit.config, "frequency_hz": frequency, "mean_signal": float(image.mean()),
+                    "sweep": visit.sweep, "frequency_index": i},
             images={"signal": image.astype(np.float32)},
-            label=f"{CONFIG_LABELS[config]} {frequency / 1e9:.6f} GHz",
+            label=label,
         )
 
-    def _configs(self, coils: CoilDriver) -> Iterator[int]:
-        """Set the coil currents of each configuration in turn; yields the configuration number."""
-        for config, currents in enumerate((np.zeros(coils.n_channels), self.coil_currents_a)):
-            coils.set_currents(currents)
-            yield config
+    def _passes(self, coils: CoilDriver) -> Iterator[Pass]:
+        """The planned passes, each configuration's coil currents set as its pass starts, within the
+        runtime limit (``SweepRunner``); ``end_note`` says how many sweeps ran and why."""
+        currents = (np.zeros(coils.n_channels), self.coil_currents_a)
+        runner = SweepRunner(self.sweep_plan, self.repeats, self.sweep_duration_s, self.max_runtime_s,
+                             self.clock)
+        yield from runner.passes(lambda config: coils.set_currents(currents[config]))
+        self.end_note = runner.note
 
     def _run_software(self, mw: MicrowaveSource, pulser: PulseGenerator, camera: LockInCamera,
                       coils: CoilDriver) -> Iterator[Step]:
@@ -199,11 +282,11 @@ class CwOdmrSweep:
         mw.set_power(self.power_dbm)
         mw.set_frequency(float(self.frequencies_hz[0]))
         mw.set_output(True)
-        for config in self._configs(coils):
-            for i, frequency in enumerate(self.frequencies_hz):
-                mw.set_frequency(float(frequency))
+        for visit in self._passes(coils):
+            for position, i in enumerate(visit.frequency_indices):
+                mw.set_frequency(float(self.frequencies_hz[i]))
                 image = camera.demodulate(camera.acquire(self.frames_per_point)).mean(axis=0)
-                yield self._step(config, i, image)
+                yield self._step(visit, position, image)
 
     def _run_list(self, mw: ListSweepSource, pulser: PulseGenerator, camera: TriggerableCamera,
                   coils: CoilDriver, plan: SteppingPlan) -> Iterator[Step]:
@@ -217,13 +300,17 @@ class CwOdmrSweep:
             mw.set_output(True)
             n = len(self.frequencies_hz)
             loaded = None
-            for config in self._configs(coils):
+            armed: tuple[int, ...] | None = None  # frequency indices of the list on the source
+            for visit in self._passes(coils):
+                order = visit.frequency_indices
                 for first in range(0, n, plan.segment_points):
-                    segment = self.frequencies_hz[first:first + plan.segment_points]
-                    if plan.n_segments == 1 and config > 0:
+                    segment = order[first:first + plan.segment_points]
+                    if segment == armed:
                         mw.restart_list()  # the same list again: no need to load it
                     else:
-                        mw.arm_list(segment, self.power_dbm)
+                        # The source steps its list in list order: arm it in this pass's visiting order.
+                        mw.arm_list(self.frequencies_hz[list(segment)], self.power_dbm)
+                        armed = segment
                     for j in range(len(segment)):
                         program = next_point if j else first_point
                         if loaded is not program:
@@ -232,7 +319,7 @@ class CwOdmrSweep:
                         pulser.start()  # runs this point once and stops: nothing waits on software
                         image = camera.demodulate(self._triggered_volume(camera, first + j, n)).mean(axis=0)
                         check_list_index(mw, mw.list_index(), j, len(segment), self.channels)
-                        yield self._step(config, first + j, image)
+                        yield self._step(visit, first + j, image)
             pulser.stop()
         finally:
             camera.set_trigger(previous_trigger)

@@ -3,7 +3,8 @@
 A sequence is a plain object with ``name``, ``parameters()``, ``n_steps``, ``image_shapes``,
 ``scalars``/``setpoints``, ``check(limits)`` (raises before any hardware moves) and ``run(instruments)``,
 a generator of ``Step``s; optionally ``plan(instruments)``, the decisions it takes from the
-instruments it was given (stored in the run metadata as ``sequence.plan``). The engine owns the
+instruments it was given (stored in the run metadata as ``sequence.plan``), and ``end_note``, read
+when it completes and stored as the run's end reason. The engine owns the
 instruments while it runs: nothing else may talk to them until it returns. On any exit (normal,
 exception, Ctrl-C, SIGTERM, abort from the GUI) every instrument's ``safe_state()`` is called and
 every sink is closed with the reason.
@@ -342,7 +343,8 @@ class Engine:
                             Progress(done, sequence.n_steps, time.monotonic() - start, step.label)
                         )
                     self._wait_if_paused()
-                status, reason = "completed", ""
+                # A sequence may say how it ended (a runtime limit kept fewer sweeps): the run's end reason.
+                status, reason = "completed", str(getattr(sequence, "end_note", "") or "")
             except KeyboardInterrupt as exc:
                 status, reason, interrupted = "aborted", "interrupted by Ctrl-C", exc
             except Terminated as exc:

@@ -1,5 +1,13 @@
 """From a stored CW-ODMR run to fitted resonance maps and the B_NV map of the coils (figures:
-``instrument.services.report``)."""
+``instrument.services.report``).
+
+A run of several sweeps (``sequences.sweep_order``) stores each step's sweep, configuration and
+frequency index; the spectra are the average of the complete sweeps per configuration and
+frequency. A sweep with any step missing (an abort, a crash) is excluded and named in
+``CwFieldMap.sweeps``: in a random or interleaved order a partial sweep covers an uneven subset of
+frequencies at uneven times, so averaging it in would weight frequencies unequally and bring back the
+drift the order is meant to cancel. Runs stored before repeats existed are one sweep, I-off then
+I-on, and analyse exactly as before."""
 
 from __future__ import annotations
 
@@ -47,6 +55,12 @@ class CwFieldMap:
     """What was done besides the fit: binning, outlier refits, background method."""
     outlier_masks: dict | None = None
     """With the outlier refit: ``{off,on}_{flagged,replaced}`` (rows, cols) boolean maps."""
+    sweeps: dict | None = None
+    """Runs of several sweeps: ``complete`` sweep numbers, ``excluded`` partial sweeps (number: steps
+    stored), ``not_run`` (planned sweeps with no step stored), the order, and
+    ``per_sweep``/``spread``: the centres and B_NV fitted to each complete sweep's pixel-averaged
+    spectra and their standard deviation over sweeps (a trend over sweeps is drift). None for a run
+    of one sweep."""
 
     @property
     def warnings(self) -> list[str]:
@@ -147,16 +161,11 @@ def analyse_cw_run(run: StoredRun, isotope: str | None = "15N", model: str = "lo
         raise ValueError(f"background {background!r} needs a mask of the sample region")
     if int(bin_factor) != bin_factor or bin_factor < 1:
         raise ValueError(f"binning factor must be a whole number >= 1, got {bin_factor}")
-    images = run.images("signal")  # (2 F, rows, cols)
+    images = run.images("signal")  # (steps, rows, cols)
     n = len(freqs)
-    if images.shape[0] != 2 * n:
-        raise ValueError(f"run {run.run_id}: expected {2 * n} sweep steps, found {images.shape[0]}")
-    if np.isnan(images).any():
-        raise ValueError(
-            f"run {run.run_id} is incomplete ({run.steps_done} of {2 * n} steps stored); "
-            "re-run the measurement to get both sweeps"
-        )
-    spectra = np.moveaxis(images.reshape(2, n, *images.shape[1:]), 1, -1)
+    index, sweeps = sweep_index(run, images, n)
+    spectra = np.stack([np.moveaxis(images[index[s]], 1, -1) for s in sweeps["complete"]])
+    spectra = spectra.reshape(-1, *spectra.shape[2:])  # (sweeps x 2 passes, rows, cols, F)
     drift_info = None
     if drift:
         pl = None
@@ -166,6 +175,12 @@ def analyse_cw_run(run: StoredRun, isotope: str | None = "15N", model: str = "lo
         spectra, drift_info = register_passes(spectra, warn_px=drift_warn_px,
                                               correct_above_px=correct_drift_above_px,
                                               reference_pl=reference_pl, pl_images=pl)
+    n_complete = len(sweeps["complete"])
+    passes = spectra.reshape(n_complete, 2, *spectra.shape[1:])
+    spectra = passes.mean(axis=0) if n_complete > 1 else passes[0]
+    sweep_info = None
+    if sweeps["planned"] > 1:
+        sweep_info = {**sweeps, **per_sweep_centres(freqs, passes, isotope, model)}
     if bin_factor > 1:
         from instrument.analysis.preprocess import bin_pixels
 
@@ -199,7 +214,71 @@ def analyse_cw_run(run: StoredRun, isotope: str | None = "15N", model: str = "lo
     center_err = np.hypot(_first_line(fit_on, "center_err"), _first_line(fit_off, "center_err"))
     b_nv_err = np.where(converged, center_err / GAMMA_E_HZ_PER_T, np.nan)
     return CwFieldMap(freqs, spectra, np.asarray(fit_off.center), np.asarray(fit_on.center),
-                      b_nv, b_nv_err, converged, fit_off, fit_on, drift_info, corrections, masks)
+                      b_nv, b_nv_err, converged, fit_off, fit_on, drift_info, corrections, masks, sweep_info)
+
+
+def sweep_index(run: StoredRun, images: np.ndarray, n_frequencies: int) -> tuple[np.ndarray, dict]:
+    """Where each sweep's steps are: an (sweeps, 2, F) table of image indices (-1: not stored) and
+    which sweeps are complete.
+
+    The steps' ``sweep``/``config``/``frequency_index`` scalars say it (the steps are stored in run
+    order, row k is image k); a run without them is one sweep, I-off then I-on.
+
+    Raises:
+        ValueError: no sweep of the run is complete, or the stored layout is not a CW run's.
+    """
+    params = run.metadata["sequence"]
+    planned = int(params.get("repeats", 1))
+    expected = planned * 2 * n_frequencies
+    if images.shape[0] != expected:
+        raise ValueError(f"run {run.run_id}: expected {expected} sweep steps, found {images.shape[0]}")
+    stored = ~np.isnan(images.reshape(images.shape[0], -1)).any(axis=1)
+    if "sweep" in run.scalars and "frequency_index" in run.scalars:
+        columns = ("sweep", "config", "frequency_index")
+        visits = np.stack([np.asarray(run.scalars[k], dtype=float) for k in columns], axis=1).astype(int)
+    else:  # stored before repeats existed: one sweep, I-off then I-on, in frequency order
+        visits = np.array([(0, c, i) for c in range(2) for i in range(n_frequencies)])
+    visits = visits[:expected]
+    index = np.full((planned, 2, n_frequencies), -1)
+    for k, (sweep, config, i) in enumerate(visits):
+        if stored[k]:
+            index[sweep, config, i] = k
+    whole = (index >= 0).all(axis=(1, 2))
+    complete = [int(s) for s in np.flatnonzero(whole)]
+    counts = (index >= 0).sum(axis=(1, 2))
+    excluded = {int(s): int(counts[s]) for s in np.flatnonzero(~whole & (counts > 0))}
+    not_run = int(np.count_nonzero(counts == 0))  # a runtime limit or an early stop: nothing stored
+    if not complete:
+        raise ValueError(
+            f"run {run.run_id} is incomplete ({int(stored.sum())} of {expected} steps stored, no complete "
+            "sweep); re-run the measurement to get both sweeps"
+        )
+    if excluded:
+        log.warning("run %s: sweeps %s are incomplete and left out of the average", run.run_id,
+                    ", ".join(f"{s + 1} ({k} of {2 * n_frequencies} steps)" for s, k in excluded.items()))
+    info = {"planned": planned, "complete": complete, "excluded": {str(s): k for s, k in excluded.items()},
+            "not_run": not_run,
+            "order": params.get("order", "sequential"), "order_seed": params.get("order_seed")}
+    return index, info
+
+
+def per_sweep_centres(freqs: np.ndarray, passes: np.ndarray, isotope: str | None, model: str) -> dict:
+    """Centres of each complete sweep's pixel-averaged I-off and I-on spectra, the B_NV they give, and
+    their spread (standard deviation over sweeps, NaN below two sweeps).
+
+    ``passes`` is (sweeps, 2, rows, cols, F). The field map varies over the image, so the averaged
+    I-on line is broadened: these numbers follow drift from sweep to sweep, they are not the map.
+    """
+    mean = np.nanmean(passes, axis=(2, 3))  # (sweeps, 2, F)
+    fits = analyse_maps(freqs, [mean[:, 1]], reference=mean[:, 0], hyperfine=isotope, model=model,
+                        scheduler="synchronous")
+    off, on = _first_line(fits.reference), _first_line(fits.fits[0])
+    b = b_nv_from_centers(on, off)
+    values = {"center_off_hz": off, "center_on_hz": on, "b_nv_t": b}
+    per_sweep = {k: [float(x) for x in v] for k, v in values.items()}
+    spread = {k: float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else float("nan")
+              for k, v in values.items()}
+    return {"per_sweep": per_sweep, "spread": spread}
 
 
 def _first_line(fit: OdmrFit, name: str = "center") -> np.ndarray:
@@ -229,6 +308,8 @@ def save_analysis(result: CwFieldMap, run_dir: Path, name: str = ANALYSIS_NAME,
         f.attrs["corrections"] = json.dumps(result.corrections, default=str)
         for key, mask in (result.outlier_masks or {}).items():
             f[f"outliers/{key}"] = mask
+        if result.sweeps is not None:
+            f.attrs["sweeps"] = json.dumps(result.sweeps, default=str)
         if result.drift is not None:
             f["drift_shifts_px"] = np.asarray(result.drift["shifts_px"])
             f.attrs["drift"] = json.dumps(result.drift, default=str)

@@ -126,6 +126,46 @@ def add_stepping_option(parser: argparse.ArgumentParser) -> None:
                         "allows it, else one set_frequency per point; list/software: insist (default: auto)")
 
 
+SWEEP_ORDERS = ("sequential", "random", "interleaved")  # sequences.sweep_order.ORDERS, kept import-free
+
+
+def add_repeat_options(parser: argparse.ArgumentParser) -> None:
+    """``--repeats/--order/--order-seed/--max-runtime``: repeated CW sweeps (``sequences.sweep_order``)."""
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="sweeps to run and average, each I-off then I-on (default: 1)")
+    parser.add_argument("--order", default="sequential", choices=SWEEP_ORDERS,
+                        help="frequency order of the sweeps: sequential (every pass up), random (a seeded "
+                        "permutation per pass) or interleaved (passes alternate up and down); random and "
+                        "interleaved also alternate I-off/I-on from sweep to sweep, so drift averages out "
+                        "(default: sequential)")
+    parser.add_argument("--order-seed", type=int, default=None,
+                        help="seed of a random order (default: drawn and stored with the run)")
+    parser.add_argument("--max-runtime", type=parse_duration, default=None, metavar="TIME",
+                        help="run only the whole sweeps that fit in TIME: seconds, or e.g. 90s, 20m, 2h, "
+                        "1h30m (default: no limit)")
+
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of ``"7200"``, ``"90s"``, ``"20m"``, ``"2h"`` or ``"1h30m"`` (an argparse type)."""
+    import re
+
+    value = text.strip().lower()
+    try:
+        seconds = float(value)
+    except ValueError:
+        parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", value)
+        if not value or parts is None:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a time: give seconds or e.g. 90s, 20m, 2h, 1h30m") from None
+        seconds = sum(float(v) * _UNITS[u] for v, u in zip(parts.groups(), "hms", strict=True) if v)
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite time")
+    return seconds
+
+
 MAX_POINTS = 100_000  # 120 Hz steps over a 12 MHz span: far finer than any NV line (~MHz wide)
 
 

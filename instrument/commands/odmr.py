@@ -12,6 +12,7 @@ from instrument.commands.common import (
     EXIT_OK,
     ProgressBar,
     UsageError,
+    add_repeat_options,
     add_stepping_option,
     add_sweep_options,
     check_disk,
@@ -45,6 +46,7 @@ def add_parser(sub: Any) -> None:
                    help="intensity camera: time between frames in s; the MW switch toggles with it "
                    "(default: 0.012)")
     add_stepping_option(o)
+    add_repeat_options(o)
     o.add_argument("--no-figure", action="store_true", help="do not write the PNG figure")
     o.set_defaults(handler=run)
 
@@ -63,6 +65,18 @@ def check_limits_early(args: argparse.Namespace) -> None:
         raise UsageError(str(exc)) from exc
 
 
+def sweeps_line(sweeps: dict, note: str) -> str:
+    """How many sweeps were averaged, in which order, their spread, and why the run stopped."""
+    seed = f" (seed {sweeps['order_seed']})" if sweeps.get("order_seed") is not None else ""
+    line = f"{len(sweeps['complete'])} averaged, {sweeps['order']} order{seed}"
+    if sweeps["excluded"]:
+        line += f"; incomplete sweeps left out: {', '.join(str(int(s) + 1) for s in sweeps['excluded'])}"
+    spread = sweeps["spread"]["b_nv_t"]
+    if spread == spread:  # not NaN: two or more sweeps
+        line += f"; B_NV of the mean spectrum spreads {spread * 1e6:.3g} uT (1 sd) over sweeps"
+    return line + (f"; {cli_words(note)}" if note else "")
+
+
 def run(args: argparse.Namespace) -> int:
     from instrument.protocols import SafetyLimitError
     from instrument.services.cw import CwOdmrRequest, build_cw_sweep, run_cw_odmr
@@ -74,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_out(args)
     with open_station(args) as station:
         request = CwOdmrRequest(sweep_frequencies(args, station), args.power_dbm, args.coils, args.current_a,
-                                args.frames_per_point, args.mw_stepping, args.exposure_s, args.frame_period_s)
+                                args.frames_per_point, args.mw_stepping, exposure_s=args.exposure_s,
+                                frame_period_s=args.frame_period_s, repeats=args.repeats, order=args.order,
+                                order_seed=args.order_seed, max_runtime_s=args.max_runtime)
         try:
             sweep = build_cw_sweep(station, request)
             n_steps = sweep.n_steps
@@ -102,13 +118,20 @@ def run(args: argparse.Namespace) -> int:
         figure = plot_cw_result(result, where / FIGURE_NAME, title=title, pixel_size_m=pixel_size_m)
     rows, cols = result.b_nv_t.shape
     print(f"run {run_id} completed{' (simulated)' if station.simulated else ''}")
-    print(f"  points     {n_steps} ({args.points} frequencies x I-off/I-on), image {rows}x{cols}")
+    print(f"  points     {n_steps} ({args.points} frequencies x I-off/I-on"
+          f"{f' x {sweep.planned_sweeps} sweeps' if sweep.planned_sweeps > 1 else ''}), image {rows}x{cols}")
+    if result.sweeps is not None:
+        print(f"  sweeps     {sweeps_line(result.sweeps, outcome.reason)}")
+    elif outcome.reason:  # one sweep ran: a runtime limit held no more
+        print(f"  sweeps     {cli_words(outcome.reason)}")
     if plan:
         print(f"  MW steps   {plan.get('mw_stepping_mode')} ({plan.get('mw_stepping_reason')})")
     print(f"  B_NV range {lo * 1e6:+.2f} .. {hi * 1e6:+.2f} uT "
           f"({result.converged_fraction:.1%} of pixels fitted)")
     if result.drift is not None:
-        print(f"  drift      {result.drift['max_shift_px']:.2f} px between I-off and I-on"
+        n_passes = len(result.drift["shifts_px"])
+        between = "I-off and I-on" if n_passes == 2 else f"{n_passes} passes"
+        print(f"  drift      {result.drift['max_shift_px']:.2f} px between {between}"
               f"{' (corrected)' if result.drift['corrected'] else ''}")
     print(f"  time       {time.monotonic() - t0:.1f} s")
     print(f"  data       {out / 'runs.db'} (dataset {run_id}), {where}")

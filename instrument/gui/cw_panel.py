@@ -23,6 +23,7 @@ from instrument.protocols import IntensityCamera, SafetyLimitError
 from instrument.services.cw import CwOdmrRequest, build_cw_sweep
 from sequences.cw_odmr import CwOdmrSweep
 from sequences.mw_stepping import STEPPING_MODES
+from sequences.sweep_order import ORDERS
 
 
 def spin(lo: float, hi: float, value: float, decimals: int, suffix: str) -> QDoubleSpinBox:
@@ -75,6 +76,16 @@ class CwOdmrPanel(ScanPanel):
         self.stepping.addItems(STEPPING_MODES)
         self.stepping.setToolTip("auto: the PulseBlaster steps the source's frequency list where the station "
                                  "allows it, else one frequency command per point; list/software: insist")
+        self.repeats = QSpinBox()
+        self.repeats.setRange(0, 100_000)  # 0 is allowed on purpose: the sweep's check explains the refusal
+        self.repeats.setValue(1)
+        self.order = QComboBox()
+        self.order.addItems(ORDERS)
+        self.order.setToolTip("sequential: every pass up in frequency; random: a seeded permutation per "
+                              "pass; interleaved: passes alternate up and down. Random and interleaved also "
+                              "alternate I-off/I-on from sweep to sweep, so drift averages out over repeats")
+        self.max_runtime = spin(0.0, 1e4, 0.0, 2, "h")
+        self.max_runtime.setSpecialValueText("no limit")  # 0 h: no limit
 
         form = QFormLayout()
         form.addRow("sweep centre", self.center)
@@ -92,6 +103,9 @@ class CwOdmrPanel(ScanPanel):
             self.frames.setToolTip("MW-on/MW-off frame pairs averaged per frequency")
             form.addRow("exposure", self.exposure)
             form.addRow("frame period", self.frame_period)
+        form.addRow("repeats", self.repeats)
+        form.addRow("frequency order", self.order)
+        form.addRow("max runtime", self.max_runtime)
         form.addRow("MW power ceiling", QLabel(f"{mw_ceiling:g} dBm (station limit)"))
 
         self.controls = RunControls()
@@ -104,7 +118,8 @@ class CwOdmrPanel(ScanPanel):
         layout.addStretch(1)
 
         self._watch_inputs(self.center, self.span, self.points, self.power, self.frames, self.coils,
-                           self.current, self.stepping, self.exposure, self.frame_period)
+                           self.current, self.stepping, self.exposure, self.frame_period, self.repeats,
+                           self.order, self.max_runtime)
         self._connect_controls()
         self.set_running(False)
 
@@ -120,10 +135,14 @@ class CwOdmrPanel(ScanPanel):
         center_hz = self.center.value() * 1e6
         span_hz = self.span.value() * 1e6
         freqs = center_hz + np.linspace(-span_hz / 2, span_hz / 2, self.points.value())
-        timing = ((self.exposure.value() * 1e-3, self.frame_period.value() * 1e-3) if self.intensity_camera
-                  else (None, None))
+        exposure_s, frame_period_s = ((self.exposure.value() * 1e-3, self.frame_period.value() * 1e-3)
+                                      if self.intensity_camera else (None, None))
+        runtime_h = self.max_runtime.value()
         request = CwOdmrRequest(freqs, self.power.value(), self.coils.text(), self.current.value() * 1e-6,
-                                self.frames.value(), self.stepping.currentText(), *timing)
+                                self.frames.value(), self.stepping.currentText(), exposure_s=exposure_s,
+                                frame_period_s=frame_period_s, repeats=self.repeats.value(),
+                                order=self.order.currentText(),
+                                max_runtime_s=runtime_h * 3600 if runtime_h > 0 else None)
         return build_cw_sweep(self.station, request)
 
     def validate(self) -> CwOdmrSweep | None:
@@ -138,7 +157,8 @@ class CwOdmrPanel(ScanPanel):
         except (ValueError, SafetyLimitError) as exc:
             self.controls.show_problem(str(exc))
             return None
-        self.controls.show_problem(None, f"{sweep.n_steps} steps, at least "
+        sweeps = f" ({sweep.planned_sweeps} sweeps)" if sweep.planned_sweeps > 1 else ""
+        self.controls.show_problem(None, f"{sweep.n_steps} steps{sweeps}, at least "
                                    f"{format_duration(sweep.estimated_duration_s)} of camera time")
         return sweep
 

@@ -26,6 +26,9 @@ LABELS = {
     "max_rate_drift": "count-rate drift",
     "max_bias_drift_ut": "bias drift",
     "health_action": "on health failure",
+    "repeats": "repeats",
+    "order": "frequency order",
+    "max_runtime": "max runtime",
 }
 
 

@@ -15,6 +15,9 @@ CW_ROLES = ("mw", "pulser", "camera", "coils")
 """The station roles a CW-ODMR field map needs (``CwOdmrSweep.requires``, ``CameraCwSweep.requires``)."""
 CAMERA_ONLY = ("exposure_s", "frame_period_s")
 """Request settings that only an intensity camera's sweep has."""
+REPEAT_SETTINGS = {"repeats": ("repeats", 1), "order": ("order", "sequential"),
+                   "order_seed": ("order_seed", None), "max_runtime_s": ("max_runtime", None)}
+"""Request field -> (setting name, value of a single sweep): repeated sweeps, lock-in camera only."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,10 @@ class CwOdmrRequest:
         stepping: how the MW frequency steps (``auto``, ``list`` or ``software``).
         exposure_s: intensity camera only: exposure of each frame (None: the sweep's default, 10 ms).
         frame_period_s: intensity camera only: time between frames (None: the sweep's default, 12 ms).
+        repeats: sweeps to run and average (each an I-off and an I-on pass).
+        order: visiting order of the sweeps (``sequences.sweep_order.ORDERS``).
+        order_seed: seed of a ``random`` order (None: drawn and recorded in the run).
+        max_runtime_s: run only the whole sweeps that fit in this time (None: no limit).
     """
 
     frequencies_hz: Sequence[float]
@@ -41,6 +48,10 @@ class CwOdmrRequest:
     stepping: str = "auto"
     exposure_s: float | None = None
     frame_period_s: float | None = None
+    repeats: int = 1
+    order: str = "sequential"
+    order_seed: int | None = None
+    max_runtime_s: float | None = None
 
 
 def coil_currents(station: Any, names: str, current_a: float | None) -> Any:
@@ -80,6 +91,11 @@ def build_cw_sweep(station: Any, request: CwOdmrRequest) -> Any:
     if isinstance(camera, IntensityCamera):
         from sequences.camera_cw import CameraCwSweep
 
+        repeated = [setting(name) for k, (name, single) in REPEAT_SETTINGS.items()
+                    if getattr(request, k) != single]
+        if repeated:
+            raise RequestError(f"{' and '.join(repeated)}: repeated sweeps are not built for an intensity "
+                               "camera yet; run one sweep (or several runs) on this station")
         timing = {k: getattr(request, k) for k in CAMERA_ONLY if getattr(request, k) is not None}
         sweep = CameraCwSweep(request.frequencies_hz, request.power_dbm, currents, image_shape=camera.shape,
                               frames_per_point=request.frames_per_point, stepping=request.stepping, **timing)
@@ -94,7 +110,9 @@ def build_cw_sweep(station: Any, request: CwOdmrRequest) -> Any:
                            f"camera {camera.name!r} is a lock-in camera (its frames follow the frame rate)")
     sweep = CwOdmrSweep(request.frequencies_hz, request.power_dbm, currents,
                         image_shape=camera.shape, frames_per_point=request.frames_per_point,
-                        stepping=request.stepping)
+                        stepping=request.stepping, repeats=request.repeats, order=request.order,
+                        order_seed=request.order_seed, max_runtime_s=request.max_runtime_s,
+                        clock=station.now)  # simulated time in simulation: the limit means the same there
     sweep.check(station.limits)
     check_lockin_camera(camera, sweep.modulation_hz, sweep.frame_rate_hz, sweep.frames_per_point)
     return sweep
@@ -113,7 +131,8 @@ def analyse_cw(out: Path, run_id: int, **fit_options: Any) -> Any:
     save_analysis(result, stored.run_dir)
     lo, hi = result.field_range_t
     add_run_metadata(out, run_id, {"b_nv_range_t": [lo, hi], "converged_fraction": result.converged_fraction,
-                                  "fit_options": result.fit_off.options, "drift": result.drift})
+                                  "fit_options": result.fit_off.options, "drift": result.drift,
+                                  **({"sweeps": result.sweeps} if result.sweeps is not None else {})})
     return result
 
 

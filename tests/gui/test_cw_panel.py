@@ -81,3 +81,31 @@ def test_durations_read_naturally():
     assert format_duration(2.5) == "2.5 s"
     assert format_duration(42) == "42 s"
     assert format_duration(125) == "2 min 05 s"
+
+
+def test_repeats_order_and_runtime_limit_reach_the_sweep(panel):
+    panel.points.setValue(11)
+    panel.repeats.setValue(4)
+    panel.order.setCurrentText("interleaved")
+    panel.max_runtime.setValue(2.0)
+    sweep = panel.validate()
+    assert sweep is not None
+    assert (sweep.repeats, sweep.order, sweep.max_runtime_s) == (4, "interleaved", 7200.0)
+    assert "(4 sweeps)" in panel.message.text()
+    panel.max_runtime.setValue(0.0)  # "no limit"
+    assert panel.validate().max_runtime_s is None
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        (lambda p: p.repeats.setValue(0), r"repeats must be a whole number of sweeps >= 1, got 0"),
+        (lambda p: (p.frames.setValue(10_000), p.max_runtime.setValue(0.01)),
+         r"max runtime of 36 s is shorter than one sweep .*; raise max runtime"),
+    ],
+)
+def test_bad_repeat_settings_disable_start_naming_the_field(panel, setup, expected):
+    setup(panel)
+    assert panel.validate() is None
+    assert not panel.start_button.isEnabled()
+    assert re.search(expected, panel.message.text()), panel.message.text()
