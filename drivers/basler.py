@@ -12,7 +12,10 @@ outside them before anything is written. Frames wait in pylon's output queue, bo
 Simulation: the same driver runs against Basler's camera emulator (device class ``BaslerCamEmu``).
 The emulator cannot see a hardware input, so with ``emulate_hardware_trigger`` a requested
 ``Line1`` trigger runs as a software trigger (logged and kept in the snapshot's ``sim_gaps``);
-``before_trigger`` lets the simulation render the image the emulator serves for that frame.
+``before_trigger`` lets the simulation render the image the emulator serves for that frame. With a
+``line_source`` (the simulated cable from the pulse generator, ``sim.camera_line``) the driver asks
+it, while frames are awaited, for the exposures the line started, and fires one software trigger for
+each: no pulse on the line, no frame, and ``read_frames`` times out as with a missing cable.
 """
 
 from __future__ import annotations
@@ -71,6 +74,9 @@ class BaslerCamera:
         before_trigger: called before each software trigger with the frame's settings (simulation).
         clock: stand-in time source (s) for cameras that report no timestamps (the emulator).
         emulate_hardware_trigger: run a hardware-input trigger as a software one (emulator only).
+        line_source: emulator only: ``line_source(trigger, exposure_s, max_frames, min_period_s)``
+            returns the exposure windows (``start_s``, ``end_s``) the simulated input line started
+            since the last call; each is rendered (``before_trigger(window=...)``) and triggered.
     """
 
     def __init__(
@@ -84,12 +90,14 @@ class BaslerCamera:
         before_trigger: Callable[..., None] | None = None,
         clock: Callable[[], float] | None = None,
         emulate_hardware_trigger: bool = False,
+        line_source: Callable[..., Any] | None = None,
     ) -> None:
         self.name = name
         self._pylon, self._genicam = load_pylon()
         self._before_trigger = before_trigger
         self._clock = clock
         self._emulate_hw = emulate_hardware_trigger
+        self._line_source = line_source
         self._trigger = CameraTrigger()
         self._running_source = "free"
         self._armed = False
@@ -109,6 +117,10 @@ class BaslerCamera:
                     "emulate_hardware_trigger is for the pylon emulator only; "
                     "a real camera takes its hardware trigger on its input line",
                 )
+            if line_source is not None and not emulate_hardware_trigger:
+                raise InstrumentError(
+                    name, "open", "line_source needs emulate_hardware_trigger (emulator only)"
+                )
             self._exposure_node = self._first_node("ExposureTime", "ExposureTimeAbs")
             self._rate_node = self._first_node("AcquisitionFrameRate", "AcquisitionFrameRateAbs")
             self._gain_node = self._node("Gain")
@@ -124,6 +136,9 @@ class BaslerCamera:
                     "the emulator integrates no light and keeps no exposure timing: the simulation "
                     "renders each frame for the exposure and gain set and advances its own clock"
                 )
+            if line_source is not None:
+                self._gap(str(getattr(line_source, "description", "")) or
+                          "the simulation reads the pulser's line and fires one software trigger per pulse")
         except BaseException:
             self._camera.DestroyDevice()
             raise
@@ -270,6 +285,16 @@ class BaslerCamera:
         return float(self._rate_node.Value)
 
     @property
+    def resulting_frame_rate_hz(self) -> float:
+        """The frame rate the camera says it can reach with its present settings (exposure, ROI,
+        format): ``ResultingFrameRate`` (SFNC 2) or ``ResultingFrameRateAbs``; a trigger sooner than
+        its reciprocal after the previous one is ignored (docs/hardware/basler.md, BA-12)."""
+        value = self._get("ResultingFrameRate", None)
+        if value is None:
+            value = self._get("ResultingFrameRateAbs", None)
+        return float(value) if value else self.frame_rate_hz
+
+    @property
     def dropped_frames(self) -> int:
         return self._dropped
 
@@ -413,7 +438,7 @@ class BaslerCamera:
                 self._set("AcquisitionBurstFrameCount", fpt)
         if self._node("ExposureMode") is not None and not emulated_line:
             self._set("ExposureMode", _EXPOSURE_MODES[trigger.exposure])
-        if emulated_line:
+        if emulated_line and self._line_source is None:
             self._gap(
                 f"the emulator cannot see {trigger.source}: each {trigger.source} edge is a software "
                 f"trigger ({fpt} per edge), the edge and exposure mode are not applied"
@@ -467,31 +492,44 @@ class BaslerCamera:
                 "software triggers need CameraTrigger(source='software')",
             )
         t = self._trigger
+        if self._line_source is not None and t.source not in ("free", "software"):
+            raise InstrumentError(
+                self.name,
+                "TriggerSoftware",
+                f"frames start on the pulse generator's pulses on {t.source}; start the pulse program",
+            )
         n = t.frames_per_trigger if self._emulate_hw and t.source not in ("free", "software") else 1
         exposure = t.width_s if t.exposure == "trigger_width" else self.exposure_s
         for _ in range(n):
-            if self._clock is not None:
-                self._trigger_times[self._triggers_sent] = float(self._clock())
-            if self._before_trigger is not None:
-                self._before_trigger(
-                    exposure_s=exposure,
-                    gain_db=self.gain_db,
-                    shape=self.shape,
-                    bit_depth=self.bit_depth,
-                    pixel_format=self.pixel_format,
-                )
-            ready = self._call(
-                "WaitForFrameTriggerReady",
-                self._camera.WaitForFrameTriggerReady,
-                int(timeout_s * 1000),
-                self._pylon.TimeoutHandling_Return,
+            self._fire(exposure, None, timeout_s)
+
+    def _fire(self, exposure_s: float, window: Any, timeout_s: float = 1.0) -> None:
+        """Render (simulation) and issue one software trigger; ``window``: a simulated line's exposure."""
+        if self._clock is not None:
+            stamp = float(self._clock()) if window is None else float(window.start_s)
+            self._trigger_times[self._triggers_sent] = stamp
+        if self._before_trigger is not None:
+            extra = {} if window is None else {"window": window}
+            self._before_trigger(
+                exposure_s=exposure_s,
+                gain_db=self.gain_db,
+                shape=self.shape,
+                bit_depth=self.bit_depth,
+                pixel_format=self.pixel_format,
+                **extra,
             )
-            if not ready:
-                raise InstrumentTimeout(
-                    self.name, "TriggerSoftware", f"camera not ready for a trigger within {timeout_s:g} s"
-                )
-            self._call("TriggerSoftware", self._camera.ExecuteSoftwareTrigger)
-            self._triggers_sent += 1
+        ready = self._call(
+            "WaitForFrameTriggerReady",
+            self._camera.WaitForFrameTriggerReady,
+            int(timeout_s * 1000),
+            self._pylon.TimeoutHandling_Return,
+        )
+        if not ready:
+            raise InstrumentTimeout(
+                self.name, "TriggerSoftware", f"camera not ready for a trigger within {timeout_s:g} s"
+            )
+        self._call("TriggerSoftware", self._camera.ExecuteSoftwareTrigger)
+        self._triggers_sent += 1
 
     def read_frames(self, n: int, timeout_s: float = 5.0) -> CameraFrames:
         """The next ``n`` frames; on a timeout the frames already read travel on the exception."""
@@ -504,6 +542,9 @@ class BaslerCamera:
         failures = 0
         source = "camera"
         while len(images) < n:
+            # One exposure at a time: the emulator reads its image file some time after the software
+            # trigger returns, so the next frame is rendered only once this one has come.
+            self._pull_line(1)
             # Wait on pylon's wait object, then take the result without blocking: a RetrieveResult
             # with a timeout was seen to block past it on the emulator (docs/hardware/basler.md).
             ready = self._call(
@@ -550,6 +591,15 @@ class BaslerCamera:
                 result.Release()
         self._dropped += dropped
         return self._frames(images, numbers, stamps, dropped, source)
+
+    def _pull_line(self, wanted: int) -> None:
+        """Simulation: trigger the exposures the simulated input line started (none: nothing comes)."""
+        t = self._trigger
+        if self._line_source is None or t.source in ("free", "software"):
+            return
+        rate = self.resulting_frame_rate_hz
+        for window in self._line_source(t, self.exposure_s, wanted, 1.0 / rate if rate > 0 else 0.0):
+            self._fire(float(window.end_s - window.start_s), window)
 
     def _count_lost(self, result: Any) -> int:
         """Frames lost before this one: pylon's skipped count, or the gap in the camera's counter."""

@@ -444,10 +444,22 @@ def _basler(role: str, entry: dict[str, Any], station: Station) -> Instrument:
     feed = EmulatorImageFeed(station.world)
     station._cleanup.append(feed.close)
     station.sim_parts[role] = feed
+    before_trigger: Any = feed
+    link = None
+    pulser = station.instruments.get(entry.get("pulser", "pulser"))
+    board = getattr(pulser, "library", None)
+    if board is not None and hasattr(board, "timeline"):  # the simulated PulseBlaster is listed first
+        from sim.camera_line import CAMERA_LINE, CameraLineLink
+
+        # The pulser's camera line cabled to Line1: frames come only from its pulses.
+        link = CameraLineLink(station.world, board, feed, entry.get("trigger_line", CAMERA_LINE))
+        station.sim_parts[f"{role}_line"] = link
+        before_trigger = link.render
     try:
         camera = BaslerCamera(role, serial=emulator_serial(0), device_class="BaslerCamEmu",
-                              shape=station.world.shape, before_trigger=feed,
-                              clock=station.world.clock.now, emulate_hardware_trigger=True, **options)
+                              shape=station.world.shape, before_trigger=before_trigger,
+                              clock=station.world.clock.now, emulate_hardware_trigger=True,
+                              line_source=link, **options)
     except InstrumentError as exc:
         raise StationFileError(
             f"instrument {role!r}: pylon's camera emulator is not available ({exc}); pylon reads "

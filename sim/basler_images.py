@@ -88,11 +88,16 @@ class EmulatorImageFeed:
 
     def render(self, exposure_s: float, gain_db: float, bit_depth: int) -> np.ndarray:
         """One frame in the pixel format's units (``bit_depth`` bits), shot and read noise included."""
+        with self.world.lock:
+            rate = self._pl_rate()
+        return self.digitise(rate * self.collection * exposure_s, gain_db, bit_depth)
+
+    def digitise(self, mean_electrons: np.ndarray, gain_db: float, bit_depth: int) -> np.ndarray:
+        """A frame from the expected electrons per pixel: shot and read noise, gain, offset, clipping."""
         world = self.world
         with world.lock:
-            rate = self._pl_rate()
             rng = world.rng
-            electrons = rng.poisson(np.clip(rate * self.collection * exposure_s, 0, None)).astype(float)
+            electrons = rng.poisson(np.clip(mean_electrons, 0, None)).astype(float)
             electrons += rng.normal(0.0, self.read_noise_e, electrons.shape)
         top = 2**bit_depth - 1
         dn = electrons * (top / self.full_well_e) * 10 ** (gain_db / 20) + self.dark_offset_dn
@@ -123,16 +128,19 @@ class EmulatorImageFeed:
         pixel_format: str = "",
     ) -> None:
         """Called by the driver before each trigger: write the frame the emulator will serve next."""
-        if tuple(shape) != tuple(self.world.shape):
-            raise ValueError(
-                f"camera ROI {tuple(shape)} differs from the simulated image {self.world.shape}; "
-                "set the camera's shape to the World's (the station does)"
-            )
+        self.check_shape(shape)
         frame = self.render(exposure_s, gain_db, bit_depth)
         self.write(frame, bit_depth)
         self.mw_frequencies_hz.append(float(self.world.mw_frequency_hz))
         self.frames_rendered += 1
         self.world.clock.advance(exposure_s)  # the exposure takes time; the emulator keeps none
+
+    def check_shape(self, shape: tuple[int, int]) -> None:
+        if tuple(shape) != tuple(self.world.shape):
+            raise ValueError(
+                f"camera ROI {tuple(shape)} differs from the simulated image {self.world.shape}; "
+                "set the camera's shape to the World's (the station does)"
+            )
 
     def write(self, frame: np.ndarray, bit_depth: int) -> None:
         """Write ``frame`` into every served file, each replaced whole (the emulator never sees half)."""
