@@ -14,7 +14,8 @@ reported; ``converged`` and finite errors mark the pixels to trust.
 
 Models (t: the sweep as the scalar fit takes it, ``fit_x``):
 
-* Rabi: ``y0 - a * mean_h[(R/R_h)^2 (1 - cos(2 pi R_h t) exp(-t/tau)) / 2]``, ``R_h = sqrt(R^2 + d_h^2)``;
+* Rabi: ``y0 - a * mean_h[(R/R_h)^2 (1 - cos(2 pi R_h t) exp(-g t)) / 2]``, ``R_h = sqrt(R^2 + d_h^2)``,
+  the decay as a rate g (``decay_s`` = 1/g is derived);
 * Ramsey: ``y0 + exp(-(t/T2*)^2) * sum_h [p_h cos(2 pi f_h t) + q_h sin(2 pi f_h t)]``, ``f_2 = f_1 + A``
   (the Gaussian decay of a Gaussian spread of detunings, a stretched exponential with n = 2);
 * echo and dynamical decoupling: ``y0 + a exp(-(t/T2)^n)`` (n free, or held at the mean curve's);
@@ -93,7 +94,7 @@ def bin_images(images: np.ndarray, block: int) -> np.ndarray:
 
 def fit_map(kind: str, f: Model, names: list[str], x: np.ndarray, stack: np.ndarray, theta0: np.ndarray,
             lower: np.ndarray, upper: np.ndarray, starts: list[np.ndarray] | None = None,
-            max_iter: int = 100) -> PulsedMap:
+            max_iter: int = 300) -> PulsedMap:
     """Fit model ``f`` to every pixel of ``stack`` (F, rows, cols) from one or several starts.
 
     ``theta0`` (and each of ``starts``) is (P, N) with N = rows * cols; the best start per pixel wins.
@@ -153,11 +154,11 @@ def fit_rabi_map(t_s: np.ndarray, stack: np.ndarray, mean_fit: PulsedFit, hyperf
     lines = _lines(hyperfine_hz) + mean_fit.params["detuning_hz"]
 
     def f(th: np.ndarray, t: np.ndarray) -> np.ndarray:
-        y0, a, rabi, tau = th
+        y0, a, rabi, rate = th
         out = 0.0
         for d in lines:
             r_h = np.sqrt(rabi**2 + d**2)
-            out = out + (rabi / r_h) ** 2 * (1 - np.cos(2 * np.pi * r_h * t) * np.exp(-t / tau)) / 2
+            out = out + (rabi / r_h) ** 2 * (1 - np.cos(2 * np.pi * r_h * t) * np.exp(-t * rate)) / 2
         return y0 - a * out / len(lines)
 
     n = stack.shape[1] * stack.shape[2]
@@ -166,14 +167,23 @@ def fit_rabi_map(t_s: np.ndarray, stack: np.ndarray, mean_fit: PulsedFit, hyperf
     nyq = 0.5 / np.min(np.diff(np.sort(x)))
     r0 = mean_fit.params["rabi_hz"]
     peak = periodogram_peak(x, np.nan_to_num(y), max(0.25 * r0, 1.5 / span), min(4 * r0, nyq))
-    p = mean_fit.params
-    names = ["offset", "amplitude", "rabi_hz", "decay_s"]
+    # The decay enters as a rate: a pixel whose oscillation barely decays over the sweep sits near
+    # rate 0, where the fit is well behaved, instead of wandering off towards an infinite time.
+    # The mean curve decays faster than any pixel (it averages different Rabi frequencies): start at
+    # half its rate.
+    rate0 = 0.5 / mean_fit.params["decay_s"]
+    names = ["offset", "amplitude", "rabi_hz", "decay_rate_hz"]
     amp = np.nanmax(y, axis=1) - np.nanmin(y, axis=1)
-    theta0 = np.stack([np.nanmax(y, axis=1), 2 * amp, peak, _per_pixel(p["decay_s"], n)])
-    lower = np.array([-np.inf, 0.0, 0.1 / span, span / 100])[:, None]
-    upper = np.array([np.inf, np.inf, nyq, 1e3 * span])[:, None]
+    theta0 = np.stack([np.nanmax(y, axis=1), 2 * amp, peak, _per_pixel(rate0, n)])
+    lower = np.array([-np.inf, 0.0, 0.1 / span, 0.0])[:, None]
+    upper = np.array([np.inf, np.inf, nyq, 100 / span])[:, None]
     starts = [np.stack([theta0[0], theta0[1], theta0[2] * k, theta0[3]]) for k in (0.9, 1.1)]
-    return fit_map("rabi", f, names, x, stack, theta0, lower, upper, starts)
+    out = fit_map("rabi", f, names, x, stack, theta0, lower, upper, starts)
+    rate, rate_err = out.params["decay_rate_hz"], out.errors["decay_rate_hz"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out.params["decay_s"] = 1.0 / rate
+        out.errors["decay_s"] = rate_err / rate**2
+    return out
 
 
 def fit_ramsey_map(t_s: np.ndarray, stack: np.ndarray, mean_fit: PulsedFit, hyperfine_hz: float) -> PulsedMap:
