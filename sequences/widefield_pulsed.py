@@ -4,8 +4,8 @@ An intensity camera cannot gate a few hundred nanoseconds: it integrates light f
 exposure. So each sequence point is one program that exposes one frame over ``repetitions``
 shots and a second, reference frame over as many shots again:
 
-    init laser | [shot] x reps   (camera line high: signal exposure) | camera readout gap
-    init laser | [reference shot] x reps (camera line high: reference exposure) | readout gap
+    camera readout gap | init laser | [shot] x reps  (camera line high: signal exposure)
+    camera readout gap | init laser | [reference shot] x reps  (camera line high: reference exposure)
     (repeated ``pairs`` times)
 
 with ``shot = dark | MW part | gap | readout laser``. The camera runs in trigger-width exposure on
@@ -166,7 +166,10 @@ class CameraPulsed(PulsedMeasurement):
         ref_len, ref_mw = self.reference_mw_part(x)
         signal = self._shot(sig_len, sig_mw, "signal", True)
         reference = self._shot(ref_len, ref_mw, f"reference ({self.readout_cycle})", True)
-        blocks = (init, signal, gap, init, reference, gap) * f.pairs
+        # Each exposure follows a readout gap, the first one too: the previous program's last frame
+        # may have ended just before this program starts, and the camera ignores a trigger that
+        # comes sooner than its frame period (an overtrigger).
+        blocks = (gap, init, signal, gap, init, reference) * f.pairs
         return PulseSequence(blocks, self.channels,
                              description=f"widefield {self.kind} {self.sweep_name}={x:g}")
 
@@ -175,8 +178,8 @@ class CameraPulsed(PulsedMeasurement):
         exposure = max(self.exposure_s(float(x)) for x in self.sweep)
         blocks: tuple[Block, ...] = ()
         for _ in range(self.frames.dark_frames):
-            blocks += (Block(exposure, (Pulse(CAMERA_LINE, 0.0, exposure, "dark exposure"),), name="dark"),
-                       Block(self.frames.readout_gap_s, (), name="camera readout"))
+            blocks += (Block(self.frames.readout_gap_s, (), name="camera readout"),
+                       Block(exposure, (Pulse(CAMERA_LINE, 0.0, exposure, "dark exposure"),), name="dark"))
         return PulseSequence(blocks, self.channels, description=f"widefield {self.kind} dark frames")
 
     def program(self, x: float) -> PulseProgram:
@@ -341,9 +344,18 @@ class CameraXy8(CameraPulsed, Xy8):
 
 @dataclass
 class CameraT1(CameraPulsed, T1Relaxation):
-    """Widefield T1 relaxometry: a T1 map."""
+    """Widefield T1 relaxometry: a T1 map.
+
+    With no MW, a MW-off reference would equal the signal; the reference shot instead waits only
+    the sweep's shortest dark time, so it reads the polarised (ms=0) brightness with the same laser
+    pulses, and so the same light budget, as the signal shot.
+    """
 
     map_parameter: ClassVar[str] = "t1_s"
+    readout_cycle: ClassVar[str] = "shortest_dark"
+
+    def reference_mw_part(self, x: float) -> tuple[float, list[Pulse]]:
+        return float(np.min(self.sweep)), []
 
 
 CAMERA_MEASUREMENTS: dict[str, type[CameraPulsed]] = {
