@@ -199,8 +199,13 @@ class CameraPulsed(PulsedMeasurement):
         super().check(limits)
         compile_sequence(self.dark_sequence(), self.clock_hz)
 
-    def check_camera(self, constraints: CameraConstraints, shape: tuple[int, int]) -> None:
-        """Refuse what the camera cannot take, before anything moves: input, exposures, frame rate."""
+    def check_camera(self, constraints: CameraConstraints, shape: tuple[int, int],
+                     frame_period_s: float | None = None) -> None:
+        """Refuse what the camera cannot take, before anything moves: input, exposures, frame rate.
+
+        ``frame_period_s``: the camera's shortest time between frames with its present settings
+        (default: from its top frame rate).
+        """
         f = self.frames
         if constraints.trigger_inputs and f.trigger_input not in constraints.trigger_inputs:
             raise CameraTimingError(
@@ -216,11 +221,11 @@ class CameraPulsed(PulsedMeasurement):
                 f"exposures of {lo * 1e3:.4g} .. {hi * 1e3:.4g} ms ({f.repetitions} shots per frame) lie "
                 f"outside the camera's {constraints.exposure_min_s * 1e3:.4g} .. "
                 f"{constraints.exposure_max_s * 1e3:.4g} ms; change the shots per frame (repetitions)")
-        period = 1.0 / constraints.frame_rate_max_hz
+        period = 1.0 / constraints.frame_rate_max_hz if frame_period_s is None else frame_period_s
         if f.readout_gap_s < period:
             raise CameraTimingError(
                 f"the {f.readout_gap_s * 1e3:.4g} ms between exposures is shorter than the camera's "
-                f"{period * 1e3:.4g} ms frame period ({constraints.frame_rate_max_hz:.4g} frame/s); "
+                f"{period * 1e3:.4g} ms frame period ({1 / period:.4g} frame/s); "
                 "lengthen the readout gap")
 
     # ---- running -------------------------------------------------------------------------------
@@ -250,7 +255,8 @@ class CameraPulsed(PulsedMeasurement):
         mw: MicrowaveSource = instruments["mw"]  # type: ignore[assignment]
         pulser: PulseGenerator = instruments["pulser"]  # type: ignore[assignment]
         camera: IntensityCamera = instruments[self.camera_role]  # type: ignore[assignment]
-        self.check_camera(camera.constraints, camera.shape)
+        rate = getattr(camera, "resulting_frame_rate_hz", None)
+        self.check_camera(camera.constraints, camera.shape, 1.0 / rate if rate else None)
         dark_seq = self.dark_sequence()
         dark = self._expose(pulser, camera, dark_seq, max(self.exposure_s(float(x)) for x in self.sweep),
                             self.frames.dark_frames).mean(axis=0)

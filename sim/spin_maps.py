@@ -87,10 +87,13 @@ def default_truth(params: SpinParameters, grid: tuple[int, int], block: int = 1)
     if rows < 1 or cols < 1:
         raise SpinModelError(f"the truth grid must have at least one cell, got {grid}")
     v, u = np.meshgrid(np.linspace(-1, 1, rows), np.linspace(-1, 1, cols), indexing="ij")
-    # Wire along the columns, 1.5 half-widths beyond the top edge and 0.5 below the NV layer:
-    # amplitude ~ 1/distance, 1 at the centre of the field (0.72 at the bottom, 1.6 at the top).
-    wire_v, depth = -2.5, 0.5
-    rabi_scale = np.hypot(wire_v, depth) / np.hypot(v - wire_v, depth)
+    # A straight wire beyond the top edge, tilted 15 degrees from the rows, 2.5 half-widths from the
+    # centre and 0.5 below the NV layer: amplitude ~ 1/distance, 1 at the centre of the field
+    # (about 0.7 at the bottom, 1.6 at the top).
+    wire_v, depth, tilt = -2.5, 0.5, np.deg2rad(15.0)
+    across = (v - wire_v) * np.cos(tilt) - u * np.sin(tilt)  # distance from the wire in the layer
+    centre = -wire_v * np.cos(tilt)
+    rabi_scale = np.hypot(centre, depth) / np.hypot(across, depth)
 
     def bump(u0: float, v0: float, width: float) -> np.ndarray:
         return np.exp(-((u - u0) ** 2 + (v - v0) ** 2) / (2 * width**2))
