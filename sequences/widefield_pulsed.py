@@ -35,7 +35,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from instrument.analysis.pulsed import PulsedFit
 from instrument.protocols import (
     CameraConstraints,
     CameraTrigger,

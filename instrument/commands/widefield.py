@@ -121,8 +121,10 @@ def run(args: argparse.Namespace, station: Any, out: Any, role: str, frequency: 
           f"{measurement.n_steps} points x {2 * measurement.frames.pairs} frames of "
           f"{measurement.frames.repetitions} shots, camera {role}")
     mean = result.fit
-    print(f"  pixel mean       {label} {mean.params[name] / scale:.5g} +- {mean.errors[name] / scale:.2g} {unit}")
-    print(f"  map              {values.shape[0]} x {values.shape[1]} bins of {bin_px} px, {ok.mean():.0%} fitted; "
+    print(f"  pixel mean       {label} {mean.params[name] / scale:.5g} +- "
+          f"{mean.errors[name] / scale:.2g} {unit}")
+    print(f"  map              {values.shape[0]} x {values.shape[1]} bins of {bin_px} px, "
+          f"{ok.mean():.0%} fitted; "
           f"{label} {np.nanpercentile(values, 5) / scale:.4g} .. {np.nanpercentile(values, 95) / scale:.4g} "
           f"{unit} (5-95 %), median error {np.nanmedian(errors) / scale:.2g} {unit}")
     if result.agreement:

@@ -41,9 +41,9 @@ MAP_PARAMETER = {"rabi": "rabi_hz", "ramsey": "t2_star_s", "echo": "t2_s", "cpmg
 def widefield_sweep(kind: str, clock_hz: float, start: float | None = None, stop: float | None = None,
                     points: int | None = None, n_pulses: int = 8) -> Any:
     """Sweep values of ``kind`` on the clock grid (echo: halves, CPMG: 2N slots on the grid)."""
-    from instrument.services.pulsed import MIN_POINTS
-
     import numpy as np
+
+    from instrument.services.pulsed import MIN_POINTS
 
     d_start, d_stop, d_points = DEFAULT_SWEEPS[kind]
     start = d_start if start is None else start
@@ -54,7 +54,8 @@ def widefield_sweep(kind: str, clock_hz: float, start: float | None = None, stop
     if not (np.isfinite(start) and np.isfinite(stop) and stop > start):
         raise RequestError(f"{setting('start')}/{setting('stop')} must be finite with stop > start, "
                            f"got {start:g} .. {stop:g}")
-    values = np.geomspace(start, stop, points) if kind == "t1" and start > 0 else np.linspace(start, stop, points)
+    log_spaced = kind == "t1" and start > 0
+    values = np.geomspace(start, stop, points) if log_spaced else np.linspace(start, stop, points)
     grid = {"echo": 2, "cpmg": 2 * n_pulses, "xy8": 16 * n_pulses}.get(kind, 1)
     cycles = np.round(values * clock_hz / grid) * grid
     if len(np.unique(cycles)) < len(cycles):
@@ -91,7 +92,8 @@ def build_widefield(request: WidefieldRequest, camera: Any, clock_hz: float, pi:
     from sequences.widefield_pulsed import CAMERA_MEASUREMENTS, FrameTiming
 
     if request.kind not in CAMERA_KINDS:
-        raise RequestError(f"unknown widefield measurement {request.kind!r}; choose {', '.join(CAMERA_KINDS)}")
+        raise RequestError(f"unknown widefield measurement {request.kind!r}; "
+                           f"choose {', '.join(CAMERA_KINDS)}")
     reps = DEFAULT_REPETITIONS[request.kind] if request.repetitions is None else request.repetitions
     frames = FrameTiming(repetitions=reps, pairs=request.pairs, trigger_input=request.trigger_input,
                          readout_gap_s=1.2 * frame_period_s(camera))
@@ -208,7 +210,8 @@ def finish_widefield(station: Any, out: Path, prepared: SequenceRun, measurement
     arrays.update({f"{k}_err": v for k, v in maps.errors.items()})
     arrays["converged"] = maps.converged
     summary: dict[str, Any] = {
-        "fit": {"params": result.fit.params, "errors": result.fit.errors, "reduced_chi2": result.fit.reduced_chi2},
+        "fit": {"params": result.fit.params, "errors": result.fit.errors,
+                "reduced_chi2": result.fit.reduced_chi2},
         "maps": {"file": "maps.npz", "bin_px": bin_px, "shape": list(maps.shape), "held": maps.held,
                  "converged_fraction": float(maps.converged.mean())},
     }
