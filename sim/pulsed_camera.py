@@ -8,8 +8,8 @@ per program run on a :class:`sim.spin_maps.CellSpinEnsemble`, with the camera li
 every exposure gets, per cell, the PL the spins emit during every laser pulse inside it (the whole
 readout pulse, as the camera integrates it: the spin contrast diluted by repolarisation over the
 laser time). That light, times the World's brightness per pixel (illumination and optics), is the
-frame's expected photons. Windows with the laser and MW on together, or programs that loop forever,
-go to the CW renderer.
+frame's expected photons. Programs with the laser and MW on together (CW ODMR), or that loop
+forever, go to the CW renderer.
 """
 
 from __future__ import annotations
@@ -59,19 +59,28 @@ class SpinExposureRenderer(ExposureRenderer):
         self.line = line
         self.programs_played = 0
         self._played: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._kind: tuple[int, bool] | None = None
 
     def truth_maps(self, power_dbm: float | None = None) -> dict[str, object]:
         """The truth by the names the fitted maps use, with its cell size in pixels."""
         return {**self.truth.as_dict(self.spins.uniform, power_dbm), "block": self.truth.block}
 
     def photons(self, window: ExposureWindow) -> np.ndarray:
-        times = self.state_times_s(window)
-        tl = self.board.timeline
-        pulsed = (tl is not None and not tl.periodic and times.get((True, True), 0.0) == 0.0
-                  and self.board.running)
-        if not pulsed:
+        if not self._pulsed_program():
             return super().photons(window)
         return self._pl_rates()[0] * self._light(window)
+
+    def _pulsed_program(self) -> bool:
+        """The running program ends and never has the laser and the MW switch on together."""
+        board, tl = self.board, self.board.timeline
+        if tl is None or tl.periodic or not board.running:
+            return False
+        if self._kind is None or self._kind[0] != board.start_count:
+            _, outs = tl.segments()
+            outs = np.asarray(outs, np.int64)
+            both = ((outs >> board.wiring[self.laser_line]) & 1) & ((outs >> board.wiring[self.mw_line]) & 1)
+            self._kind = (board.start_count, not bool(np.any(both)))
+        return self._kind[1]
 
     def _light(self, window: ExposureWindow) -> np.ndarray:
         """Seconds of full brightness per pixel in ``window``, from the run's spin simulation."""
