@@ -56,7 +56,8 @@ def line(kind, seed, result, seconds):
     mean = result.fit.params[name]
     flat = np.full(result.maps.shape, mean)
     base = compare_with_truth(flat, result.maps.errors[name], result.truth[name])
-    return (f"{kind:<7} {seed:>4} {a['within_2_sigma']:>7.0%} {a['within_3_sigma']:>7.0%} {a['median_abs_z']:>8.2f} "
+    return (f"{kind:<7} {seed:>4} {a['within_2_sigma']:>7.0%} {a['within_3_sigma']:>7.0%} "
+            f"{a['median_abs_z']:>8.2f} "
             f"{a['median_rel_error']:>9.1%} {a['median_rel_sigma']:>9.1%} {a['pixels']:>4}/{a['of']:<4} "
             f"{base['within_3_sigma']:>9.0%} {base['median_abs_z']:>8.1f} {seconds:>6.1f}")
 

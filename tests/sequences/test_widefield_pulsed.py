@@ -79,12 +79,14 @@ def test_cpmg_places_n_pi_pulses_at_the_filter_positions():
     # centres at tau (2k - 1) / 2N of free time after the first pi/2 (plus the pulses before)
     for k, p in enumerate(pis, start=1):
         free_before = tau * (2 * k - 1) / 8
-        assert p.start_s + p.duration_s / 2 == pytest.approx(half + free_before + (k - 1) * PI.pi_s + PI.pi_s / 2)
+        expected = half + free_before + (k - 1) * PI.pi_s + PI.pi_s / 2
+        assert p.start_s + p.duration_s / 2 == pytest.approx(expected)
     assert m.parameters()["variant"] == "CP (one MW phase)"
 
 
 @pytest.mark.parametrize("make", [
-    lambda: CameraXy8(_grid(np.linspace(2e-6, 10e-6, 6), 128), 2.78e9, 10.0, (20, 20), pi_pulse=PI, n_pulses=1),
+    lambda: CameraXy8(_grid(np.linspace(2e-6, 10e-6, 6), 128), 2.78e9, 10.0, (20, 20), pi_pulse=PI,
+                      n_pulses=1),
     lambda: CameraCpmg(_grid(np.linspace(2e-6, 10e-6, 6), 16), 2.78e9, 10.0, (20, 20), pi_pulse=PI,
                        n_pulses=4, phase_cycled=True),
 ])
@@ -105,7 +107,8 @@ def test_xy8_cycles_carry_the_xy_phases():
 
 
 def test_t1_reference_waits_only_the_shortest_dark_time():
-    m = CameraT1(_grid(np.geomspace(10e-6, 1e-3, 6)), 2.78e9, 10.0, (20, 20), frames=FrameTiming(repetitions=100))
+    m = CameraT1(_grid(np.geomspace(10e-6, 1e-3, 6)), 2.78e9, 10.0, (20, 20),
+                 frames=FrameTiming(repetitions=100))
     m.check(LIMITS)
     (sig, _), (ref, _) = _camera_pulses(m.sequence(float(m.sweep[-1])))[:2]
     assert sig.duration_s - ref.duration_s == pytest.approx(m.sweep[-1] - m.sweep[0])
@@ -115,7 +118,8 @@ def test_t1_reference_waits_only_the_shortest_dark_time():
     ("setup", "message"),
     [
         (lambda: (_rabi(reps=500_000), CAMERA, (20, 20), None), r"outside the camera's .* shots per frame"),
-        (lambda: (_rabi(readout_gap_s=5e-3), CAMERA, (20, 20), None), r"shorter than the camera's 10 ms frame"),
+        (lambda: (_rabi(readout_gap_s=5e-3), CAMERA, (20, 20), None),
+         r"shorter than the camera's 10 ms frame"),
         (lambda: (_rabi(trigger_input="Line2"), CAMERA, (20, 20), None), r"no trigger input 'Line2'"),
         (lambda: (_rabi(), CAMERA, (10, 20), None), r"gives \(10, 20\) images .* planned for \(20, 20\)"),
         (lambda: (_rabi(readout_gap_s=12e-3), CAMERA, (20, 20), 0.02), r"20 ms frame period"),

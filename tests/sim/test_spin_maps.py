@@ -1,4 +1,4 @@
-"""Per-cell spin physics: the same physics as the uniform ensemble, with truth that varies across the field."""
+"""Per-cell spin physics: the uniform ensemble's physics, with truth that varies across the field."""
 
 import numpy as np
 import pytest
@@ -53,7 +53,8 @@ def test_each_cell_follows_its_own_truth(rig):
     truth = SpinTruthMaps(np.array([[1.0, 2.0]]), ones * p.t2_star_s, ones * p.t2_s,
                           np.array([[p.t1_s, p.t1_s / 4]]), p.t2_stretch)
     ens = CellSpinEnsemble(world, truth)
-    t1 = T1Relaxation(np.array([1e-3] * 5), world.mw_frequency_hz, 4.0, (8, 8), timing=ShotTiming(repetitions=20))
+    t1 = T1Relaxation(np.array([1e-3] * 5), world.mw_frequency_hz, 4.0, (8, 8),
+                      timing=ShotTiming(repetitions=20))
     signal, reference = _play(pb, lib, ens, t1, 1e-3)
     assert signal[1] < signal[0]  # the short-T1 cell has relaxed further in the dark: darker
     rabi = Rabi(np.array([26e-9] * 5), world.mw_frequency_hz, 4.0, (8, 8), timing=ShotTiming(repetitions=20))
