@@ -57,9 +57,10 @@ def line(kind, seed, result, seconds):
     flat = np.full(result.maps.shape, mean)
     base = compare_with_truth(flat, result.maps.errors[name], result.truth[name])
     return (f"{kind:<7} {seed:>4} {a['within_2_sigma']:>7.0%} {a['within_3_sigma']:>7.0%} "
-            f"{a['median_abs_z']:>8.2f} "
+            f"{a['median_abs_z']:>8.2f} {a['mean_z2']:>7.2f} "
             f"{a['median_rel_error']:>9.1%} {a['median_rel_sigma']:>9.1%} {a['pixels']:>4}/{a['of']:<4} "
-            f"{base['within_3_sigma']:>9.0%} {base['median_abs_z']:>8.1f} {seconds:>6.1f}")
+            f"{base['within_3_sigma']:>9.0%} {base['median_abs_z']:>8.1f} {base['mean_z2']:>8.1f} "
+            f"{seconds:>6.1f}")
 
 
 def main() -> None:
@@ -70,8 +71,8 @@ def main() -> None:
     p.add_argument("--figure", type=Path, default=None, help="write the first Rabi map figure here")
     args = p.parse_args()
     warnings.filterwarnings("ignore", category=RuntimeWarning)
-    print("kind    seed  in 2sig  in 3sig  med|z|  med rel err  med rel sig  bins   "
-          "baseline: in 3sig  med|z|   time s")
+    print("kind    seed  in 2sig  in 3sig  med|z|  mean z2  med rel err  med rel sig  bins   "
+          "baseline: in 3sig  med|z|  mean z2  time s")
     for seed in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp, \
                 build_station(bundled_station("basler.yaml"), simulated=True, seed=seed) as station:
