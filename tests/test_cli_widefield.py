@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import instrument.cli as cli
+from instrument.analysis.pulsed_maps import compare_with_truth
 from tests.widefield_station import basler_test_station
 
 
@@ -30,6 +31,10 @@ def test_rabi_map_on_the_basler_emulator_matches_the_truth_within_its_errors(acq
     assert within3 >= 90 and within2 >= 80 and 0.4 < median_z < 1.0, out
     maps = np.load(tmp_path / "runs" / "run-0001" / "maps.npz")
     assert maps["rabi_hz"].shape == (10, 10) and maps["rabi_hz_truth"].shape == (10, 10)
+    fit = compare_with_truth(maps["rabi_hz"], maps["rabi_hz_err"], maps["rabi_hz_truth"])
+    flat = np.full_like(maps["rabi_hz"], np.nanmedian(maps["rabi_hz"]))
+    baseline = compare_with_truth(flat, maps["rabi_hz_err"], maps["rabi_hz_truth"])
+    assert fit["mean_z2"] < 5 and baseline["mean_z2"] > 50 and baseline["within_3_sigma"] < 0.3, (fit, baseline)
     # the map resolves the antenna's fall-off: top rows (near the wire) drive faster than the bottom
     assert np.nanmean(maps["rabi_hz"][:2]) > 1.4 * np.nanmean(maps["rabi_hz"][-2:])
     assert (tmp_path / "runs" / "run-0001" / "map.png").exists()
@@ -58,8 +63,6 @@ def test_too_many_shots_for_the_exposure_are_refused_before_anything_moves(acqui
 
 
 def test_t1_map_matches_the_truth_and_beats_the_pixel_mean_baseline(acquire, capsys, tmp_path):
-    from instrument.analysis.pulsed_maps import compare_with_truth
-
     assert acquire("t1", "--bin", "6", "--pairs", "2", "--no-figure") == 0
     out = capsys.readouterr().out
     assert "T1" in out and "vs simulated truth" in out
