@@ -34,7 +34,8 @@ def test_rabi_map_on_the_basler_emulator_matches_the_truth_within_its_errors(acq
     fit = compare_with_truth(maps["rabi_hz"], maps["rabi_hz_err"], maps["rabi_hz_truth"])
     flat = np.full_like(maps["rabi_hz"], np.nanmedian(maps["rabi_hz"]))
     baseline = compare_with_truth(flat, maps["rabi_hz_err"], maps["rabi_hz_truth"])
-    assert fit["mean_z2"] < 5 and baseline["mean_z2"] > 50 and baseline["within_3_sigma"] < 0.3, (fit, baseline)
+    assert fit["mean_z2"] < 5 and baseline["mean_z2"] > 50, (fit, baseline)
+    assert baseline["within_3_sigma"] < 0.3
     # the map resolves the antenna's fall-off: top rows (near the wire) drive faster than the bottom
     assert np.nanmean(maps["rabi_hz"][:2]) > 1.4 * np.nanmean(maps["rabi_hz"][-2:])
     assert (tmp_path / "runs" / "run-0001" / "map.png").exists()
