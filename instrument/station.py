@@ -478,15 +478,22 @@ def _pulsed_renderer(station: Station, board: Any, line: str, block: Any = None)
     most 32 x 32 cells (the spin simulation's cost goes with the cells).
     """
     from sim.pulsed_camera import SpinExposureRenderer, truth_for
-    from sim.spin import SpinParameters
+    from sim.spin import SpinModelError, SpinParameters
 
     rows, cols = station.world.shape
-    block = int(block) if block is not None else next(b for b in range(1, max(rows, cols) + 1)
-                 if (rows % b == 0 and cols % b == 0 and rows // b <= 32 and cols // b <= 32)
-                 or b == max(rows, cols))
-    params = SpinParameters.from_sample_source(station.world.sample.source)
-    renderer = SpinExposureRenderer(station.world, board, truth_for(station.world, params, block), params,
-                                    line=line)
+    if block is None:
+        block = next(b for b in range(1, max(rows, cols) + 1)
+                     if (rows % b == 0 and cols % b == 0 and rows // b <= 32 and cols // b <= 32)
+                     or b == max(rows, cols))
+    elif not isinstance(block, int) or isinstance(block, bool):
+        raise StationFileError(f"station file {station.source}: spin_block must be a whole number of "
+                               f"pixels, got {block!r}")
+    try:
+        params = SpinParameters.from_sample_source(station.world.sample.source)
+        truth = truth_for(station.world, params, block)
+    except SpinModelError as exc:
+        raise StationFileError(f"station file {station.source}: {exc}") from exc
+    renderer = SpinExposureRenderer(station.world, board, truth, params, line=line)
     station.sim_parts["spin_truth"] = renderer
     return renderer
 

@@ -76,3 +76,11 @@ def test_t1_map_matches_the_truth_and_beats_the_pixel_mean_baseline(acquire, cap
     baseline = compare_with_truth(flat, maps["t1_s_err"], maps["t1_s_truth"])
     # seeds 0-3: map 1.5-2.1, baseline 3.4-6.2
     assert fit["mean_z2"] < 0.75 * baseline["mean_z2"], (fit, baseline)
+
+
+@pytest.mark.parametrize(("block", "message"), [(7, "must divide the simulated image 60 x 60"),
+                                                 ("six", "spin_block must be a whole number")])
+def test_a_bad_spin_block_is_a_station_file_error(tmp_path, capsys, block, message):
+    path = basler_test_station(tmp_path, block=block)
+    assert cli.main(["--sim", "--station", str(path), "--out", str(tmp_path / "runs"), "pulsed", "rabi"]) == 2
+    assert message in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""``acquire pulsed KIND``: Rabi, Ramsey, Hahn echo, T1 or pulsed ODMR with its fit.
+"""``acquire pulsed KIND``: Rabi, Ramsey, Hahn echo, T1 or pulsed ODMR with its fit (on an
+intensity camera: widefield maps, ``instrument.commands.widefield``).
 
 Ramsey, echo and pulsed ODMR need a pi pulse: unless ``--pi-ns`` is given, a Rabi measurement at
 the same frequency and power runs first (stored as its own run) and its fit calibrates the pulse.
@@ -49,7 +50,10 @@ def add_parser(sub: Any) -> None:
     o = sub.add_parser(
         "pulsed", help="pulsed measurement (rabi, ramsey, echo, t1, odmr) with its fit",
         description="Pulsed NV measurement on the gated counter: Rabi (Rabi frequency, pi pulse), "
-        "Ramsey (T2*), Hahn echo (T2), T1 relaxometry (T1) or pulsed ODMR (line centre).")
+        "Ramsey (T2*), Hahn echo (T2), T1 relaxometry (T1) or pulsed ODMR (line centre). On an "
+        "intensity camera (--camera, or a station whose detector is one): widefield maps of the Rabi "
+        "frequency, T2*, T2 (echo, cpmg as CP-N) and T1, one signal/reference frame pair per point; "
+        "xy8 and --phase-cycled cpmg need MW phase control and are refused on a PulseBlaster.")
     o.add_argument("kind", choices=ALL_KINDS,
                    help="which measurement (cpmg, xy8: widefield on a camera only)")
     o.add_argument("--frequency-hz", type=float, default=None,
