@@ -18,7 +18,8 @@ Models (t: the sweep as the scalar fit takes it, ``fit_x``):
   the decay as a rate g (``decay_s`` = 1/g is derived);
 * Ramsey: ``y0 + exp(-(t/T2*)^2) * sum_h [p_h cos(2 pi f_h t) + q_h sin(2 pi f_h t)]``, ``f_2 = f_1 + A``
   (the Gaussian decay of a Gaussian spread of detunings, a stretched exponential with n = 2);
-* echo and dynamical decoupling: ``y0 + a exp(-(t/T2)^n)`` (n free, or held at the mean curve's);
+* echo and dynamical decoupling: ``y0 + a exp(-(t/T2)^n)`` (n free per pixel, held at the mean
+  curve's, or held at the median of the pixels' own);
 * T1: ``y0 + a exp(-t/T1)``.
 """
 
@@ -223,9 +224,21 @@ def fit_decay_map(kind: str, t_s: np.ndarray, stack: np.ndarray, mean_fit: Pulse
 
     Args:
         time_name: the decay time's name in ``mean_fit`` and in the map (``t2_s``, ``t1_s``).
-        stretch: ``"free"`` (n per pixel), ``"mean"`` (n held at the mean fit's ``stretch``) or
-            ``"none"`` (n = 1: T1).
+        stretch: ``"free"`` (n per pixel), ``"mean"`` (n held at the mean fit's ``stretch``),
+            ``"pixels"`` (n free per pixel first, then held at the median over pixels and refitted:
+            one exponent for the material, without the bias of the mean curve, which averages
+            different decay times into a smaller n) or ``"none"`` (n = 1: T1).
     """
+    if stretch == "pixels":
+        free = fit_decay_map(kind, t_s, stack, mean_fit, time_name, "free")
+        n = float(np.nanmedian(free.params["stretch"]))
+        if not np.isfinite(n):
+            raise PulsedFitError(f"no pixel of the {kind} map fitted a stretch exponent")
+        held = PulsedFit(mean_fit.kind, {**mean_fit.params, "stretch": n}, mean_fit.errors,
+                         mean_fit.reduced_chi2, mean_fit.x, mean_fit.y, mean_fit.sigma, mean_fit.model)
+        out = fit_decay_map(kind, t_s, stack, held, time_name, "mean")
+        out.held = {"stretch": n}
+        return out
     x = np.asarray(t_s, float)
     p = mean_fit.params
     n = stack.shape[1] * stack.shape[2]
@@ -247,7 +260,7 @@ def fit_decay_map(kind: str, t_s: np.ndarray, stack: np.ndarray, mean_fit: Pulse
     elif stretch == "none":
         fixed = 1.0
     else:
-        raise ValueError(f"stretch must be free, mean or none, got {stretch!r}")
+        raise ValueError(f"stretch must be free, mean, pixels or none, got {stretch!r}")
 
     def f(th: np.ndarray, t: np.ndarray) -> np.ndarray:
         y0, a, tt = th[0], th[1], th[2]

@@ -161,8 +161,9 @@ def fit_maps(measurement: Any, x: Any, stack: Any, mean_fit: Any) -> Any:
     if kind == "ramsey":
         return pm.fit_ramsey_map(fx, stack, mean_fit, measurement.hyperfine_hz)
     if kind in ("echo", "cpmg", "xy8"):
-        # The echo decay is stretched (spectral diffusion, n ~ 3): n free per pixel.
-        return pm.fit_decay_map(kind, fx, stack, mean_fit, "t2_s", "free")
+        # The echo decay is stretched (spectral diffusion, n ~ 3): one n for the material, the
+        # median of the pixels' own (the mean curve's n is biased low by the spread of T2).
+        return pm.fit_decay_map(kind, fx, stack, mean_fit, "t2_s", "pixels")
     return pm.fit_decay_map(kind, fx, stack, mean_fit, "t1_s", "none")
 
 

@@ -56,7 +56,10 @@ def test_stretched_echo_map_fits_the_stretch_per_pixel():
     assert compare_with_truth(m.params["t2_s"], m.errors["t2_s"], t2)["within_3_sigma"] >= 0.9
     held = fit_decay_map("echo", t, stack, mean, "t2_s", "mean")
     assert held.held == {"stretch": pytest.approx(mean.params["stretch"])} and "stretch" not in held.params
-    with pytest.raises(ValueError, match="stretch must be free, mean or none"):
+    pixels = fit_decay_map("echo", t, stack, mean, "t2_s", "pixels")
+    assert pixels.held["stretch"] == pytest.approx(3.0, abs=0.2)  # the mean curve's n is lower
+    assert compare_with_truth(pixels.params["t2_s"], pixels.errors["t2_s"], t2)["within_3_sigma"] >= 0.9
+    with pytest.raises(ValueError, match="stretch must be free, mean, pixels or none"):
         fit_decay_map("echo", t, stack, mean, "t2_s", "sometimes")
 
 
