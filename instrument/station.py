@@ -482,6 +482,7 @@ def _basler(role: str, entry: dict[str, Any], station: Station) -> Instrument:
         # The pulser's camera line cabled to Line1: frames come only from its pulses.
         link = CameraLineLink(station.world, board, feed, entry.get("trigger_line", CAMERA_LINE))
         station.sim_parts[f"{role}_line"] = link
+        link.renderer = _pulsed_renderer(station, board, link.line, entry.get("spin_block"))
         before_trigger = link.render
     try:
         camera = BaslerCamera(role, serial=emulator_serial(0), device_class="BaslerCamEmu",
@@ -509,6 +510,34 @@ def _andor_sdk3(role: str, entry: dict[str, Any], station: Station) -> Instrumen
     return AndorSDK3Camera(role, serial=entry.get("serial"), camera_index=int(entry.get("index", 0)),
                            shape=tuple(shape) if shape else None, pixel_encoding=entry.get("pixel_encoding"),
                            gain_mode=entry.get("gain_mode"), cooling=bool(entry.get("cooling", True)))
+
+
+def _pulsed_renderer(station: Station, board: Any, line: str, block: Any = None) -> Any:
+    """Frames of pulsed programs with per-cell spin dynamics (CW windows keep the CW renderer).
+
+    The sample's spin parameters vary across the field of view in cells of ``block`` pixels (the
+    camera entry's ``spin_block``, simulation only); by default the smallest block that gives at
+    most 32 x 32 cells (the spin simulation's cost goes with the cells).
+    """
+    from sim.pulsed_camera import SpinExposureRenderer, truth_for
+    from sim.spin import SpinModelError, SpinParameters
+
+    rows, cols = station.world.shape
+    if block is None:
+        block = next(b for b in range(1, max(rows, cols) + 1)
+                     if (rows % b == 0 and cols % b == 0 and rows // b <= 32 and cols // b <= 32)
+                     or b == max(rows, cols))
+    elif not isinstance(block, int) or isinstance(block, bool):
+        raise StationFileError(f"station file {station.source}: spin_block must be a whole number of "
+                               f"pixels, got {block!r}")
+    try:
+        params = SpinParameters.from_sample_source(station.world.sample.source)
+        truth = truth_for(station.world, params, block)
+    except SpinModelError as exc:
+        raise StationFileError(f"station file {station.source}: {exc}") from exc
+    renderer = SpinExposureRenderer(station.world, board, truth, params, line=line)
+    station.sim_parts["spin_truth"] = renderer
+    return renderer
 
 
 def _spad_bridge(role: str, entry: dict[str, Any], station: Station) -> Instrument:

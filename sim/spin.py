@@ -180,6 +180,13 @@ class SpinEnsemble:
 
     def _rotate(self, detuning_hz: np.ndarray, rabi_hz: float, t: float) -> None:
         s = self.state
+        if not np.any(rabi_hz):
+            if s.age_s is None:
+                return  # no coherence since the laser: free precession leaves z, the only component
+            # Free precession: a rotation about z only (exact; a third of the general case's work).
+            c, sn = np.cos(2 * np.pi * detuning_hz * t), np.sin(2 * np.pi * detuning_hz * t)
+            s.x, s.y = s.x * c - s.y * sn, s.x * sn + s.y * c
+            return
         wx = 2 * np.pi * rabi_hz
         wz = 2 * np.pi * detuning_hz
         w = np.hypot(wx, wz)
@@ -258,7 +265,7 @@ class SpinEnsemble:
                     out = int(out)
                     laser, mw, g = (out >> laser_bit) & 1, (out >> mw_bit) & 1, (out >> gate_bit) & 1
                     if g and not in_gate:
-                        windows.append(0.0)
+                        windows.append(0.0 * self.out_of_zero())  # a float, or zeros over cells
                     in_gate = bool(g)
                     if laser:
                         if g:
@@ -266,7 +273,7 @@ class SpinEnsemble:
                             tau = self.params.polarization_time_s
                             windows[-1] += t - k * tau * (1 - np.exp(-t / tau))
                         self._laser(t)
-                    elif mw and rabi > 0:
+                    elif mw and np.any(rabi > 0):
                         if self.state.age_s is None:
                             self.state.age_s = 0.0
                         self._rotate(detuning, rabi, t)
@@ -276,7 +283,8 @@ class SpinEnsemble:
                         self._dark(t)
                 per_rep.append(windows)
             summed = np.sum(per_rep[:-1], axis=0) if n_sim > 1 else 0.0
-            totals.extend(np.asarray(summed + np.asarray(per_rep[-1]) * (run.repeats - n_sim + 1)).ravel())
+            # One entry per window: a float, or an array over cells for a per-cell ensemble.
+            totals.extend(np.asarray(summed + np.asarray(per_rep[-1]) * (run.repeats - n_sim + 1)))
         return np.asarray(totals, float)
 
 

@@ -1,4 +1,5 @@
-"""``acquire pulsed KIND``: Rabi, Ramsey, Hahn echo, T1 or pulsed ODMR with its fit.
+"""``acquire pulsed KIND``: Rabi, Ramsey, Hahn echo, T1 or pulsed ODMR with its fit (on an
+intensity camera: widefield maps, ``instrument.commands.widefield``).
 
 Ramsey, echo and pulsed ODMR need a pi pulse: unless ``--pi-ns`` is given, a Rabi measurement at
 the same frequency and power runs first (stored as its own run) and its fit calibrates the pulse.
@@ -32,6 +33,9 @@ from instrument.services.pulsed import (  # noqa: F401 - the pulsed names, as th
     lowest_line_hz,
 )
 
+WIDEFIELD_ONLY = ("cpmg", "xy8")
+ALL_KINDS = (*KINDS, *WIDEFIELD_ONLY)
+
 # What the fit reports for each kind, and the spin parameter of a simulated sample it measures.
 RESULTS = {
     "rabi": [("rabi_hz", "Rabi frequency", 1e6, "MHz", None), ("detuning_hz", "detuning", 1e6, "MHz", None)],
@@ -46,8 +50,12 @@ def add_parser(sub: Any) -> None:
     o = sub.add_parser(
         "pulsed", help="pulsed measurement (rabi, ramsey, echo, t1, odmr) with its fit",
         description="Pulsed NV measurement on the gated counter: Rabi (Rabi frequency, pi pulse), "
-        "Ramsey (T2*), Hahn echo (T2), T1 relaxometry (T1) or pulsed ODMR (line centre).")
-    o.add_argument("kind", choices=KINDS, help="which measurement")
+        "Ramsey (T2*), Hahn echo (T2), T1 relaxometry (T1) or pulsed ODMR (line centre). On an "
+        "intensity camera (--camera, or a station whose detector is one): widefield maps of the Rabi "
+        "frequency, T2*, T2 (echo, cpmg as CP-N) and T1, one signal/reference frame pair per point; "
+        "xy8 and --phase-cycled cpmg need MW phase control and are refused on a PulseBlaster.")
+    o.add_argument("kind", choices=ALL_KINDS,
+                   help="which measurement (cpmg, xy8: widefield on a camera only)")
     o.add_argument("--frequency-hz", type=float, default=None,
                    help="MW frequency of the pulses (default in sim: the sample's lower 15N line)")
     o.add_argument("--power-dbm", type=float, default=None,
@@ -62,6 +70,15 @@ def add_parser(sub: Any) -> None:
                    help="pi-pulse length in ns; skips the Rabi calibration (ramsey, echo, odmr)")
     o.add_argument("--counter", default="counter", metavar="ROLE",
                    help="station role of the gated photon counter (default: counter)")
+    o.add_argument("--camera", default=None, metavar="ROLE",
+                   help="run widefield on this intensity camera: one frame pair per point, per-pixel maps "
+                   "(default: the station's camera when it has no gated counter)")
+    o.add_argument("--pairs", type=int, default=1, help="camera: signal/reference frame pairs per point")
+    o.add_argument("--bin", type=int, default=10, help="camera: pixels per map bin side (default: 10)")
+    o.add_argument("--n-pulses", type=int, default=8,
+                   help="cpmg: pi pulses (CPMG-N); xy8: XY8 cycles (XY8-N) (default: 8)")
+    o.add_argument("--phase-cycled", action="store_true",
+                   help="cpmg: true CPMG (pi pulses 90 deg from the pi/2); needs MW phase control")
     o.add_argument("--no-figure", action="store_true", help="do not write the PNG figures")
     o.set_defaults(handler=run)
 
@@ -129,18 +146,25 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     out = prepare_out(args)
     with open_station(args) as station:
-        if args.counter not in station.instruments:
+        if args.counter not in station.instruments and args.camera is None and not _has_camera(station):
             raise UsageError(
                 f"station {station.name!r} has no gated photon counter with role {args.counter!r}; add one "
                 f"under 'instruments:' in {station.source} or name it with --counter"
             )
-        clock_hz = station["pulser"].clock_hz
         frequency = args.frequency_hz
         if frequency is None:
             frequency = lowest_line_hz(station.sample)
         if frequency is None:
             raise UsageError("give the MW frequency with --frequency-hz (the station's sample gives no "
                              "expected resonance)")
+        from instrument.commands import widefield
+
+        role = widefield.camera_role(args, station)
+        if role is not None:
+            return widefield.run(args, station, out, role, frequency, power, t0)
+        if kind in WIDEFIELD_ONLY:
+            raise UsageError(f"{kind} runs widefield on an intensity camera here; name it with --camera")
+        clock_hz = station["pulser"].clock_hz
         shape = station[args.counter].shape
         sweep = _sweep(args, kind, clock_hz)
 
@@ -192,6 +216,12 @@ def run(args: argparse.Namespace) -> int:
     if figure:
         print(f"  figure     {figure}")
     return EXIT_OK
+
+
+def _has_camera(station: Any) -> bool:
+    from instrument.protocols import IntensityCamera
+
+    return any(isinstance(inst, IntensityCamera) for inst in station.instruments.values())
 
 
 def _check(measurement: Any, station: Any) -> None:

@@ -46,6 +46,7 @@ from instrument.gui.run_controller import RunController
 from instrument.gui.spad_panel import SpadOdmrPanel
 from instrument.gui.station_panel import StationPanel
 from instrument.gui.stored_run_controller import StoredRunController
+from instrument.gui.widefield_panel import WidefieldPulsedPanel
 from instrument.gui.wording import gui_words
 from instrument.services.capabilities import missing
 from instrument.services.runs import run_metadata
@@ -85,17 +86,21 @@ class MainWindow(QMainWindow):
         can = {kind for kind, problems in self.lacks.items() if not problems}
         self.cw_panel: CwOdmrPanel | None = CwOdmrPanel(station) if "cw_odmr" in can else None
         self.pulsed_panel: PulsedPanel | None = PulsedPanel(station) if "pulsed" in can else None
+        self.widefield_panel: WidefieldPulsedPanel | None = (WidefieldPulsedPanel(station)
+                                                             if "widefield_pulsed" in can else None)
         self.spad_panel: SpadOdmrPanel | None = SpadOdmrPanel(station) if "spad_odmr" in can else None
         self.lockin_panel: LockInPanel | None = LockInPanel(station) if "lockin" in can else None
         self.coil_scan_panel: CoilScanPanel | None = (CoilScanPanel(station, self.out_dir)
                                                       if "coil_scan" in can else None)
         for panel, title in ((self.cw_panel, "CW ODMR"), (self.pulsed_panel, "Pulsed"),
+                             (self.widefield_panel, "Widefield pulsed"),
                              (self.spad_panel, "SPAD ODMR"), (self.lockin_panel, "Lock-in"),
                              (self.coil_scan_panel, "Coil scan")):
             if panel is not None:
                 controls.addTab(panel, title)
         # Panels whose measurement is one engine run; the lock-in capture and the coil scan run their own way.
-        self.engine_panels = [p for p in (self.cw_panel, self.pulsed_panel, self.spad_panel) if p is not None]
+        self.engine_panels = [p for p in (self.cw_panel, self.pulsed_panel, self.widefield_panel,
+                                          self.spad_panel) if p is not None]
         self.scan_panels = [*self.engine_panels,
                             *(p for p in (self.lockin_panel, self.coil_scan_panel) if p is not None)]
         self.active_panel: Any = self.scan_panels[0] if self.scan_panels else None
@@ -239,7 +244,8 @@ class MainWindow(QMainWindow):
         self.active_panel.show_progress(Progress(0, sequence.n_steps, 0.0, "starting"))
         # The same service calls as the CLI: the run is wired (writer, engine, metadata) there.
         self.engine_run.start(sequence, self._command(), [self.live_sink, self.cube, *probes],
-                              pulsed=panel is not None and panel is self.pulsed_panel)
+                              pulsed=panel is not None and panel is self.pulsed_panel,
+                              widefield=panel is not None and panel is self.widefield_panel)
         self.timer.start()
 
     def _go_live(self, source: str) -> None:
@@ -328,6 +334,9 @@ class MainWindow(QMainWindow):
         self._browse(self.out_dir, run_id)  # the browser may be showing a coil scan
         if run_id is None or outcome.status != "completed":
             return
+        if self.sequence.name.startswith("widefield_"):
+            self._widefield_done(run_id)
+            return
         if getattr(self.sequence, "kind", "") == "rabi" and self.pulsed_panel is not None:
             pi_s, message = self.engine_run.calibrate_pi_pulse(self.sequence, run_id)
             if pi_s is not None:
@@ -338,6 +347,14 @@ class MainWindow(QMainWindow):
             self.stored_runs.field_map_after_run(
                 run_id, self.run_browser,
                 lambda: started == self.engine_run.runs_started and not self.running)
+
+    def _widefield_done(self, run_id: int) -> None:
+        """A widefield run ended: its maps fitted and stored (a Rabi run's pi pulse handed on)."""
+        bin_px = self.widefield_panel.bin.value() if self.widefield_panel is not None else None
+        message, pi_s = self.engine_run.finish_widefield(self.sequence, run_id, bin_px)
+        if pi_s is not None and self.widefield_panel is not None:
+            self.widefield_panel.set_pi_pulse(pi_s)
+        self.statusBar().showMessage(message)
 
     def _run_failed(self, exc: Exception) -> None:
         self.timer.stop()

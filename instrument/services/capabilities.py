@@ -14,7 +14,13 @@ from typing import Any
 
 def requirements() -> dict[str, Mapping[str, type]]:
     """Role -> protocol that each measurement needs, by measurement."""
-    from instrument.protocols import Instrument, LockInCamera, MicrowaveSource, PulseGenerator
+    from instrument.protocols import (
+        Instrument,
+        IntensityCamera,
+        LockInCamera,
+        MicrowaveSource,
+        PulseGenerator,
+    )
     from sequences.cw_odmr import CW_REQUIRES
     from sequences.pulsed import GatedCounter
     from sequences.spad_odmr import SpadOdmrSweep
@@ -23,6 +29,7 @@ def requirements() -> dict[str, Mapping[str, type]]:
         "cw_odmr": CW_REQUIRES,
         "coil_scan": CW_REQUIRES,  # every configuration is a CW-ODMR sweep
         "pulsed": {"mw": MicrowaveSource, "pulser": PulseGenerator, "counter": GatedCounter},
+        "widefield_pulsed": {"mw": MicrowaveSource, "pulser": PulseGenerator, "camera": IntensityCamera},
         "spad_odmr": dict(SpadOdmrSweep([], 0.0).requires),
         "lockin": {"mw": MicrowaveSource, "pulser": PulseGenerator, "camera": LockInCamera,
                    "stimulus": Instrument},

@@ -190,3 +190,64 @@ def plot_spad_result(result: Any, path: str | Path, title: str = "",
     if title:
         fig.suptitle(title)
     return _save(fig, path, 100)
+
+
+MAP_LABELS = {"rabi_hz": ("Rabi frequency", 1e6, "MHz"), "t2_star_s": ("T2*", 1e-6, "us"),
+              "t2_s": ("T2", 1e-6, "us"), "t1_s": ("T1", 1e-3, "ms")}
+
+
+def plot_pulsed_map(result: Any, path: str | Path, truth: Any = None, title: str = "") -> Path:
+    """A widefield pulsed result: the fitted map, its error, the truth (simulation) and the mean curve.
+
+    With ``truth`` a histogram of (fit - truth) / sigma shows whether the errors are honest (a unit
+    Gaussian when they are).
+    """
+    from matplotlib.figure import Figure
+
+    name = result.parameter
+    label, scale, unit = MAP_LABELS[name]
+    values, errors = result.maps.params[name] / scale, result.maps.errors[name] / scale
+    fig = Figure(figsize=(13, 7.5) if truth is not None else (13, 4), constrained_layout=True)
+    axes = fig.subplots(2 if truth is not None else 1, 3, squeeze=False)
+    lo, hi = np.nanpercentile(values, [1, 99])
+    if truth is not None:
+        t = np.asarray(truth) / scale
+        lo, hi = min(lo, float(np.min(t))), max(hi, float(np.max(t)))
+    im = axes[0, 0].imshow(values, vmin=lo, vmax=hi, cmap="viridis")
+    axes[0, 0].set_title(f"fitted {label} ({unit}), {result.bin} px bins")
+    _plain_colorbar(fig, im, axes[0, 0], f"{label} ({unit})")
+    im = axes[0, 1].imshow(errors, cmap="magma")
+    axes[0, 1].set_title(f"one-sigma error ({unit})")
+    _plain_colorbar(fig, im, axes[0, 1], unit)
+    fit = result.fit
+    ax = axes[0, 2]
+    x_label, x_scale, x_unit = X_AXES.get(fit.kind, ("x", 1.0, ""))
+    dense = np.linspace(fit.x.min(), fit.x.max(), 800)
+    ax.plot(fit.x / x_scale, fit.y, "o", ms=3, label="pixel mean")
+    ax.plot(dense / x_scale, fit.model(dense), "-", lw=1.2, label="fit")
+    ax.set_xlabel(f"{x_label} ({x_unit})")
+    ax.set_ylabel("signal / reference")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    if truth is not None:
+        im = axes[1, 0].imshow(t, vmin=lo, vmax=hi, cmap="viridis")
+        axes[1, 0].set_title(f"simulated truth {label} ({unit})")
+        _plain_colorbar(fig, im, axes[1, 0], f"{label} ({unit})")
+        z = (values - t) / errors
+        im = axes[1, 1].imshow(z, vmin=-4, vmax=4, cmap="coolwarm")
+        axes[1, 1].set_title("(fit - truth) / sigma")
+        _plain_colorbar(fig, im, axes[1, 1], "sigma")
+        ax = axes[1, 2]
+        zz = z[np.isfinite(z)]
+        ax.hist(np.clip(zz, -6, 6), bins=np.linspace(-6, 6, 49), density=True, alpha=0.7, label="bins")
+        g = np.linspace(-6, 6, 200)
+        ax.plot(g, np.exp(-g**2 / 2) / np.sqrt(2 * np.pi), "k-", lw=1, label="unit Gaussian")
+        a = getattr(result, "agreement", {}) or {}
+        if a:
+            ax.set_title(f"{a['within_2_sigma']:.0%} within 2 sigma, median |z| {a['median_abs_z']:.2f}")
+        ax.set_xlabel("(fit - truth) / sigma")
+        ax.legend(fontsize=8)
+    for a in [axes[0, 0], axes[0, 1], *(axes[1, :2] if truth is not None else [])]:
+        a.set_xticks([])
+        a.set_yticks([])
+    return _save(fig, path, 100)
