@@ -40,7 +40,9 @@ def test_the_station_picks_the_frame_pair_sweep_for_its_camera(station):
     sweep = build_cw_sweep(station, CwOdmrRequest(sweep_frequencies(station), 0.0, frames_per_point=3))
     assert isinstance(sweep, CameraCwSweep)
     assert sweep.image_shapes == {"signal": SHAPE, "reference": SHAPE}
-    assert sweep.estimated_duration_s == pytest.approx(22 * 6 * 12e-3)
+    ramps_s = 2 * np.abs(sweep.coil_currents_a).max() / station.limits.coil_ramp_rate_a_per_s
+    assert ramps_s > 0  # camera time of 22 points of 3 frame pairs, and the coils' ramp on and off
+    assert sweep.estimated_duration_s == pytest.approx(22 * 6 * 12e-3 + ramps_s)
 
 
 def test_a_sweep_on_the_emulator_finds_the_resonance_through_basler_code(station, tmp_path):
