@@ -18,6 +18,10 @@ Before anything moves the camera's exposure range, frame rate, queue and bit dep
 against the sweep (``sequences.camera_checks``), and again with the frame rate the camera reports
 once the exposure is set. A point whose frames do not come (no pulse reached the camera) stops
 the run with the points measured so far kept.
+
+Repeats, visiting order and the runtime limit are the lock-in sweep's (``RepeatedSweeps``,
+``sequences.sweep_order``): every step stores its sweep, configuration and frequency index, and the
+analysis averages the complete sweeps, registering each pass's drift on its MW-off frames.
 """
 
 from __future__ import annotations
@@ -49,9 +53,10 @@ from sequences.camera_checks import (
     check_intensity_camera,
     check_saturation,
 )
-from sequences.cw_odmr import CONFIG_LABELS
 from sequences.mw_stepping import SteppingPlan, SteppingUnavailable
 from sequences.pulses import Block, ChannelMap, Pulse, PulseSequence, PulseSequenceError, compile_sequence
+from sequences.repeated_sweeps import CONFIG_LABELS, RepeatedSweeps
+from sequences.sweep_order import Pass
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +109,7 @@ def pair_sequence(exposure_s: float, frame_period_s: float, pairs: int, exposure
 
 
 @dataclass
-class CameraCwSweep:
+class CameraCwSweep(RepeatedSweeps):
     """CW-ODMR sweep of an intensity camera over ``frequencies_hz``, coils off then on.
 
     Args:
@@ -125,6 +130,9 @@ class CameraCwSweep:
             five frame periods, at least 2 s).
         stepping: ``"auto"`` or ``"software"`` (both step in software).
         channels: the pulse generator's channel map.
+
+    Keyword-only: ``repeats``, ``order``, ``order_seed``, ``max_runtime_s`` and ``clock``
+    (``sequences.repeated_sweeps.RepeatedSweeps``), as for the lock-in camera's ``CwOdmrSweep``.
     """
 
     frequencies_hz: np.ndarray
@@ -145,27 +153,19 @@ class CameraCwSweep:
     name: str = "cw_odmr"
     scalars: Mapping[str, str] = field(
         default_factory=lambda: {"config": "", "frequency_hz": "Hz", "mean_signal": "DN",
-                                 "mean_reference": "DN"})
+                                 "mean_reference": "DN", "sweep": "", "frequency_index": ""})
     setpoints: tuple[str, ...] = ("config", "frequency_hz")
     requires: Mapping[str, type] = field(default_factory=lambda: dict(CAMERA_CW_REQUIRES))
     """Roles and capabilities the sweep needs; the engine checks them before anything moves."""
 
-    def __post_init__(self) -> None:
-        self.frequencies_hz = np.asarray(self.frequencies_hz, dtype=float)
-        self.coil_currents_a = np.asarray(self.coil_currents_a, dtype=float)
-
     @property
-    def n_steps(self) -> int:
-        return len(CONFIG_LABELS) * len(self.frequencies_hz)
+    def point_duration_s(self) -> float:
+        """Camera time of one point's frame pairs (MW settling and frame reads add to it)."""
+        return 2 * self.frames_per_point * self.frame_period_s
 
     @property
     def image_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"signal": tuple(self.image_shape), "reference": tuple(self.image_shape)}
-
-    @property
-    def estimated_duration_s(self) -> float:
-        """Camera time alone; MW settling and coil ramps add to it."""
-        return self.n_steps * 2 * self.frames_per_point * self.frame_period_s
 
     @property
     def timing(self) -> CameraTiming:
@@ -199,7 +199,7 @@ class CameraCwSweep:
             "stepping": self.stepping,
             "camera": "intensity",
             "signal": "mean MW-off frame minus mean MW-on frame (DN)",
-            "configs": list(CONFIG_LABELS),
+            **self.repeat_parameters(),
         }
 
     def check(self, limits: SafetyLimits) -> None:
@@ -230,6 +230,7 @@ class CameraCwSweep:
         if self.stepping not in CAMERA_CW_STEPPING:
             raise ValueError(
                 f"MW stepping must be one of {', '.join(CAMERA_CW_STEPPING)}, got {self.stepping!r}")
+        self.check_repeats(limits)
         limits.check_mw_power(self.power_dbm)
         for channel, current in enumerate(self.coil_currents_a):
             limits.check_coil_current(channel, float(current))
@@ -278,15 +279,13 @@ class CameraCwSweep:
             mw.set_power(self.power_dbm)
             mw.set_frequency(float(self.frequencies_hz[0]))
             mw.set_output(True)
-            n = len(self.frequencies_hz)
-            for config, currents in enumerate((np.zeros(coils.n_channels), self.coil_currents_a)):
-                coils.set_currents(currents)
-                for i, frequency in enumerate(self.frequencies_hz):
-                    mw.set_frequency(float(frequency))
+            for visit in self.passes(coils):
+                for position, i in enumerate(visit.frequency_indices):
+                    mw.set_frequency(float(self.frequencies_hz[i]))
                     pulser.start()  # runs this point's frame pairs once and stops
-                    on, off = self._pairs(camera, plan.trigger.source, config, i, n)
+                    on, off = self._pairs(camera, plan.trigger.source, visit, position)
                     pulser.stop()
-                    yield self._step(config, i, on, off)
+                    yield self._step(visit, position, on, off)
         finally:
             camera.disarm()
 
@@ -304,9 +303,11 @@ class CameraCwSweep:
         check_intensity_camera(camera, plan.timing, resulting if isinstance(resulting, int | float) else None)
         camera.arm(min(self.queue, MAX_QUEUE))
 
-    def _pairs(self, camera: Any, line: str, config: int, i: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def _pairs(self, camera: Any, line: str, visit: Pass, position: int) -> tuple[np.ndarray, np.ndarray]:
         """The point's (MW-on, MW-off) frames; a clear error when frames do not come or were lost."""
         wanted = 2 * self.frames_per_point
+        sweep = f"sweep {visit.sweep + 1} " if self.repeats > 1 else ""
+        point = f"{sweep}{CONFIG_LABELS[visit.config]} point {position + 1} of {len(visit.frequency_indices)}"
         try:
             frames = camera.read_frames(wanted, timeout_s=self.timeout_s)
         except InstrumentTimeout as exc:
@@ -314,7 +315,7 @@ class CameraCwSweep:
             bit = self.channels.bits.get(CAMERA_LINE)
             raise InstrumentTimeout(
                 exc.instrument, exc.command,
-                f"{CONFIG_LABELS[config]} point {i + 1} of {n}: {len(got)} of {wanted} frames came within "
+                f"{point}: {len(got)} of {wanted} frames came within "
                 f"{self.timeout_s:g} s each: the pulse generator's {CAMERA_LINE} pulses (bit {bit}) "
                 f"did not reach the camera's {line}. Check that cable and the camera's "
                 f"trigger input (station check), or raise {setting('frame_period_s')} if the camera "
@@ -322,21 +323,21 @@ class CameraCwSweep:
                 exc.value) from exc
         if frames.dropped or (len(frames.frame_numbers) > 1 and np.any(np.diff(frames.frame_numbers) != 1)):
             raise CameraSettingsError(
-                f"{CONFIG_LABELS[config]} point {i + 1} of {n}: the camera lost {frames.dropped} "
+                f"{point}: the camera lost {frames.dropped} "
                 f"frame(s), so MW-on and MW-off frames no longer pair up; lower "
                 f"{setting('frames_per_point')} or read the camera from a faster computer")
-        check_saturation(frames.images, camera.bit_depth, f"{CONFIG_LABELS[config]} point {i + 1} of {n}")
+        check_saturation(frames.images, camera.bit_depth, point)
         images = frames.images.astype(np.float32)
         return images[0::2], images[1::2]
 
-    def _step(self, config: int, i: int, on: np.ndarray, off: np.ndarray) -> Step:
-        frequency = float(self.frequencies_hz[i])
+    def _step(self, visit: Pass, position: int, on: np.ndarray, off: np.ndarray) -> Step:
+        frequency = float(self.frequencies_hz[visit.frequency_indices[position]])
         reference = off.mean(axis=0)
         signal = reference - on.mean(axis=0)
         return Step(
-            index=config * len(self.frequencies_hz) + i,
-            values={"config": config, "frequency_hz": frequency, "mean_signal": float(signal.mean()),
-                    "mean_reference": float(reference.mean())},
+            index=visit.first_step + position,
+            values={**self.visit_values(visit, position), "frequency_hz": frequency,
+                    "mean_signal": float(signal.mean()), "mean_reference": float(reference.mean())},
             images={"signal": signal.astype(np.float32), "reference": reference.astype(np.float32)},
-            label=f"{CONFIG_LABELS[config]} {frequency / 1e9:.6f} GHz",
+            label=self.visit_label(visit, position),
         )

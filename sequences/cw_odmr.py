@@ -29,8 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,26 +60,19 @@ from sequences.pulses import (
     lockin_modulation_program,
     stepped_point_timing,
 )
-from sequences.sweep_order import (
-    VISIT_COLUMNS,
-    Pass,
-    SweepPlan,
-    SweepRunner,
-    check_order,
-    new_seed,
-    plan_sweeps,
-    sweeps_within,
-)
+from sequences.repeated_sweeps import CONFIG_LABELS, RepeatedSweeps
+from sequences.sweep_order import Pass
 
 log = logging.getLogger(__name__)
 
-CONFIG_LABELS = ("I-off", "I-on")
+__all__ = ["CONFIG_LABELS", "CW_REQUIRES", "CwOdmrSweep"]
+
 CW_REQUIRES: dict[str, type] = {"mw": MicrowaveSource, "pulser": PulseGenerator, "camera": LockInCamera,
                                 "coils": CoilDriver}
 
 
 @dataclass
-class CwOdmrSweep:
+class CwOdmrSweep(RepeatedSweeps):
     """CW-ODMR sweep of the lock-in camera over ``frequencies_hz``, coils off then on.
 
     Args:
@@ -95,12 +87,9 @@ class CwOdmrSweep:
         step_settle_s: list mode: time from a point's program start (and list step) to its camera
             volume: the source settles and the camera must be ready for ``camera_start``.
         channels: the pulse generator's channel map.
-        repeats: sweeps to run (each an I-off and an I-on pass).
-        order: visiting order of the sweeps (``sequences.sweep_order.ORDERS``).
-        order_seed: seed of a ``random`` order (None: drawn once, recorded in the parameters).
-        max_runtime_s: run only the whole sweeps that fit in this time (None: no limit).
-        clock: the clock the runtime limit is measured on: the wall clock by default; the service
-            passes the station's (simulated time in simulation); tests give a fake one.
+
+    Keyword-only: ``repeats``, ``order``, ``order_seed``, ``max_runtime_s`` and ``clock``
+    (``sequences.repeated_sweeps.RepeatedSweeps``).
     """
 
     frequencies_hz: np.ndarray
@@ -113,11 +102,6 @@ class CwOdmrSweep:
     stepping: str = "auto"
     step_settle_s: float = 2e-3
     channels: ChannelMap = field(default_factory=ChannelMap)
-    repeats: int = 1
-    order: str = "sequential"
-    order_seed: int | None = None
-    max_runtime_s: float | None = None
-    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
     name: str = "cw_odmr"
     scalars: Mapping[str, str] = field(
         default_factory=lambda: {"config": "", "frequency_hz": "Hz", "mean_signal": "counts",
@@ -128,49 +112,14 @@ class CwOdmrSweep:
     requires: Mapping[str, type] = field(default_factory=lambda: dict(CW_REQUIRES))
     """Roles and capabilities the sweep needs; the engine checks them before anything moves."""
 
-    _ramp_rate_a_per_s: float = field(default=float("inf"), init=False, repr=False, compare=False)
-    """The lab's coil ramp rate, learnt in ``check`` (coil ramps count in ``sweep_duration_s``)."""
-    end_note: str = field(default="", init=False, compare=False)
-    """After a run: how many sweeps ran and why it stopped (the engine stores it as the end reason)."""
-
-    def __post_init__(self) -> None:
-        self.frequencies_hz = np.asarray(self.frequencies_hz, dtype=float)
-        self.coil_currents_a = np.asarray(self.coil_currents_a, dtype=float)
-        if self.order == "random" and self.order_seed is None:
-            self.order_seed = new_seed()  # drawn once, so plan, parameters and run agree
-
     @property
-    def sweep_duration_s(self) -> float:
-        """Estimated time of one sweep: camera time and step settling of every point, and two coil
-        ramps at the lab's ramp rate once ``check`` has seen the limits (list arming and bus latency
-        add to it; the runtime limit also checks the measured pace)."""
-        point_s = self.frames_per_point / self.frame_rate_hz + self.step_settle_s
-        largest_a = float(np.max(np.abs(self.coil_currents_a), initial=0.0))
-        return len(CONFIG_LABELS) * (len(self.frequencies_hz) * point_s + largest_a / self._ramp_rate_a_per_s)
-
-    @property
-    def planned_sweeps(self) -> int:
-        """The sweeps that will run: ``repeats``, or fewer when ``max_runtime_s`` holds fewer."""
-        return sweeps_within(self.max_runtime_s, self.sweep_duration_s, self.repeats)
-
-    @property
-    def sweep_plan(self) -> SweepPlan:
-        """The visits of the planned sweeps (``sequences.sweep_order``)."""
-        return plan_sweeps(self.order, self.planned_sweeps, len(CONFIG_LABELS), len(self.frequencies_hz),
-                           self.order_seed)
-
-    @property
-    def n_steps(self) -> int:
-        return self.planned_sweeps * len(CONFIG_LABELS) * len(self.frequencies_hz)
+    def point_duration_s(self) -> float:
+        """Camera time and step settling of one point (list arming and bus latency add to it)."""
+        return self.frames_per_point / self.frame_rate_hz + self.step_settle_s
 
     @property
     def image_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"signal": tuple(self.image_shape)}
-
-    @property
-    def estimated_duration_s(self) -> float:
-        """The planned sweeps' ``sweep_duration_s``; list arming and bus latency add to it."""
-        return self.planned_sweeps * self.sweep_duration_s
 
     def parameters(self) -> dict[str, Any]:
         return {
@@ -182,12 +131,7 @@ class CwOdmrSweep:
             "frame_rate_hz": self.frame_rate_hz,
             "stepping": self.stepping,
             "step_settle_s": self.step_settle_s,
-            "configs": list(CONFIG_LABELS),
-            **self.sweep_plan.metadata(),  # order, planned repeats, order_seed: rebuilds the visits
-            "repeats_requested": self.repeats,
-            "max_runtime_s": self.max_runtime_s,
-            "sweep_duration_s": self.sweep_duration_s,
-            "step_columns": list(VISIT_COLUMNS),
+            **self.repeat_parameters(),
         }
 
     def check(self, limits: SafetyLimits) -> None:
@@ -204,10 +148,7 @@ class CwOdmrSweep:
             raise ValueError(f"MW stepping must be one of {', '.join(STEPPING_MODES)}, got {self.stepping!r}")
         if not np.isfinite(self.step_settle_s) or self.step_settle_s <= 0:
             raise ValueError(f"the step settle time must be > 0 s, got {self.step_settle_s!r}")
-        rate = float(getattr(limits, "coil_ramp_rate_a_per_s", 0.0) or 0.0)
-        self._ramp_rate_a_per_s = rate if np.isfinite(rate) and rate > 0 else float("inf")
-        check_order(self.order, self.repeats)
-        sweeps_within(self.max_runtime_s, self.sweep_duration_s, self.repeats)  # refuses a too-short limit
+        self.check_repeats(limits)
         limits.check_mw_power(self.power_dbm)
         for channel, current in enumerate(self.coil_currents_a):
             limits.check_coil_current(channel, float(current))
@@ -244,7 +185,6 @@ class CwOdmrSweep:
         if plan is None:
             plan = self.plan(instruments)
         log.info("CW ODMR: %s MW stepping (%s)", plan.mode, plan.reason)
-        self.end_note = ""
         if plan.mode == "list":
             assert isinstance(mw, ListSweepSource) and isinstance(camera, TriggerableCamera)
             yield from self._run_list(mw, pulser, camera, coils, plan)
@@ -252,27 +192,14 @@ class CwOdmrSweep:
             yield from self._run_software(mw, pulser, camera, coils)
 
     def _step(self, visit: Pass, position: int, image: np.ndarray) -> Step:
-        i = visit.frequency_indices[position]
-        frequency = float(self.frequencies_hz[i])
-        label = f"{CONFIG_LABELS[visit.config]} {frequency / 1e9:.6f} GHz"
-        if self.repeats > 1:
-            label = f"sweep {visit.sweep + 1} {label}"
+        frequency = float(self.frequencies_hz[visit.frequency_indices[position]])
         return Step(
             index=visit.first_step + position,
-            values={"config": visit.config, "frequency_hz": frequency, "mean_signal": float(image.mean()),
-                    "sweep": visit.sweep, "frequency_index": i},
+            values={**self.visit_values(visit, position), "frequency_hz": frequency,
+                    "mean_signal": float(image.mean())},
             images={"signal": image.astype(np.float32)},
-            label=label,
+            label=self.visit_label(visit, position),
         )
-
-    def _passes(self, coils: CoilDriver) -> Iterator[Pass]:
-        """The planned passes, each configuration's coil currents set as its pass starts, within the
-        runtime limit (``SweepRunner``); ``end_note`` says how many sweeps ran and why."""
-        currents = (np.zeros(coils.n_channels), self.coil_currents_a)
-        runner = SweepRunner(self.sweep_plan, self.repeats, self.sweep_duration_s, self.max_runtime_s,
-                             self.clock)
-        yield from runner.passes(lambda config: coils.set_currents(currents[config]))
-        self.end_note = runner.note
 
     def _run_software(self, mw: MicrowaveSource, pulser: PulseGenerator, camera: LockInCamera,
                       coils: CoilDriver) -> Iterator[Step]:
@@ -282,7 +209,7 @@ class CwOdmrSweep:
         mw.set_power(self.power_dbm)
         mw.set_frequency(float(self.frequencies_hz[0]))
         mw.set_output(True)
-        for visit in self._passes(coils):
+        for visit in self.passes(coils):
             for position, i in enumerate(visit.frequency_indices):
                 mw.set_frequency(float(self.frequencies_hz[i]))
                 image = camera.demodulate(camera.acquire(self.frames_per_point)).mean(axis=0)
@@ -301,7 +228,7 @@ class CwOdmrSweep:
             n = len(self.frequencies_hz)
             loaded = None
             armed: tuple[int, ...] | None = None  # frequency indices of the list on the source
-            for visit in self._passes(coils):
+            for visit in self.passes(coils):
                 order = visit.frequency_indices
                 for first in range(0, n, plan.segment_points):
                     segment = order[first:first + plan.segment_points]

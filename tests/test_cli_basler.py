@@ -64,3 +64,24 @@ def test_the_coil_scan_runs_on_the_basler_station(tmp_path, capsys):
     run = load_run(out, 2)
     assert run.metadata["sequence"]["camera"] == "intensity"
     assert run.metadata["sequence"]["coil_currents_a"][0] > 0
+
+
+def test_repeated_random_sweeps_run_and_analyse_on_the_basler_station(tmp_path, capsys):
+    out = tmp_path / "runs"
+    code = main(["--sim", "--station", BASLER, "--out", str(out), "--image-shape", "8x8", "odmr",
+                 "--points", "5", "--frames-per-point", "1", "--span-hz", "14e6", "--power-dbm", "5",
+                 "--repeats", "2", "--order", "random", "--order-seed", "11", "--no-figure"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "x 2 sweeps" in printed and "2 of 2 sweeps ran (random order)" in printed
+    run = load_run(out, 1)
+    sequence = run.metadata["sequence"]
+    assert (sequence["camera"], sequence["order"], sequence["order_seed"], sequence["repeats"]) == (
+        "intensity", "random", 11, 2)
+    assert run.steps_done == 20 and run.images("reference").shape == (20, 8, 8)
+    visits = sorted(zip(run.scalars["sweep"], run.scalars["config"], run.scalars["frequency_index"],
+                        strict=True))
+    assert visits == [(s, c, i) for s in range(2) for c in range(2) for i in range(5)]  # each point once
+    assert run.metadata["sweeps"]["complete"] == [0, 1]
+    # the drift registration used every pass's MW-off frames: 2 sweeps x (I-off, I-on)
+    assert len(run.metadata["drift"]["shifts_px"]) == 4

@@ -170,8 +170,8 @@ def analyse_cw_run(run: StoredRun, isotope: str | None = "15N", model: str = "lo
     if drift:
         pl = None
         if params.get("camera") == "intensity":  # CameraCwSweep: its MW-off frames are the PL image
-            ref = run.images("reference")
-            pl = ref.reshape(2, n, *ref.shape[1:]).mean(axis=1)
+            ref = run.images("reference")  # the passes in the spectra's order: complete sweeps' I-off, I-on
+            pl = np.concatenate([ref[index[s]].mean(axis=1) for s in sweeps["complete"]])
         spectra, drift_info = register_passes(spectra, warn_px=drift_warn_px,
                                               correct_above_px=correct_drift_above_px,
                                               reference_pl=reference_pl, pl_images=pl)

@@ -15,9 +15,6 @@ CW_ROLES = ("mw", "pulser", "camera", "coils")
 """The station roles a CW-ODMR field map needs (``CwOdmrSweep.requires``, ``CameraCwSweep.requires``)."""
 CAMERA_ONLY = ("exposure_s", "frame_period_s")
 """Request settings that only an intensity camera's sweep has."""
-REPEAT_SETTINGS = {"repeats": ("repeats", 1), "order": ("order", "sequential"),
-                   "order_seed": ("order_seed", None), "max_runtime_s": ("max_runtime", None)}
-"""Request field -> (setting name, value of a single sweep): repeated sweeps, lock-in camera only."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +67,13 @@ def coil_currents(station: Any, names: str, current_a: float | None) -> Any:
     return currents
 
 
+def repeat_options(request: CwOdmrRequest, station: Any) -> dict[str, Any]:
+    """The request's repeat settings for either sweep (``RepeatedSweeps``), on the station's clock
+    (simulated time in simulation: the runtime limit means the same there)."""
+    return {"repeats": request.repeats, "order": request.order, "order_seed": request.order_seed,
+            "max_runtime_s": request.max_runtime_s, "clock": station.now}
+
+
 def build_cw_sweep(station: Any, request: CwOdmrRequest) -> Any:
     """The CW sweep of ``request`` for the station's camera, checked; nothing moves.
 
@@ -91,14 +95,10 @@ def build_cw_sweep(station: Any, request: CwOdmrRequest) -> Any:
     if isinstance(camera, IntensityCamera):
         from sequences.camera_cw import CameraCwSweep
 
-        repeated = [setting(name) for k, (name, single) in REPEAT_SETTINGS.items()
-                    if getattr(request, k) != single]
-        if repeated:
-            raise RequestError(f"{' and '.join(repeated)}: repeated sweeps are not built for an intensity "
-                               "camera yet; run one sweep (or several runs) on this station")
         timing = {k: getattr(request, k) for k in CAMERA_ONLY if getattr(request, k) is not None}
         sweep = CameraCwSweep(request.frequencies_hz, request.power_dbm, currents, image_shape=camera.shape,
-                              frames_per_point=request.frames_per_point, stepping=request.stepping, **timing)
+                              frames_per_point=request.frames_per_point, stepping=request.stepping,
+                              **repeat_options(request, station), **timing)
         sweep.check(station.limits)
         sweep.plan(station.instruments)  # pure: the camera's and the board's limits against the sweep
         return sweep
@@ -110,9 +110,7 @@ def build_cw_sweep(station: Any, request: CwOdmrRequest) -> Any:
                            f"camera {camera.name!r} is a lock-in camera (its frames follow the frame rate)")
     sweep = CwOdmrSweep(request.frequencies_hz, request.power_dbm, currents,
                         image_shape=camera.shape, frames_per_point=request.frames_per_point,
-                        stepping=request.stepping, repeats=request.repeats, order=request.order,
-                        order_seed=request.order_seed, max_runtime_s=request.max_runtime_s,
-                        clock=station.now)  # simulated time in simulation: the limit means the same there
+                        stepping=request.stepping, **repeat_options(request, station))
     sweep.check(station.limits)
     check_lockin_camera(camera, sweep.modulation_hz, sweep.frame_rate_hz, sweep.frames_per_point)
     return sweep

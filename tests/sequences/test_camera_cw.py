@@ -40,7 +40,9 @@ def test_the_station_picks_the_frame_pair_sweep_for_its_camera(station):
     sweep = build_cw_sweep(station, CwOdmrRequest(sweep_frequencies(station), 0.0, frames_per_point=3))
     assert isinstance(sweep, CameraCwSweep)
     assert sweep.image_shapes == {"signal": SHAPE, "reference": SHAPE}
-    assert sweep.estimated_duration_s == pytest.approx(22 * 6 * 12e-3)
+    ramps_s = 2 * np.abs(sweep.coil_currents_a).max() / station.limits.coil_ramp_rate_a_per_s
+    assert ramps_s > 0  # camera time of 22 points of 3 frame pairs, and the coils' ramp on and off
+    assert sweep.estimated_duration_s == pytest.approx(22 * 6 * 12e-3 + ramps_s)
 
 
 def test_a_sweep_on_the_emulator_finds_the_resonance_through_basler_code(station, tmp_path):
@@ -121,3 +123,48 @@ def test_timed_exposures_start_on_the_pulse_and_last_the_cameras_exposure_time(s
     assert len(windows) == 20
     np.testing.assert_allclose([w.duration_s for w in windows], 4e-3, rtol=1e-6)
     np.testing.assert_allclose(windows[1].start_s - windows[0].start_s, 6e-3, rtol=1e-6)
+
+
+def test_interleaved_sweeps_visit_the_plan_and_the_runtime_limit_keeps_whole_sweeps(station):
+    from sequences.engine import Engine
+    from sequences.sweep_order import plan_sweeps
+    from tests.sequences.test_cw_list_stepping import ListSink
+    from tests.sequences.test_cw_repeats import FakeClock
+
+    freqs = sweep_frequencies(station, points=5)
+    coils = np.zeros(station["coils"].n_channels)
+    probe = CameraCwSweep(freqs, 0.0, coils, SHAPE, frames_per_point=1)
+    clock = FakeClock(1.5 * probe.sweep_duration_s / 10)  # every sweep takes 1.5 times the estimate
+    sweep = CameraCwSweep(freqs, 0.0, coils, SHAPE, frames_per_point=1, repeats=4, order="interleaved",
+                          max_runtime_s=3.2 * probe.sweep_duration_s, clock=clock)
+    assert sweep.planned_sweeps == 3 and sweep.n_steps == 30
+    sink = ListSink()
+    outcome = Engine(station.instruments, station.limits, [sink], on_progress=clock.step).run(sweep)
+    assert outcome.status == "completed", outcome.reason
+    # After two sweeps (3.0 estimates) a third (1.5 at this pace) would end past 3.2: it never starts.
+    assert outcome.steps_done == 20
+    assert outcome.reason.startswith("2 of 4 sweeps ran (3 planned)")
+    assert "would end after `max_runtime`" in outcome.reason
+    expected = plan_sweeps("interleaved", 2, 2, 5).visits  # I-off up, I-on down; I-on up, I-off down
+    recorded = np.array([[s.values[k] for k in ("sweep", "config", "frequency_index")] for s in sink.steps])
+    np.testing.assert_array_equal(recorded, expected)
+    assert [s.index for s in sink.steps] == list(range(20))
+    for s in sink.steps:
+        assert s.values["frequency_hz"] == freqs[s.values["frequency_index"]]
+        assert s.label.startswith(f"sweep {s.values['sweep'] + 1} ")
+    parameters = sink.metadata["sequence"]
+    assert (parameters["order"], parameters["repeats"], parameters["repeats_requested"]) == (
+        "interleaved", 3, 4)
+    assert station.world.mw_output is False
+
+
+def test_bad_repeat_settings_on_the_camera_sweep_are_refused_naming_the_setting(station):
+    freqs = sweep_frequencies(station, points=5)
+    coils = np.zeros(station["coils"].n_channels)
+    for options, match in (({"repeats": 0}, r"`repeats` must be a whole number of sweeps >= 1, got 0"),
+                           ({"order": "backwards"}, r"`order` must be one of sequential, random"),
+                           ({"max_runtime_s": 1e-3}, r"`max_runtime` of 0.001 s is shorter than one sweep")):
+        with pytest.raises(ValueError, match=match):
+            build_cw_sweep(station, CwOdmrRequest(freqs, 0.0, frames_per_point=1, **options))
+        with pytest.raises(ValueError, match=match):
+            CameraCwSweep(freqs, 0.0, coils, SHAPE, **options).check(station.limits)
