@@ -52,6 +52,33 @@ def larmor_stats(errors) -> str:
     return f"{np.median(e):.1f} / {e.mean():.1f} / {np.percentile(e, 90):.1f}" if len(e) else "-"
 
 
+def mean_half(values) -> tuple[float, float]:
+    v = np.asarray(values, float)
+    return float(v.mean()), (1.96 * float(v.std(ddof=1)) / np.sqrt(len(v)) if len(v) > 1 else float("nan"))
+
+
+def verdicts(scores) -> list[str]:
+    """Computed, not written by hand: each method against the identity baseline on each metric."""
+    better = {"GMSD": -1, "F1": +1, "SWD": -1}
+    base = scores[IDENTITY]
+    lines = ["", "Against the identity baseline (computed from the table: 'beats' or 'loses' only where the "
+             "95 % intervals do not overlap):", ""]
+    for name, g in scores.items():
+        if name == IDENTITY:
+            continue
+        words = []
+        for metric, sign in better.items():
+            (m, h), (mb, hb) = mean_half(g[metric]), mean_half(base[metric])
+            if sign * (m - mb) > h + hb:
+                words.append(f"beats it on {metric}")
+            elif sign * (mb - m) > h + hb:
+                words.append(f"loses on {metric}")
+            else:
+                words.append(f"not separated on {metric}")
+        lines.append(f"- {name}: " + ", ".join(words) + ".")
+    return lines
+
+
 def interval(values) -> str:
     v = np.asarray(values, float)
     half = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
@@ -169,6 +196,7 @@ def render(args, geometry, scores, f1_by_sep, larmor_err, transverse, elapsed) -
     for name, p in PAPER_F2.items():
         lines.append(f"| paper: {name} (F2, 512 x 3 samples, z0 = 1 px) | "
                      + " | ".join(f"{v:g}" for v in p) + " |")
+    lines += verdicts(scores)
     counts = {sep: args.samples * sum(sep == c.split("/")[1] for c in rx.SCENE_CLASSES)
               for sep in SEPARATIONS}
     lines += ["", "Hungarian F1 by separation class (mean ± 95 % interval; close 2-4 px, medium 4-8 px, "
