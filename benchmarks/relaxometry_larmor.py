@@ -2,7 +2,7 @@
 the identity and NNLS baselines on the same scenes.
 
 Same set-up as ``relaxometry_fair.py`` (F3 data, 32x32 grid of 20 nm pixels, standoff 4 px, additive
-noise 0.05 x max S by default, one scene per class, the benchmark's 700-epoch neural field), scored at
+noise 0.05 x max S by default, one scene per class, the benchmark's 1800-epoch neural field), scored at
 the true source pixels. One row per data seed (scenes, noise and network initialisation all follow it):
 
 * per-pixel fit: ``larmor_lorentzian_fit`` on the same spectra (the sceptic's baseline);
@@ -16,7 +16,7 @@ the true source pixels. One row per data seed (scenes, noise and network initial
 A second table scores the neural field's density (GMSD, Hungarian F1, SWD) over all scenes of all
 seeds, next to the identity and NNLS baselines on the same scenes.
 
-    python benchmarks/relaxometry_larmor.py --seeds 0 1 2 --variants warm      # about 4 min a seed
+    python benchmarks/relaxometry_larmor.py --seeds 0 1 2 --variants warm      # about 3 min a seed
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from instrument.reconstruction import relaxometry as rx  # noqa: E402
-from instrument.reconstruction.neural_field import NeuralFieldConfig, reconstruct_neural_field  # noqa: E402
+from relaxometry_fair import neural_field_config  # noqa: E402
 
-CONFIG = NeuralFieldConfig(hidden=64, layers=4, skip_layer=2, octaves=8, stage_epochs=(300, 400))
+from instrument.reconstruction import relaxometry as rx  # noqa: E402
+from instrument.reconstruction.neural_field import reconstruct_neural_field  # noqa: E402
+
+CONFIG = neural_field_config()
 """The neural field of ``relaxometry_fair.py --neural-field``."""
 
 
