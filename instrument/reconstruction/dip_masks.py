@@ -100,3 +100,45 @@ def smooth_magnetization(mask: np.ndarray, saturation_a_per_m: float, wall_width
     norm = np.linalg.norm(smooth, axis=0)
     direction = np.divide(smooth, norm, out=np.zeros_like(smooth), where=norm > 1e-9)
     return saturation_a_per_m * direction * support
+
+
+def vortex_magnetization(
+    shape: tuple[int, int],
+    radius_px: float,
+    core_radius_px: float,
+    saturation_a_per_m: float,
+    chirality: int = 1,
+    polarity: int = 1,
+    center_px: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Vortex on a disc (3, rows, cols): in-plane curl plus an out-of-plane core, |M| = Ms.
+
+    Mz = polarity Ms exp(-(r / core)^2) (a Gaussian core profile); the in-plane part circulates
+    counter-clockwise for ``chirality=+1`` with magnitude sqrt(Ms^2 - Mz^2). With ``core_radius_px=0``
+    the core is absent (Mz = 0), the pure in-plane curl.
+    """
+    if chirality not in (-1, 1) or polarity not in (-1, 1):
+        raise ValueError(f"chirality and polarity must be +1 or -1, got {chirality}, {polarity}")
+    if radius_px <= 0 or core_radius_px < 0:
+        raise ValueError(f"need radius_px > 0 and core_radius_px >= 0, got {radius_px}, {core_radius_px}")
+    x, y = _centred_coords(shape, center_px)
+    r = np.hypot(x, y)
+    disc = r <= radius_px
+    mz = polarity * np.exp(-((r / core_radius_px) ** 2)) if core_radius_px > 0 else np.zeros(shape)
+    inplane = np.sqrt(np.clip(1.0 - mz**2, 0.0, 1.0))
+    phi = np.arctan2(y, x)
+    m = np.stack([-chirality * np.sin(phi) * inplane, chirality * np.cos(phi) * inplane, mz])
+    return saturation_a_per_m * m * disc
+
+
+def vortex_mask(support: np.ndarray, chirality: int = 1, center_px: tuple[float, float] | None = None
+                ) -> np.ndarray:
+    """DIP mask (2, rows, cols) of a vortex: unit tangent directions of chirality +-1 on ``support``."""
+    support = np.asarray(support, dtype=float)
+    if support.ndim != 2:
+        raise ValueError(f"support must be a 2-D image, got shape {support.shape}")
+    if chirality not in (-1, 1):
+        raise ValueError(f"chirality must be +1 or -1, got {chirality}")
+    x, y = _centred_coords(support.shape, center_px)
+    phi = np.arctan2(y, x)
+    return chirality * np.stack([-np.sin(phi) * support, np.cos(phi) * support])

@@ -6,7 +6,8 @@ all. An ideal vortex on a disc is such a texture (M tangent to the edge, div M =
 makes on the grid comes from the pixel staircase of the edge and shrinks as the grid is refined.
 The benchmark's Landau state sits on an ellipse, whose curved edge its domains cross: it makes a
 strong field, yet almost all of its norm is still in the null space.
-Bounds below are the measured values (docs/results/reconstruction_ii.md) with about 1.5x margin.
+Bounds below are the measured values (quoted in docs/results/reconstruction_ii.md) with about 1.5x
+margin.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from instrument.physics import fourier
 from instrument.reconstruction import dip
 from instrument.reconstruction import dip_masks as dm
 
-# The benchmark's grid and film (benchmarks/dip_magnetisation.py).
+# A 64 x 64 grid of 25 nm pixels and the benchmark's film (benchmarks/dip_magnetisation.py).
 SHAPE, PIXEL_M, THICKNESS_M, STANDOFF_M, MS = (64, 64), 25e-9, 20e-9, 50e-9, 8e5
 
 
@@ -87,7 +88,7 @@ def test_disc_vortex_field_is_a_pixelation_artefact():
 
 
 def test_benchmark_landau_on_ellipse_is_mostly_null_space_but_not_field_free():
-    # The Landau state as benchmarks/dip_magnetisation.py builds it (here on its 25 nm grid).
+    # The Landau state as benchmarks/dip_magnetisation.py builds it (here on a 25 nm grid).
     axes = (600e-9 / PIXEL_M, 350e-9 / PIXEL_M)
     landau = dm.smooth_magnetization(dm.landau_mask(SHAPE, axes, 0.0), MS, 3.0)
     uniform = MS * dm.uniform_mask(dm.ellipse_support(SHAPE, axes), 0.0)
