@@ -303,8 +303,8 @@ def simulated_measurement_chain(station: Station, seed: int = 0, pixels: int | N
 
     Unlike ``simulated_field_maps`` these are not the dictionary's own model: per-pixel ODMR fits on a
     perturbed sample (true standoffs, return leads, coil heating), the dictionary measured on another
-    day than the maps. ``pixels`` square pixels cover the paper's 150 um field of view (None: the
-    camera's 129; fewer are binned).
+    day than the maps. ``pixels`` square pixels cover the paper's 150 um field of view (None: as many
+    as the station's image is wide, at most the camera's 129; fewer are binned).
     """
     if station.world is None:
         raise StationFileError("simulated field maps need a simulated station; run with --sim")
@@ -313,7 +313,7 @@ def simulated_measurement_chain(station: Station, seed: int = 0, pixels: int | N
     sample = station.world.sample
     camera_pixel_m = sample.fov_width_m / sample.sensor_shape[1]
     full = ChainConfig().roi_pixels
-    pixels = min(int(pixels or full), full)
+    pixels = min(int(pixels or min(station.world.shape)), full)
     config = ChainConfig(roi_pixels=pixels, pixel_m=camera_pixel_m * full / pixels)
     return TwoDayProtocol(LockInQDM(sample, config, seed=seed))
 

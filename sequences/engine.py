@@ -44,7 +44,8 @@ def missing_requirements(instruments: Mapping[str, Instrument], requires: Mappin
         if inst is None:
             problems.append(f"no instrument with role {role!r} ({protocol.__name__})")
         elif not isinstance(inst, protocol):
-            problems.append(f"{role!r} ({type(inst).__name__}) is not a {protocol.__name__}")
+            article = "an" if protocol.__name__[0] in "AEIOU" else "a"
+            problems.append(f"{role!r} ({type(inst).__name__}) is not {article} {protocol.__name__}")
     return problems
 
 

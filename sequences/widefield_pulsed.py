@@ -367,4 +367,4 @@ CAMERA_MEASUREMENTS: dict[str, type[CameraPulsed]] = {
     "rabi": CameraRabi, "ramsey": CameraRamsey, "echo": CameraEcho, "cpmg": CameraCpmg,
     "xy8": CameraXy8, "t1": CameraT1,
 }
-"""Widefield measurement classes by the name ``acquire pulsed --camera`` uses."""
+"""Widefield measurement classes by the name of their kind (as front ends offer them)."""

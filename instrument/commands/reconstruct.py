@@ -94,7 +94,7 @@ def run_seed000(args: argparse.Namespace) -> int:
         raise UsageError("--frames must be at least 10 and --basis-averages at least 1")
     t0 = time.monotonic()
     with open_station(args) as station:
-        chain = simulated_measurement_chain(station, seed=args.seed or 0, pixels=min(station.world.shape))
+        chain = simulated_measurement_chain(station, seed=args.seed or 0)
         basis = measure_basis(chain.measure_dictionary, chain.n_sources, averages=args.basis_averages)
         try:
             report = run_all(basis, chain.measure, chain.measure_movie, n_frames=args.frames)

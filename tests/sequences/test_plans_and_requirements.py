@@ -87,6 +87,8 @@ def test_engine_refuses_an_instrument_without_the_capability(station):
 def test_requirements_of_every_measurement_on_the_bundled_stations(station):
     lacking = missing(station)  # the seed-000 station runs everything but the SPAD-array sweep
     assert lacking.pop("spad_odmr") == ["no instrument with role 'spad' (PhotonCountingArray)"]
+    # ... and the widefield pulsed maps, which need an intensity camera (the Basler station's).
+    assert lacking.pop("widefield_pulsed") == ["'camera' (HeliCamC3) is not an IntensityCamera"]
     assert not any(lacking.values()), lacking
     assert missing_requirements(station.instruments, {"spad": object}) == [
         "no instrument with role 'spad' (object)"]
