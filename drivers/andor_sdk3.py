@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from drivers.intensity_camera import IntensityCameraSettings
 from instrument.checks import CheckResult
 from instrument.protocols import (
     CameraConstraints,
@@ -241,7 +242,7 @@ def unpack_mono12packed(raw: np.ndarray, width: int) -> np.ndarray:
     return out[:, :width]
 
 
-class AndorSDK3Camera:
+class AndorSDK3Camera(IntensityCameraSettings):
     """One Andor SDK3 camera (``IntensityCamera``), chosen by serial number or index.
 
     Args:
@@ -486,26 +487,7 @@ class AndorSDK3Camera:
     def frame_rate_hz(self) -> float:
         return self._get_float("FrameRate")
 
-    @property
-    def dropped_frames(self) -> int:
-        return self._dropped
-
-    @property
-    def trigger_setting(self) -> CameraTrigger:
-        return self._trigger
-
     # ---- settings --------------------------------------------------------------------------------
-
-    def _refuse_while_armed(self, setting: str) -> None:
-        if self._armed:
-            raise InstrumentError(self.name, setting, "cannot change while armed; call disarm() first")
-
-    def _check_range(self, setting: str, value: float, low: float, high: float, unit: str) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-                or not low <= value <= high:
-            raise InstrumentError(
-                self.name, setting, f"out of the camera's range {low:g} .. {high:g} {unit}", value
-            )
 
     def set_gain_mode(self, mode: str) -> None:
         """Choose the sensor's gain mode (and with it the bit depth); ``PixelEncoding`` may follow."""

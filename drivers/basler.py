@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from drivers.intensity_camera import IntensityCameraSettings
 from instrument.checks import CheckResult
 from instrument.protocols import (
     CameraConstraints,
@@ -62,7 +63,7 @@ def load_pylon() -> tuple[Any, Any]:
     return pylon, genicam
 
 
-class BaslerCamera:
+class BaslerCamera(IntensityCameraSettings):
     """One Basler camera (``IntensityCamera``), chosen by serial number or the first one found.
 
     Args:
@@ -294,25 +295,7 @@ class BaslerCamera:
             value = self._get("ResultingFrameRateAbs", None)
         return float(value) if value else self.frame_rate_hz
 
-    @property
-    def dropped_frames(self) -> int:
-        return self._dropped
-
-    @property
-    def trigger_setting(self) -> CameraTrigger:
-        return self._trigger
-
     # ---- settings --------------------------------------------------------------------------------
-
-    def _refuse_while_armed(self, setting: str) -> None:
-        if self._armed:
-            raise InstrumentError(self.name, setting, "cannot change while armed; call disarm() first")
-
-    def _check_range(self, setting: str, value: float, low: float, high: float, unit: str) -> None:
-        if not np.isfinite(value) or not low <= value <= high:
-            raise InstrumentError(
-                self.name, setting, f"out of the camera's range {low:g} .. {high:g} {unit}", value
-            )
 
     def set_pixel_format(self, pixel_format: str) -> None:
         self._refuse_while_armed("PixelFormat")

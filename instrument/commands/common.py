@@ -221,3 +221,21 @@ class ProgressBar:
         self._bar.close()
 
 
+def failed_run(prepared: Any, measurement: Any) -> int:
+    """Say on stderr why a run stopped and how many of its steps are stored; ``EXIT_FAILED``."""
+    outcome = prepared.outcome
+    print(f"acquire: run {prepared.run_id} {outcome.status}: {cli_words(outcome.reason)}", file=sys.stderr)
+    print(f"acquire: {outcome.steps_done} of {measurement.n_steps} steps are stored in {prepared.run_dir}",
+          file=sys.stderr)
+    return EXIT_FAILED
+
+
+def pi_from_calibration(calibration: Any, clock_hz: float) -> Any | None:
+    """The pi pulse a Rabi calibration run's fit gives, or ``None`` after saying on stderr why not."""
+    from instrument.services.pulsed import pi_pulse_from_run
+
+    try:
+        return pi_pulse_from_run(calibration, clock_hz)
+    except RequestError as exc:
+        print(f"acquire: {cli_words(str(exc))}", file=sys.stderr)
+        return None

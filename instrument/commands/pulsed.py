@@ -18,11 +18,11 @@ from instrument.commands.common import (
     EXIT_FAILED,
     EXIT_OK,
     ProgressBar,
-    RequestError,
     UsageError,
-    cli_words,
     command_line,
+    failed_run,
     open_station,
+    pi_from_calibration,
     prepare_out,
 )
 from instrument.services.pulsed import (  # noqa: F401 - the pulsed names, as they were importable here
@@ -132,7 +132,7 @@ def _report(station: Any, kind: str, fit: Any, counter: str, power_dbm: float) -
 
 def run(args: argparse.Namespace) -> int:
     from instrument.protocols import SafetyLimitError
-    from instrument.services.pulsed import build_pulsed, pi_pulse_from_run
+    from instrument.services.pulsed import build_pulsed
     from instrument.services.report import plot_pulsed_fit
     from instrument.station import read_limits
     from sequences.pulsed import PiPulse
@@ -179,11 +179,9 @@ def run(args: argparse.Namespace) -> int:
                 _check(rabi, station)
                 calibration = _run_one(station, out, rabi, "pi calibration")
                 if calibration.data is None:
-                    return _failed(calibration.run, rabi)
-                try:
-                    pi = pi_pulse_from_run(calibration, clock_hz)
-                except RequestError as exc:
-                    print(f"acquire: {cli_words(str(exc))}", file=sys.stderr)
+                    return failed_run(calibration.run, rabi)
+                pi = pi_from_calibration(calibration, clock_hz)
+                if pi is None:
                     return EXIT_FAILED
                 print(f"pi pulse {pi.pi_s * 1e9:.0f} ns from Rabi run {calibration.run.run_id} "
                       f"(Rabi frequency {pi.rabi_hz / 1e6:.4g} MHz)")
@@ -191,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         _check(measurement, station)
         result = _run_one(station, out, measurement, kind)
         if result.data is None:
-            return _failed(result.run, measurement)
+            return failed_run(result.run, measurement)
         if result.fit is None:
             print(f"acquire: run {result.run.run_id} stored, but the {kind} fit failed: {result.fit_error}",
                   file=sys.stderr)
@@ -232,10 +230,3 @@ def _check(measurement: Any, station: Any) -> None:
     except (SafetyLimitError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
 
-
-def _failed(prepared: Any, measurement: Any) -> int:
-    outcome = prepared.outcome
-    print(f"acquire: run {prepared.run_id} {outcome.status}: {cli_words(outcome.reason)}", file=sys.stderr)
-    print(f"acquire: {outcome.steps_done} of {measurement.n_steps} steps are stored in {prepared.run_dir}",
-          file=sys.stderr)
-    return EXIT_FAILED

@@ -21,6 +21,8 @@ from instrument.commands.common import (
     UsageError,
     cli_words,
     command_line,
+    failed_run,
+    pi_from_calibration,
 )
 
 UNITS = {"rabi_hz": (1e6, "MHz", "Rabi frequency"), "t2_star_s": (1e-6, "us", "T2*"),
@@ -76,7 +78,6 @@ def run(args: argparse.Namespace, station: Any, out: Any, role: str, frequency: 
     """The widefield path of ``acquire pulsed`` (the station is open)."""
     import numpy as np
 
-    from instrument.services.pulsed import pi_pulse_from_run
     from instrument.services.widefield_pulsed import NEEDS_PI
     from sequences.pulsed import PiPulse
 
@@ -94,11 +95,9 @@ def run(args: argparse.Namespace, station: Any, out: Any, role: str, frequency: 
                           station, role, clock_hz)
             calibration = _run_one(station, out, rabi, "pi calibration", bin_px)
             if calibration.data is None:
-                return _failed(calibration.run, rabi)
-            try:
-                pi = pi_pulse_from_run(calibration, clock_hz)
-            except RequestError as exc:
-                print(f"acquire: {cli_words(str(exc))}", file=sys.stderr)
+                return failed_run(calibration.run, rabi)
+            pi = pi_from_calibration(calibration, clock_hz)
+            if pi is None:
                 return EXIT_FAILED
             print(f"pi pulse {pi.pi_s * 1e9:.0f} ns from widefield Rabi run {calibration.run.run_id} "
                   f"(pixel-mean Rabi frequency {pi.rabi_hz / 1e6:.4g} MHz)")
@@ -106,7 +105,7 @@ def run(args: argparse.Namespace, station: Any, out: Any, role: str, frequency: 
                          pi)
     result = _run_one(station, out, measurement, f"widefield {kind}", bin_px)
     if result.data is None:
-        return _failed(result.run, measurement)
+        return failed_run(result.run, measurement)
     writer = result.run.writer
     if result.maps is None:
         print(f"acquire: run {writer.run_id} stored, but the {kind} fit failed: {result.fit_error}",
@@ -145,10 +144,3 @@ def run(args: argparse.Namespace, station: Any, out: Any, role: str, frequency: 
         print(f"  figure           {figure}")
     return EXIT_OK
 
-
-def _failed(prepared: Any, measurement: Any) -> int:
-    outcome = prepared.outcome
-    print(f"acquire: run {prepared.run_id} {outcome.status}: {cli_words(outcome.reason)}", file=sys.stderr)
-    print(f"acquire: {outcome.steps_done} of {measurement.n_steps} steps are stored in {prepared.run_dir}",
-          file=sys.stderr)
-    return EXIT_FAILED

@@ -35,6 +35,23 @@ SWEEP_UNITS = {"odmr": ("MHz", 1e-6), "t1": ("us", 1e6)}
 DEFAULT_SWEEP_UNIT = ("ns", 1e9)
 
 
+def load_sweep_defaults(panel: Any, sweep: tuple[float, float, int], repetitions: int) -> None:
+    """Put a kind's default sweep (start, stop in s or Hz; points) and repetitions into ``panel``'s
+    ``start``/``stop``/``points``/``repetitions`` boxes, in ``panel.sweep_unit``, without firing their
+    change signals (the caller validates once). Shared by the pulsed and widefield pulsed panels."""
+    unit, scale = panel.sweep_unit
+    start, stop, points = sweep
+    for box, value in ((panel.start, start), (panel.stop, stop)):
+        box.blockSignals(True)
+        box.setSuffix(f" {unit}")
+        box.setValue(value * scale)
+        box.blockSignals(False)
+    for box, count in ((panel.points, points), (panel.repetitions, repetitions)):
+        box.blockSignals(True)
+        box.setValue(int(count))
+        box.blockSignals(False)
+
+
 class PulsedPanel(ScanPanel):
     """Parameters and run controls of one pulsed measurement; emits ``start_requested(measurement)``."""
 
@@ -86,19 +103,7 @@ class PulsedPanel(ScanPanel):
 
     def _kind_changed(self, kind: str) -> None:
         """Load the kind's defaults (the same as ``acquire pulsed``) into the widgets."""
-        start, stop, points = DEFAULT_SWEEPS[kind]
-        unit, scale = self.sweep_unit
-        for box, value in ((self.start, start), (self.stop, stop)):
-            box.blockSignals(True)
-            box.setSuffix(f" {unit}")
-            box.setValue(value * scale)
-            box.blockSignals(False)
-        self.points.blockSignals(True)
-        self.points.setValue(points)
-        self.points.blockSignals(False)
-        self.repetitions.blockSignals(True)
-        self.repetitions.setValue(DEFAULT_REPETITIONS[kind])
-        self.repetitions.blockSignals(False)
+        load_sweep_defaults(self, DEFAULT_SWEEPS[kind], DEFAULT_REPETITIONS[kind])
         self.pi_ns.setEnabled(kind in NEEDS_PI and not self._running)
         self.detuning.setEnabled(kind == "ramsey" and not self._running)
         self.power.setValue(0.0 if kind == "odmr" else min(10.0, self.station.limits.mw_power_max_dbm))

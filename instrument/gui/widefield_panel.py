@@ -14,6 +14,7 @@ import numpy as np
 from PyQt6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from instrument.gui.cw_panel import spin
+from instrument.gui.pulsed_panel import load_sweep_defaults
 from instrument.gui.run_controls import RunControls, format_duration
 from instrument.gui.scan_panel import ScanPanel
 from instrument.physics.constants import D_HZ
@@ -116,17 +117,7 @@ class WidefieldPulsedPanel(ScanPanel):
 
     def _kind_changed(self, kind: str) -> None:
         """Load the kind's defaults (the same as the command's) into the widgets."""
-        start, stop, points = DEFAULT_SWEEPS[kind]
-        unit, scale = self.sweep_unit
-        for box, value in ((self.start, start), (self.stop, stop), (self.points, points),
-                           (self.repetitions, DEFAULT_REPETITIONS[kind])):
-            box.blockSignals(True)
-            if box in (self.start, self.stop):
-                box.setSuffix(f" {unit}")
-                box.setValue(value * scale)
-            else:
-                box.setValue(int(value))
-            box.blockSignals(False)
+        load_sweep_defaults(self, DEFAULT_SWEEPS[kind], DEFAULT_REPETITIONS[kind])
         self._enable(kind)
         self.validate()
 

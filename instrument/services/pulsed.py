@@ -46,9 +46,26 @@ def pulsed_sweep(kind: str, clock_hz: float, start: float | None = None, stop: f
     Raises:
         RequestError: too few points, stop not above start, or points closer than the clock allows.
     """
+    start, stop, values = sweep_values(DEFAULT_SWEEPS[kind], kind, start, stop, points)
+    if kind == "odmr":
+        return values
+    grid = 4 if kind == "echo" else 1  # echo splits its free evolution into two halves
+    return on_clock_grid(values, clock_hz, grid, start, stop)
+
+
+def sweep_values(defaults: tuple[float, float, int], kind: str, start: float | None, stop: float | None,
+                 points: int | None) -> tuple[float, float, Any]:
+    """``(start, stop, values)`` of a sweep, ``None`` taking ``defaults`` (start, stop, points).
+
+    T1 sweeps with a positive start are log-spaced (relaxometry spans decades). Shared by the
+    single-point and the widefield pulsed services.
+
+    Raises:
+        RequestError: too few points, or stop not above start.
+    """
     import numpy as np
 
-    d_start, d_stop, d_points = DEFAULT_SWEEPS[kind]
+    d_start, d_stop, d_points = defaults
     start = d_start if start is None else start
     stop = d_stop if stop is None else stop
     points = d_points if points is None else points
@@ -58,16 +75,22 @@ def pulsed_sweep(kind: str, clock_hz: float, start: float | None = None, stop: f
         raise RequestError(f"{setting('start')}/{setting('stop')} must be finite with stop > start, "
                            f"got {start:g} .. {stop:g}")
     if kind == "t1" and start > 0:
-        values = np.geomspace(start, stop, points)
-    else:
-        values = np.linspace(start, stop, points)
-    if kind == "odmr":
-        return values
-    grid = 4 if kind == "echo" else 1  # echo splits its free evolution into two halves
+        return start, stop, np.geomspace(start, stop, points)
+    return start, stop, np.linspace(start, stop, points)
+
+
+def on_clock_grid(values: Any, clock_hz: float, grid: int, start: float, stop: float) -> Any:
+    """``values`` (s) rounded to multiples of ``grid`` clock cycles.
+
+    Raises:
+        RequestError: two points round to the same cycle count (closer than the clock allows).
+    """
+    import numpy as np
+
     cycles = np.round(values * clock_hz / grid) * grid
     if len(np.unique(cycles)) < len(cycles):
         raise RequestError(
-            f"{points} points between {start:g} s and {stop:g} s are closer than the clock allows; "
+            f"{len(values)} points between {start:g} s and {stop:g} s are closer than the clock allows; "
             f"lower {setting('points')}"
         )
     return cycles / clock_hz

@@ -16,7 +16,6 @@ from typing import Any
 
 from instrument.services.errors import RequestError
 from instrument.services.runs import SequenceRun, add_run_metadata, prepare_run
-from instrument.settings import setting
 
 CAMERA_KINDS = ("rabi", "ramsey", "echo", "cpmg", "xy8", "t1")
 NEEDS_PI = ("ramsey", "echo", "cpmg", "xy8")
@@ -41,27 +40,11 @@ MAP_PARAMETER = {"rabi": "rabi_hz", "ramsey": "t2_star_s", "echo": "t2_s", "cpmg
 def widefield_sweep(kind: str, clock_hz: float, start: float | None = None, stop: float | None = None,
                     points: int | None = None, n_pulses: int = 8) -> Any:
     """Sweep values of ``kind`` on the clock grid (echo: halves, CPMG: 2N slots on the grid)."""
-    import numpy as np
+    from instrument.services.pulsed import on_clock_grid, sweep_values
 
-    from instrument.services.pulsed import MIN_POINTS
-
-    d_start, d_stop, d_points = DEFAULT_SWEEPS[kind]
-    start = d_start if start is None else start
-    stop = d_stop if stop is None else stop
-    points = d_points if points is None else points
-    if points < MIN_POINTS:
-        raise RequestError(f"{setting('points')} must be at least {MIN_POINTS}, got {points}")
-    if not (np.isfinite(start) and np.isfinite(stop) and stop > start):
-        raise RequestError(f"{setting('start')}/{setting('stop')} must be finite with stop > start, "
-                           f"got {start:g} .. {stop:g}")
-    log_spaced = kind == "t1" and start > 0
-    values = np.geomspace(start, stop, points) if log_spaced else np.linspace(start, stop, points)
+    start, stop, values = sweep_values(DEFAULT_SWEEPS[kind], kind, start, stop, points)
     grid = {"echo": 2, "cpmg": 2 * n_pulses, "xy8": 16 * n_pulses}.get(kind, 1)
-    cycles = np.round(values * clock_hz / grid) * grid
-    if len(np.unique(cycles)) < len(cycles):
-        raise RequestError(f"{points} points between {start:g} s and {stop:g} s are closer than the clock "
-                           f"allows; lower {setting('points')}")
-    return cycles / clock_hz
+    return on_clock_grid(values, clock_hz, grid, start, stop)
 
 
 @dataclass(frozen=True)

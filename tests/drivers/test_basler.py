@@ -76,7 +76,7 @@ def test_exposure_and_gain_read_back_and_refuse_out_of_range(cam):
     assert c.exposure_min_s == pytest.approx(1e-6) and c.exposure_max_s == pytest.approx(10.0)
     assert cam.set_exposure(2.5e-3) == pytest.approx(2.5e-3, abs=1e-6)
     assert cam.set_gain(6.0) == pytest.approx(6.0, abs=0.05)
-    for bad in (0.5e-6, 11.0, float("nan"), -1e-3):
+    for bad in (0.5e-6, 11.0, float("nan"), -1e-3, True, "1e-3", None):
         with pytest.raises(InstrumentError, match="ExposureTime.*out of the camera's range"):
             cam.set_exposure(bad)
     for bad in (-1.0, 60.0):

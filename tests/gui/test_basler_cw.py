@@ -23,21 +23,11 @@ enable_emulator(1)
 SHAPE = (12, 12)
 
 
+# `window` comes from tests/gui/conftest.py and opens on this module's station.
 @pytest.fixture(scope="module")  # qcodes allows one "mw" instrument at a time
 def station():
     with build_station(bundled_station("basler.yaml"), simulated=True, image_shape=SHAPE, seed=2) as st:
         yield st
-
-
-@pytest.fixture
-def window(qtbot, station, tmp_path):
-    from instrument.gui.main_window import MainWindow
-
-    w = MainWindow(station, tmp_path / "runs")
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.close()
 
 
 def test_the_cw_panel_offers_the_frame_timing_and_refuses_what_the_camera_cannot_follow(window):

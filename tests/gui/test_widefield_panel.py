@@ -9,22 +9,12 @@ from instrument.station import build_station
 from tests.widefield_station import basler_test_station
 
 
+# `window` comes from tests/gui/conftest.py and opens on this module's station.
 @pytest.fixture(scope="module")  # qcodes allows one "mw" instrument at a time
 def station(tmp_path_factory):
     path = basler_test_station(tmp_path_factory.mktemp("basler_station"))
     with build_station(path, simulated=True) as st:
         yield st
-
-
-@pytest.fixture
-def window(qtbot, station, tmp_path):
-    from instrument.gui.main_window import MainWindow
-
-    w = MainWindow(station, tmp_path / "runs")
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.close()
 
 
 def test_the_camera_station_offers_widefield_pulsed_not_the_counter_panel(window):
