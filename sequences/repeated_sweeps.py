@@ -13,6 +13,7 @@ the runtime limit enforced (``SweepRunner``), leaving ``end_note``. A sweep subc
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,7 @@ CONFIG_LABELS = ("I-off", "I-on")
 
 
 @dataclass(kw_only=True)
-class RepeatedSweeps:
+class RepeatedSweeps(ABC):
     """Repeat settings of a CW sweep over ``frequencies_hz`` with I-off and I-on passes.
 
     Args:
@@ -70,9 +71,9 @@ class RepeatedSweeps:
             self.order_seed = new_seed()  # drawn once, so plan, parameters and run agree
 
     @property
+    @abstractmethod
     def point_duration_s(self) -> float:
         """Estimated time of one frequency point (the subclass's camera time and settling)."""
-        raise NotImplementedError
 
     @property
     def sweep_duration_s(self) -> float:
