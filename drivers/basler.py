@@ -674,37 +674,7 @@ class BaslerCamera(IntensityCameraSettings):
                 "it in the sequence",
             ),
         ]
-        if self._armed:
-            return [*checks, CheckResult(self.name, "software-triggered frame", None, "armed; not tried")]
-        previous = self._trigger
-        try:
-            self.set_trigger(CameraTrigger(source="software"))
-            frames = self.acquire(1, timeout_s=2.0)
-            top = frames.images.max() if frames.images.size else 0
-            saturated = top >= 2**self.bit_depth - 1
-            checks.append(
-                CheckResult(
-                    self.name,
-                    "software-triggered frame",
-                    not saturated,
-                    f"1 frame {frames.images.shape[1:]} {self.pixel_format}, max {top}, "
-                    f"timestamps from {frames.timestamp_source}",
-                    "saturated: shorten the exposure or lower the laser power" if saturated else "",
-                )
-            )
-        except InstrumentError as exc:
-            checks.append(
-                CheckResult(
-                    self.name,
-                    "software-triggered frame",
-                    False,
-                    str(exc),
-                    "check the camera's cable and power in pylon Viewer",
-                )
-            )
-        finally:
-            self.disarm()
-            self.set_trigger(previous)
+        checks.append(self._test_frame_check("check the camera's cable and power in pylon Viewer"))
         return checks
 
     def snapshot(self) -> dict[str, Any]:
